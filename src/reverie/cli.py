@@ -1,0 +1,304 @@
+"""The `reverie` command. Each subcommand imports what it needs, so help starts fast."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from reverie import __version__
+from reverie.config import Settings, load_settings, settings_as_toml
+from reverie.errors import InvalidInputError, ReverieError
+
+if TYPE_CHECKING:
+    from reverie.memory import Reverie
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not hasattr(args, "handler"):
+        parser.print_help()
+        return 2
+    try:
+        settings = load_settings(args.config)
+        if args.data_dir:
+            settings.storage.data_dir = Path(args.data_dir)
+        from reverie.logs import configure_logging
+
+        configure_logging(settings.logging)
+        return int(args.handler(args, settings) or 0)
+    except ReverieError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+# -- commands -----------------------------------------------------------------------------
+def _open(settings: Settings) -> Reverie:
+    from reverie.memory import Reverie
+
+    return Reverie.open(settings)
+
+
+def cmd_config_show(args: argparse.Namespace, settings: Settings) -> None:
+    print(settings_as_toml(settings), end="")
+
+
+def cmd_remember(args: argparse.Namespace, settings: Settings) -> None:
+    texts = list(args.text)
+    if args.file:
+        texts.extend(_read_lines(Path(args.file)))
+    if not texts:
+        raise InvalidInputError("nothing to remember: give TEXT or --file FILE")
+    with _open(settings) as rv:
+        ids = rv.remember(texts, partition=_partition(args.partition), progress=_tty())
+    print(f"remembered {len(ids)} memor{'y' if len(ids) == 1 else 'ies'}")
+    if len(ids) == 1:
+        print(ids[0])
+
+
+def cmd_import(args: argparse.Namespace, settings: Settings) -> None:
+    from reverie.importing import read_import
+
+    memories = read_import(Path(args.file), Path(args.payloads) if args.payloads else None)
+    with _open(settings) as rv:
+        extra = rv.partition_payload(_partition(args.partition))
+        for memory in memories:
+            memory.payload.update(extra)
+        ids = rv.write(memories, progress=_tty())
+    print(f"imported {len(ids)} memories into {settings.storage.collection!r}")
+
+
+def cmd_recall(args: argparse.Namespace, settings: Settings) -> None:
+    from reverie.display import hit_lines
+
+    with _open(settings) as rv:
+        hits = rv.recall(args.query, k=args.k, partition=_partition(args.partition))
+        if args.json:
+            print(json.dumps([_hit_json(h) for h in hits], default=str))
+            return
+        if not hits:
+            print("no memories found")
+        for line in hit_lines(hits, settings.consolidation.text_key):
+            print(line)
+
+
+def cmd_show(args: argparse.Namespace, settings: Settings) -> None:
+    from reverie.display import memory_lines
+
+    with _open(settings) as rv:
+        record, archived = rv.get(args.id)
+        for line in memory_lines(record, archived, settings.consolidation.text_key):
+            print(line)
+
+
+def cmd_consolidate(args: argparse.Namespace, settings: Settings) -> None:
+    from reverie.display import report_lines
+
+    with _open(settings) as rv:
+        report = rv.consolidate(
+            full=args.full,
+            dry_run=args.dry_run,
+            algorithm=args.algorithm,
+            linkage=args.linkage,
+            threshold=args.threshold,
+        )
+    if args.json:
+        print(json.dumps(report.summary() | {"merges": report.merges}, default=str))
+        return
+    for line in report_lines(report):
+        print(line)
+
+
+def cmd_runs(args: argparse.Namespace, settings: Settings) -> None:
+    from reverie.consolidation.runs import RunLog
+    from reverie.display import run_detail_lines, runs_table
+
+    log = RunLog(settings.storage.data_dir / "runs.sqlite")
+    try:
+        if args.run_id:
+            lines = run_detail_lines(log.get_run(args.run_id), log.merges(args.run_id))
+        else:
+            lines = runs_table(log.runs(limit=args.limit))
+    finally:
+        log.close()
+    for line in lines:
+        print(line)
+
+
+def cmd_undo(args: argparse.Namespace, settings: Settings) -> None:
+    with _open(settings) as rv:
+        report = rv.undo(args.target)
+    restored = sum(len(u["restored"]) for u in report.undone)  # type: ignore[arg-type]
+    print(
+        f"undo {report.run_id}: undid {len(report.undone)} merge(s) of {args.target}, "
+        f"restored {restored} memories"
+    )
+
+
+def cmd_stats(args: argparse.Namespace, settings: Settings) -> None:
+    with _open(settings) as rv:
+        stats = rv.stats()
+    if args.json:
+        print(json.dumps(stats))
+        return
+    last = stats.pop("last_run")
+    for key, value in stats.items():
+        print(f"{key:>13}  {value}")
+    print(
+        f"{'last run':>13}  " + (f"{last['run_id']} ({last['kind']}, {last['status']})" if last else "none")
+    )
+
+
+def cmd_demo(args: argparse.Namespace, settings: Settings) -> None:
+    from reverie.demo import run_demo
+
+    run_demo(settings, fresh=not args.keep)
+
+
+def cmd_eval_consolidation(args: argparse.Namespace, settings: Settings) -> None:
+    from reverie.consolidation.evaluation import evaluate_file, result_lines
+
+    results = evaluate_file(
+        Path(args.data),
+        settings,
+        algorithms=args.algorithm or None,
+        thresholds=args.threshold or None,
+        limit=args.limit,
+        write=args.write,
+        query_translation=args.query,
+    )
+    if args.json:
+        print(json.dumps(results if len(results) > 1 else results[0]))
+        return
+    for line in result_lines(results):
+        print(line)
+
+
+# -- helpers ------------------------------------------------------------------------------
+def _tty() -> bool:
+    return sys.stderr.isatty()
+
+
+def _read_lines(path: Path) -> list[str]:
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InvalidInputError(f"cannot read {path}: {exc}") from None
+    texts = [line.strip() for line in lines if line.strip()]
+    if not texts:
+        raise InvalidInputError(f"{path} holds no text (one memory a line)")
+    return texts
+
+
+def _partition(pairs: list[str] | None) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for item in pairs or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise InvalidInputError(f"--partition {item!r}: expected KEY=VALUE, e.g. user_id=u1")
+        out[key] = value
+    return out
+
+
+def _hit_json(hit: Any) -> dict[str, Any]:
+    return {"id": hit.id, "score": hit.score, "payload": hit.payload}
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="reverie",
+        description="A self-evolving memory daemon: consolidates near-duplicate memories.",
+    )
+    parser.add_argument("--version", action="version", version=f"reverie {__version__}")
+    parser.add_argument("--config", help="TOML config file (default: $REVERIE_CONFIG, ./reverie.toml)")
+    parser.add_argument("--data-dir", help="override storage.data_dir")
+    sub = parser.add_subparsers(title="commands", metavar="COMMAND")
+
+    def add(name: str, handler: Callable[..., Any], help: str) -> argparse.ArgumentParser:
+        command = sub.add_parser(name, help=help, description=help)
+        command.set_defaults(handler=handler)
+        return command
+
+    def partition_flag(command: argparse.ArgumentParser) -> None:
+        command.add_argument(
+            "-p",
+            "--partition",
+            action="append",
+            metavar="KEY=VALUE",
+            help="partition key and value, e.g. -p user_id=u1 (repeatable)",
+        )
+
+    config = sub.add_parser("config", help="show the effective settings")
+    config_sub = config.add_subparsers(title="commands", metavar="COMMAND", required=True)
+    show = config_sub.add_parser("show", help="print the effective settings as TOML")
+    show.set_defaults(handler=cmd_config_show)
+
+    remember = add("remember", cmd_remember, "embed texts and store them as memories")
+    remember.add_argument("text", nargs="*", help="memory text(s)")
+    remember.add_argument("--file", help="a text file, one memory a line")
+    partition_flag(remember)
+
+    imp = add("import", cmd_import, "store raw vectors with payloads (.jsonl, or .npy + --payloads)")
+    imp.add_argument("file", help="JSONL with vectors, or a .npy matrix")
+    imp.add_argument("--payloads", help="JSONL of payloads, one line per .npy row")
+    partition_flag(imp)
+
+    recall = add("recall", cmd_recall, "search memories by text")
+    recall.add_argument("query")
+    recall.add_argument("-k", type=int, default=5, help="how many hits (default 5)")
+    recall.add_argument("--json", action="store_true")
+    partition_flag(recall)
+
+    show_memory = add("show", cmd_show, "show one memory with its lineage")
+    show_memory.add_argument("id")
+
+    consolidate = add("consolidate", cmd_consolidate, "merge near-duplicate memories now")
+    consolidate.add_argument("--full", action="store_true", help="every point, not only new ones")
+    consolidate.add_argument("--dry-run", action="store_true", help="print the plan, change nothing")
+    consolidate.add_argument("--algorithm", choices=["agglomerative", "dbscan"])
+    consolidate.add_argument("--linkage", choices=["complete", "average"])
+    consolidate.add_argument("--threshold", type=float, help="cosine similarity, e.g. 0.8")
+    consolidate.add_argument("--json", action="store_true")
+
+    runs = add("runs", cmd_runs, "list consolidation runs, or `runs show RUN` for one")
+    runs.add_argument("show", nargs="?", choices=["show"], help=argparse.SUPPRESS)
+    runs.add_argument("run_id", nargs="?", help=argparse.SUPPRESS)
+    runs.add_argument("--limit", type=int, default=20)
+
+    undo = add("undo", cmd_undo, "undo a run (RUN id) or one merge (merged point id)")
+    undo.add_argument("target")
+
+    stats = add("stats", cmd_stats, "counts: live, merged, archived, pending, quarantined")
+    stats.add_argument("--json", action="store_true")
+
+    demo = add("demo", cmd_demo, "write sample paraphrased memories, consolidate, show the result")
+    demo.add_argument("--keep", action="store_true", help="keep the demo's earlier data")
+
+    evaluate = sub.add_parser("eval", help="measure quality on labelled data")
+    eval_sub = evaluate.add_subparsers(title="commands", metavar="COMMAND", required=True)
+    ec = eval_sub.add_parser("consolidation", help="precision/recall/F1 against paraphrase groups")
+    ec.set_defaults(handler=cmd_eval_consolidation)
+    ec.add_argument("--data", required=True, help="JSONL(.gz): {group, texts: {name: text}}")
+    ec.add_argument(
+        "--algorithm",
+        action="append",
+        help="agglomerative-complete, "
+        "agglomerative-average or dbscan (repeatable; default: the configured one)",
+    )
+    ec.add_argument("--threshold", action="append", type=float, help="repeatable: a sweep")
+    ec.add_argument("--limit", type=int, help="use only the first N groups")
+    ec.add_argument("--query", default=None, help="the text variant used as queries (default: last)")
+    ec.add_argument("--write", default=None, help="write the result table/plot here (docs/)")
+    ec.add_argument("--json", action="store_true")
+    return parser
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,20 @@
+"""Settings: one TOML file plus REVERIE_* environment variables, validated."""
+
+from reverie.config.loading import load_settings, settings_as_toml
+from reverie.config.settings import (
+    ConsolidationSettings,
+    EmbedderSettings,
+    LoggingSettings,
+    Settings,
+    StorageSettings,
+)
+
+__all__ = [
+    "ConsolidationSettings",
+    "EmbedderSettings",
+    "LoggingSettings",
+    "Settings",
+    "StorageSettings",
+    "load_settings",
+    "settings_as_toml",
+]

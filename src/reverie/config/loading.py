@@ -1,0 +1,104 @@
+"""Load settings from a TOML file and REVERIE_* variables; errors name the offending key."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from reverie.config.settings import Settings
+from reverie.errors import ConfigError
+
+ENV_PREFIX = "REVERIE_"
+CONFIG_ENV = "REVERIE_CONFIG"
+DEFAULT_CONFIG_FILE = Path("reverie.toml")
+
+
+def load_settings(path: str | Path | None = None, environ: Mapping[str, str] | None = None) -> Settings:
+    """Read `path` (or $REVERIE_CONFIG, or ./reverie.toml if present), then overlay the env.
+
+    Environment keys look like REVERIE_CONSOLIDATION__THRESHOLD=0.9 (section, two
+    underscores, key); values are parsed as TOML values, falling back to plain strings.
+    """
+    environ = os.environ if environ is None else environ
+    explicit = path if path is not None else environ.get(CONFIG_ENV)
+    data: dict[str, Any] = {}
+    sources: dict[tuple[str, ...], str] = {}
+    if explicit is not None:
+        data = _read_toml(Path(explicit))
+    elif DEFAULT_CONFIG_FILE.is_file():
+        data = _read_toml(DEFAULT_CONFIG_FILE)
+    for name, raw in environ.items():
+        if not name.startswith(ENV_PREFIX) or name == CONFIG_ENV:
+            continue
+        keys = tuple(part.lower() for part in name[len(ENV_PREFIX) :].split("__"))
+        if len(keys) != 2 or not all(keys):
+            raise ConfigError(f"{name}: expected REVERIE_<SECTION>__<KEY>, e.g. REVERIE_STORAGE__URL")
+        data.setdefault(keys[0], {})
+        if not isinstance(data[keys[0]], dict):
+            raise ConfigError(f"{name}: [{keys[0]}] is not a section")
+        data[keys[0]][keys[1]] = _parse_env_value(raw)
+        sources[keys] = name
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, sources)) from None
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc}") from None
+
+
+def _parse_env_value(raw: str) -> Any:
+    try:
+        return tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        return raw
+
+
+def _describe(exc: ValidationError, sources: dict[tuple[str, ...], str]) -> str:
+    lines = []
+    for err in exc.errors():
+        loc = tuple(str(part) for part in err["loc"])
+        key = ".".join(loc) or "settings"
+        origin = sources.get(loc[:2])
+        suffix = f" (from {origin})" if origin else ""
+        message = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
+        lines.append(f"{key}: {message}{suffix}")
+    return "invalid settings: " + "; ".join(lines)
+
+
+def settings_as_toml(settings: Settings) -> str:
+    """Render the effective settings as TOML (secrets masked) for `reverie config show`."""
+    out: list[str] = []
+    for section, values in settings.model_dump(mode="json").items():
+        out.append(f"[{section}]")
+        for key, value in values.items():
+            if value is None:
+                out.append(f"# {key} is unset")
+                continue
+            if key == "api_key":
+                value = "***"
+            out.append(f"{key} = {_toml_value(value)}")
+        out.append("")
+    return "\n".join(out)
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    escaped = str(value).replace("\\", "\\\\").replace('"', '\\"')
+    return f'"{escaped}"'

@@ -1,0 +1,75 @@
+"""The settings model. Unknown keys are errors, so a typo never silently falls back."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class StorageSettings(_Section):
+    url: str | None = Field(
+        default=None,
+        description="Qdrant server URL. Unset: embedded storage (qdrant-edge) in data_dir.",
+    )
+    api_key: str | None = Field(default=None, description="Qdrant API key (server mode).")
+    data_dir: Path = Field(
+        default=Path("reverie-data"),
+        description="Embedded collections, run records and local state live here.",
+    )
+    collection: str = Field(default="memories", pattern=r"^[A-Za-z0-9_-]{1,64}$")
+
+
+class EmbedderSettings(_Section):
+    model: str = Field(
+        default="sentence-transformers/all-MiniLM-L6-v2",
+        description="sentence-transformers model name or local directory.",
+    )
+    device: str = "cpu"
+    batch_size: int = Field(default=64, ge=1, le=4096)
+
+
+class ConsolidationSettings(_Section):
+    algorithm: Literal["agglomerative", "dbscan"] = "agglomerative"
+    linkage: Literal["complete", "average"] = "complete"
+    threshold: float = Field(
+        default=0.80, gt=0.0, le=1.0, description="Cosine similarity that makes a near-duplicate."
+    )
+    max_cluster_size: int = Field(default=32, ge=2)
+    min_member_similarity: float = Field(
+        default=0.75, ge=-1.0, le=1.0, description="Every member's cosine to its centroid."
+    )
+    neighbors: int = Field(
+        default=16, ge=1, le=1000, description="Neighbours asked of the index per fresh point."
+    )
+    block_size: int = Field(default=2048, ge=16, description="Rows per exact matrix block.")
+    partition_keys: list[str] = Field(
+        default_factory=lambda: ["agent_id", "user_id"],
+        description="Payload keys that separate memories which must never merge.",
+    )
+    pin_key: str = Field(default="pinned", description="Payload key; true means never merge.")
+    text_key: str = Field(default="text", description="Payload key that holds a memory's text.")
+
+
+class LoggingSettings(_Section):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["auto", "json", "console"] = "auto"
+
+
+class Settings(_Section):
+    storage: StorageSettings = Field(default_factory=StorageSettings)
+    embedder: EmbedderSettings = Field(default_factory=EmbedderSettings)
+    consolidation: ConsolidationSettings = Field(default_factory=ConsolidationSettings)
+    logging: LoggingSettings = Field(default_factory=LoggingSettings)
+
+    @model_validator(mode="after")
+    def _min_similarity_below_threshold(self) -> Settings:
+        c = self.consolidation
+        if c.min_member_similarity > c.threshold:
+            raise ValueError("consolidation.min_member_similarity must not exceed consolidation.threshold")
+        return self

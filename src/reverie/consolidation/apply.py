@@ -1,0 +1,131 @@
+"""Crash-safe apply, recovery and undo of merges.
+
+The invariant: at no moment is a memory in neither the live collection nor the archive.
+Apply, step by step (a crash between any two leaves a state recovery can finish):
+  1. write merged  the merged point, state `committing`: it is the intent record
+                   recovery finds, so it goes first (DESIGN.md lists archive first; with
+                   that order a crash mid-archive would leave archive copies nobody
+                   finds again).
+  2. archive       copy every member to the archive with `archived.merged_into`.
+  3. verify        re-read members; one an agent changed or deleted meanwhile
+                   voids the merge: roll it back, mark changed members fresh.
+  4. delete        remove the members from the live collection.
+  5. mark live     the merged point becomes `live`.
+Recovery settles each `committing` point with steps 2-5 (verify decides roll forward
+or back) and finishes each `undoing` one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import structlog
+
+from reverie.consolidation.planning import MergePlan
+from reverie.storage import Filter, Match, PointId, Record, Store
+from reverie.storage import payload as p
+
+log = structlog.get_logger("reverie.apply")
+
+
+@dataclass
+class Outcome:
+    applied: bool
+    changed: list[PointId] = field(default_factory=list)
+    vanished: list[PointId] = field(default_factory=list)
+
+
+class MergeApplier:
+    def __init__(self, store: Store, collection: str, archive: str, text_key: str) -> None:
+        self.store = store
+        self.collection = collection
+        self.archive = archive
+        self.text_key = text_key
+
+    # -- apply --------------------------------------------------------------------------
+    def apply(self, plan: MergePlan, run_id: str) -> Outcome:
+        merged = plan.merged_record(run_id, self.text_key)
+        self.store.upsert(self.collection, [merged])
+        self.store.upsert(self.archive, [self._archived(m, merged, run_id) for m in plan.members])
+        return self._settle(merged)
+
+    def _archived(self, member: Record, merged: Record, run_id: str) -> Record:
+        archived = {"merged_into": merged.id, "run_id": run_id, "at": p.now()}
+        return Record(member.id, member.vector, p.with_meta(member.payload, archived=archived))
+
+    def _settle(self, merged: Record) -> Outcome:
+        """Verify, then roll forward (archive what is missing, delete, mark live) or back."""
+        stamp = p.meta(merged.payload)
+        ids: list[PointId] = stamp["merged_from"]
+        expected: dict[str, str] = stamp["member_fingerprints"]
+        live = {r.id: r for r in self.store.retrieve(self.collection, ids)}
+        archived = self._archive_copies(ids, merged.id)
+        changed = [i for i in ids if i in live and p.fingerprint(live[i]) != expected[str(i)]]
+        vanished = [i for i in ids if i not in live and i not in archived]
+        if changed or vanished:
+            self._roll_back(merged, ids, live, archived)
+            if changed:
+                self.store.set_payload(self.collection, changed, {"state": p.FRESH}, key=p.KEY)
+            return Outcome(applied=False, changed=changed, vanished=vanished)
+        missing = [live[i] for i in ids if i not in archived]
+        self.store.upsert(self.archive, [self._archived(m, merged, stamp["run_id"]) for m in missing])
+        self.store.delete(self.collection, [i for i in ids if i in live])
+        self.store.set_payload(self.collection, [merged.id], {"state": p.LIVE}, key=p.KEY)
+        return Outcome(applied=True)
+
+    def _archive_copies(self, ids: list[PointId], merged_id: PointId) -> dict[PointId, Record]:
+        copies = self.store.retrieve(self.archive, ids)
+        return {
+            r.id: r for r in copies if p.meta(r.payload).get("archived", {}).get("merged_into") == merged_id
+        }
+
+    def _roll_back(
+        self,
+        merged: Record,
+        ids: list[PointId],
+        live: dict[PointId, Record],
+        archived: dict[PointId, Record],
+    ) -> None:
+        restore = [self._restored(archived[i]) for i in ids if i not in live and i in archived]
+        self.store.upsert(self.collection, restore)
+        self.store.delete(self.archive, list(archived))
+        self.store.delete(self.collection, [merged.id])
+
+    @staticmethod
+    def _restored(copy: Record) -> Record:
+        return Record(copy.id, copy.vector, p.with_meta(copy.payload, archived=None))
+
+    # -- recovery -----------------------------------------------------------------------
+    def recover(self) -> dict[str, int]:
+        """Finish or roll back every merge and undo a crash left in flight."""
+        counts = {"rolled_forward": 0, "rolled_back": 0, "undo_finished": 0}
+        flight = Filter(should=tuple(Match(f"{p.KEY}.state", s) for s in p.IN_FLIGHT))
+        for record in list(self.store.scroll(self.collection, flight, with_vectors=True)):
+            if p.state(record.payload) == p.UNDOING:
+                self._finish_undo(record)
+                counts["undo_finished"] += 1
+                continue
+            outcome = self._settle(record)
+            counts["rolled_forward" if outcome.applied else "rolled_back"] += 1
+            log.info(
+                "recovery.merge",
+                merge_id=record.id,
+                applied=outcome.applied,
+                changed=outcome.changed,
+                vanished=outcome.vanished,
+            )
+        return counts
+
+    # -- undo ---------------------------------------------------------------------------
+    def undo(self, merged: Record) -> list[PointId]:
+        """Restore a live merged point's members from the archive and remove it."""
+        self.store.set_payload(self.collection, [merged.id], {"state": p.UNDOING}, key=p.KEY)
+        return self._finish_undo(merged)
+
+    def _finish_undo(self, merged: Record) -> list[PointId]:
+        ids: list[PointId] = p.meta(merged.payload)["merged_from"]
+        archived = self._archive_copies(ids, merged.id)
+        self.store.upsert(self.collection, [self._restored(r) for r in archived.values()])
+        self.store.delete(self.archive, list(archived))
+        self.store.delete(self.collection, [merged.id])
+        return list(archived)

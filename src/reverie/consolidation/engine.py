@@ -1,0 +1,232 @@
+"""One consolidation run, start to finish: adopt, gather, pair, cluster, plan, apply, record.
+
+Incremental runs look only at fresh points and their nearest neighbours (Qdrant's index
+does the search), so their cost follows the new work; full passes pair every point of
+each partition by exact blocked products.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import structlog
+
+from reverie.config import ConsolidationSettings
+from reverie.consolidation.adoption import adopt_fresh
+from reverie.consolidation.apply import MergeApplier
+from reverie.consolidation.candidates import exact_pairs, unit_rows
+from reverie.consolidation.clustering import ClusterParams, cluster
+from reverie.consolidation.planning import MergePlan, plan_merges
+from reverie.consolidation.runs import RunLog, new_run_id
+from reverie.storage import PointId, QueryRequest, Record, Store
+from reverie.storage import payload as p
+
+log = structlog.get_logger("reverie.consolidation")
+
+QUERY_BATCH = 256
+
+
+@dataclass
+class RunReport:
+    run_id: str
+    mode: str
+    dry_run: bool
+    params: dict[str, Any]
+    points_before: int = 0
+    points_after: int = 0
+    adopted: int = 0
+    quarantined: int = 0
+    considered: int = 0
+    pairs: int = 0
+    merges: list[dict[str, Any]] = field(default_factory=list)
+    skipped: list[dict[str, Any]] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def summary(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["merges"] = len(self.merges)
+        data["skipped"] = len(self.skipped)
+        data["merged_points"] = sum(m["size"] for m in self.merges)
+        return data
+
+
+class Consolidator:
+    def __init__(
+        self,
+        store: Store,
+        collection: str,
+        archive: str,
+        settings: ConsolidationSettings,
+        run_log: RunLog,
+    ) -> None:
+        self.store = store
+        self.collection = collection
+        self.settings = settings
+        self.run_log = run_log
+        self.applier = MergeApplier(store, collection, archive, settings.text_key)
+
+    def recover(self) -> dict[str, int]:
+        counts = self.applier.recover()
+        if any(counts.values()):
+            log.info("recovery.done", **counts)
+        return counts
+
+    def run(
+        self,
+        full: bool = False,
+        dry_run: bool = False,
+        algorithm: str | None = None,
+        linkage: str | None = None,
+        threshold: float | None = None,
+    ) -> RunReport:
+        s = self.settings
+        params = ClusterParams(
+            threshold=threshold if threshold is not None else s.threshold,
+            algorithm=algorithm or s.algorithm,  # type: ignore[arg-type]
+            linkage=linkage or s.linkage,  # type: ignore[arg-type]
+            max_cluster_size=s.max_cluster_size,
+            min_member_similarity=min(s.min_member_similarity, threshold or s.threshold),
+        )
+        report = RunReport(
+            run_id=new_run_id(),
+            mode="full" if full else "incremental",
+            dry_run=dry_run,
+            params=asdict(params),
+        )
+        with structlog.contextvars.bound_contextvars(run_id=report.run_id):
+            log.info("run.start", mode=report.mode, dry_run=dry_run, **report.params)
+            if not dry_run:
+                self.run_log.start(report.run_id, "consolidate", self.collection, p.now())
+            try:
+                self._run(report, params, full, dry_run)
+            except BaseException as exc:
+                if not dry_run:
+                    self.run_log.finish(report.run_id, "failed", p.now(), report.summary())
+                log.error("run.failed", error=str(exc), **report.summary())
+                raise
+            if not dry_run:
+                self.run_log.finish(report.run_id, "done", p.now(), report.summary())
+            log.info("run.summary", **report.summary())
+        return report
+
+    def _run(self, report: RunReport, params: ClusterParams, full: bool, dry_run: bool) -> None:
+        timings = report.timings
+        report.points_before = self.store.count(self.collection, p.searchable_filter())
+        with _timed(timings, "adopt"):
+            adoption = adopt_fresh(self.store, self.collection, report.run_id, dry_run)
+        report.adopted = len(adoption.valid)
+        report.quarantined = len(adoption.quarantined)
+        with _timed(timings, "gather"):
+            if full:
+                records = self._all_consolidatable()
+            else:
+                records = self._fresh_and_neighbours(adoption.valid, params.threshold)
+        report.considered = len(records)
+        plans: list[MergePlan] = []
+        with _timed(timings, "cluster"):
+            for partition in _by_partition(records, self.settings.partition_keys).values():
+                plans.extend(self._plan_partition(partition, params, report))
+        log.info("run.planned", considered=report.considered, pairs=report.pairs, merges=len(plans))
+        with _timed(timings, "apply"):
+            for plan in plans:
+                self._apply(plan, report, dry_run)
+        report.points_after = self.store.count(self.collection, p.searchable_filter())
+        if dry_run:
+            report.points_after = report.points_before - sum(m["size"] - 1 for m in report.merges)
+
+    def _plan_partition(
+        self, records: list[Record], params: ClusterParams, report: RunReport
+    ) -> list[MergePlan]:
+        if len(records) < 2:
+            return []
+        unit = unit_rows(np.stack([r.vector for r in records]))
+        weights = np.array([p.weight(r.payload) for r in records], dtype=np.float64)
+        pairs = exact_pairs(unit, params.threshold, self.settings.block_size)
+        report.pairs += len(pairs)
+        groups = cluster(unit, weights, pairs, params)
+        return plan_merges(records, unit, weights, groups)
+
+    def _apply(self, plan: MergePlan, report: RunReport, dry_run: bool) -> None:
+        detail = plan.describe(self.settings.text_key)
+        if dry_run:
+            report.merges.append(detail)
+            log.info("merge.planned", **detail)
+            return
+        outcome = self.applier.apply(plan, report.run_id)
+        if outcome.applied:
+            report.merges.append(detail)
+            self.run_log.add_merge(report.run_id, plan.merge_id, "applied", detail)
+            log.info("merge.applied", **detail)
+        else:
+            detail = {**detail, "changed": outcome.changed, "vanished": outcome.vanished}
+            report.skipped.append(detail)
+            self.run_log.add_merge(report.run_id, plan.merge_id, "skipped", detail)
+            log.warning(
+                "merge.skipped",
+                merge_id=plan.merge_id,
+                reason="members changed or deleted since planning; the next run retries",
+                changed=outcome.changed,
+                vanished=outcome.vanished,
+            )
+
+    # -- gathering ----------------------------------------------------------------------
+    def _all_consolidatable(self) -> list[Record]:
+        scroll = self.store.scroll(self.collection, p.searchable_filter(), with_vectors=True)
+        return [r for r in scroll if p.consolidatable(r, self.settings.pin_key)]
+
+    def _fresh_and_neighbours(self, fresh: list[Record], threshold: float) -> list[Record]:
+        s = self.settings
+        seeds = [r for r in fresh if p.consolidatable(r, s.pin_key)]
+        found: dict[PointId, Record] = {r.id: r for r in seeds}
+        neighbours: set[PointId] = set()
+        for start in range(0, len(seeds), QUERY_BATCH):
+            batch = seeds[start : start + QUERY_BATCH]
+            requests = [self._neighbour_query(r, threshold) for r in batch]
+            results = self.store.query_batch(self.collection, requests)
+            for seed, hits in zip(batch, results, strict=True):
+                partition = p.partition_of(seed.payload, s.partition_keys)
+                neighbours.update(
+                    hit.id
+                    for hit in hits
+                    if hit.id not in found and p.partition_of(hit.payload, s.partition_keys) == partition
+                )
+        # Re-read neighbours: a query may return vectors rounded differently from a
+        # retrieve, and apply verifies members against exactly what was read here.
+        ids = list(neighbours)
+        for start in range(0, len(ids), QUERY_BATCH):
+            for record in self.store.retrieve(self.collection, ids[start : start + QUERY_BATCH]):
+                if p.consolidatable(record, s.pin_key):
+                    found[record.id] = record
+        return list(found.values())
+
+    def _neighbour_query(self, record: Record, threshold: float) -> QueryRequest:
+        s = self.settings
+        partition = p.partition_of(record.payload, s.partition_keys)
+        return QueryRequest(
+            vector=record.vector,  # type: ignore[arg-type]
+            limit=s.neighbors + 1,
+            score_threshold=threshold,
+            filter=p.searchable_filter(p.partition_filter(partition, s.partition_keys)),
+        )
+
+
+def _by_partition(records: list[Record], keys: list[str]) -> dict[tuple[Any, ...], list[Record]]:
+    groups: dict[tuple[Any, ...], list[Record]] = defaultdict(list)
+    for record in records:
+        groups[p.partition_of(record.payload, keys)].append(record)
+    return groups
+
+
+@contextmanager
+def _timed(timings: dict[str, float], stage: str) -> Iterator[None]:
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        timings[stage] = round(time.perf_counter() - start, 4)

@@ -1,0 +1,238 @@
+"""`reverie eval consolidation`: merge quality and retrieval on labelled paraphrase groups.
+
+Input: JSONL (optionally gzipped), one group a line: {"group": id, "texts": {variant: text}}.
+All variants but one are written as memories; the remaining one is used as queries.
+Each configuration runs the real engine on a fresh embedded store in a temporary directory.
+
+Truth: two memories belong together when they share a group, or their texts are
+identical (the same sentence under two labels is a true duplicate too).
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import itertools
+import json
+import tempfile
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import structlog
+
+from reverie.config import Settings
+from reverie.errors import InvalidInputError
+from reverie.storage import payload as p
+
+log = structlog.get_logger("reverie.eval")
+
+ALGORITHMS = {
+    "agglomerative-complete": ("agglomerative", "complete"),
+    "agglomerative-average": ("agglomerative", "average"),
+    "dbscan": ("dbscan", "complete"),
+}
+
+
+@dataclass
+class Dataset:
+    groups: list[str]
+    memory_texts: list[str]
+    memory_groups: list[str]
+    query_texts: list[str]
+    query_groups: list[str]
+    memory_variants: list[str]
+    query_variant: str
+
+
+def load_dataset(path: Path, limit: int | None, query_variant: str | None) -> Dataset:
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rt", encoding="utf-8") as handle:  # type: ignore[operator]
+            rows = [json.loads(line) for line in itertools.islice(handle, limit)]
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InvalidInputError(f"cannot read {path}: {exc}") from None
+    if not rows or not isinstance(rows[0], dict) or "texts" not in rows[0]:
+        raise InvalidInputError(f'{path}: expected lines like {{"group": ..., "texts": {{...}}}}')
+    variants = list(rows[0]["texts"])
+    query = query_variant or variants[-1]
+    if query not in variants or len(variants) < 2:
+        raise InvalidInputError(f"{path}: query variant {query!r} not among {variants}")
+    memory_variants = [v for v in variants if v != query]
+    data = Dataset([], [], [], [], [], memory_variants, query)
+    for row in rows:
+        group = str(row["group"])
+        data.groups.append(group)
+        for variant in memory_variants:
+            data.memory_texts.append(row["texts"][variant])
+            data.memory_groups.append(group)
+        data.query_texts.append(row["texts"][query])
+        data.query_groups.append(group)
+    return data
+
+
+def evaluate_file(
+    path: Path,
+    settings: Settings,
+    algorithms: list[str] | None = None,
+    thresholds: list[float] | None = None,
+    limit: int | None = None,
+    write: str | None = None,
+    query_translation: str | None = None,
+) -> list[dict[str, Any]]:
+    from reverie.inversion.embedders import Embedder
+
+    data = load_dataset(path, limit, query_translation)
+    c = settings.consolidation
+    default_name = f"{c.algorithm}-{c.linkage}" if c.algorithm == "agglomerative" else "dbscan"
+    names = algorithms or [default_name]
+    for name in names:
+        if name not in ALGORITHMS:
+            raise InvalidInputError(f"unknown algorithm {name!r}: choose from {', '.join(ALGORITHMS)}")
+    embedder = Embedder(settings.embedder.model, settings.embedder.device, settings.embedder.batch_size)
+    cache = settings.storage.data_dir / "eval-cache"
+    memories = _embed_cached(embedder, data.memory_texts, cache)
+    queries = _embed_cached(embedder, data.query_texts, cache)
+    results = []
+    for name in names:
+        for threshold in thresholds or [c.threshold]:
+            result = evaluate_config(data, memories, queries, settings, name, threshold)
+            result["data"] = str(path)
+            results.append(result)
+            log.info("eval.result", **result)
+    if write:
+        from reverie.consolidation.eval_report import write_report
+
+        write_report(results, Path(write))
+    return results
+
+
+def evaluate_config(
+    data: Dataset,
+    memories: np.ndarray,
+    queries: np.ndarray,
+    settings: Settings,
+    name: str,
+    threshold: float,
+) -> dict[str, Any]:
+    from reverie.memory import NewMemory, Reverie
+
+    algorithm, linkage = ALGORITHMS[name]
+    with tempfile.TemporaryDirectory(prefix="reverie-eval-") as tmp:
+        local = settings.model_copy(deep=True)
+        local.storage.url = None
+        local.storage.data_dir = Path(tmp)
+        local.consolidation.partition_keys = []
+        text_key = local.consolidation.text_key
+        with Reverie.open(local) as rv:
+            rv.write(
+                [
+                    NewMemory(vector, {text_key: text, "group": group}, index)
+                    for index, (vector, text, group) in enumerate(
+                        zip(memories, data.memory_texts, data.memory_groups, strict=True)
+                    )
+                ]
+            )
+            before = _retrieval(rv, queries, data)
+            started = time.perf_counter()
+            report = rv.consolidate(algorithm=algorithm, linkage=linkage, threshold=threshold)
+            seconds = time.perf_counter() - started
+            after = _retrieval(rv, queries, data)
+            clusters = [p.originals(r) for r in rv.live_records()]
+    precision, recall, f1 = _pair_scores(clusters, data)
+    return {
+        "algorithm": name,
+        "threshold": threshold,
+        "groups": len(data.groups),
+        "memories": len(data.memory_texts),
+        "queries_from": data.query_variant,
+        "precision": round(precision, 4),
+        "recall": round(recall, 4),
+        "f1": round(f1, 4),
+        "points_before": report.points_before,
+        "points_after": report.points_after,
+        "compression": round(report.points_after / max(report.points_before, 1), 4),
+        "recall_at_1_before": before[0],
+        "recall_at_5_before": before[1],
+        "recall_at_1_after": after[0],
+        "recall_at_5_after": after[1],
+        "consolidate_seconds": round(seconds, 2),
+    }
+
+
+def _pair_scores(clusters: list[list[Any]], data: Dataset) -> tuple[float, float, float]:
+    groups = data.memory_groups
+    texts = [_norm(t) for t in data.memory_texts]
+    true_pairs = (
+        _pairs(Counter(groups)) + _pairs(Counter(texts)) - _pairs(Counter(zip(groups, texts, strict=True)))
+    )
+    predicted = correct = 0
+    for members in clusters:
+        idx = [int(i) for i in members]
+        predicted += len(idx) * (len(idx) - 1) // 2
+        g = Counter(groups[i] for i in idx)
+        t = Counter(texts[i] for i in idx)
+        gt = Counter((groups[i], texts[i]) for i in idx)
+        correct += _pairs(g) + _pairs(t) - _pairs(gt)
+    precision = correct / predicted if predicted else 1.0
+    recall = correct / true_pairs if true_pairs else 1.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return precision, recall, f1
+
+
+def _pairs(counts: Counter[Any]) -> int:
+    return sum(n * (n - 1) // 2 for n in counts.values())
+
+
+def _norm(text: str) -> str:
+    return " ".join(text.lower().split())
+
+
+def _retrieval(rv: Any, queries: np.ndarray, data: Dataset) -> tuple[float, float]:
+    from reverie.storage import QueryRequest
+
+    groups = data.memory_groups
+    hits1 = hits5 = 0
+    requests = [QueryRequest(q, 5, filter=p.searchable_filter()) for q in queries]
+    for start in range(0, len(requests), 512):
+        results = rv.store.query_batch(rv.collection, requests[start : start + 512])
+        for offset, hits in enumerate(results):
+            target = data.query_groups[start + offset]
+            found = [any(groups[int(i)] == target for i in p.originals(h)) for h in hits]
+            hits1 += bool(found[:1] and found[0])
+            hits5 += any(found)
+    n = max(len(queries), 1)
+    return round(hits1 / n, 4), round(hits5 / n, 4)
+
+
+def _embed_cached(embedder: Any, texts: list[str], cache: Path) -> np.ndarray:
+    """Embedding the whole file takes minutes on a CPU; a sweep reuses one embedding."""
+    digest = hashlib.sha1(embedder.model_name.encode())
+    for text in texts:
+        digest.update(text.encode() + b"\0")
+    path = cache / f"{digest.hexdigest()}.npy"
+    if path.is_file():
+        return np.load(path)
+    vectors = embedder.encode(texts, progress=True)
+    cache.mkdir(parents=True, exist_ok=True)
+    np.save(path, vectors)
+    return vectors
+
+
+def result_lines(results: list[dict[str, Any]]) -> list[str]:
+    head = (
+        f"{'algorithm':<24}{'thr':>6}{'prec':>7}{'recall':>7}{'F1':>7}{'after/before':>13}"
+        f"{'R@1 before':>11}{'R@1 after':>10}{'R@5 before':>11}{'R@5 after':>10}{'secs':>7}"
+    )
+    lines = [head]
+    for r in results:
+        lines.append(
+            f"{r['algorithm']:<24}{r['threshold']:>6.2f}{r['precision']:>7.3f}{r['recall']:>7.3f}"
+            f"{r['f1']:>7.3f}{r['compression']:>13.3f}{r['recall_at_1_before']:>11.3f}"
+            f"{r['recall_at_1_after']:>10.3f}{r['recall_at_5_before']:>11.3f}"
+            f"{r['recall_at_5_after']:>10.3f}{r['consolidate_seconds']:>7.1f}"
+        )
+    return lines

@@ -1,0 +1,143 @@
+"""Run records that survive restarts: one SQLite file beside the data.
+
+A run row holds its counts and stage timings; a merge row holds its members,
+similarities and status (applied, skipped, undone), for `reverie runs` and undo.
+Recovery never depends on this file: in-flight merges are recovered from Qdrant itself.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import sqlite3
+import threading
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from reverie.errors import NotFoundError
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    run_id TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,
+    collection TEXT NOT NULL,
+    started_at TEXT NOT NULL,
+    finished_at TEXT,
+    status TEXT NOT NULL,
+    summary TEXT NOT NULL DEFAULT '{}'
+);
+CREATE TABLE IF NOT EXISTS merges (
+    merge_id TEXT NOT NULL,
+    run_id TEXT NOT NULL REFERENCES runs(run_id),
+    status TEXT NOT NULL,
+    detail TEXT NOT NULL,
+    PRIMARY KEY (merge_id, run_id)
+);
+CREATE INDEX IF NOT EXISTS merges_by_id ON merges(merge_id);
+"""
+
+
+def new_run_id() -> str:
+    """Sortable by time, unique across daemons: r-20261129T221600-3f9a1c."""
+    return f"r-{datetime.now(UTC):%Y%m%dT%H%M%S}-{secrets.token_hex(3)}"
+
+
+@dataclass
+class RunRecord:
+    run_id: str
+    kind: str
+    collection: str
+    started_at: str
+    finished_at: str | None
+    status: str
+    summary: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class MergeRecord:
+    merge_id: str
+    run_id: str
+    status: str
+    detail: dict[str, Any]
+
+
+class RunLog:
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.executescript(SCHEMA)
+        self._lock = threading.Lock()
+
+    def start(self, run_id: str, kind: str, collection: str, started_at: str) -> None:
+        with self._lock:
+            self._db.execute(
+                "INSERT INTO runs (run_id, kind, collection, started_at, status) VALUES (?,?,?,?,?)",
+                (run_id, kind, collection, started_at, "running"),
+            )
+
+    def add_merge(self, run_id: str, merge_id: str, status: str, detail: dict[str, Any]) -> None:
+        with self._lock:
+            self._db.execute(
+                "INSERT OR REPLACE INTO merges (merge_id, run_id, status, detail) VALUES (?,?,?,?)",
+                (merge_id, run_id, status, json.dumps(detail, default=str)),
+            )
+
+    def set_merge_status(self, run_id: str, merge_id: str, status: str) -> None:
+        with self._lock:
+            self._db.execute(
+                "UPDATE merges SET status=? WHERE run_id=? AND merge_id=?",
+                (status, run_id, merge_id),
+            )
+
+    def finish(self, run_id: str, status: str, finished_at: str, summary: dict[str, Any]) -> None:
+        with self._lock:
+            self._db.execute(
+                "UPDATE runs SET status=?, finished_at=?, summary=? WHERE run_id=?",
+                (status, finished_at, json.dumps(summary, default=str), run_id),
+            )
+
+    def runs(self, limit: int = 20) -> list[RunRecord]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT * FROM runs ORDER BY started_at DESC, run_id DESC LIMIT ?", (limit,)
+            ).fetchall()
+        return [_run(row) for row in rows]
+
+    def get_run(self, run_id: str) -> RunRecord:
+        with self._lock:
+            row = self._db.execute("SELECT * FROM runs WHERE run_id=?", (run_id,)).fetchone()
+        if row is None:
+            raise NotFoundError(f"unknown run id: {run_id!r} (see `reverie runs`)")
+        return _run(row)
+
+    def merges(self, run_id: str) -> list[MergeRecord]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT merge_id, run_id, status, detail FROM merges WHERE run_id=? ORDER BY rowid",
+                (run_id,),
+            ).fetchall()
+        return [MergeRecord(m, r, s, json.loads(d)) for m, r, s, d in rows]
+
+    def find_merge(self, merge_id: str) -> MergeRecord:
+        """The run that applied `merge_id` (a merged point's id)."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT merge_id, run_id, status, detail FROM merges "
+                "WHERE merge_id=? AND status IN ('applied', 'undone') ORDER BY rowid DESC",
+                (merge_id,),
+            ).fetchone()
+        if row is None:
+            raise NotFoundError(f"unknown run or merge id: {merge_id!r} (see `reverie runs`)")
+        return MergeRecord(row[0], row[1], row[2], json.loads(row[3]))
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+
+def _run(row: tuple[Any, ...]) -> RunRecord:
+    run_id, kind, collection, started_at, finished_at, status, summary = row
+    return RunRecord(run_id, kind, collection, started_at, finished_at, status, json.loads(summary))

@@ -1,0 +1,91 @@
+"""Undo a whole run or one merge: originals back from the archive, merged point removed.
+
+Every check runs before anything is written, so a refused undo changes nothing.
+An undo is itself a run in the run log (kind `undo`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import structlog
+
+from reverie.consolidation.apply import MergeApplier
+from reverie.consolidation.runs import MergeRecord, RunLog, new_run_id
+from reverie.errors import InvalidInputError, NotFoundError
+from reverie.storage import PointId, Record
+from reverie.storage import payload as p
+from reverie.storage.base import normalize_id
+
+log = structlog.get_logger("reverie.undo")
+
+
+@dataclass
+class UndoReport:
+    run_id: str
+    target: str
+    undone: list[dict[str, object]] = field(default_factory=list)
+
+
+def undo(applier: MergeApplier, run_log: RunLog, target: str) -> UndoReport:
+    merges = _merges_to_undo(run_log, target)
+    merged = [_check(applier, m) for m in merges]
+    report = UndoReport(run_id=new_run_id(), target=target)
+    with structlog.contextvars.bound_contextvars(run_id=report.run_id):
+        run_log.start(report.run_id, "undo", applier.collection, p.now())
+        for merge, point in zip(reversed(merges), reversed(merged), strict=True):
+            restored = applier.undo(point)
+            run_log.set_merge_status(merge.run_id, merge.merge_id, "undone")
+            entry = {"merge_id": merge.merge_id, "from_run": merge.run_id, "restored": restored}
+            run_log.add_merge(report.run_id, merge.merge_id, "undone", entry)
+            report.undone.append(entry)
+            log.info("undo.merge", **entry)
+        summary = {"target": target, "undone": len(report.undone)}
+        run_log.finish(report.run_id, "done", p.now(), summary)
+        log.info("undo.summary", **summary)
+    return report
+
+
+def _merges_to_undo(run_log: RunLog, target: str) -> list[MergeRecord]:
+    if target.startswith("r-"):
+        run = run_log.get_run(target)
+        if run.kind != "consolidate":
+            raise InvalidInputError(f"run {target} is an {run.kind} run; only merges can be undone")
+        merges = [m for m in run_log.merges(target) if m.status == "applied"]
+        if not merges:
+            raise InvalidInputError(f"run {target} has no applied merges left to undo")
+        return merges
+    try:
+        merge_id = str(normalize_id(target))
+    except ValueError:
+        raise NotFoundError(f"unknown run or merge id: {target!r} (see `reverie runs`)") from None
+    merge = run_log.find_merge(merge_id)
+    if merge.status == "undone":
+        raise InvalidInputError(f"merge {merge_id} was already undone")
+    return [merge]
+
+
+def _check(applier: MergeApplier, merge: MergeRecord) -> Record:
+    """The live merged point, or an error saying why this merge cannot be undone now."""
+    store = applier.store
+    found = store.retrieve(applier.collection, [merge.merge_id])
+    if not found:
+        archived = store.retrieve(applier.archive, [merge.merge_id], with_vectors=False)
+        if archived:
+            into = p.meta(archived[0].payload).get("archived", {})
+            raise InvalidInputError(
+                f"merge {merge.merge_id} was merged again into {into.get('merged_into')} "
+                f"by run {into.get('run_id')}: undo that first"
+            )
+        raise NotFoundError(f"merged point {merge.merge_id} no longer exists (deleted by an agent?)")
+    point = found[0]
+    if p.state(point.payload) != p.LIVE:
+        raise InvalidInputError(f"merge {merge.merge_id} is {p.state(point.payload)}, not live")
+    member_ids: list[PointId] = p.meta(point.payload)["merged_from"]
+    rewritten = [r.id for r in store.retrieve(applier.collection, member_ids, with_vectors=False)]
+    if rewritten:
+        raise InvalidInputError(
+            f"cannot undo merge {merge.merge_id}: members {rewritten} were written again since; "
+            "undoing would overwrite them"
+        )
+    return point

@@ -1,0 +1,122 @@
+"""Plain-text views for the terminal: hits, memories, run reports and run records."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from reverie.consolidation.engine import RunReport
+from reverie.consolidation.runs import MergeRecord, RunRecord
+from reverie.storage import Hit, Record
+from reverie.storage import payload as p
+
+
+def text_of(record: Record, text_key: str) -> str:
+    text = record.payload.get(text_key)
+    if isinstance(text, str):
+        return text
+    if p.meta(record.payload).get("kind") == p.MERGED:
+        return "(text pending)"
+    return "(no text)"
+
+
+def lineage(record: Record) -> str:
+    stamp = p.meta(record.payload)
+    if stamp.get("kind") != p.MERGED:
+        return "original"
+    return f"merged from {len(stamp.get('merged_from', []))} ({len(p.originals(record))} originals)"
+
+
+def hit_lines(hits: list[Hit], text_key: str) -> list[str]:
+    lines = []
+    for rank, hit in enumerate(hits, start=1):
+        weight = p.weight(hit.payload)
+        lines.append(f"{rank}. {hit.score:.3f}  {text_of(hit, text_key)}")
+        lines.append(f"   id {hit.id}  weight {weight:g}  {lineage(hit)}")
+    return lines
+
+
+def memory_lines(record: Record, archived: bool, text_key: str) -> list[str]:
+    stamp = p.meta(record.payload)
+    lines = [
+        f"id        {record.id}",
+        f"text      {text_of(record, text_key)}",
+        f"state     {'archived' if archived else stamp.get('state', p.FRESH)}",
+        f"weight    {p.weight(record.payload):g}",
+        f"lineage   {lineage(record)}",
+    ]
+    if stamp.get("kind") == p.MERGED:
+        lines.append(f"members   {', '.join(str(i) for i in stamp.get('merged_from', []))}")
+        lines.append(f"run       {stamp.get('run_id')}")
+    if archived:
+        into = stamp.get("archived", {})
+        lines.append(f"merged into {into.get('merged_into')} by run {into.get('run_id')}")
+    agent = {k: v for k, v in p.agent_payload(record.payload).items() if k != text_key}
+    if agent:
+        lines.append(f"payload   {agent}")
+    return lines
+
+
+def report_lines(report: RunReport) -> list[str]:
+    verb = "would merge" if report.dry_run else "merged"
+    merged_points = sum(m["size"] for m in report.merges)
+    lines = [
+        f"run {report.run_id} ({report.mode}{', dry run: nothing changed' if report.dry_run else ''})",
+        f"  memories before {report.points_before}, after {report.points_after}: "
+        f"{verb} {merged_points} into {len(report.merges)}",
+        f"  adopted {report.adopted} new, quarantined {report.quarantined}, "
+        f"considered {report.considered}, candidate pairs {report.pairs}, "
+        f"skipped merges {len(report.skipped)}",
+        "  stages: " + ", ".join(f"{k} {v:.2f}s" for k, v in report.timings.items()),
+    ]
+    for merge in report.merges:
+        lines.extend(merge_lines(merge))
+    return lines
+
+
+def merge_lines(merge: dict[str, Any]) -> list[str]:
+    lines = [
+        f"  merge {merge['merge_id']}  ({merge['size']} points, weight {merge['weight']:g}, "
+        f"min pair similarity {merge['min_pair_similarity']:.3f})"
+    ]
+    for member in merge["members"]:
+        text = member.get("text") or f"id {member['id']}"
+        lines.append(f"    {member['similarity']:.3f}  {text}")
+    return lines
+
+
+def runs_table(runs: list[RunRecord]) -> list[str]:
+    if not runs:
+        return ["no runs yet"]
+    header = f"{'run':<26} {'kind':<11} {'started (UTC)':<20} {'secs':>6} {'in':>7} {'out':>7}"
+    lines = [f"{header} {'merges':>6}  status"]
+    for run in runs:
+        s = run.summary
+        seconds = sum(s.get("timings", {}).values())
+        lines.append(
+            f"{run.run_id:<26} {run.kind:<11} {run.started_at[:19]:<20} {seconds:>6.2f} "
+            f"{s.get('points_before', '-'):>7} {s.get('points_after', '-'):>7} "
+            f"{s.get('merges', s.get('undone', '-')):>6}  {run.status}"
+        )
+    return lines
+
+
+def run_detail_lines(run: RunRecord, merges: list[MergeRecord]) -> list[str]:
+    s = run.summary
+    lines = [
+        f"run {run.run_id}  {run.kind}  {run.status}",
+        f"  started {run.started_at}  finished {run.finished_at}",
+    ]
+    if run.kind == "consolidate":
+        lines.append(
+            f"  memories before {s.get('points_before')}, after {s.get('points_after')}; "
+            f"params {s.get('params')}"
+        )
+    for merge in merges:
+        if run.kind == "consolidate":
+            lines.append(f"  [{merge.status}]")
+            lines.extend(merge_lines(merge.detail))
+        else:
+            lines.append(f"  [{merge.status}] {merge.merge_id}: restored {merge.detail.get('restored')}")
+    if not merges:
+        lines.append("  no merges")
+    return lines

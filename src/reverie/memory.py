@@ -1,0 +1,256 @@
+"""The library entry point: one store, one collection with its archive, and the run log.
+
+from reverie.config import load_settings
+from reverie.memory import Reverie
+
+with Reverie.open(load_settings()) as rv:
+    rv.remember(["the user prefers tea"], partition={"user_id": "u1"})
+    report = rv.consolidate()
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from reverie.config import Settings
+from reverie.consolidation.engine import Consolidator, RunReport
+from reverie.consolidation.runs import RunLog
+from reverie.consolidation.undo import UndoReport, undo
+from reverie.errors import InvalidInputError, NotFoundError
+from reverie.inversion.embedders import Embedder
+from reverie.storage import (
+    Filter,
+    Hit,
+    Match,
+    PointId,
+    QueryRequest,
+    Record,
+    Store,
+    archive_name,
+    open_store,
+)
+from reverie.storage import payload as p
+from reverie.storage.base import normalize_id
+
+WRITE_BATCH = 256
+
+
+@dataclass
+class NewMemory:
+    """A memory to write: a vector (already embedded) and the agent's payload."""
+
+    vector: np.ndarray
+    payload: dict[str, Any]
+    id: PointId | None = None
+
+
+class Reverie:
+    def __init__(self, settings: Settings, store: Store, embedder: Embedder | None = None) -> None:
+        self.settings = settings
+        self.store = store
+        self.collection = settings.storage.collection
+        self.archive = archive_name(self.collection)
+        self._embedder = embedder
+        self.run_log = RunLog(settings.storage.data_dir / "runs.sqlite")
+        self.consolidator = Consolidator(
+            store, self.collection, self.archive, settings.consolidation, self.run_log
+        )
+
+    @classmethod
+    def open(cls, settings: Settings, embedder: Embedder | None = None) -> Reverie:
+        return cls(settings, open_store(settings.storage), embedder)
+
+    def __enter__(self) -> Reverie:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.store.close()
+        self.run_log.close()
+
+    @property
+    def embedder(self) -> Embedder:
+        if self._embedder is None:
+            e = self.settings.embedder
+            self._embedder = Embedder(e.model, e.device, e.batch_size)
+        return self._embedder
+
+    @property
+    def exists(self) -> bool:
+        return self.store.collection_exists(self.collection)
+
+    def ensure_collections(self, vector_size: int) -> None:
+        self.store.ensure_collection(self.collection, vector_size)
+        self.store.ensure_collection(self.archive, vector_size)
+        for key in (f"{p.KEY}.state", f"{p.KEY}.kind", *self.settings.consolidation.partition_keys):
+            self.store.create_payload_index(self.collection, key)
+
+    # -- writing ------------------------------------------------------------------------
+    def remember(
+        self,
+        texts: Sequence[str],
+        partition: dict[str, Any] | None = None,
+        payload: dict[str, Any] | None = None,
+        progress: bool = False,
+    ) -> list[PointId]:
+        """Embed and store texts as fresh memories; returns their new ids."""
+        if not texts:
+            raise InvalidInputError("no text to remember")
+        vectors = self.embedder.encode(list(texts), progress=progress)
+        text_key = self.settings.consolidation.text_key
+        base = {**(payload or {}), **self.partition_payload(partition)}
+        memories = [
+            NewMemory(vector, {**base, text_key: text}) for text, vector in zip(texts, vectors, strict=True)
+        ]
+        return self.write(memories, progress=progress)
+
+    def write(self, memories: Sequence[NewMemory], progress: bool = False) -> list[PointId]:
+        """Validate every memory first, then write in batches: all or nothing is checked."""
+        if not memories:
+            raise InvalidInputError("no memories to write")
+        dimension = self.store.vector_size(self.collection) or int(memories[0].vector.size)
+        text_key = self.settings.consolidation.text_key
+        records = [self._record(i, m, dimension, text_key) for i, m in enumerate(memories)]
+        self.ensure_collections(dimension)
+        with _progress(len(records), "writing", progress) as bar:
+            for start in range(0, len(records), WRITE_BATCH):
+                batch = records[start : start + WRITE_BATCH]
+                self.store.upsert(self.collection, batch)
+                bar.update(len(batch))
+        return [r.id for r in records]
+
+    def _record(self, index: int, memory: NewMemory, dimension: int, text_key: str) -> Record:
+        vector = np.asarray(memory.vector, dtype=np.float32).reshape(-1)
+        problem = p.vector_problem(vector, dimension)
+        if problem:
+            raise InvalidInputError(f"memory {index}: {problem}")
+        if p.KEY in memory.payload:
+            raise InvalidInputError(f"memory {index}: payload key {p.KEY!r} is reserved")
+        text = memory.payload.get(text_key)
+        if text is not None and (not isinstance(text, str) or not text.strip()):
+            raise InvalidInputError(f"memory {index}: empty text under {text_key!r}")
+        try:
+            point_id = normalize_id(memory.id) if memory.id is not None else _new_id()
+        except (TypeError, ValueError):
+            raise InvalidInputError(
+                f"memory {index}: id {memory.id!r} is neither an unsigned integer nor a UUID"
+            ) from None
+        if isinstance(point_id, int) and point_id < 0:
+            raise InvalidInputError(f"memory {index}: id {point_id} is negative")
+        stamp = p.fresh_meta("agent" if text is not None else None)
+        return Record(point_id, vector, {**memory.payload, p.KEY: stamp})
+
+    def partition_payload(self, partition: dict[str, Any] | None) -> dict[str, Any]:
+        keys = self.settings.consolidation.partition_keys
+        for key in partition or {}:
+            if key not in keys:
+                raise InvalidInputError(
+                    f"{key!r} is not a partition key (configured: {', '.join(keys) or 'none'})"
+                )
+        return dict(partition or {})
+
+    # -- reading ------------------------------------------------------------------------
+    def recall(
+        self, query: str | np.ndarray, k: int = 5, partition: dict[str, Any] | None = None
+    ) -> list[Hit]:
+        if k < 1:
+            raise InvalidInputError("k must be at least 1")
+        if not self.exists:
+            return []
+        vector = self.embedder.encode([query])[0] if isinstance(query, str) else query
+        vector = np.asarray(vector, dtype=np.float32).reshape(-1)
+        problem = p.vector_problem(vector, self.store.vector_size(self.collection))
+        if problem:
+            raise InvalidInputError(f"query vector: {problem}")
+        conditions = tuple(Match(k_, v) for k_, v in self.partition_payload(partition).items())
+        request = QueryRequest(vector, k, filter=p.searchable_filter(Filter(must=conditions)))
+        return self.store.query(self.collection, request)
+
+    def get(self, point_id: str | int) -> tuple[Record, bool]:
+        """A memory by id and whether it is archived (retired into a merged point)."""
+        try:
+            pid = normalize_id(point_id)
+        except (TypeError, ValueError):
+            raise NotFoundError(f"unknown memory id: {point_id!r}") from None
+        if self.exists:
+            for name, archived in ((self.collection, False), (self.archive, True)):
+                found = self.store.retrieve(name, [pid])
+                if found:
+                    return found[0], archived
+        raise NotFoundError(f"unknown memory id: {point_id!r}")
+
+    # -- consolidation ------------------------------------------------------------------
+    def consolidate(self, **options: Any) -> RunReport:
+        if not self.exists:
+            raise NotFoundError(
+                f"collection {self.collection!r} is empty: write memories first "
+                "(`reverie remember` or `reverie import`)"
+            )
+        self.consolidator.recover()
+        return self.consolidator.run(**options)
+
+    def undo(self, target: str) -> UndoReport:
+        if self.exists:
+            self.consolidator.recover()
+        return undo(self.consolidator.applier, self.run_log, target)
+
+    def stats(self) -> dict[str, Any]:
+        runs = self.run_log.runs(limit=1)
+        last = runs[0] if runs else None
+        stats: dict[str, Any] = {
+            "collection": self.collection,
+            "live": 0,
+            "merged": 0,
+            "archived": 0,
+            "pending_text": 0,
+            "fresh": 0,
+            "quarantined": 0,
+            "last_run": None
+            if last is None
+            else {
+                "run_id": last.run_id,
+                "kind": last.kind,
+                "status": last.status,
+                "started_at": last.started_at,
+            },
+        }
+        if not self.exists:
+            return stats
+        state, kind = f"{p.KEY}.state", f"{p.KEY}.kind"
+        merged = Filter(must=(Match(kind, p.MERGED),))
+        count = self.store.count
+        stats.update(
+            live=count(self.collection, p.searchable_filter()),
+            merged=count(self.collection, p.searchable_filter(merged)),
+            archived=count(self.archive),
+            pending_text=count(
+                self.collection,
+                p.searchable_filter(
+                    Filter(must=(Match(kind, p.MERGED), Match(f"{p.KEY}.text_source", "pending")))
+                ),
+            ),
+            fresh=count(self.collection, p.FRESH_FILTER),
+            quarantined=count(self.collection, Filter(must=(Match(state, p.QUARANTINED),))),
+        )
+        return stats
+
+    def live_records(self) -> Iterable[Record]:
+        return self.store.scroll(self.collection, p.searchable_filter(), with_vectors=True)
+
+
+def _new_id() -> str:
+    import uuid
+
+    return str(uuid.uuid4())
+
+
+def _progress(total: int, desc: str, enabled: bool) -> Any:
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit="mem", disable=not enabled or total < 2 * WRITE_BATCH)

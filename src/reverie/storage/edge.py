@@ -1,0 +1,208 @@
+"""Embedded storage: qdrant-edge-py, Qdrant's Rust engine in-process.
+
+One directory per collection (`<root>/<name>/shard`, plus `meta.json` with the vector
+size, which the engine does not report back). Only one process may open a shard: a
+second one gets a StorageError that says so.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import qdrant_edge as qe
+
+from reverie.errors import InvalidInputError, StorageError
+from reverie.storage.base import (
+    Condition,
+    Filter,
+    HasId,
+    Hit,
+    IsEmpty,
+    Match,
+    MatchAny,
+    PointId,
+    QueryRequest,
+    Record,
+    as_vector,
+    hit_from,
+    record_from,
+)
+
+
+class EdgeStore:
+    def __init__(self, root: Path) -> None:
+        self._root = Path(root)
+        self._shards: dict[str, qe.EdgeShard] = {}
+        self._lock = threading.Lock()
+
+    # -- collections -------------------------------------------------------------------
+    def _dir(self, name: str) -> Path:
+        return self._root / name
+
+    def collection_exists(self, name: str) -> bool:
+        return (self._dir(name) / "meta.json").is_file()
+
+    def vector_size(self, name: str) -> int | None:
+        if not self.collection_exists(name):
+            return None
+        return int(json.loads((self._dir(name) / "meta.json").read_text())["vector_size"])
+
+    def ensure_collection(self, name: str, vector_size: int) -> None:
+        existing = self.vector_size(name)
+        if existing is not None:
+            if existing != vector_size:
+                raise StorageError(
+                    f"collection {name!r} holds {existing}-dimensional vectors, "
+                    f"not {vector_size}: use another collection or the matching embedder"
+                )
+            self._shard(name)
+            return
+        directory = self._dir(name)
+        directory.mkdir(parents=True, exist_ok=True)
+        config = qe.EdgeConfig(vectors=qe.EdgeVectorParams(size=vector_size, distance=qe.Distance.Cosine))
+        with self._lock:
+            try:
+                self._shards[name] = qe.EdgeShard.create(str(directory / "shard"), config)
+            except Exception as exc:
+                raise StorageError(f"cannot create collection {name!r}: {exc}") from None
+        # meta.json last: its presence marks a complete collection.
+        tmp = directory / "meta.json.tmp"
+        tmp.write_text(json.dumps({"vector_size": vector_size}))
+        tmp.replace(directory / "meta.json")
+
+    def _shard(self, name: str) -> qe.EdgeShard:
+        with self._lock:
+            shard = self._shards.get(name)
+            if shard is not None:
+                return shard
+            if not self.collection_exists(name):
+                raise StorageError(f"collection {name!r} does not exist in {self._root}")
+            try:
+                shard = qe.EdgeShard.load(str(self._dir(name) / "shard"))
+            except Exception as exc:
+                if "WouldBlock" in str(exc):
+                    raise StorageError(
+                        f"the embedded store {self._dir(name)} is open in another process "
+                        "(a running `reverie serve`?): stop it or go through its HTTP API"
+                    ) from None
+                raise StorageError(f"cannot open collection {name!r}: {exc}") from None
+            self._shards[name] = shard
+            return shard
+
+    def create_payload_index(self, name: str, key: str) -> None:
+        shard = self._shard(name)
+        if key in shard.info().payload_schema:
+            return
+        shard.update(qe.UpdateOperation.create_field_index(key, qe.PayloadSchemaType.Keyword))
+
+    # -- points ------------------------------------------------------------------------
+    def upsert(self, name: str, records: Sequence[Record]) -> None:
+        if not records:
+            return
+        points = [qe.Point(r.id, as_vector(r.vector).tolist(), r.payload) for r in records]
+        try:
+            self._shard(name).update(qe.UpdateOperation.upsert_points(points))
+        except StorageError:
+            raise
+        except Exception as exc:
+            if "dimension" in str(exc).lower():
+                raise InvalidInputError(f"wrong vector dimension: {exc}") from None
+            raise StorageError(f"upsert into {name!r} failed: {exc}") from None
+
+    def retrieve(self, name: str, ids: Sequence[PointId], with_vectors: bool = True) -> list[Record]:
+        if not ids:
+            return []
+        found = self._shard(name).retrieve(list(ids), True, with_vectors)
+        return [record_from(r) for r in found]
+
+    def scroll(
+        self,
+        name: str,
+        filter: Filter | None = None,
+        with_vectors: bool = False,
+        batch_size: int = 512,
+    ) -> Iterator[Record]:
+        shard = self._shard(name)
+        offset: Any = None
+        while True:
+            request = qe.ScrollRequest(
+                offset=offset,
+                limit=batch_size,
+                filter=_filter(filter),
+                with_payload=True,
+                with_vector=with_vectors,
+            )
+            page, offset = shard.scroll(request)
+            for r in page:
+                yield record_from(r)
+            if offset is None:
+                return
+
+    def query(self, name: str, request: QueryRequest) -> list[Hit]:
+        return self.query_batch(name, [request])[0]
+
+    def query_batch(self, name: str, requests: Sequence[QueryRequest]) -> list[list[Hit]]:
+        if not requests:
+            return []
+        batch = qe.QueryBatchRequest([_query(r) for r in requests])
+        return [[hit_from(p) for p in result] for result in self._shard(name).query_batch(batch)]
+
+    def delete(self, name: str, ids: Sequence[PointId]) -> None:
+        if ids:
+            self._shard(name).update(qe.UpdateOperation.delete_points(list(ids)))
+
+    def set_payload(
+        self, name: str, ids: Sequence[PointId], payload: dict[str, Any], key: str | None = None
+    ) -> None:
+        if ids:
+            self._shard(name).update(qe.UpdateOperation.set_payload(list(ids), payload, key=key))
+
+    def count(self, name: str, filter: Filter | None = None) -> int:
+        return self._shard(name).count(qe.CountRequest(exact=True, filter=_filter(filter)))
+
+    def optimize(self, name: str) -> None:
+        self._shard(name).optimize()
+
+    def close(self) -> None:
+        with self._lock:
+            for shard in self._shards.values():
+                shard.flush()
+                shard.close()
+            self._shards.clear()
+
+
+def _query(r: QueryRequest) -> qe.QueryRequest:
+    return qe.QueryRequest(
+        limit=r.limit,
+        query=qe.Query.Nearest(as_vector(r.vector).tolist()),
+        filter=_filter(r.filter),
+        score_threshold=r.score_threshold,
+        with_payload=True,
+        with_vector=r.with_vectors,
+    )
+
+
+def _filter(f: Filter | None) -> qe.Filter | None:
+    if f is None:
+        return None
+    return qe.Filter(
+        must=[_condition(c) for c in f.must] or None,
+        should=[_condition(c) for c in f.should] or None,
+        must_not=[_condition(c) for c in f.must_not] or None,
+    )
+
+
+def _condition(c: Condition) -> Any:
+    if isinstance(c, Match):
+        return qe.FieldCondition(c.key, match=qe.MatchValue(c.value))
+    if isinstance(c, MatchAny):
+        return qe.FieldCondition(c.key, match=qe.MatchAny(list(c.values)))
+    if isinstance(c, IsEmpty):
+        return qe.IsEmptyCondition(c.key)
+    if isinstance(c, HasId):
+        return qe.HasIdCondition(set(c.ids))
+    return _filter(c)

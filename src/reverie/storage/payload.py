@@ -1,0 +1,158 @@
+"""reverie's bookkeeping inside a point's payload, all under one key.
+
+Agents' own keys are never touched. Under `_reverie`:
+  kind         "original" | "merged"
+  state        "fresh" (not yet adopted) | "live" | "committing" (a merge in flight)
+               | "undoing" (an undo in flight) | "quarantined" (invalid vector)
+  weight       how many original memories this point stands for
+  merged_from  ids of the points a merged point replaced (merged points only)
+  originals    ids of the original memories behind a merged point (its lineage)
+  member_fingerprints  what each member looked like when the merge was planned
+  run_id, created_at, merged_at, text_source ("agent" | "pending"), reason (quarantine)
+  archived     {merged_into, run_id, at}: only on archive copies; removed on undo
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import math
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+
+from reverie.storage.base import Filter, IsEmpty, Match, MatchAny, PointId, Record
+
+KEY = "_reverie"
+
+FRESH = "fresh"
+LIVE = "live"
+COMMITTING = "committing"
+UNDOING = "undoing"
+QUARANTINED = "quarantined"
+IN_FLIGHT = (COMMITTING, UNDOING)
+
+ORIGINAL = "original"
+MERGED = "merged"
+
+
+def now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+def meta(payload: dict[str, Any]) -> dict[str, Any]:
+    value = payload.get(KEY)
+    return value if isinstance(value, dict) else {}
+
+
+def state(payload: dict[str, Any]) -> str:
+    return meta(payload).get("state", FRESH)
+
+
+def weight(payload: dict[str, Any]) -> float:
+    return float(meta(payload).get("weight", 1.0))
+
+
+def originals(record: Record) -> list[PointId]:
+    """The original memories a point stands for: itself, or a merged point's lineage."""
+    return list(meta(record.payload).get("originals") or [record.id])
+
+
+def agent_payload(payload: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in payload.items() if k != KEY}
+
+
+def with_meta(payload: dict[str, Any], **changes: Any) -> dict[str, Any]:
+    """A copy of `payload` whose `_reverie` object has `changes` applied (None removes)."""
+    out = copy.deepcopy(payload)
+    merged = dict(meta(out))
+    for key, value in changes.items():
+        if value is None:
+            merged.pop(key, None)
+        else:
+            merged[key] = value
+    out[KEY] = merged
+    return out
+
+
+def fresh_meta(text_source: str | None) -> dict[str, Any]:
+    """The stamp a newly written memory carries until consolidation adopts it."""
+    stamp: dict[str, Any] = {"kind": ORIGINAL, "state": FRESH, "weight": 1.0, "created_at": now()}
+    if text_source:
+        stamp["text_source"] = text_source
+    return stamp
+
+
+FINGERPRINT_DECIMALS = 4
+
+
+def fingerprint(record: Record) -> str:
+    """What an agent could change: the vector and its own payload (not reverie's key).
+
+    The vector is rounded first: stores may hand back a vector one float ulp off what
+    they returned before (qdrant-client's local mode does after deletes), and that
+    must not look like an agent's rewrite. A rare rounding flip only skips a merge.
+    """
+    rounded = np.round(np.asarray(record.vector, dtype=np.float64), FINGERPRINT_DECIMALS) + 0.0
+    digest = hashlib.sha1(rounded.tobytes())
+    body = json.dumps(agent_payload(record.payload), sort_keys=True, default=str)
+    digest.update(body.encode())
+    return digest.hexdigest()
+
+
+def vector_problem(vector: np.ndarray | None, dimension: int | None = None) -> str | None:
+    """Why a vector cannot be a memory, or None when it can."""
+    if vector is None:
+        return "no vector"
+    if dimension is not None and vector.shape != (dimension,):
+        return f"wrong dimension: expected {dimension}, got {vector.size}"
+    if not np.all(np.isfinite(vector)):
+        return "vector holds NaN or infinite values"
+    norm = float(np.linalg.norm(vector.astype(np.float64)))
+    if norm == 0.0 or not math.isfinite(norm):
+        return "zero vector" if norm == 0.0 else "vector norm overflows"
+    return None
+
+
+FRESH_FILTER = Filter(should=(IsEmpty(KEY), Match(f"{KEY}.state", FRESH)))
+UNSEARCHABLE_STATES = MatchAny(f"{KEY}.state", (COMMITTING, UNDOING, QUARANTINED))
+
+
+def searchable_filter(extra: Filter | None = None) -> Filter:
+    """Points a search may return: everything but in-flight merges and quarantine."""
+    must = extra.must if extra else ()
+    return Filter(
+        must=must,
+        should=extra.should if extra else (),
+        must_not=(UNSEARCHABLE_STATES, *(extra.must_not if extra else ())),
+    )
+
+
+def consolidatable(record: Record, pin_key: str) -> bool:
+    """Consolidation may merge a searchable point unless it is pinned or invalid.
+
+    Pins are checked here, not in a filter: Match cannot carry a boolean (see Match).
+    """
+    return record.payload.get(pin_key) is not True and vector_problem(record.vector) is None
+
+
+def partition_of(payload: dict[str, Any], keys: list[str]) -> tuple[Any, ...]:
+    return tuple(_hashable(payload.get(k)) for k in keys)
+
+
+def partition_filter(partition: tuple[Any, ...], keys: list[str]) -> Filter:
+    conditions: list[Any] = []
+    for key, value in zip(keys, partition, strict=True):
+        if value is None:
+            conditions.append(IsEmpty(key))
+        elif isinstance(value, str | int) and not isinstance(value, bool):
+            conditions.append(Match(key, value))
+    return Filter(must=tuple(conditions))
+
+
+def _hashable(value: Any) -> Any:
+    if isinstance(value, list | dict):
+        return json.dumps(value, sort_keys=True)
+    return value

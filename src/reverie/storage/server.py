@@ -1,0 +1,169 @@
+"""Server storage: qdrant-client against a Qdrant URL (or its local mode, in tests)."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from qdrant_client import QdrantClient, models
+from qdrant_client.http.exceptions import UnexpectedResponse
+
+from reverie.errors import InvalidInputError, StorageError
+from reverie.storage.base import (
+    Condition,
+    Filter,
+    HasId,
+    Hit,
+    IsEmpty,
+    Match,
+    MatchAny,
+    PointId,
+    QueryRequest,
+    Record,
+    as_vector,
+    hit_from,
+    record_from,
+)
+
+
+class ServerStore:
+    def __init__(self, client: QdrantClient) -> None:
+        self._client = client
+
+    @classmethod
+    def connect(cls, url: str, api_key: str | None = None) -> ServerStore:
+        """`url` is an http(s) address, or ":memory:" for qdrant-client's local mode."""
+        if url == ":memory:":
+            return cls(QdrantClient(location=":memory:"))
+        return cls(QdrantClient(url=url, api_key=api_key))
+
+    def collection_exists(self, name: str) -> bool:
+        return self._client.collection_exists(name)
+
+    def vector_size(self, name: str) -> int | None:
+        if not self.collection_exists(name):
+            return None
+        params = self._client.get_collection(name).config.params.vectors
+        return int(params.size)  # type: ignore[union-attr]
+
+    def ensure_collection(self, name: str, vector_size: int) -> None:
+        existing = self.vector_size(name)
+        if existing is None:
+            self._client.create_collection(
+                name,
+                vectors_config=models.VectorParams(size=vector_size, distance=models.Distance.COSINE),
+            )
+        elif existing != vector_size:
+            raise StorageError(
+                f"collection {name!r} holds {existing}-dimensional vectors, "
+                f"not {vector_size}: use another collection or the matching embedder"
+            )
+
+    def create_payload_index(self, name: str, key: str) -> None:
+        with warnings.catch_warnings():
+            # local mode (tests) warns that indexes do nothing there; a server builds them
+            warnings.simplefilter("ignore", UserWarning)
+            self._client.create_payload_index(name, key, models.PayloadSchemaType.KEYWORD)
+
+    def upsert(self, name: str, records: Sequence[Record]) -> None:
+        if not records:
+            return
+        points = [
+            models.PointStruct(id=r.id, vector=as_vector(r.vector).tolist(), payload=r.payload)
+            for r in records
+        ]
+        try:
+            self._client.upsert(name, points=points, wait=True)
+        except (ValueError, UnexpectedResponse) as exc:
+            if "dim" in str(exc).lower():
+                raise InvalidInputError(f"wrong vector dimension: {exc}") from None
+            raise StorageError(f"upsert into {name!r} failed: {exc}") from None
+
+    def retrieve(self, name: str, ids: Sequence[PointId], with_vectors: bool = True) -> list[Record]:
+        if not ids:
+            return []
+        found = self._client.retrieve(name, ids=list(ids), with_vectors=with_vectors)
+        return [record_from(r) for r in found]
+
+    def scroll(
+        self,
+        name: str,
+        filter: Filter | None = None,
+        with_vectors: bool = False,
+        batch_size: int = 512,
+    ) -> Iterator[Record]:
+        offset: Any = None
+        while True:
+            page, offset = self._client.scroll(
+                name,
+                scroll_filter=_filter(filter),
+                limit=batch_size,
+                offset=offset,
+                with_vectors=with_vectors,
+            )
+            for r in page:
+                yield record_from(r)
+            if offset is None:
+                return
+
+    def query(self, name: str, request: QueryRequest) -> list[Hit]:
+        return self.query_batch(name, [request])[0]
+
+    def query_batch(self, name: str, requests: Sequence[QueryRequest]) -> list[list[Hit]]:
+        if not requests:
+            return []
+        batch = [
+            models.QueryRequest(
+                query=as_vector(r.vector).tolist(),
+                limit=r.limit,
+                score_threshold=r.score_threshold,
+                filter=_filter(r.filter),
+                with_payload=True,
+                with_vector=r.with_vectors,
+            )
+            for r in requests
+        ]
+        responses = self._client.query_batch_points(name, requests=batch)
+        return [[hit_from(p) for p in response.points] for response in responses]
+
+    def delete(self, name: str, ids: Sequence[PointId]) -> None:
+        if ids:
+            self._client.delete(name, models.PointIdsList(points=list(ids)), wait=True)
+
+    def set_payload(
+        self, name: str, ids: Sequence[PointId], payload: dict[str, Any], key: str | None = None
+    ) -> None:
+        if ids:
+            self._client.set_payload(name, payload, points=list(ids), key=key, wait=True)
+
+    def count(self, name: str, filter: Filter | None = None) -> int:
+        return self._client.count(name, count_filter=_filter(filter), exact=True).count
+
+    def optimize(self, name: str) -> None:
+        """Qdrant servers optimize segments on their own."""
+
+    def close(self) -> None:
+        self._client.close()
+
+
+def _filter(f: Filter | None) -> models.Filter | None:
+    if f is None:
+        return None
+    return models.Filter(
+        must=[_condition(c) for c in f.must] or None,
+        should=[_condition(c) for c in f.should] or None,
+        must_not=[_condition(c) for c in f.must_not] or None,
+    )
+
+
+def _condition(c: Condition) -> Any:
+    if isinstance(c, Match):
+        return models.FieldCondition(key=c.key, match=models.MatchValue(value=c.value))
+    if isinstance(c, MatchAny):
+        return models.FieldCondition(key=c.key, match=models.MatchAny(any=list(c.values)))
+    if isinstance(c, IsEmpty):
+        return models.IsEmptyCondition(is_empty=models.PayloadField(key=c.key))
+    if isinstance(c, HasId):
+        return models.HasIdCondition(has_id=list(c.ids))
+    return _filter(c)

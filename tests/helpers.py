@@ -1,0 +1,63 @@
+"""Test helpers: synthetic near-duplicate vectors and the store invariants."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from reverie.memory import NewMemory, Reverie
+from reverie.storage import payload as p
+
+
+def near_duplicates(
+    groups: int, per_group: int, dim: int = 32, noise: float = 0.08, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Unit vectors in tight groups (pairwise cosine about 0.99) around random centres."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(groups, dim))
+    centres /= np.linalg.norm(centres, axis=1, keepdims=True)
+    labels = np.repeat(np.arange(groups), per_group)
+    vectors = centres[labels] + rng.normal(scale=noise / np.sqrt(dim), size=(labels.size, dim))
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    return vectors.astype(np.float32), labels
+
+
+def memories(vectors: np.ndarray, labels: np.ndarray, **payload: object) -> list[NewMemory]:
+    return [
+        NewMemory(v, {"text": f"memory {i} of group {g}", "group": int(g), **payload}, i)
+        for i, (v, g) in enumerate(zip(vectors, labels, strict=True))
+    ]
+
+
+def check_invariants(rv: Reverie, originals: set[object]) -> None:
+    """Every original is live, or archived with a live merged point holding it in its
+    lineage; live weights sum to the number of originals; nothing is left in flight."""
+    live = list(rv.store.scroll(rv.collection))
+    states = [p.state(r.payload) for r in live]
+    assert not set(states) & set(p.IN_FLIGHT), f"in-flight points left: {states}"
+    assert sum(p.weight(r.payload) for r in live) == len(originals)
+    covered: list[object] = []
+    for record in live:
+        covered.extend(p.originals(record))
+    assert sorted(map(str, covered)) == sorted(map(str, originals)), "lineage mismatch"
+    live_ids = {r.id for r in live}
+    if rv.store.collection_exists(rv.archive):
+        for copy in rv.store.scroll(rv.archive):
+            into = p.meta(copy.payload)["archived"]["merged_into"]
+            assert into in live_ids or rv.store.retrieve(rv.archive, [into]), (
+                f"archived {copy.id} points to {into}, which exists nowhere"
+            )
+
+
+def snapshot(rv: Reverie, collection: str | None = None) -> dict[object, tuple[np.ndarray, dict]]:
+    """Every point of a collection: id -> (vector, payload)."""
+    records = rv.store.scroll(collection or rv.collection, with_vectors=True)
+    return {r.id: (r.vector, r.payload) for r in records}
+
+
+def assert_same_points(actual: dict, expected: dict) -> None:
+    """Exact payloads; vectors to within float32 rounding, since qdrant-client's local
+    mode can hand the same stored vector back one ulp apart between reads."""
+    assert actual.keys() == expected.keys()
+    for key, (vector, payload) in expected.items():
+        assert actual[key][1] == payload, key
+        np.testing.assert_allclose(actual[key][0], vector, rtol=0, atol=1e-7)

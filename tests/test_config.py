@@ -1,0 +1,70 @@
+import re
+from pathlib import Path
+
+import pytest
+
+from reverie.config import load_settings, settings_as_toml
+from reverie.errors import ConfigError
+
+
+def test_defaults_without_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    s = load_settings(environ={})
+    assert s.storage.url is None
+    assert s.consolidation.algorithm == "agglomerative"
+    assert s.embedder.model.endswith("all-MiniLM-L6-v2")
+
+
+def test_file_then_environment(tmp_path: Path) -> None:
+    f = tmp_path / "r.toml"
+    f.write_text('[consolidation]\nthreshold = 0.9\nalgorithm = "dbscan"\n[storage]\ncollection = "m2"\n')
+    s = load_settings(f, environ={"REVERIE_CONSOLIDATION__THRESHOLD": "0.85"})
+    assert s.consolidation.threshold == 0.85
+    assert s.consolidation.algorithm == "dbscan"
+    assert s.storage.collection == "m2"
+
+
+def test_config_env_var_names_file(tmp_path: Path) -> None:
+    f = tmp_path / "r.toml"
+    f.write_text('[storage]\nurl = "http://localhost:6333"\n')
+    assert load_settings(environ={"REVERIE_CONFIG": str(f)}).storage.url == "http://localhost:6333"
+
+
+@pytest.mark.parametrize(
+    ("text", "env", "message"),
+    [
+        ("[consolidation]\nthreshhold = 0.9\n", {}, "consolidation.threshhold: unknown key"),
+        ("[consolidaton]\n", {}, "consolidaton: unknown key"),
+        ("", {"REVERIE_CONSOLIDATION__THRESHOLD": "1.5"}, "REVERIE_CONSOLIDATION__THRESHOLD"),
+        ("", {"REVERIE_STORAGE__NOPE": "x"}, "storage.nope: unknown key"),
+        ("", {"REVERIE_THRESHOLD": "0.5"}, "REVERIE_<SECTION>__<KEY>"),
+        ("[consolidation]\nalgorithm = 'kmeans'\n", {}, "consolidation.algorithm"),
+        (
+            "[consolidation]\nthreshold = 0.7\nmin_member_similarity = 0.9\n",
+            {},
+            "min_member_similarity",
+        ),
+        ("not toml [", {}, "cannot read config file"),
+    ],
+)
+def test_bad_settings_name_the_key(tmp_path: Path, text: str, env: dict[str, str], message: str) -> None:
+    f = tmp_path / "r.toml"
+    f.write_text(text)
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load_settings(f, environ=env)
+
+
+def test_missing_config_file_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_settings(tmp_path / "nope.toml", environ={})
+
+
+def test_show_masks_secrets_and_round_trips(tmp_path: Path) -> None:
+    f = tmp_path / "r.toml"
+    f.write_text('[storage]\nurl = "http://q:6333"\napi_key = "s3cret"\n')
+    shown = settings_as_toml(load_settings(f, environ={}))
+    assert "s3cret" not in shown
+    assert 'url = "http://q:6333"' in shown
+    again = tmp_path / "again.toml"
+    again.write_text(shown.replace('api_key = "***"', 'api_key = "s3cret"'))
+    assert load_settings(again, environ={}) == load_settings(f, environ={})

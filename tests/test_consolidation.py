@@ -1,0 +1,206 @@
+"""The engine end to end on both real engines, with synthetic near-duplicate vectors."""
+
+import numpy as np
+import pytest
+
+from helpers import assert_same_points, check_invariants, memories, near_duplicates, snapshot
+from reverie.consolidation.planning import merged_id
+from reverie.errors import InvalidInputError, NotFoundError
+from reverie.memory import NewMemory, Reverie
+from reverie.storage import Record
+from reverie.storage import payload as p
+
+
+def live_clusters(rv: Reverie) -> list[list[int]]:
+    return sorted(sorted(int(i) for i in p.originals(r)) for r in rv.live_records())
+
+
+def test_merges_groups_and_archives_originals(rv: Reverie) -> None:
+    vectors, labels = near_duplicates(groups=5, per_group=3)
+    rv.write(memories(vectors, labels))
+    report = rv.consolidate()
+    assert report.points_before == 15 and report.points_after == 5
+    assert live_clusters(rv) == [[3 * g, 3 * g + 1, 3 * g + 2] for g in range(5)]
+    assert rv.store.count(rv.archive) == 15
+    check_invariants(rv, set(range(15)))
+    merged = next(iter(rv.live_records()))
+    stamp = p.meta(merged.payload)
+    assert stamp["kind"] == p.MERGED and stamp["state"] == p.LIVE and stamp["weight"] == 3
+    assert merged.id == merged_id(stamp["merged_from"])
+    assert "text" not in merged.payload and stamp["text_source"] == "pending"
+    assert merged.payload["group"] == int(stamp["originals"][0]) // 3  # shared agent keys kept
+    stats = rv.stats()
+    assert stats["live"] == 5 and stats["merged"] == 5 and stats["archived"] == 15
+    assert stats["pending_text"] == 5 and stats["last_run"]["run_id"] == report.run_id
+
+
+def test_second_run_changes_nothing(rv: Reverie) -> None:
+    vectors, labels = near_duplicates(groups=4, per_group=3)
+    rv.write(memories(vectors, labels))
+    rv.consolidate()
+    before, archive = snapshot(rv), snapshot(rv, rv.archive)
+    for full in (False, True):
+        again = rv.consolidate(full=full)
+        assert again.merges == [] and again.adopted == 0
+    assert_same_points(snapshot(rv), before)
+    assert_same_points(snapshot(rv, rv.archive), archive)
+
+
+def test_dry_run_changes_nothing(rv: Reverie) -> None:
+    vectors, labels = near_duplicates(groups=3, per_group=2)
+    rv.write(memories(vectors, labels))
+    before = snapshot(rv)
+    report = rv.consolidate(dry_run=True)
+    assert len(report.merges) == 3 and report.points_after == 3
+    assert_same_points(snapshot(rv), before)
+    assert rv.run_log.runs() == []
+
+
+def test_incremental_run_merges_new_points_into_existing_merges(rv: Reverie) -> None:
+    vectors, labels = near_duplicates(groups=3, per_group=4, seed=5)
+    first = [m for m in memories(vectors, labels) if int(m.id) % 4 != 3]
+    later = [m for m in memories(vectors, labels) if int(m.id) % 4 == 3]
+    rv.write(first)
+    rv.consolidate()
+    assert len(live_clusters(rv)) == 3
+    report = rv.consolidate  # incremental: only the 3 new points and their neighbours
+    rv.write(later)
+    result = report()
+    assert result.adopted == 3 and result.considered == 6
+    assert live_clusters(rv) == [[4 * g + k for k in range(4)] for g in range(3)]
+    assert all(p.weight(r.payload) == 4 for r in rv.live_records())
+    check_invariants(rv, set(range(12)))
+
+
+def test_partitions_are_never_mixed(rv: Reverie) -> None:
+    vectors, labels = near_duplicates(groups=2, per_group=2)
+    ms = memories(vectors, labels)
+    for m, user in zip(ms, ["a", "b", "a", "a"], strict=True):
+        m.payload["user_id"] = user
+    rv.write(ms)
+    rv.consolidate(full=True)
+    assert live_clusters(rv) == [[0], [1], [2, 3]]
+    assert {r.payload["user_id"] for r in rv.live_records() if p.weight(r.payload) == 2} == {"a"}
+
+
+def test_pinned_points_are_never_merged(rv: Reverie) -> None:
+    vectors, labels = near_duplicates(groups=1, per_group=3)
+    ms = memories(vectors, labels)
+    ms[0].payload["pinned"] = True
+    rv.write(ms)
+    rv.consolidate()
+    assert live_clusters(rv) == [[0], [1, 2]]
+
+
+def test_points_written_by_plain_clients_are_adopted_or_quarantined(rv: Reverie) -> None:
+    vectors, labels = near_duplicates(groups=1, per_group=2)
+    rv.write(memories(vectors, labels))
+    # An agent writes straight to the collection: no reverie bookkeeping at all.
+    bad = np.zeros(32, dtype=np.float32)
+    rv.store.upsert(rv.collection, [Record(10, vectors[0] * 0.5 + vectors[1] * 0.5, {"text": "agent"})])
+    rv.store.upsert(rv.collection, [Record(11, bad, {"text": "zero"})])
+    report = rv.consolidate()
+    assert report.adopted == 3 and report.quarantined == 1
+    assert live_clusters(rv) == [[0, 1, 10]]
+    quarantined = rv.store.retrieve(rv.collection, [11])[0]
+    assert p.state(quarantined.payload) == p.QUARANTINED
+    assert p.meta(quarantined.payload)["reason"] == "zero vector"
+    assert rv.stats()["quarantined"] == 1
+    assert rv.consolidate(full=True).merges == []
+
+
+def test_undo_merge_restores_exact_vectors_and_payloads(rv: Reverie) -> None:
+    vectors, labels = near_duplicates(groups=2, per_group=3)
+    rv.write(memories(vectors, labels))
+    written = snapshot(rv)
+    first_run = rv.consolidate()
+    merges = rv.run_log.merges(first_run.run_id)
+    undo = rv.undo(merges[0].merge_id)
+    assert len(undo.undone) == 1
+    members = {m["id"] for m in merges[0].detail["members"]}
+    restored = {k: v for k, v in snapshot(rv).items() if k in members}
+    assert len(restored) == 3
+    # exactly as written, but for reverie's adoption stamp
+    for point_id, (vector, payload) in restored.items():
+        np.testing.assert_allclose(vector, written[point_id][0], rtol=0, atol=1e-7)
+        assert p.agent_payload(payload) == p.agent_payload(written[point_id][1])
+        assert p.state(payload) == p.LIVE and p.weight(payload) == 1
+    assert rv.store.retrieve(rv.collection, [merges[0].merge_id]) == []
+    check_invariants(rv, set(range(6)))
+    with pytest.raises(InvalidInputError, match="already undone"):
+        rv.undo(merges[0].merge_id)
+    # the whole run: what is left of it
+    rv.undo(first_run.run_id)
+    assert live_clusters(rv) == [[i] for i in range(6)]
+    assert rv.consolidate().merges == []  # undone originals are not fresh: no re-merge
+    assert rv.store.count(rv.archive) == 0
+    kinds = [r.kind for r in rv.run_log.runs()]
+    assert kinds.count("undo") == 2
+
+
+def test_undo_refuses_merges_merged_again(rv: Reverie) -> None:
+    vectors, labels = near_duplicates(groups=1, per_group=3)
+    ms = memories(vectors, labels)
+    rv.write(ms[:2])
+    first = rv.consolidate()
+    rv.write(ms[2:])
+    second = rv.consolidate()
+    assert len(second.merges) == 1
+    with pytest.raises(InvalidInputError, match=f"undo that first|{second.run_id}"):
+        rv.undo(first.run_id)
+    rv.undo(second.run_id)
+    rv.undo(first.run_id)
+    assert live_clusters(rv) == [[0], [1], [2]]
+    check_invariants(rv, {0, 1, 2})
+
+
+def test_unknown_ids_are_clear_errors(rv: Reverie) -> None:
+    with pytest.raises(NotFoundError, match="unknown run id"):
+        rv.undo("r-20990101T000000-abcdef")
+    with pytest.raises(NotFoundError, match="unknown run or merge id"):
+        rv.undo("not-an-id")
+    with pytest.raises(NotFoundError, match="unknown run or merge id"):
+        rv.undo("6f1c2a8e-3b7d-5e90-a4c1-2d8f0b9e7a13")
+    with pytest.raises(NotFoundError, match="unknown memory id"):
+        rv.get("12345")
+    with pytest.raises(NotFoundError, match="empty"):
+        rv.consolidate()
+
+
+def test_weighted_centroid_of_merged_points(rv: Reverie) -> None:
+    vectors, labels = near_duplicates(groups=1, per_group=3)
+    ms = memories(vectors, labels)
+    rv.write(ms[:2])
+    rv.consolidate()
+    rv.write(ms[2:])
+    rv.consolidate()
+    (merged,) = list(rv.live_records())
+    first = vectors[0] + vectors[1]
+    first /= np.linalg.norm(first)
+    expected = 2 * first + vectors[2]  # normalize(sum of weight_i * v_i)
+    expected /= np.linalg.norm(expected)
+    np.testing.assert_allclose(merged.vector, expected, atol=1e-5)
+    assert p.weight(merged.payload) == 3
+    assert sorted(int(i) for i in p.originals(merged)) == [0, 1, 2]
+
+
+def test_writes_check_every_memory_before_writing_any(rv: Reverie) -> None:
+    vectors, labels = near_duplicates(groups=1, per_group=3)
+    ms = memories(vectors, labels)
+    rv.write(ms[:1])
+    cases = [
+        (NewMemory(np.ones(31, dtype=np.float32), {}), "wrong dimension: expected 32, got 31"),
+        (NewMemory(np.full(32, np.nan, dtype=np.float32), {}), "NaN"),
+        (NewMemory(np.full(32, np.inf, dtype=np.float32), {}), "infinite"),
+        (NewMemory(np.zeros(32, dtype=np.float32), {}), "zero vector"),
+        (NewMemory(vectors[1], {"text": "  "}), "empty text"),
+        (NewMemory(vectors[1], {}, id="not-a-uuid"), "neither an unsigned integer nor a UUID"),
+        (NewMemory(vectors[1], {}, id=-4), "negative"),
+        (NewMemory(vectors[1], {"_reverie": {}}), "reserved"),
+    ]
+    for bad, message in cases:
+        with pytest.raises(InvalidInputError, match=message):
+            rv.write([ms[1], bad])
+        assert rv.store.count(rv.collection) == 1
+    with pytest.raises(InvalidInputError, match="not a partition key"):
+        rv.partition_payload({"team": "x"})

@@ -1,0 +1,112 @@
+"""One contract, both adapters: qdrant-edge (embedded) and qdrant-client (local mode)."""
+
+import numpy as np
+import pytest
+
+from reverie.errors import InvalidInputError, StorageError
+from reverie.storage import Filter, HasId, IsEmpty, Match, MatchAny, QueryRequest, Record, Store
+
+UUID = "0b6f0d6e-8a57-4a1c-9a43-5b7c5d4b9f10"
+
+
+def unit(*values: float) -> np.ndarray:
+    v = np.asarray(values, dtype=np.float32)
+    return v / np.linalg.norm(v)
+
+
+@pytest.fixture
+def filled(store: Store) -> Store:
+    store.ensure_collection("c", 4)
+    store.upsert(
+        "c",
+        [
+            Record(1, unit(1, 0, 0, 0), {"text": "a", "user_id": "u1", "_reverie": {"state": "live"}}),
+            Record(2, unit(1, 0.1, 0, 0), {"text": "b", "user_id": "u1"}),
+            Record(UUID, unit(0, 1, 0, 0), {"text": "c", "user_id": "u2", "pinned": True}),
+            Record(4, unit(0, 0, 1, 1), {"text": "d", "_reverie": {"state": "committing"}}),
+        ],
+    )
+    return store
+
+
+def test_collections(store: Store) -> None:
+    assert not store.collection_exists("c")
+    assert store.vector_size("c") is None
+    store.ensure_collection("c", 4)
+    store.ensure_collection("c", 4)  # idempotent
+    assert store.collection_exists("c")
+    assert store.vector_size("c") == 4
+    with pytest.raises(StorageError, match="4-dimensional"):
+        store.ensure_collection("c", 8)
+
+
+def test_retrieve_returns_exact_vectors_and_payloads(filled: Store) -> None:
+    found = {r.id: r for r in filled.retrieve("c", [1, UUID, 99])}
+    assert set(found) == {1, UUID}
+    np.testing.assert_allclose(found[1].vector, unit(1, 0, 0, 0), atol=1e-6)
+    assert found[UUID].payload == {"text": "c", "user_id": "u2", "pinned": True}
+    assert filled.retrieve("c", [1], with_vectors=False)[0].vector is None
+
+
+def test_scroll_pages_and_filters(filled: Store) -> None:
+    assert {r.id for r in filled.scroll("c", batch_size=1)} == {1, 2, UUID, 4}
+    u1 = filled.scroll("c", Filter(must=(Match("user_id", "u1"),)), with_vectors=True)
+    records = list(u1)
+    assert {r.id for r in records} == {1, 2}
+    assert all(r.vector is not None and r.vector.shape == (4,) for r in records)
+    no_meta = Filter(must=(IsEmpty("_reverie"),))
+    assert {r.id for r in filled.scroll("c", no_meta)} == {2, UUID}
+    either = Filter(should=(IsEmpty("_reverie"), Match("_reverie.state", "live")))
+    assert {r.id for r in filled.scroll("c", either)} == {1, 2, UUID}
+    not_these = Filter(must_not=(MatchAny("_reverie.state", ("committing",)), Match("user_id", "u2")))
+    assert {r.id for r in filled.scroll("c", not_these)} == {1, 2}
+    assert {r.id for r in filled.scroll("c", Filter(must=(HasId((1, UUID)),)))} == {1, UUID}
+
+
+def test_query_threshold_filter_and_batch(filled: Store) -> None:
+    hits = filled.query("c", QueryRequest(unit(1, 0, 0, 0), 10, score_threshold=0.9))
+    assert [h.id for h in hits] == [1, 2]
+    assert hits[0].score == pytest.approx(1.0, abs=1e-5)
+    assert hits[0].score >= hits[1].score
+    only_u2 = Filter(must=(Match("user_id", "u2"),))
+    batch = filled.query_batch(
+        "c",
+        [
+            QueryRequest(unit(1, 0, 0, 0), 2, with_vectors=True),
+            QueryRequest(unit(1, 0, 0, 0), 5, filter=only_u2),
+        ],
+    )
+    assert len(batch[0]) == 2 and batch[0][0].vector is not None
+    assert [h.id for h in batch[1]] == [UUID]
+
+
+def test_delete_set_payload_count(filled: Store) -> None:
+    assert filled.count("c") == 4
+    filled.set_payload("c", [1, 2], {"state": "fresh"}, key="_reverie")
+    found = {r.id: r.payload for r in filled.retrieve("c", [1, 2], with_vectors=False)}
+    assert found[1]["_reverie"] == {"state": "fresh"}
+    assert found[2]["_reverie"] == {"state": "fresh"} and found[2]["text"] == "b"
+    filled.set_payload("c", [UUID], {"note": "x"})
+    assert filled.retrieve("c", [UUID])[0].payload["note"] == "x"
+    assert filled.count("c", Filter(must=(Match("_reverie.state", "fresh"),))) == 2
+    filled.delete("c", [1, UUID])
+    assert filled.count("c") == 2
+    assert filled.retrieve("c", [1]) == []
+
+
+def test_wrong_dimension_is_an_input_error(filled: Store) -> None:
+    with pytest.raises(InvalidInputError, match="dimension"):
+        filled.upsert("c", [Record(9, np.ones(3, dtype=np.float32), {})])
+    assert filled.count("c") == 4
+
+
+def test_payload_index_is_idempotent(filled: Store) -> None:
+    filled.create_payload_index("c", "user_id")
+    filled.create_payload_index("c", "user_id")
+    assert filled.count("c", Filter(must=(Match("user_id", "u1"),))) == 2
+
+
+def test_boolean_match_is_refused() -> None:
+    """qdrant-edge-py 0.9 matches True as the integer 1; the contract refuses booleans."""
+    with pytest.raises(TypeError, match="boolean"):
+        Match("pinned", True)

@@ -3,9 +3,10 @@
 import numpy as np
 import pytest
 
-from helpers import near_duplicates
 from reverie.consolidation.candidates import exact_pairs, unit_rows
 from reverie.consolidation.clustering import ClusterParams, centroid, cluster
+
+from helpers import near_duplicates
 
 
 def brute_force_pairs(unit: np.ndarray, threshold: float) -> set[tuple[int, int]]:

@@ -3,12 +3,13 @@
 import numpy as np
 import pytest
 
-from helpers import assert_same_points, check_invariants, memories, near_duplicates, snapshot
 from reverie.consolidation.planning import merged_id
 from reverie.errors import InvalidInputError, NotFoundError
 from reverie.memory import NewMemory, Reverie
 from reverie.storage import Record
 from reverie.storage import payload as p
+
+from helpers import assert_same_points, check_invariants, memories, near_duplicates, snapshot
 
 
 def live_clusters(rv: Reverie) -> list[list[int]]:

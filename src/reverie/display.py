@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from reverie.consolidation.engine import RunReport
-from reverie.consolidation.runs import MergeRecord, RunRecord
 from reverie.storage import Hit, Record
 from reverie.storage import payload as p
+
+if TYPE_CHECKING:  # the engine pulls in scikit-learn; `reverie runs` must start fast
+    from reverie.consolidation.engine import RunReport
+    from reverie.consolidation.runs import MergeRecord, RunRecord
 
 
 def text_of(record: Record, text_key: str) -> str:

@@ -1,13 +1,16 @@
-"""Adoption: stamp points reverie has not seen yet, quarantine the invalid ones.
+"""Adoption: validate points reverie has not consolidated yet; quarantine invalid ones.
 
 A point is fresh when it has no `_reverie` key (an agent wrote it with a plain Qdrant
 client) or its state is `fresh` (written by reverie, or changed under a planned merge).
-Invalid vectors (NaN, infinite, zero) are quarantined: never merged, never deleted.
+Invalid vectors (NaN, infinite, zero) are quarantined at once: never merged, never
+deleted. Valid fresh points stay fresh until the run that considered them has applied
+its merges (`mark_adopted`), so a crash mid-run leaves them for the next run.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import structlog
@@ -24,7 +27,8 @@ class Adoption:
     quarantined: list[tuple[PointId, str]] = field(default_factory=list)
 
 
-def adopt_fresh(store: Store, collection: str, run_id: str, dry_run: bool) -> Adoption:
+def find_fresh(store: Store, collection: str, run_id: str, dry_run: bool) -> Adoption:
+    """Fresh points, split into valid and quarantined (stamped so unless a dry run)."""
     result = Adoption()
     for record in store.scroll(collection, p.FRESH_FILTER, with_vectors=True):
         problem = p.vector_problem(record.vector)
@@ -32,21 +36,22 @@ def adopt_fresh(store: Store, collection: str, run_id: str, dry_run: bool) -> Ad
             result.quarantined.append((record.id, problem))
         else:
             result.valid.append(record)
-    if dry_run:
-        return result
-    for point_id, reason in result.quarantined:
-        log.warning("adoption.quarantined", point_id=point_id, reason=reason)
-        stamp = {"state": p.QUARANTINED, "reason": reason, "run_id": run_id, "at": p.now()}
-        store.set_payload(collection, [point_id], stamp, key=p.KEY)
-    # One set_payload per distinct stamp: almost every fresh point is an original of weight 1.
+    if not dry_run:
+        for point_id, reason in result.quarantined:
+            log.warning("adoption.quarantined", point_id=point_id, reason=reason)
+            stamp = {"state": p.QUARANTINED, "reason": reason, "run_id": run_id, "at": p.now()}
+            store.set_payload(collection, [point_id], stamp, key=p.KEY)
+    return result
+
+
+def mark_adopted(store: Store, collection: str, records: Iterable[Record]) -> None:
+    """Stamp considered fresh points live, one write per distinct stamp (almost always
+    one: originals of weight 1)."""
     batches: dict[tuple[str, float], list[PointId]] = defaultdict(list)
-    for record in result.valid:
-        stamp = p.meta(record.payload)
-        batches[(stamp.get("kind", p.ORIGINAL), p.weight(record.payload))].append(record.id)
+    for record in records:
+        kind = p.meta(record.payload).get("kind", p.ORIGINAL)
+        batches[(kind, p.weight(record.payload))].append(record.id)
     adopted_at = p.now()
     for (kind, weight), ids in batches.items():
         stamp = {"state": p.LIVE, "kind": kind, "weight": weight, "adopted_at": adopted_at}
         store.set_payload(collection, ids, stamp, key=p.KEY)
-    for record in result.valid:
-        record.payload = p.with_meta(record.payload, state=p.LIVE)
-    return result

@@ -50,8 +50,18 @@ class MergeApplier:
         return self._settle(merged)
 
     def _archived(self, member: Record, merged: Record, run_id: str) -> Record:
+        """The archive copy: the member as adopted (so undo restores a live original),
+        plus where it went."""
         archived = {"merged_into": merged.id, "run_id": run_id, "at": p.now()}
-        return Record(member.id, member.vector, p.with_meta(member.payload, archived=archived))
+        stamp = p.meta(member.payload)
+        payload = p.with_meta(
+            member.payload,
+            state=p.LIVE,
+            kind=stamp.get("kind", p.ORIGINAL),
+            weight=p.weight(member.payload),
+            archived=archived,
+        )
+        return Record(member.id, member.vector, payload)
 
     def _settle(self, merged: Record) -> Outcome:
         """Verify, then roll forward (archive what is missing, delete, mark live) or back."""

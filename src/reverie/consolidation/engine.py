@@ -18,7 +18,7 @@ import numpy as np
 import structlog
 
 from reverie.config import ConsolidationSettings
-from reverie.consolidation.adoption import adopt_fresh
+from reverie.consolidation.adoption import find_fresh, mark_adopted
 from reverie.consolidation.apply import MergeApplier
 from reverie.consolidation.candidates import exact_pairs, unit_rows
 from reverie.consolidation.clustering import ClusterParams, cluster
@@ -119,7 +119,7 @@ class Consolidator:
         timings = report.timings
         report.points_before = self.store.count(self.collection, p.searchable_filter())
         with _timed(timings, "adopt"):
-            adoption = adopt_fresh(self.store, self.collection, report.run_id, dry_run)
+            adoption = find_fresh(self.store, self.collection, report.run_id, dry_run)
         report.adopted = len(adoption.valid)
         report.quarantined = len(adoption.quarantined)
         with _timed(timings, "gather"):
@@ -134,8 +134,12 @@ class Consolidator:
                 plans.extend(self._plan_partition(partition, params, report))
         log.info("run.planned", considered=report.considered, pairs=report.pairs, merges=len(plans))
         with _timed(timings, "apply"):
+            consumed: set[PointId] = set()
             for plan in plans:
-                self._apply(plan, report, dry_run)
+                consumed.update(self._apply(plan, report, dry_run))
+            if not dry_run:
+                kept = [r for r in adoption.valid if r.id not in consumed]
+                mark_adopted(self.store, self.collection, kept)
         report.points_after = self.store.count(self.collection, p.searchable_filter())
         if dry_run:
             report.points_after = report.points_before - sum(m["size"] - 1 for m in report.merges)
@@ -152,17 +156,19 @@ class Consolidator:
         groups = cluster(unit, weights, pairs, params)
         return plan_merges(records, unit, weights, groups)
 
-    def _apply(self, plan: MergePlan, report: RunReport, dry_run: bool) -> None:
+    def _apply(self, plan: MergePlan, report: RunReport, dry_run: bool) -> list[PointId]:
+        """Apply one plan; return the ids it consumed (merged away, or left fresh)."""
         detail = plan.describe(self.settings.text_key)
         if dry_run:
             report.merges.append(detail)
             log.info("merge.planned", **detail)
-            return
+            return []
         outcome = self.applier.apply(plan, report.run_id)
         if outcome.applied:
             report.merges.append(detail)
             self.run_log.add_merge(report.run_id, plan.merge_id, "applied", detail)
             log.info("merge.applied", **detail)
+            return plan.member_ids
         else:
             detail = {**detail, "changed": outcome.changed, "vanished": outcome.vanished}
             report.skipped.append(detail)
@@ -174,6 +180,7 @@ class Consolidator:
                 changed=outcome.changed,
                 vanished=outcome.vanished,
             )
+            return outcome.changed + outcome.vanished
 
     # -- gathering ----------------------------------------------------------------------
     def _all_consolidatable(self) -> list[Record]:

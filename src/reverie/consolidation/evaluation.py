@@ -83,8 +83,6 @@ def evaluate_file(
     write: str | None = None,
     query_translation: str | None = None,
 ) -> list[dict[str, Any]]:
-    from reverie.inversion.embedders import Embedder
-
     data = load_dataset(path, limit, query_translation)
     c = settings.consolidation
     default_name = f"{c.algorithm}-{c.linkage}" if c.algorithm == "agglomerative" else "dbscan"
@@ -92,10 +90,7 @@ def evaluate_file(
     for name in names:
         if name not in ALGORITHMS:
             raise InvalidInputError(f"unknown algorithm {name!r}: choose from {', '.join(ALGORITHMS)}")
-    embedder = Embedder(settings.embedder.model, settings.embedder.device, settings.embedder.batch_size)
-    cache = settings.storage.data_dir / "eval-cache"
-    memories = _embed_cached(embedder, data.memory_texts, cache)
-    queries = _embed_cached(embedder, data.query_texts, cache)
+    memories, queries = embed_dataset(data, settings)
     results = []
     for name in names:
         for threshold in thresholds or [c.threshold]:
@@ -108,6 +103,34 @@ def evaluate_file(
 
         write_report(results, Path(write))
     return results
+
+
+def embed_dataset(data: Dataset, settings: Settings) -> tuple[np.ndarray, np.ndarray]:
+    """Memory and query vectors, cached under data_dir/eval-cache (minutes on a CPU)."""
+    from reverie.inversion.embedders import Embedder
+
+    e = settings.embedder
+    embedder = Embedder(e.model, e.device, e.batch_size)
+    cache = settings.storage.data_dir / "eval-cache"
+    return _embed_cached(embedder, data.memory_texts, cache), _embed_cached(embedder, data.query_texts, cache)
+
+
+def head(
+    data: Dataset, memories: np.ndarray, queries: np.ndarray, groups: int
+) -> tuple[Dataset, np.ndarray, np.ndarray]:
+    """The first `groups` groups of an embedded dataset (rows are stored group by group)."""
+    per_group = len(data.memory_variants)
+    m = groups * per_group
+    small = Dataset(
+        data.groups[:groups],
+        data.memory_texts[:m],
+        data.memory_groups[:m],
+        data.query_texts[:groups],
+        data.query_groups[:groups],
+        data.memory_variants,
+        data.query_variant,
+    )
+    return small, memories[:m], queries[:groups]
 
 
 def evaluate_config(

@@ -1,0 +1,1 @@
+"""Inversion: embedders (and, later, vec2text inverters)."""

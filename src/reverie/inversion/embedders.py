@@ -9,6 +9,7 @@ Model resolution, first match wins:
 
 from __future__ import annotations
 
+import functools
 import threading
 from functools import cached_property
 from pathlib import Path
@@ -46,6 +47,18 @@ def _in_hf_cache(repo: str) -> bool:
     return isinstance(try_to_load_from_cache(repo, "modules.json"), str)
 
 
+@functools.lru_cache(maxsize=4)
+def _load_model(name: str, device: str) -> Any:
+    """One copy of each model per process, however many Embedders ask for it."""
+    from sentence_transformers import SentenceTransformer
+
+    source, offline = resolve_model(name)
+    try:
+        return SentenceTransformer(source, device=device, local_files_only=offline)
+    except Exception as exc:  # the library raises many types for a missing model
+        raise ReverieError(f"cannot load embedder {name!r}: {exc}") from None
+
+
 class Embedder:
     """Turns texts into unit vectors. The model loads on first use, not at import."""
 
@@ -57,13 +70,7 @@ class Embedder:
 
     @cached_property
     def _model(self) -> Any:
-        from sentence_transformers import SentenceTransformer
-
-        source, offline = resolve_model(self.model_name)
-        try:
-            return SentenceTransformer(source, device=self.device, local_files_only=offline)
-        except Exception as exc:  # the library raises many types for a missing model
-            raise ReverieError(f"cannot load embedder {self.model_name!r}: {exc}") from None
+        return _load_model(self.model_name, self.device)
 
     @property
     def dimension(self) -> int:

@@ -1,0 +1,1 @@
+"""Consolidation: adopt, pair, cluster, plan, apply crash-safely, record, undo."""

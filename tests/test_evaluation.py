@@ -1,0 +1,71 @@
+"""`reverie eval consolidation` on a small labelled file built from the demo sample."""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from pathlib import Path
+
+import pytest
+
+from reverie.cli import main
+from reverie.consolidation.evaluation import _pair_scores, load_dataset
+from reverie.demo import sample
+
+
+@pytest.fixture
+def labelled(tmp_path: Path) -> Path:
+    groups: dict[str, dict[str, str]] = defaultdict(dict)
+    for row in sample():
+        groups[row["verse"]][row["translation"]] = row["text"]
+    path = tmp_path / "groups.jsonl"
+    path.write_text("\n".join(json.dumps({"group": g, "texts": t}) for g, t in groups.items()))
+    return path
+
+
+def test_pair_scores_count_identical_texts_as_true_duplicates(labelled: Path) -> None:
+    data = load_dataset(labelled, limit=2, query_variant=None)
+    assert data.memory_variants == ["web", "kjv"] and data.query_variant == "asv"
+    perfect = [[0, 1], [2, 3]]
+    assert _pair_scores(perfect, data) == (1.0, 1.0, 1.0)
+    assert _pair_scores([[0], [1], [2], [3]], data) == (1.0, 0.0, 0.0)
+    precision, recall, _ = _pair_scores([[0, 1, 2, 3]], data)
+    assert precision == pytest.approx(2 / 6) and recall == 1.0
+
+
+def test_eval_reports_quality_and_retrieval(labelled: Path, tmp_path: Path, capsys, embedder) -> None:
+    args = ["--data-dir", str(tmp_path / "d"), "eval", "consolidation", "--data", str(labelled)]
+    assert main([*args, "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["groups"] == 24 and result["memories"] == 48
+    assert 0.5 < result["precision"] <= 1 and 0.3 < result["recall"] <= 1
+    assert result["points_after"] < result["points_before"] == 48
+    assert result["recall_at_1_after"] >= 0.5 and result["recall_at_5_after"] >= result["recall_at_1_after"]
+    out_dir = tmp_path / "docs"
+    sweep = [
+        *args,
+        "--algorithm",
+        "dbscan",
+        "--algorithm",
+        "agglomerative-average",
+        "--threshold",
+        "0.8",
+        "--threshold",
+        "0.9",
+        "--write",
+        str(out_dir),
+    ]
+    assert main(sweep) == 0
+    table = capsys.readouterr().out
+    assert table.count("dbscan") == 2 and table.count("agglomerative-average") == 2
+    assert (out_dir / "consolidation-pr.png").stat().st_size > 10_000
+    assert len(json.loads((out_dir / "consolidation-eval.json").read_text())) == 4
+
+
+def test_eval_input_errors(tmp_path: Path, capsys) -> None:
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"no": "texts"}\n')
+    assert main(["--data-dir", str(tmp_path), "eval", "consolidation", "--data", str(bad)]) == 1
+    assert "expected lines like" in capsys.readouterr().err
+    assert main(["eval", "consolidation", "--data", str(tmp_path / "missing.jsonl")]) == 1
+    assert "cannot read" in capsys.readouterr().err

@@ -10,9 +10,22 @@ import structlog
 from reverie.config import LoggingSettings
 
 
+class _CurrentStderr:
+    """Writes to whatever sys.stderr is at the time, not the one at configuration."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+    def isatty(self) -> bool:
+        return sys.stderr.isatty()
+
+
 def configure_logging(settings: LoggingSettings, stream: object = None) -> None:
     """Every event carries ISO time, level and any bound context (the run id of a run)."""
-    out = stream or sys.stderr
+    out = stream or _CurrentStderr()
     use_json = settings.format == "json" or (
         settings.format == "auto" and not getattr(out, "isatty", lambda: False)()
     )

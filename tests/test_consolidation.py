@@ -20,6 +20,7 @@ def test_merges_groups_and_archives_originals(rv: Reverie) -> None:
     vectors, labels = near_duplicates(groups=5, per_group=3)
     rv.write(memories(vectors, labels))
     report = rv.consolidate()
+    assert report.route == "exact"  # everything is new: blocked products beat 15 queries
     assert report.points_before == 15 and report.points_after == 5
     assert live_clusters(rv) == [[3 * g, 3 * g + 1, 3 * g + 2] for g in range(5)]
     assert rv.store.count(rv.archive) == 15
@@ -67,7 +68,7 @@ def test_incremental_run_merges_new_points_into_existing_merges(rv: Reverie) -> 
     report = rv.consolidate  # incremental: only the 3 new points and their neighbours
     rv.write(later)
     result = report()
-    assert result.adopted == 3 and result.considered == 6
+    assert result.adopted == 3 and result.considered == 6 and result.route == "neighbours"
     assert live_clusters(rv) == [[4 * g + k for k in range(4)] for g in range(3)]
     assert all(p.weight(r.payload) == 4 for r in rv.live_records())
     check_invariants(rv, set(range(12)))

@@ -66,7 +66,7 @@ def report_lines(report: RunReport) -> list[str]:
         f"  memories before {report.points_before}, after {report.points_after}: "
         f"{verb} {merged_points} into {len(report.merges)}",
         f"  adopted {report.adopted} new, quarantined {report.quarantined}, "
-        f"considered {report.considered}, candidate pairs {report.pairs}, "
+        f"considered {report.considered} ({report.route} route), candidate pairs {report.pairs}, "
         f"skipped merges {len(report.skipped)}",
         "  stages: " + ", ".join(f"{k} {v:.2f}s" for k, v in report.timings.items()),
     ]

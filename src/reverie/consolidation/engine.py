@@ -38,6 +38,7 @@ class RunReport:
     mode: str
     dry_run: bool
     params: dict[str, Any]
+    route: str = ""
     points_before: int = 0
     points_after: int = 0
     adopted: int = 0
@@ -122,8 +123,12 @@ class Consolidator:
             adoption = find_fresh(self.store, self.collection, report.run_id, dry_run)
         report.adopted = len(adoption.valid)
         report.quarantined = len(adoption.quarantined)
+        # Neighbour queries pay off when little is new; when most points are new (a first
+        # run, a bulk import), exact blocked products over everything are cheaper.
+        exact = full or 2 * len(adoption.valid) > report.points_before
+        report.route = "exact" if exact else "neighbours"
         with _timed(timings, "gather"):
-            if full:
+            if exact:
                 records = self._all_consolidatable()
             else:
                 records = self._fresh_and_neighbours(adoption.valid, params.threshold)

@@ -10,11 +10,13 @@ with Reverie.open(load_settings()) as rv:
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from tqdm import tqdm
 
 from reverie.config import Settings
 from reverie.consolidation.engine import Consolidator, RunReport
@@ -245,12 +247,9 @@ class Reverie:
 
 
 def _new_id() -> str:
-    import uuid
-
     return str(uuid.uuid4())
 
 
-def _progress(total: int, desc: str, enabled: bool) -> Any:
-    from tqdm import tqdm
-
+def _progress(total: int, desc: str, enabled: bool) -> tqdm:
+    """A progress bar on a terminal, for writes long enough to wait for."""
     return tqdm(total=total, desc=desc, unit="mem", disable=not enabled or total < 2 * WRITE_BATCH)

@@ -43,9 +43,16 @@ def unit_rows(vectors: np.ndarray) -> np.ndarray:
     return vectors / np.maximum(norms, np.finfo(np.float32).tiny)
 
 
+BLOCK_BYTES = 256 * 2**20  # one similarity block: 256 MiB at most, whatever N is
+
+
 def exact_pairs(unit: np.ndarray, threshold: float, block_size: int = 2048) -> Pairs:
-    """All pairs with cosine >= threshold, by blocked matrix products (rows must be unit)."""
+    """All pairs with cosine >= threshold, by blocked matrix products (rows must be unit).
+
+    Each block is at most `block_size` rows and BLOCK_BYTES of similarities.
+    """
     n = unit.shape[0]
+    block_size = max(1, min(block_size, BLOCK_BYTES // (4 * max(n, 1))))
     parts: list[Pairs] = []
     for start in range(0, n, block_size):
         block = unit[start : start + block_size] @ unit[start:].T

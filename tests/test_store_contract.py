@@ -86,10 +86,11 @@ def test_delete_set_payload_count(filled: Store) -> None:
     found = {r.id: r.payload for r in filled.retrieve("c", [1, 2], with_vectors=False)}
     assert found[1]["_reverie"] == {"state": "fresh"}
     assert found[2]["_reverie"] == {"state": "fresh"} and found[2]["text"] == "b"
-    filled.set_payload("c", [UUID], {"note": "x"})
+    filled.set_payload("c", [UUID, 77], {"note": "x"})  # 77 does not exist: skipped
+    assert filled.retrieve("c", [77]) == []
     assert filled.retrieve("c", [UUID])[0].payload["note"] == "x"
     assert filled.count("c", Filter(must=(Match("_reverie.state", "fresh"),))) == 2
-    filled.delete("c", [1, UUID])
+    filled.delete("c", [1, UUID, 78])
     assert filled.count("c") == 2
     assert filled.retrieve("c", [1]) == []
 

@@ -124,7 +124,8 @@ class Store(Protocol):
     def set_payload(
         self, name: str, ids: Sequence[PointId], payload: dict[str, Any], key: str | None = None
     ) -> None:
-        """Merge `payload` into each point's payload (or into the object at `key`)."""
+        """Merge `payload` into each point's payload (or into the object at `key`);
+        ids that do not exist are skipped, as `delete` skips them."""
 
     def count(self, name: str, filter: Filter | None = None) -> int: ...
 

@@ -159,7 +159,9 @@ class EdgeStore:
         self, name: str, ids: Sequence[PointId], payload: dict[str, Any], key: str | None = None
     ) -> None:
         if ids:
-            self._shard(name).update(qe.UpdateOperation.set_payload(list(ids), payload, key=key))
+            # by filter, so an id deleted meanwhile is skipped, as delete skips it
+            only = qe.Filter(must=[qe.HasIdCondition(set(ids))])
+            self._shard(name).update(qe.UpdateOperation.set_payload_by_filter(only, payload, key=key))
 
     def count(self, name: str, filter: Filter | None = None) -> int:
         return self._shard(name).count(qe.CountRequest(exact=True, filter=_filter(filter)))

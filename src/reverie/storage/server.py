@@ -135,7 +135,9 @@ class ServerStore:
         self, name: str, ids: Sequence[PointId], payload: dict[str, Any], key: str | None = None
     ) -> None:
         if ids:
-            self._client.set_payload(name, payload, points=list(ids), key=key, wait=True)
+            # by filter, so an id deleted meanwhile is skipped, as delete skips it
+            only = models.Filter(must=[models.HasIdCondition(has_id=list(ids))])
+            self._client.set_payload(name, payload, points=only, key=key, wait=True)
 
     def count(self, name: str, filter: Filter | None = None) -> int:
         return self._client.count(name, count_filter=_filter(filter), exact=True).count

@@ -7,12 +7,13 @@ Apply, step by step (a crash between any two leaves a state recovery can finish)
                    that order a crash mid-archive would leave archive copies nobody
                    finds again).
   2. archive       copy every member to the archive with `archived.merged_into`.
-  3. verify        re-read members; one an agent changed or deleted meanwhile
-                   voids the merge: roll it back, mark changed members fresh.
+  3. verify        re-read members; one an agent changed or deleted meanwhile voids
+                   the merge: roll it back, mark the other members fresh. Passing marks
+                   the merged point `verified`, so recovery knows that members missing
+                   from then on were deleted by step 4, not by an agent.
   4. delete        remove the members from the live collection.
   5. mark live     the merged point becomes `live`.
-Recovery settles each `committing` point with steps 2-5 (verify decides roll forward
-or back) and finishes each `undoing` one.
+Recovery settles each in-flight merge with steps 2-5 and finishes each undo.
 """
 
 from __future__ import annotations
@@ -71,14 +72,19 @@ class MergeApplier:
         live = {r.id: r for r in self.store.retrieve(self.collection, ids)}
         archived = self._archive_copies(ids, merged.id)
         changed = [i for i in ids if i in live and p.fingerprint(live[i]) != expected[str(i)]]
-        vanished = [i for i in ids if i not in live and i not in archived]
+        missing = [i for i in ids if i not in live]
+        verified = stamp.get("state") == p.VERIFIED
+        vanished = [] if verified else missing  # before verify passed, only an agent deletes
         if changed or vanished:
             self._roll_back(merged, ids, live, archived)
-            if changed:
-                self.store.set_payload(self.collection, changed, {"state": p.FRESH}, key=p.KEY)
+            # the members still here go back to fresh: the next run reconsiders them
+            survivors = [i for i in ids if i in live or i in archived and i not in vanished]
+            self.store.set_payload(self.collection, survivors, {"state": p.FRESH}, key=p.KEY)
             return Outcome(applied=False, changed=changed, vanished=vanished)
-        missing = [live[i] for i in ids if i not in archived]
-        self.store.upsert(self.archive, [self._archived(m, merged, stamp["run_id"]) for m in missing])
+        unarchived = [live[i] for i in ids if i not in archived]
+        self.store.upsert(self.archive, [self._archived(m, merged, stamp["run_id"]) for m in unarchived])
+        if not verified:
+            self.store.set_payload(self.collection, [merged.id], {"state": p.VERIFIED}, key=p.KEY)
         self.store.delete(self.collection, [i for i in ids if i in live])
         self.store.set_payload(self.collection, [merged.id], {"state": p.LIVE}, key=p.KEY)
         return Outcome(applied=True)
@@ -96,8 +102,11 @@ class MergeApplier:
         live: dict[PointId, Record],
         archived: dict[PointId, Record],
     ) -> None:
-        restore = [self._restored(archived[i]) for i in ids if i not in live and i in archived]
-        self.store.upsert(self.collection, restore)
+        """Undo a merge in flight. Only members this merge deleted come back: before
+        `verified`, none was deleted by us, so a missing member stays deleted."""
+        if p.state(merged.payload) == p.VERIFIED:
+            restore = [self._restored(archived[i]) for i in ids if i not in live and i in archived]
+            self.store.upsert(self.collection, restore)
         self.store.delete(self.archive, list(archived))
         self.store.delete(self.collection, [merged.id])
 

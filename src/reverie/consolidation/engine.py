@@ -162,7 +162,7 @@ class Consolidator:
         return plan_merges(records, unit, weights, groups)
 
     def _apply(self, plan: MergePlan, report: RunReport, dry_run: bool) -> list[PointId]:
-        """Apply one plan; return the ids it consumed (merged away, or left fresh)."""
+        """Apply one plan; return the ids it consumed (merged away, or set fresh again)."""
         detail = plan.describe(self.settings.text_key)
         if dry_run:
             report.merges.append(detail)
@@ -173,7 +173,6 @@ class Consolidator:
             report.merges.append(detail)
             self.run_log.add_merge(report.run_id, plan.merge_id, "applied", detail)
             log.info("merge.applied", **detail)
-            return plan.member_ids
         else:
             detail = {**detail, "changed": outcome.changed, "vanished": outcome.vanished}
             report.skipped.append(detail)
@@ -185,7 +184,7 @@ class Consolidator:
                 changed=outcome.changed,
                 vanished=outcome.vanished,
             )
-            return outcome.changed + outcome.vanished
+        return plan.member_ids
 
     # -- gathering ----------------------------------------------------------------------
     def _all_consolidatable(self) -> list[Record]:

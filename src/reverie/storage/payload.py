@@ -3,7 +3,8 @@
 Agents' own keys are never touched. Under `_reverie`:
   kind         "original" | "merged"
   state        "fresh" (not yet adopted) | "live" | "committing" (a merge in flight)
-               | "undoing" (an undo in flight) | "quarantined" (invalid vector)
+               | "verified" (in flight, members checked) | "undoing" (an undo in flight)
+               | "quarantined" (invalid vector)
   weight       how many original memories this point stands for
   merged_from  ids of the points a merged point replaced (merged points only)
   originals    ids of the original memories behind a merged point (its lineage)
@@ -30,9 +31,10 @@ KEY = "_reverie"
 FRESH = "fresh"
 LIVE = "live"
 COMMITTING = "committing"
+VERIFIED = "verified"
 UNDOING = "undoing"
 QUARANTINED = "quarantined"
-IN_FLIGHT = (COMMITTING, UNDOING)
+IN_FLIGHT = (COMMITTING, VERIFIED, UNDOING)
 
 ORIGINAL = "original"
 MERGED = "merged"
@@ -117,7 +119,7 @@ def vector_problem(vector: np.ndarray | None, dimension: int | None = None) -> s
 
 
 FRESH_FILTER = Filter(should=(IsEmpty(KEY), Match(f"{KEY}.state", FRESH)))
-UNSEARCHABLE_STATES = MatchAny(f"{KEY}.state", (COMMITTING, UNDOING, QUARANTINED))
+UNSEARCHABLE_STATES = MatchAny(f"{KEY}.state", (*IN_FLIGHT, QUARANTINED))
 
 
 def searchable_filter(extra: Filter | None = None) -> Filter:

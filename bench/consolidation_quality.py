@@ -69,6 +69,15 @@ def main() -> None:
     (ROOT / "docs" / "consolidation-quality.md").write_text(_markdown(args, full, sweep, small))
 
 
+def _examples(full: list[dict]) -> str:
+    if not full:
+        return "(not run)"
+    blocks = []
+    for cluster in full[0]["false_merge_examples"]:
+        blocks.append("\n".join(f"- {text}" for text in cluster))
+    return "\n\n".join(blocks)
+
+
 def _markdown(args: argparse.Namespace, full: list[dict], sweep: list[dict], small: object) -> str:
     def table(rows: list[dict]) -> str:
         lines = [
@@ -99,6 +108,10 @@ near-duplicates that the verse labels call different, so precision here is a low
 ## Defaults on the whole file
 
 {table(full) if full else "(not run)"}
+
+## "False" merges at the defaults (the first few, as the labels judge them)
+
+{_examples(full)}
 
 ## Sweep (first {groups} verses)
 

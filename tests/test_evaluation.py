@@ -69,3 +69,22 @@ def test_eval_input_errors(tmp_path: Path, capsys) -> None:
     assert "expected lines like" in capsys.readouterr().err
     assert main(["eval", "consolidation", "--data", str(tmp_path / "missing.jsonl")]) == 1
     assert "cannot read" in capsys.readouterr().err
+
+
+def test_transitive_truth_joins_verses_that_share_a_text(tmp_path: Path) -> None:
+    from reverie.consolidation.evaluation import _pair_scores, _transitive_scores
+
+    path = tmp_path / "g.jsonl"
+    rows = [
+        {
+            "group": "a",
+            "texts": {"x": "The LORD spake unto Moses, saying", "y": "Yahweh spoke to Moses", "q": "."},
+        },
+        {"group": "b", "texts": {"x": "The LORD spake unto Moses, saying", "y": "God told Moses", "q": "."}},
+    ]
+    path.write_text("\n".join(json.dumps(r) for r in rows))
+    data = load_dataset(path, None, None)
+    everything = [[0, 1, 2, 3]]  # all four: one thought through the shared KJV text
+    assert _transitive_scores(everything, data) == (1.0, 1.0, 1.0)
+    precision, recall, _ = _pair_scores(everything, data)
+    assert recall == 1.0 and precision == pytest.approx(3 / 6)

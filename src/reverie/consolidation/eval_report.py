@@ -20,17 +20,16 @@ def _plot(results: list[dict[str, Any]], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, (pr, comp) = plt.subplots(1, 2, figsize=(11, 4.5))
-    for name in dict.fromkeys(r["algorithm"] for r in results):
+    for index, name in enumerate(dict.fromkeys(r["algorithm"] for r in results)):
+        color = f"C{index}"
         rows = sorted((r for r in results if r["algorithm"] == name), key=lambda r: r["threshold"])
-        pr.plot([r["recall"] for r in rows], [r["precision"] for r in rows], marker="o", label=name)
+        pr.plot([r["recall"] for r in rows], [r["precision"] for r in rows], "o-", color=color, label=name)
         for r in rows:
             pr.annotate(f"{r['threshold']:.2f}", (r["recall"], r["precision"]), fontsize=7)
-        comp.plot([r["threshold"] for r in rows], [r["f1"] for r in rows], marker="o", label=f"{name} F1")
+        thresholds = [r["threshold"] for r in rows]
+        comp.plot(thresholds, [r["f1"] for r in rows], "o-", color=color, label=f"{name} F1")
         comp.plot(
-            [r["threshold"] for r in rows],
-            [r["compression"] for r in rows],
-            linestyle="--",
-            label=f"{name} after/before",
+            thresholds, [r["compression"] for r in rows], "--", color=color, label=f"{name} after/before"
         )
     pr.set(xlabel="pairwise recall", ylabel="pairwise precision", title="merges vs. verse groups")
     comp.set(xlabel="cosine threshold", title="F1 and compression by threshold")

@@ -17,18 +17,23 @@ import json
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import structlog
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
 
 from reverie.config import Settings
 from reverie.errors import InvalidInputError
 from reverie.storage import payload as p
 
 log = structlog.get_logger("reverie.eval")
+
+EXAMPLES = 5
 
 ALGORITHMS = {
     "agglomerative-complete": ("agglomerative", "complete"),
@@ -166,6 +171,7 @@ def evaluate_config(
             after = _retrieval(rv, queries, data)
             clusters = [p.originals(r) for r in rv.live_records()]
     precision, recall, f1 = _pair_scores(clusters, data)
+    t_precision, t_recall, t_f1 = _transitive_scores(clusters, data)
     return {
         "algorithm": name,
         "threshold": threshold,
@@ -175,6 +181,9 @@ def evaluate_config(
         "precision": round(precision, 4),
         "recall": round(recall, 4),
         "f1": round(f1, 4),
+        "transitive_precision": round(t_precision, 4),
+        "transitive_recall": round(t_recall, 4),
+        "transitive_f1": round(t_f1, 4),
         "points_before": report.points_before,
         "points_after": report.points_after,
         "compression": round(report.points_after / max(report.points_before, 1), 4),
@@ -183,27 +192,76 @@ def evaluate_config(
         "recall_at_1_after": after[0],
         "recall_at_5_after": after[1],
         "consolidate_seconds": round(seconds, 2),
+        "false_merge_examples": _false_merges(clusters, data, EXAMPLES),
     }
 
 
 def _pair_scores(clusters: list[list[Any]], data: Dataset) -> tuple[float, float, float]:
+    """Pairwise precision, recall and F1; a pair is true when it shares a group or a text."""
     groups = data.memory_groups
     texts = [_norm(t) for t in data.memory_texts]
-    true_pairs = (
-        _pairs(Counter(groups)) + _pairs(Counter(texts)) - _pairs(Counter(zip(groups, texts, strict=True)))
+
+    def true_pairs(idx: list[int]) -> int:
+        both = Counter((groups[i], texts[i]) for i in idx)
+        return _pairs(Counter(groups[i] for i in idx)) + _pairs(Counter(texts[i] for i in idx)) - _pairs(both)
+
+    return _scores(clusters, true_pairs(list(range(len(groups)))), true_pairs)
+
+
+def _transitive_scores(clusters: list[list[Any]], data: Dataset) -> tuple[float, float, float]:
+    """The same, with truth closed under transitivity: a verse's translations are one
+    thought, and so is every verse that shares one of those texts word for word."""
+    classes = _truth_classes(data)
+    return _scores(clusters, _pairs(Counter(classes)), lambda idx: _pairs(Counter(classes[i] for i in idx)))
+
+
+def _truth_classes(data: Dataset) -> list[int]:
+    """Connected components of memories linked through their group and their text."""
+    n = len(data.memory_groups)
+    group_ids = {g: i for i, g in enumerate(dict.fromkeys(data.memory_groups))}
+    texts = [_norm(t) for t in data.memory_texts]
+    text_ids = {t: i for i, t in enumerate(dict.fromkeys(texts))}
+    rows = np.concatenate([np.arange(n), np.arange(n)])
+    cols = np.concatenate(
+        [
+            n + np.array([group_ids[g] for g in data.memory_groups]),
+            n + len(group_ids) + np.array([text_ids[t] for t in texts]),
+        ]
     )
+    size = n + len(group_ids) + len(text_ids)
+    graph = coo_matrix((np.ones(rows.size), (rows, cols)), shape=(size, size))
+    _, labels = connected_components(graph, directed=False)
+    return labels[:n].tolist()
+
+
+def _scores(
+    clusters: list[list[Any]], true_total: int, true_in: Callable[[list[int]], int]
+) -> tuple[float, float, float]:
     predicted = correct = 0
     for members in clusters:
         idx = [int(i) for i in members]
         predicted += len(idx) * (len(idx) - 1) // 2
-        g = Counter(groups[i] for i in idx)
-        t = Counter(texts[i] for i in idx)
-        gt = Counter((groups[i], texts[i]) for i in idx)
-        correct += _pairs(g) + _pairs(t) - _pairs(gt)
+        correct += true_in(idx)
     precision = correct / predicted if predicted else 1.0
-    recall = correct / true_pairs if true_pairs else 1.0
+    recall = correct / true_total if true_total else 1.0
     f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
     return precision, recall, f1
+
+
+def _false_merges(clusters: list[list[Any]], data: Dataset, limit: int) -> list[list[str]]:
+    """Merged groups that the labels call wrong (several verses, differing texts): the
+    ones to read before tuning against them."""
+    examples = []
+    for members in clusters:
+        idx = [int(i) for i in members]
+        if (
+            len({data.memory_groups[i] for i in idx}) > 1
+            and len({_norm(data.memory_texts[i]) for i in idx}) > 1
+        ):
+            examples.append([f"[{data.memory_groups[i]}] {data.memory_texts[i]}" for i in idx[:6]])
+            if len(examples) == limit:
+                break
+    return examples
 
 
 def _pairs(counts: Counter[Any]) -> int:
@@ -247,14 +305,14 @@ def _embed_cached(embedder: Any, texts: list[str], cache: Path) -> np.ndarray:
 
 def result_lines(results: list[dict[str, Any]]) -> list[str]:
     head = (
-        f"{'algorithm':<24}{'thr':>6}{'prec':>7}{'recall':>7}{'F1':>7}{'after/before':>13}"
+        f"{'algorithm':<24}{'thr':>6}{'prec':>7}{'recall':>7}{'F1':>7}{'F1 tr.':>7}{'after/before':>13}"
         f"{'R@1 before':>11}{'R@1 after':>10}{'R@5 before':>11}{'R@5 after':>10}{'secs':>7}"
     )
     lines = [head]
     for r in results:
         lines.append(
             f"{r['algorithm']:<24}{r['threshold']:>6.2f}{r['precision']:>7.3f}{r['recall']:>7.3f}"
-            f"{r['f1']:>7.3f}{r['compression']:>13.3f}{r['recall_at_1_before']:>11.3f}"
+            f"{r['f1']:>7.3f}{r['transitive_f1']:>7.3f}{r['compression']:>13.3f}{r['recall_at_1_before']:>11.3f}"
             f"{r['recall_at_1_after']:>10.3f}{r['recall_at_5_before']:>11.3f}"
             f"{r['recall_at_5_after']:>10.3f}{r['consolidate_seconds']:>7.1f}"
         )

@@ -29,6 +29,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             settings.storage.data_dir = Path(args.data_dir)
         from reverie.logs import configure_logging
 
+        if args.verbose:
+            settings.logging.level = "info"
+        elif "level" not in settings.logging.model_fields_set:
+            settings.logging.level = "warning"  # commands print their own results
         configure_logging(settings.logging)
         return int(args.handler(args, settings) or 0)
     except ReverieError as exc:
@@ -219,6 +223,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"reverie {__version__}")
     parser.add_argument("--config", help="TOML config file (default: $REVERIE_CONFIG, ./reverie.toml)")
     parser.add_argument("--data-dir", help="override storage.data_dir")
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", help="log every step (default: warnings only)"
+    )
     sub = parser.add_subparsers(title="commands", metavar="COMMAND")
 
     def add(name: str, handler: Callable[..., Any], help: str) -> argparse.ArgumentParser:

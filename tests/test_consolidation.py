@@ -206,3 +206,12 @@ def test_writes_check_every_memory_before_writing_any(rv: Reverie) -> None:
         assert rv.store.count(rv.collection) == 1
     with pytest.raises(InvalidInputError, match="not a partition key"):
         rv.partition_payload({"team": "x"})
+
+
+@pytest.mark.parametrize("threshold", [0.0, -0.5, 1.5])
+def test_threshold_outside_cosine_range_is_refused(rv: Reverie, threshold: float) -> None:
+    vectors, labels = near_duplicates(groups=1, per_group=2)
+    rv.write(memories(vectors, labels))
+    with pytest.raises(InvalidInputError, match="not a cosine similarity"):
+        rv.consolidate(threshold=threshold)
+    assert rv.stats()["fresh"] == 2 and rv.run_log.runs() == []

@@ -40,7 +40,9 @@ class ConsolidationSettings(_Section):
     threshold: float = Field(
         default=0.80, gt=0.0, le=1.0, description="Cosine similarity that makes a near-duplicate."
     )
-    max_cluster_size: int = Field(default=32, ge=2)
+    max_cluster_size: int = Field(
+        default=128, ge=2, description="Largest group one merge may take (complete linkage rarely needs it)."
+    )
     min_member_similarity: float = Field(
         default=0.75, ge=-1.0, le=1.0, description="Every member's cosine to its centroid."
     )

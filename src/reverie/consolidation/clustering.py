@@ -28,7 +28,7 @@ class ClusterParams:
     threshold: float
     algorithm: Algorithm = "agglomerative"
     linkage: Linkage = "complete"
-    max_cluster_size: int = 32
+    max_cluster_size: int = 128
     min_member_similarity: float = 0.75
 
 

@@ -24,6 +24,7 @@ from reverie.consolidation.candidates import exact_pairs, unit_rows
 from reverie.consolidation.clustering import ClusterParams, cluster
 from reverie.consolidation.planning import MergePlan, plan_merges
 from reverie.consolidation.runs import RunLog, new_run_id
+from reverie.errors import InvalidInputError
 from reverie.storage import PointId, QueryRequest, Record, Store
 from reverie.storage import payload as p
 
@@ -87,12 +88,15 @@ class Consolidator:
         threshold: float | None = None,
     ) -> RunReport:
         s = self.settings
+        threshold = s.threshold if threshold is None else threshold
+        if not 0.0 < threshold <= 1.0:
+            raise InvalidInputError(f"threshold {threshold} is not a cosine similarity in (0, 1]")
         params = ClusterParams(
-            threshold=threshold if threshold is not None else s.threshold,
+            threshold=threshold,
             algorithm=algorithm or s.algorithm,  # type: ignore[arg-type]
             linkage=linkage or s.linkage,  # type: ignore[arg-type]
             max_cluster_size=s.max_cluster_size,
-            min_member_similarity=min(s.min_member_similarity, threshold or s.threshold),
+            min_member_similarity=min(s.min_member_similarity, threshold),
         )
         report = RunReport(
             run_id=new_run_id(),
@@ -140,8 +144,10 @@ class Consolidator:
         log.info("run.planned", considered=report.considered, pairs=report.pairs, merges=len(plans))
         with _timed(timings, "apply"):
             consumed: set[PointId] = set()
+            progress = _Progress("run.progress", total=len(plans))
             for plan in plans:
                 consumed.update(self._apply(plan, report, dry_run))
+                progress.step(merges=len(report.merges), skipped=len(report.skipped))
             if not dry_run:
                 kept = [r for r in adoption.valid if r.id not in consumed]
                 mark_adopted(self.store, self.collection, kept)
@@ -232,6 +238,21 @@ def _by_partition(records: list[Record], keys: list[str]) -> dict[tuple[Any, ...
     for record in records:
         groups[p.partition_of(record.payload, keys)].append(record)
     return groups
+
+
+class _Progress:
+    """A progress event in the logs every few seconds of a long stage."""
+
+    def __init__(self, event: str, total: int, every: float = 5.0) -> None:
+        self.event, self.total, self.every = event, total, every
+        self.done = 0
+        self.last = time.monotonic()
+
+    def step(self, **fields: Any) -> None:
+        self.done += 1
+        if time.monotonic() - self.last >= self.every:
+            self.last = time.monotonic()
+            log.info(self.event, done=self.done, total=self.total, **fields)
 
 
 @contextmanager

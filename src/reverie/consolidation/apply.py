@@ -76,10 +76,7 @@ class MergeApplier:
         verified = stamp.get("state") == p.VERIFIED
         vanished = [] if verified else missing  # before verify passed, only an agent deletes
         if changed or vanished:
-            self._roll_back(merged, ids, live, archived)
-            # the members still here go back to fresh: the next run reconsiders them
-            survivors = [i for i in ids if i in live or i in archived and i not in vanished]
-            self.store.set_payload(self.collection, survivors, {"state": p.FRESH}, key=p.KEY)
+            self._roll_back(merged, ids, live, archived, restore_missing=verified)
             return Outcome(applied=False, changed=changed, vanished=vanished)
         unarchived = [live[i] for i in ids if i not in archived]
         self.store.upsert(self.archive, [self._archived(m, merged, stamp["run_id"]) for m in unarchived])
@@ -101,18 +98,24 @@ class MergeApplier:
         ids: list[PointId],
         live: dict[PointId, Record],
         archived: dict[PointId, Record],
+        restore_missing: bool,
     ) -> None:
-        """Undo a merge in flight. Only members this merge deleted come back: before
-        `verified`, none was deleted by us, so a missing member stays deleted."""
-        if p.state(merged.payload) == p.VERIFIED:
-            restore = [self._restored(archived[i]) for i in ids if i not in live and i in archived]
-            self.store.upsert(self.collection, restore)
+        """Void a merge in flight; its members go back to fresh, so the next run
+        reconsiders them. Missing members come back only when this merge deleted them
+        (`restore_missing`, once verified): before that, only an agent deletes, and its
+        delete stands. The merged point goes last, so a crash here is recovered again."""
+        fresh = {"state": p.FRESH}
+        self.store.set_payload(self.collection, list(live), fresh, key=p.KEY)
+        if restore_missing:
+            gone = [archived[i] for i in ids if i not in live and i in archived]
+            self.store.upsert(self.collection, [self._restored(r, **fresh) for r in gone])
         self.store.delete(self.archive, list(archived))
         self.store.delete(self.collection, [merged.id])
 
     @staticmethod
-    def _restored(copy: Record) -> Record:
-        return Record(copy.id, copy.vector, p.with_meta(copy.payload, archived=None))
+    def _restored(copy: Record, **stamp: str) -> Record:
+        """A member back from the archive, with `stamp` applied (undo keeps it live)."""
+        return Record(copy.id, copy.vector, p.with_meta(copy.payload, archived=None, **stamp))
 
     # -- recovery -----------------------------------------------------------------------
     def recover(self) -> dict[str, int]:

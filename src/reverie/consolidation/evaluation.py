@@ -192,6 +192,7 @@ def evaluate_config(
         "recall_at_1_after": after[0],
         "recall_at_5_after": after[1],
         "consolidate_seconds": round(seconds, 2),
+        "stages": report.timings,
         "false_merge_examples": _false_merges(clusters, data, EXAMPLES),
     }
 

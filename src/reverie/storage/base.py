@@ -7,7 +7,7 @@ imports a Qdrant module and works the same on the embedded engine and on a serve
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, Union
 
@@ -148,3 +148,13 @@ def record_from(point: Any) -> Record:
 def hit_from(point: Any) -> Hit:
     record = record_from(point)
     return Hit(id=record.id, vector=record.vector, payload=record.payload, score=point.score)
+
+
+def paged(fetch: Callable[[Any], tuple[Sequence[Any], Any]]) -> Iterator[Record]:
+    """Every record of a paginated scroll; `fetch(offset)` returns (page, next offset)."""
+    offset = None
+    while True:
+        page, offset = fetch(offset)
+        yield from (record_from(r) for r in page)
+        if offset is None:
+            return

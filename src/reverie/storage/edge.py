@@ -29,6 +29,7 @@ from reverie.storage.base import (
     Record,
     as_vector,
     hit_from,
+    paged,
     record_from,
 )
 
@@ -127,20 +128,17 @@ class EdgeStore:
         batch_size: int = 512,
     ) -> Iterator[Record]:
         shard = self._shard(name)
-        offset: Any = None
-        while True:
-            request = qe.ScrollRequest(
-                offset=offset,
-                limit=batch_size,
-                filter=_filter(filter),
-                with_payload=True,
-                with_vector=with_vectors,
+        return paged(
+            lambda offset: shard.scroll(
+                qe.ScrollRequest(
+                    offset=offset,
+                    limit=batch_size,
+                    filter=_filter(filter),
+                    with_payload=True,
+                    with_vector=with_vectors,
+                )
             )
-            page, offset = shard.scroll(request)
-            for r in page:
-                yield record_from(r)
-            if offset is None:
-                return
+        )
 
     def query(self, name: str, request: QueryRequest) -> list[Hit]:
         return self.query_batch(name, [request])[0]

@@ -23,6 +23,7 @@ from reverie.storage.base import (
     Record,
     as_vector,
     hit_from,
+    paged,
     record_from,
 )
 
@@ -93,19 +94,15 @@ class ServerStore:
         with_vectors: bool = False,
         batch_size: int = 512,
     ) -> Iterator[Record]:
-        offset: Any = None
-        while True:
-            page, offset = self._client.scroll(
+        return paged(
+            lambda offset: self._client.scroll(
                 name,
                 scroll_filter=_filter(filter),
                 limit=batch_size,
                 offset=offset,
                 with_vectors=with_vectors,
             )
-            for r in page:
-                yield record_from(r)
-            if offset is None:
-                return
+        )
 
     def query(self, name: str, request: QueryRequest) -> list[Hit]:
         return self.query_batch(name, [request])[0]

@@ -160,6 +160,16 @@ def cmd_stats(args: argparse.Namespace, settings: Settings) -> None:
     )
 
 
+def cmd_serve(args: argparse.Namespace, settings: Settings) -> None:
+    from reverie.daemon.serve import serve
+
+    if args.host:
+        settings.daemon.host = args.host
+    if args.port:
+        settings.daemon.port = args.port
+    serve(settings)
+
+
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> None:
     from reverie.demo import run_demo
 
@@ -284,6 +294,10 @@ def _parser() -> argparse.ArgumentParser:
 
     stats = add("stats", cmd_stats, "counts: live, merged, archived, pending, quarantined")
     stats.add_argument("--json", action="store_true")
+
+    serve = add("serve", cmd_serve, "run the HTTP API in the foreground (until SIGTERM)")
+    serve.add_argument("--host", help="bind address (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port (default 8765)")
 
     demo = add("demo", cmd_demo, "write sample paraphrased memories, consolidate, show the result")
     demo.add_argument("--keep", action="store_true", help="keep the demo's earlier data")

@@ -18,6 +18,7 @@ import numpy as np
 
 from reverie.errors import InvalidInputError
 from reverie.memory import NewMemory
+from reverie.storage.base import as_vector
 
 
 def read_import(path: Path, payloads: Path | None = None) -> list[NewMemory]:
@@ -50,7 +51,7 @@ def _from_object(obj: Any, path: Path, line: int) -> NewMemory:
     if not isinstance(obj, dict) or "vector" not in obj:
         raise InvalidInputError(f'{path}:{line}: expected an object with a "vector" key')
     try:
-        vector = np.asarray(obj["vector"], dtype=np.float32)
+        vector = as_vector(obj["vector"])
     except (TypeError, ValueError):
         raise InvalidInputError(f'{path}:{line}: "vector" is not a list of numbers') from None
     if vector.ndim != 1:

@@ -3,6 +3,7 @@
 from reverie.config.loading import load_settings, settings_as_toml
 from reverie.config.settings import (
     ConsolidationSettings,
+    DaemonSettings,
     EmbedderSettings,
     LoggingSettings,
     Settings,
@@ -11,6 +12,7 @@ from reverie.config.settings import (
 
 __all__ = [
     "ConsolidationSettings",
+    "DaemonSettings",
     "EmbedderSettings",
     "LoggingSettings",
     "Settings",

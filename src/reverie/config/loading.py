@@ -86,7 +86,7 @@ def settings_as_toml(settings: Settings) -> str:
             if value is None:
                 out.append(f"# {key} is unset")
                 continue
-            if key == "api_key":
+            if key == "api_key":  # storage and daemon keys alike
                 value = "***"
             out.append(f"{key} = {_toml_value(value)}")
         out.append("")

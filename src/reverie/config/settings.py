@@ -58,6 +58,13 @@ class ConsolidationSettings(_Section):
     text_key: str = Field(default="text", description="Payload key that holds a memory's text.")
 
 
+class DaemonSettings(_Section):
+    host: str = Field(default="127.0.0.1", description="Bind address; off loopback an api_key is required.")
+    port: int = Field(default=8765, ge=1, le=65535)
+    api_key: str | None = Field(default=None, description="Bearer token required on every route but health.")
+    max_batch: int = Field(default=1000, ge=1, description="Most memories one write request may carry.")
+
+
 class LoggingSettings(_Section):
     level: Literal["debug", "info", "warning", "error"] = "info"
     format: Literal["auto", "json", "console"] = "auto"
@@ -67,6 +74,7 @@ class Settings(_Section):
     storage: StorageSettings = Field(default_factory=StorageSettings)
     embedder: EmbedderSettings = Field(default_factory=EmbedderSettings)
     consolidation: ConsolidationSettings = Field(default_factory=ConsolidationSettings)
+    daemon: DaemonSettings = Field(default_factory=DaemonSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
 
     @model_validator(mode="after")

@@ -136,7 +136,9 @@ class Store(Protocol):
 
 
 def as_vector(values: Any) -> np.ndarray:
-    return np.asarray(values, dtype=np.float32)
+    """float32, as Qdrant stores it; a value too large becomes inf, which validation names."""
+    with np.errstate(over="ignore"):
+        return np.asarray(values, dtype=np.float32)
 
 
 def record_from(point: Any) -> Record:

@@ -1,0 +1,228 @@
+"""The HTTP API (FastAPI): write and search memories, review and undo runs, trigger one.
+
+Errors are JSON `{"error": message}` with a 4xx status that says whose problem it is;
+nothing a client sends may produce a 500 or a stack trace.
+"""
+
+from __future__ import annotations
+
+import hmac
+import threading
+from typing import Annotated, Any, Literal
+
+import structlog
+from fastapi import Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel, ConfigDict, Field
+
+from reverie import __version__
+from reverie.display import text_of
+from reverie.errors import InvalidInputError, NotFoundError, ReverieError, StorageError
+from reverie.memory import NewMemory, Reverie
+from reverie.storage import Record
+from reverie.storage import payload as p
+from reverie.storage.base import as_vector
+
+log = structlog.get_logger("reverie.api")
+
+PartitionValue = str | int
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class MemoryIn(_Body):
+    text: str | None = None
+    vector: list[float] | None = None
+    payload: dict[str, Any] = Field(default_factory=dict)
+    id: int | str | None = None
+
+
+class WriteRequest(_Body):
+    memories: list[MemoryIn] = Field(min_length=1)
+    partition: dict[str, PartitionValue] = Field(default_factory=dict)
+
+
+class SearchRequest(_Body):
+    text: str | None = None
+    vector: list[float] | None = None
+    k: int = Field(default=5, ge=1, le=1000)
+    partition: dict[str, PartitionValue] = Field(default_factory=dict)
+
+
+class RunRequest(_Body):
+    full: bool = False
+    dry_run: bool = False
+    algorithm: Literal["agglomerative", "dbscan"] | None = None
+    linkage: Literal["complete", "average"] | None = None
+    threshold: float | None = None
+
+
+class BusyError(ReverieError):
+    """A consolidation or undo is already running."""
+
+
+class TooLargeError(InvalidInputError):
+    """A batch over the configured limit."""
+
+
+class UnauthorizedError(ReverieError):
+    """No API key, or the wrong one."""
+
+
+STATUS = {  # most specific first
+    TooLargeError: 413,
+    InvalidInputError: 400,
+    UnauthorizedError: 401,
+    NotFoundError: 404,
+    BusyError: 409,
+    StorageError: 503,
+}
+
+
+def create_app(rv: Reverie) -> FastAPI:
+    settings = rv.settings
+    text_key = settings.consolidation.text_key
+    exclusive = threading.Lock()  # one consolidation or undo at a time
+    app = FastAPI(title="reverie", version=__version__)
+    auth = _authorizer(settings.daemon.api_key)
+
+    @app.exception_handler(ReverieError)
+    async def reverie_error(request: Request, exc: ReverieError) -> JSONResponse:
+        status = next((code for kind, code in STATUS.items() if isinstance(exc, kind)), 400)
+        return JSONResponse({"error": str(exc)}, status_code=status)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_body(request: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = [
+            f"{'.'.join(str(part) for part in e['loc'] if part != 'body') or 'body'}: {e['msg']}"
+            for e in exc.errors()
+        ]
+        return JSONResponse({"error": "; ".join(problems)}, status_code=422)
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.error("api.unexpected_error", path=request.url.path, error=repr(exc))
+        return JSONResponse({"error": "internal error (logged)"}, status_code=500)
+
+    @app.get("/healthz")
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz")
+    def readyz() -> dict[str, Any]:
+        return {"ready": True, "collection": rv.collection}
+
+    @app.post("/memories", dependencies=[Depends(auth)])
+    def write(body: WriteRequest) -> dict[str, Any]:
+        if len(body.memories) > settings.daemon.max_batch:
+            raise TooLargeError(
+                f"batch of {len(body.memories)} memories is over the limit of {settings.daemon.max_batch}"
+            )
+        partition = rv.partition_payload(dict(body.partition))
+        return {"ids": rv.write(_memories(body.memories, partition, rv, text_key))}
+
+    @app.post("/search", dependencies=[Depends(auth)])
+    def search(body: SearchRequest) -> dict[str, Any]:
+        if (body.text is None) == (body.vector is None):
+            raise InvalidInputError("give exactly one of text or vector")
+        query = body.text if body.text is not None else as_vector(body.vector)
+        hits = rv.recall(query, k=body.k, partition=dict(body.partition))
+        return {"hits": [_memory_out(h, text_key) | {"score": h.score} for h in hits]}
+
+    @app.get("/memories/{point_id}", dependencies=[Depends(auth)])
+    def get(point_id: str) -> dict[str, Any]:
+        record, archived = rv.get(int(point_id) if point_id.isdigit() else point_id)
+        return _memory_out(record, text_key) | {"archived": archived}
+
+    @app.get("/runs", dependencies=[Depends(auth)])
+    def runs(limit: int = 20) -> dict[str, Any]:
+        return {"runs": [vars(r) for r in rv.run_log.runs(limit=max(1, min(limit, 1000)))]}
+
+    @app.get("/runs/{run_id}", dependencies=[Depends(auth)])
+    def run_detail(run_id: str) -> dict[str, Any]:
+        run = rv.run_log.get_run(run_id)
+        return vars(run) | {"merges": [vars(m) for m in rv.run_log.merges(run_id)]}
+
+    @app.post("/runs", dependencies=[Depends(auth)])
+    def trigger(body: RunRequest) -> dict[str, Any]:
+        with _exclusive(exclusive):
+            report = rv.consolidate(**body.model_dump())
+        return report.summary() | {"merges": report.merges, "skipped": report.skipped}
+
+    @app.post("/undo/{target}", dependencies=[Depends(auth)])
+    def undo(target: str) -> dict[str, Any]:
+        with _exclusive(exclusive):
+            report = rv.undo(target)
+        return {"run_id": report.run_id, "target": report.target, "undone": report.undone}
+
+    @app.get("/stats", dependencies=[Depends(auth)])
+    def stats() -> dict[str, Any]:
+        return rv.stats()
+
+    return app
+
+
+# module level: FastAPI resolves these (string) annotations in the module's namespace
+_BEARER = HTTPBearer(auto_error=False)
+Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_BEARER)]
+
+
+def _authorizer(api_key: str | None) -> Any:
+    def check(credentials: Credentials) -> None:
+        if api_key is None:
+            return
+        given = credentials.credentials if credentials else ""
+        if not hmac.compare_digest(given.encode(), api_key.encode()):
+            raise UnauthorizedError("missing or wrong API key (send Authorization: Bearer <key>)")
+
+    return check
+
+
+class _exclusive:
+    """Hold the lock, or fail at once with 409: a second run must not queue up."""
+
+    def __init__(self, lock: threading.Lock) -> None:
+        self.lock = lock
+
+    def __enter__(self) -> None:
+        if not self.lock.acquire(blocking=False):
+            raise BusyError("a consolidation or undo is already running; try again when it ends")
+
+    def __exit__(self, *exc: object) -> None:
+        self.lock.release()
+
+
+def _memories(
+    items: list[MemoryIn], partition: dict[str, Any], rv: Reverie, text_key: str
+) -> list[NewMemory]:
+    """Memories to write; texts without a vector are embedded in one batch."""
+    for index, m in enumerate(items):
+        if m.vector is None and m.text is None:
+            raise InvalidInputError(f"memory {index}: give text, a vector, or both")
+    to_embed = [m.text for m in items if m.vector is None]
+    embedded = iter(rv.embedder.encode(to_embed) if to_embed else [])  # type: ignore[arg-type]
+    memories = []
+    for m in items:
+        payload = {**m.payload, **partition}
+        if m.text is not None:
+            payload[text_key] = m.text
+        vector = next(embedded) if m.vector is None else as_vector(m.vector)
+        memories.append(NewMemory(vector, payload, m.id))
+    return memories
+
+
+def _memory_out(record: Record, text_key: str) -> dict[str, Any]:
+    stamp = p.meta(record.payload)
+    return {
+        "id": record.id,
+        "text": text_of(record, text_key),
+        "weight": p.weight(record.payload),
+        "kind": stamp.get("kind", p.ORIGINAL),
+        "state": stamp.get("state", p.FRESH),
+        "lineage": p.originals(record),
+        "payload": p.agent_payload(record.payload),
+    }

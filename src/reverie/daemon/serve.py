@@ -1,0 +1,62 @@
+"""`reverie serve`: open storage once, recover, then serve the HTTP API until a signal.
+
+SIGTERM and SIGINT start a graceful shutdown: no new requests, in-flight ones (a
+consolidation among them) run to their end, then storage is flushed and closed and the
+process exits 0. A second signal exits at once; recovery covers that case.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from types import FrameType
+
+import structlog
+import uvicorn
+
+from reverie.config import Settings
+from reverie.errors import ConfigError
+from reverie.memory import Reverie
+
+log = structlog.get_logger("reverie.serve")
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class _Server(uvicorn.Server):
+    """uvicorn re-raises the signal after a graceful shutdown, so the process would end
+    by SIGTERM (status -15); a service stopped on purpose exits 0 instead."""
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        if self.should_exit:
+            log.warning("serve.forced_exit", signal=sig)
+            os._exit(128 + sig)
+        log.info("serve.stopping", signal=sig)
+        self.should_exit = True
+
+
+def serve(settings: Settings) -> None:
+    from reverie.daemon.api import create_app
+
+    d = settings.daemon
+    if not is_loopback(d.host) and not d.api_key:
+        raise ConfigError(
+            f"daemon.host {d.host!r} is not loopback: set daemon.api_key (REVERIE_DAEMON__API_KEY) "
+            "so that every route but health needs it"
+        )
+    with Reverie.open(settings) as rv:
+        if rv.exists:
+            counts = rv.consolidator.recover()
+            log.info("serve.recovered", **counts)
+        app = create_app(rv)
+        log.info("serve.start", host=d.host, port=d.port, collection=rv.collection)
+        config = uvicorn.Config(app, host=d.host, port=d.port, log_config=None, access_log=False)
+        _Server(config).run()
+        log.info("serve.stopped")

@@ -1,0 +1,177 @@
+"""`reverie serve`: a real HTTP server on loopback, over the embedded store."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import uvicorn
+
+from reverie.config import Settings
+from reverie.daemon.api import create_app
+from reverie.daemon.serve import serve
+from reverie.errors import ConfigError
+from reverie.memory import Reverie
+
+NEAR = [[1.0, 0.0, 0.0, 0.01], [1.0, 0.0, 0.0, 0.0], [0.0, 1.0, 0.0, 0.0]]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def api(tmp_path: Path) -> Iterator[httpx.Client]:
+    """The API app under uvicorn in a thread, on a free loopback port."""
+    settings = Settings()
+    settings.storage.data_dir = tmp_path / "data"
+    settings.daemon.max_batch = 5
+    with Reverie.open(settings) as rv:
+        port = free_port()
+        server = uvicorn.Server(uvicorn.Config(create_app(rv), port=port, log_config=None))
+        thread = threading.Thread(target=server.run, daemon=True)
+        thread.start()
+        while not server.started:
+            time.sleep(0.02)
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}") as client:
+            yield client
+        server.should_exit = True
+        thread.join(10)
+
+
+def test_write_consolidate_search_review_undo(api: httpx.Client) -> None:
+    ids = api.post("/memories", json={"memories": [{"vector": v} for v in NEAR]}).json()["ids"]
+    assert len(ids) == 3
+    run = api.post("/runs", json={}).json()
+    assert run["points_before"] == 3 and run["points_after"] == 2 and len(run["merges"]) == 1
+    merged_id = run["merges"][0]["merge_id"]
+    hits = api.post("/search", json={"vector": NEAR[1], "k": 1}).json()["hits"]
+    assert hits[0]["id"] == merged_id and hits[0]["weight"] == 2 and hits[0]["text"] == "(text pending)"
+    assert sorted(hits[0]["lineage"]) == sorted(ids[:2])
+    archived = api.get(f"/memories/{ids[0]}").json()
+    assert archived["archived"] is True
+    assert api.get("/runs").json()["runs"][0]["run_id"] == run["run_id"]
+    assert len(api.get(f"/runs/{run['run_id']}").json()["merges"]) == 1
+    assert api.get("/stats").json()["merged"] == 1
+    undone = api.post(f"/undo/{run['run_id']}").json()
+    assert len(undone["undone"]) == 1
+    assert api.get("/stats").json()["live"] == 3
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "status", "message"),
+    [
+        ("post", "/memories", {"memories": [{"vector": [1, 0, 0]}]}, 400, "wrong dimension"),
+        ("post", "/memories", {"memories": [{"vector": [0, 0, 0, 0]}]}, 400, "zero vector"),
+        ("post", "/memories", {"memories": [{"vector": [1, 0, 0, 1e39]}]}, 400, "infinite"),
+        ("post", "/memories", {"memories": [{"payload": {}}]}, 400, "give text, a vector, or both"),
+        ("post", "/memories", {"memories": [{"text": " "}]}, 400, "empty text"),
+        ("post", "/memories", {"memories": [{"vector": [1, 0, 0, 0]}] * 6}, 413, "over the limit of 5"),
+        ("post", "/memories", {"memories": []}, 422, "memories"),
+        ("post", "/memories", {"memories": [{"vector": "x"}]}, 422, "memories.0.vector"),
+        ("post", "/memories", {"nope": 1}, 422, "nope"),
+        (
+            "post",
+            "/memories",
+            {"memories": [{"vector": [1, 0, 0, 0]}], "partition": {"x": "1"}},
+            400,
+            "not a partition key",
+        ),
+        ("post", "/search", {"k": 2}, 400, "exactly one of text or vector"),
+        ("post", "/search", {"vector": [1, 0], "k": 2}, 400, "query vector: wrong dimension"),
+        ("post", "/search", {"vector": [1, 0, 0, 0], "k": 0}, 422, "k"),
+        ("get", "/memories/12345", None, 404, "unknown memory id"),
+        ("get", "/runs/r-nope", None, 404, "unknown run id"),
+        ("post", "/undo/r-20990101T000000-abcdef", None, 404, "unknown run id"),
+        ("post", "/undo/whatever", None, 404, "unknown run or merge id"),
+        ("post", "/runs", {"threshold": 3}, 400, "not a cosine similarity"),
+        ("post", "/runs", {"algorithm": "kmeans"}, 422, "algorithm"),
+    ],
+)
+def test_bad_requests_get_clear_4xx_and_write_nothing(api, method, path, body, status, message) -> None:
+    api.post("/memories", json={"memories": [{"vector": NEAR[2], "id": 7}]})
+    response = getattr(api, method)(path, **({"json": body} if body is not None else {}))
+    assert response.status_code == status, response.text
+    assert message in response.json()["error"]
+    assert api.get("/stats").json()["live"] == 1
+
+
+def test_malformed_json_and_nan_are_4xx(api: httpx.Client) -> None:
+    headers = {"content-type": "application/json"}
+    assert api.post("/memories", content=b"{not json", headers=headers).status_code == 422
+    nan = b'{"memories": [{"vector": [NaN, 0, 0, 1]}]}'
+    response = api.post("/memories", content=nan, headers=headers)
+    assert response.status_code in (400, 422) and "error" in response.json()
+
+
+def test_api_key_guards_every_route_but_health(tmp_path: Path) -> None:
+    settings = Settings()
+    settings.storage.data_dir = tmp_path
+    settings.daemon.api_key = "s3cret"
+    with Reverie.open(settings) as rv:
+        port = free_port()
+        server = uvicorn.Server(uvicorn.Config(create_app(rv), port=port, log_config=None))
+        thread = threading.Thread(target=server.run, daemon=True)
+        thread.start()
+        while not server.started:
+            time.sleep(0.02)
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}") as client:
+            assert client.get("/healthz").status_code == 200
+            assert client.get("/stats").status_code == 401
+            assert client.get("/stats", headers={"Authorization": "Bearer wrong"}).status_code == 401
+            assert client.get("/stats", headers={"Authorization": "Bearer s3cret"}).status_code == 200
+        server.should_exit = True
+        thread.join(10)
+
+
+def test_serve_refuses_a_public_address_without_a_key(tmp_path: Path) -> None:
+    settings = Settings()
+    settings.storage.data_dir = tmp_path
+    settings.daemon.host = "0.0.0.0"
+    with pytest.raises(ConfigError, match="api_key"):
+        serve(settings)
+
+
+def test_serve_process_survives_sigterm_and_restart(tmp_path: Path) -> None:
+    port = free_port()
+    command = [sys.executable, "-m", "reverie.cli", "--data-dir", str(tmp_path), "serve", "--port", str(port)]
+
+    def start() -> tuple[subprocess.Popen[bytes], httpx.Client]:
+        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        client = httpx.Client(base_url=f"http://127.0.0.1:{port}")
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if client.get("/readyz").status_code == 200:
+                    return process, client
+            except httpx.TransportError:
+                time.sleep(0.1)
+        process.kill()
+        raise AssertionError("reverie serve did not become ready")
+
+    process, client = start()
+    client.post("/memories", json={"memories": [{"vector": v} for v in NEAR]})
+    run_id = client.post("/runs", json={}).json()["run_id"]
+    before = client.get("/stats").json()
+    os.kill(process.pid, signal.SIGTERM)
+    assert process.wait(timeout=20) == 0
+    client.close()
+    process, client = start()
+    try:
+        assert client.get("/stats").json() == before
+        assert client.get(f"/runs/{run_id}").json()["status"] == "done"
+    finally:
+        os.kill(process.pid, signal.SIGTERM)
+        assert process.wait(timeout=20) == 0
+        client.close()

@@ -1,6 +1,6 @@
-"""SIGKILL a real `reverie consolidate` process at moments spread over its run, restart,
-and check the invariants: the embedded engine's write-ahead log must hold every write
-the killed process made, and recovery must settle what it left in flight."""
+"""SIGKILL a real `reverie consolidate` process in the middle of applying merges,
+restart, and check the invariants: the embedded engine's write-ahead log must hold
+every write the killed process made, and recovery must settle what it left in flight."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from reverie.memory import Reverie
 from helpers import check_invariants, memories, near_duplicates
 
 GROUPS, PER_GROUP = 300, 4
-KILL_AFTER = [0.1, 0.4, 0.7, 1.0, 1.3, 1.7, 2.2]  # seconds after the run has started
+KILL_AFTER_MERGES = [1, 5, 10, 20, 30, 40]  # applied merges on record in the run being killed
 
 
 def open_reverie(data_dir: Path) -> Reverie:
@@ -35,12 +35,11 @@ def test_sigkill_during_consolidation_loses_nothing(tmp_path: Path) -> None:
     originals = set(range(GROUPS * PER_GROUP))
     interrupted = in_flight = 0
     command = [sys.executable, "-m", "reverie.cli", "--data-dir", str(data_dir), "consolidate"]
-    for delay in KILL_AFTER:
-        started = runs_started(data_dir)
+    for merges in KILL_AFTER_MERGES:
         process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        while runs_started(data_dir) == started and process.poll() is None:
-            time.sleep(0.02)  # the run is on record: planning, then applying
-        time.sleep(delay)
+        # the killed process is mid-stream: the next merge starts right after a record
+        while applied_in_latest_run(data_dir) < merges and process.poll() is None:
+            time.sleep(0.001)
         if process.poll() is None:
             os.kill(process.pid, signal.SIGKILL)
             interrupted += 1
@@ -53,13 +52,17 @@ def test_sigkill_during_consolidation_loses_nothing(tmp_path: Path) -> None:
         rv.consolidate(full=True)
         check_invariants(rv, originals)
         assert rv.stats()["live"] == GROUPS
-    assert interrupted >= 3, "too few runs were killed: raise GROUPS so a run outlasts the kills"
+    assert interrupted == len(KILL_AFTER_MERGES), "a run finished first: raise GROUPS"
     assert in_flight >= 1, "no kill landed inside a merge: the test did not test recovery"
 
 
-def runs_started(data_dir: Path) -> int:
+def applied_in_latest_run(data_dir: Path) -> int:
+    """Merges on record for the newest run (read beside the writer: SQLite in WAL mode)."""
     path = data_dir / "runs.sqlite"
     if not path.exists():
         return 0
     with sqlite3.connect(path) as db:
-        return db.execute("SELECT count(*) FROM runs").fetchone()[0]
+        row = db.execute(
+            "SELECT count(*) FROM merges WHERE run_id = (SELECT max(run_id) FROM runs) AND status='applied'"
+        ).fetchone()
+    return row[0]

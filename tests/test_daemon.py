@@ -19,6 +19,7 @@ import uvicorn
 from reverie.config import Settings
 from reverie.daemon.api import create_app
 from reverie.daemon.serve import serve
+from reverie.daemon.service import Service
 from reverie.errors import ConfigError
 from reverie.memory import Reverie
 
@@ -39,7 +40,7 @@ def api(tmp_path: Path) -> Iterator[httpx.Client]:
     settings.daemon.max_batch = 5
     with Reverie.open(settings) as rv:
         port = free_port()
-        server = uvicorn.Server(uvicorn.Config(create_app(rv), port=port, log_config=None))
+        server = uvicorn.Server(uvicorn.Config(create_app(Service(rv)), port=port, log_config=None))
         thread = threading.Thread(target=server.run, daemon=True)
         thread.start()
         while not server.started:
@@ -121,7 +122,7 @@ def test_api_key_guards_every_route_but_health(tmp_path: Path) -> None:
     settings.daemon.api_key = "s3cret"
     with Reverie.open(settings) as rv:
         port = free_port()
-        server = uvicorn.Server(uvicorn.Config(create_app(rv), port=port, log_config=None))
+        server = uvicorn.Server(uvicorn.Config(create_app(Service(rv)), port=port, log_config=None))
         thread = threading.Thread(target=server.run, daemon=True)
         thread.start()
         while not server.started:
@@ -175,3 +176,46 @@ def test_serve_process_survives_sigterm_and_restart(tmp_path: Path) -> None:
         os.kill(process.pid, signal.SIGTERM)
         assert process.wait(timeout=20) == 0
         client.close()
+
+
+def test_scheduler_consolidates_on_its_interval_one_run_at_a_time(tmp_path: Path) -> None:
+    from reverie.daemon.scheduler import start_scheduler
+
+    settings = Settings()
+    settings.storage.data_dir = tmp_path
+    settings.scheduler.consolidate_every = 1
+    with Reverie.open(settings) as rv:
+        service = Service(rv)
+        scheduler = start_scheduler(service, settings.scheduler)
+        port = free_port()
+        server = uvicorn.Server(uvicorn.Config(create_app(service, scheduler), port=port, log_config=None))
+        thread = threading.Thread(target=server.run, daemon=True)
+        thread.start()
+        while not server.started:
+            time.sleep(0.02)
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}") as api:
+            assert {j["id"] for j in api.get("/jobs").json()["jobs"]} == {"consolidate", "maintain"}
+            api.post("/memories", json={"memories": [{"vector": v} for v in NEAR]})
+            deadline = time.monotonic() + 15
+            while api.get("/stats").json()["merged"] == 0 and time.monotonic() < deadline:
+                time.sleep(0.2)
+            assert api.get("/stats").json()["merged"] == 1
+            while len(api.get("/runs").json()["runs"]) < 3 and time.monotonic() < deadline + 10:
+                time.sleep(0.2)
+            assert api.post("/jobs/maintain/run").status_code == 202
+            assert api.post("/jobs/nope/run").status_code == 404
+            runs = api.get("/runs").json()["runs"]
+        server.should_exit = True
+        thread.join(10)
+        scheduler.shutdown(wait=True)
+    spans = sorted((r["started_at"], r["finished_at"]) for r in runs)
+    assert len(spans) >= 3 and all(r["status"] == "done" for r in runs)
+    for (_, end), (start, _) in zip(spans, spans[1:], strict=False):
+        assert end <= start, "two consolidations overlapped"
+
+
+def test_bad_crontab_names_the_key(tmp_path: Path) -> None:
+    from reverie.config import load_settings
+
+    with pytest.raises(ConfigError, match="scheduler.consolidate_cron"):
+        load_settings(environ={"REVERIE_SCHEDULER__CONSOLIDATE_CRON": '"every minute"'})

@@ -6,6 +6,7 @@ from reverie.config.settings import (
     DaemonSettings,
     EmbedderSettings,
     LoggingSettings,
+    SchedulerSettings,
     Settings,
     StorageSettings,
 )
@@ -15,6 +16,7 @@ __all__ = [
     "DaemonSettings",
     "EmbedderSettings",
     "LoggingSettings",
+    "SchedulerSettings",
     "Settings",
     "StorageSettings",
     "load_settings",

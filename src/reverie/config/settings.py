@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 
 class _Section(BaseModel):
@@ -65,6 +65,24 @@ class DaemonSettings(_Section):
     max_batch: int = Field(default=1000, ge=1, description="Most memories one write request may carry.")
 
 
+class SchedulerSettings(_Section):
+    enabled: bool = True
+    consolidate_every: int = Field(default=300, ge=1, description="Seconds between consolidation runs.")
+    consolidate_cron: str | None = Field(
+        default=None, description='Crontab (UTC), e.g. "*/10 * * * *"; wins over consolidate_every.'
+    )
+    maintain_every: int = Field(default=3600, ge=1, description="Seconds between storage maintenance.")
+
+    @field_validator("consolidate_cron")
+    @classmethod
+    def _valid_crontab(cls, value: str | None) -> str | None:
+        if value is not None:
+            from apscheduler.triggers.cron import CronTrigger
+
+            CronTrigger.from_crontab(value)  # raises ValueError naming the bad field
+        return value
+
+
 class LoggingSettings(_Section):
     level: Literal["debug", "info", "warning", "error"] = "info"
     format: Literal["auto", "json", "console"] = "auto"
@@ -75,6 +93,7 @@ class Settings(_Section):
     embedder: EmbedderSettings = Field(default_factory=EmbedderSettings)
     consolidation: ConsolidationSettings = Field(default_factory=ConsolidationSettings)
     daemon: DaemonSettings = Field(default_factory=DaemonSettings)
+    scheduler: SchedulerSettings = Field(default_factory=SchedulerSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
 
     @model_validator(mode="after")

@@ -1,4 +1,4 @@
-"""The HTTP API (FastAPI): write and search memories, review and undo runs, trigger one.
+"""The HTTP API (FastAPI): write and search memories, review and undo runs, run jobs.
 
 Errors are JSON `{"error": message}` with a 4xx status that says whose problem it is;
 nothing a client sends may produce a 500 or a stack trace.
@@ -7,10 +7,11 @@ nothing a client sends may produce a 500 or a stack trace.
 from __future__ import annotations
 
 import hmac
-import threading
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 import structlog
+from apscheduler.schedulers.base import BaseScheduler
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -18,6 +19,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
 
 from reverie import __version__
+from reverie.daemon.service import BusyError, Service
 from reverie.display import text_of
 from reverie.errors import InvalidInputError, NotFoundError, ReverieError, StorageError
 from reverie.memory import NewMemory, Reverie
@@ -61,10 +63,6 @@ class RunRequest(_Body):
     threshold: float | None = None
 
 
-class BusyError(ReverieError):
-    """A consolidation or undo is already running."""
-
-
 class TooLargeError(InvalidInputError):
     """A batch over the configured limit."""
 
@@ -83,10 +81,10 @@ STATUS = {  # most specific first
 }
 
 
-def create_app(rv: Reverie) -> FastAPI:
+def create_app(service: Service, scheduler: BaseScheduler | None = None) -> FastAPI:
+    rv = service.rv
     settings = rv.settings
     text_key = settings.consolidation.text_key
-    exclusive = threading.Lock()  # one consolidation or undo at a time
     app = FastAPI(title="reverie", version=__version__)
     auth = _authorizer(settings.daemon.api_key)
 
@@ -149,15 +147,30 @@ def create_app(rv: Reverie) -> FastAPI:
 
     @app.post("/runs", dependencies=[Depends(auth)])
     def trigger(body: RunRequest) -> dict[str, Any]:
-        with _exclusive(exclusive):
-            report = rv.consolidate(**body.model_dump())
+        report = service.consolidate(**body.model_dump())
         return report.summary() | {"merges": report.merges, "skipped": report.skipped}
 
     @app.post("/undo/{target}", dependencies=[Depends(auth)])
     def undo(target: str) -> dict[str, Any]:
-        with _exclusive(exclusive):
-            report = rv.undo(target)
+        report = service.undo(target)
         return {"run_id": report.run_id, "target": report.target, "undone": report.undone}
+
+    @app.get("/jobs", dependencies=[Depends(auth)])
+    def jobs() -> dict[str, Any]:
+        listed = scheduler.get_jobs() if scheduler else []
+        return {
+            "jobs": [
+                {"id": j.id, "next_run_time": j.next_run_time, "trigger": str(j.trigger)} for j in listed
+            ]
+        }
+
+    @app.post("/jobs/{job_id}/run", dependencies=[Depends(auth)], status_code=202)
+    def run_job(job_id: str) -> dict[str, str]:
+        job = scheduler.get_job(job_id) if scheduler else None
+        if job is None:
+            raise NotFoundError(f"unknown job {job_id!r} (see GET /jobs)")
+        job.modify(next_run_time=datetime.now(UTC))
+        return {"job": job_id, "status": "started"}
 
     @app.get("/stats", dependencies=[Depends(auth)])
     def stats() -> dict[str, Any]:
@@ -180,20 +193,6 @@ def _authorizer(api_key: str | None) -> Any:
             raise UnauthorizedError("missing or wrong API key (send Authorization: Bearer <key>)")
 
     return check
-
-
-class _exclusive:
-    """Hold the lock, or fail at once with 409: a second run must not queue up."""
-
-    def __init__(self, lock: threading.Lock) -> None:
-        self.lock = lock
-
-    def __enter__(self) -> None:
-        if not self.lock.acquire(blocking=False):
-            raise BusyError("a consolidation or undo is already running; try again when it ends")
-
-    def __exit__(self, *exc: object) -> None:
-        self.lock.release()
 
 
 def _memories(

@@ -44,6 +44,8 @@ class _Server(uvicorn.Server):
 
 def serve(settings: Settings) -> None:
     from reverie.daemon.api import create_app
+    from reverie.daemon.scheduler import start_scheduler
+    from reverie.daemon.service import Service
 
     d = settings.daemon
     if not is_loopback(d.host) and not d.api_key:
@@ -55,8 +57,14 @@ def serve(settings: Settings) -> None:
         if rv.exists:
             counts = rv.consolidator.recover()
             log.info("serve.recovered", **counts)
-        app = create_app(rv)
+        service = Service(rv)
+        scheduler = start_scheduler(service, settings.scheduler) if settings.scheduler.enabled else None
+        app = create_app(service, scheduler)
         log.info("serve.start", host=d.host, port=d.port, collection=rv.collection)
         config = uvicorn.Config(app, host=d.host, port=d.port, log_config=None, access_log=False)
-        _Server(config).run()
+        try:
+            _Server(config).run()
+        finally:
+            if scheduler is not None:
+                scheduler.shutdown(wait=True)  # a running job reaches its end first
         log.info("serve.stopped")

@@ -1,0 +1,57 @@
+"""The scheduled jobs (APScheduler): consolidate on an interval or a crontab, and
+storage maintenance. One instance of a job at a time, missed runs coalesced into one;
+a run that would overlap a consolidation or undo from the API is skipped and logged."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import structlog
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.interval import IntervalTrigger
+
+from reverie.config import SchedulerSettings
+from reverie.daemon.service import BusyError, Service
+from reverie.errors import NotFoundError
+
+log = structlog.get_logger("reverie.scheduler")
+
+
+def start_scheduler(service: Service, settings: SchedulerSettings) -> BackgroundScheduler:
+    scheduler = BackgroundScheduler(
+        timezone="UTC",
+        job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
+    )
+    every = IntervalTrigger(seconds=settings.consolidate_every)
+    when = (
+        CronTrigger.from_crontab(settings.consolidate_cron, timezone="UTC")
+        if settings.consolidate_cron
+        else every
+    )
+    scheduler.add_job(_job("consolidate", service.consolidate), when, id="consolidate", name="consolidate")
+    scheduler.add_job(
+        _job("maintain", service.maintain),
+        IntervalTrigger(seconds=settings.maintain_every),
+        id="maintain",
+        name="maintain",
+    )
+    scheduler.start()
+    log.info("scheduler.start", jobs=[job.id for job in scheduler.get_jobs()])
+    return scheduler
+
+
+def _job(name: str, work: Callable[[], object]) -> Callable[[], None]:
+    def run() -> None:
+        try:
+            work()
+        except BusyError:
+            log.info(
+                "scheduler.skipped", job=name, reason="another consolidation, undo or maintenance is running"
+            )
+        except NotFoundError:
+            log.debug("scheduler.skipped", job=name, reason="no memories yet")
+        except Exception as exc:  # a failed run must not stop the schedule
+            log.error("scheduler.job_failed", job=name, error=repr(exc))
+
+    return run

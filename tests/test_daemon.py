@@ -65,6 +65,16 @@ def test_write_consolidate_search_review_undo(api: httpx.Client) -> None:
     assert api.get("/runs").json()["runs"][0]["run_id"] == run["run_id"]
     assert len(api.get(f"/runs/{run['run_id']}").json()["merges"]) == 1
     assert api.get("/stats").json()["merged"] == 1
+    metrics = api.get("/metrics").text
+    for line in (
+        'reverie_points{kind="merged"} 1.0',
+        'reverie_points{kind="archived"} 2.0',
+        'reverie_runs_total{status="done"} 1.0',
+        "reverie_merges_total 1.0",
+        "reverie_run_duration_seconds_count 1.0",
+        'reverie_api_request_duration_seconds_count{method="POST",route="/memories",status="200"} 1.0',
+    ):
+        assert line in metrics, line
     undone = api.post(f"/undo/{run['run_id']}").json()
     assert len(undone["undone"]) == 1
     assert api.get("/stats").json()["live"] == 3

@@ -7,6 +7,7 @@ nothing a client sends may produce a 500 or a stack trace.
 from __future__ import annotations
 
 import hmac
+import time
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
@@ -14,8 +15,9 @@ import structlog
 from apscheduler.schedulers.base import BaseScheduler
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel, ConfigDict, Field
 
 from reverie import __version__
@@ -105,6 +107,21 @@ def create_app(service: Service, scheduler: BaseScheduler | None = None) -> Fast
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.error("api.unexpected_error", path=request.url.path, error=repr(exc))
         return JSONResponse({"error": "internal error (logged)"}, status_code=500)
+
+    @app.middleware("http")
+    async def timed(request: Request, call_next: Any) -> Any:
+        started = time.perf_counter()
+        response = await call_next(request)
+        route = request.scope.get("route")
+        path = getattr(route, "path", "unmatched")
+        service.metrics.api_seconds.labels(request.method, path, response.status_code).observe(
+            time.perf_counter() - started
+        )
+        return response
+
+    @app.get("/metrics", dependencies=[Depends(auth)])
+    def metrics() -> Response:
+        return Response(service.metrics.render(rv.stats()), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/healthz")
     def healthz() -> dict[str, str]:

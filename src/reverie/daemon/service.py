@@ -7,12 +7,14 @@ queued: the scheduler logs and skips it, the API answers 409.
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any
 
 import structlog
 
 from reverie.consolidation.engine import RunReport
 from reverie.consolidation.undo import UndoReport
+from reverie.daemon.metrics import Metrics
 from reverie.errors import ReverieError
 from reverie.memory import Reverie
 
@@ -26,11 +28,18 @@ class BusyError(ReverieError):
 class Service:
     def __init__(self, rv: Reverie) -> None:
         self.rv = rv
+        self.metrics = Metrics()
         self._exclusive = threading.Lock()
 
     def consolidate(self, **options: Any) -> RunReport:
         with self._turn():
-            return self.rv.consolidate(**options)
+            started = time.perf_counter()
+            report = None
+            try:
+                report = self.rv.consolidate(**options)
+            finally:
+                self.metrics.observe_run(report, time.perf_counter() - started)
+            return report
 
     def undo(self, target: str) -> UndoReport:
         with self._turn():

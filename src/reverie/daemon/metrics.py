@@ -1,0 +1,50 @@
+"""Prometheus metrics: point counts (read at scrape time), runs, merges, run and API latency.
+
+Each Service has its own registry, so several services in one process (tests) never clash.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from reverie.consolidation.engine import RunReport
+
+POINT_KINDS = ("live", "merged", "archived", "pending_text", "fresh", "quarantined")
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.points = Gauge("reverie_points", "Points by kind, read at scrape time", ["kind"], registry=r)
+        self.runs = Counter("reverie_runs_total", "Consolidation runs by outcome", ["status"], registry=r)
+        self.merges = Counter("reverie_merges_total", "Merges applied", registry=r)
+        self.skipped = Counter(
+            "reverie_merges_skipped_total", "Merges voided by concurrent writes", registry=r
+        )
+        self.run_seconds = Histogram(
+            "reverie_run_duration_seconds",
+            "Consolidation run duration",
+            buckets=(0.1, 0.5, 1, 5, 15, 60, 300, 900, 3600),
+            registry=r,
+        )
+        self.api_seconds = Histogram(
+            "reverie_api_request_duration_seconds", "API latency", ["method", "route", "status"], registry=r
+        )
+
+    def observe_run(self, report: RunReport | None, seconds: float) -> None:
+        self.run_seconds.observe(seconds)
+        if report is None:
+            self.runs.labels("failed").inc()
+            return
+        self.runs.labels("dry_run" if report.dry_run else "done").inc()
+        if not report.dry_run:
+            self.merges.inc(len(report.merges))
+            self.skipped.inc(len(report.skipped))
+
+    def render(self, stats: dict[str, Any]) -> bytes:
+        for kind in POINT_KINDS:
+            self.points.labels(kind).set(stats[kind])
+        return generate_latest(self.registry)

@@ -154,12 +154,25 @@ def test_serve_refuses_a_public_address_without_a_key(tmp_path: Path) -> None:
         serve(settings)
 
 
+def received(sock: socket.socket) -> list[str]:
+    messages = []
+    while True:
+        try:
+            messages.append(sock.recv(4096).decode())
+        except BlockingIOError:
+            return messages
+
+
 def test_serve_process_survives_sigterm_and_restart(tmp_path: Path) -> None:
     port = free_port()
     command = [sys.executable, "-m", "reverie.cli", "--data-dir", str(tmp_path), "serve", "--port", str(port)]
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    notify.bind(str(tmp_path / "notify.sock"))
+    notify.setblocking(False)
+    env = {**os.environ, "NOTIFY_SOCKET": str(tmp_path / "notify.sock"), "WATCHDOG_USEC": "400000"}
 
     def start() -> tuple[subprocess.Popen[bytes], httpx.Client]:
-        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
         client = httpx.Client(base_url=f"http://127.0.0.1:{port}")
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
@@ -175,9 +188,12 @@ def test_serve_process_survives_sigterm_and_restart(tmp_path: Path) -> None:
     client.post("/memories", json={"memories": [{"vector": v} for v in NEAR]})
     run_id = client.post("/runs", json={}).json()["run_id"]
     before = client.get("/stats").json()
+    time.sleep(0.5)  # a watchdog ping or two
     os.kill(process.pid, signal.SIGTERM)
     assert process.wait(timeout=20) == 0
     client.close()
+    states = received(notify)
+    assert states[0] == "READY=1" and "WATCHDOG=1" in states and states[-1] == "STOPPING=1"
     process, client = start()
     try:
         assert client.get("/stats").json() == before
@@ -186,6 +202,7 @@ def test_serve_process_survives_sigterm_and_restart(tmp_path: Path) -> None:
         os.kill(process.pid, signal.SIGTERM)
         assert process.wait(timeout=20) == 0
         client.close()
+        notify.close()
 
 
 def test_scheduler_consolidates_on_its_interval_one_run_at_a_time(tmp_path: Path) -> None:

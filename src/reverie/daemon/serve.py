@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import threading
 from types import FrameType
 
 import structlog
 import uvicorn
 
 from reverie.config import Settings
+from reverie.daemon import systemd
 from reverie.errors import ConfigError
 from reverie.memory import Reverie
 
@@ -32,13 +34,21 @@ def is_loopback(host: str) -> bool:
 
 class _Server(uvicorn.Server):
     """uvicorn re-raises the signal after a graceful shutdown, so the process would end
-    by SIGTERM (status -15); a service stopped on purpose exits 0 instead."""
+    by SIGTERM (status -15); a service stopped on purpose exits 0 instead. It also tells
+    systemd when it is ready and when it stops."""
+
+    async def startup(self, sockets: list | None = None) -> None:  # type: ignore[override]
+        await super().startup(sockets)
+        if self.started:
+            systemd.notify("READY=1")
+            log.info("serve.ready", host=self.config.host, port=self.config.port)
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         if self.should_exit:
             log.warning("serve.forced_exit", signal=sig)
             os._exit(128 + sig)
         log.info("serve.stopping", signal=sig)
+        systemd.notify("STOPPING=1")
         self.should_exit = True
 
 
@@ -62,9 +72,13 @@ def serve(settings: Settings) -> None:
         app = create_app(service, scheduler)
         log.info("serve.start", host=d.host, port=d.port, collection=rv.collection)
         config = uvicorn.Config(app, host=d.host, port=d.port, log_config=None, access_log=False)
+        server = _Server(config)
+        stop_watchdog = threading.Event()
+        systemd.start_watchdog(lambda: server.started and not server.should_exit, stop_watchdog)
         try:
-            _Server(config).run()
+            server.run()
         finally:
+            stop_watchdog.set()
             if scheduler is not None:
                 scheduler.shutdown(wait=True)  # a running job reaches its end first
         log.info("serve.stopped")

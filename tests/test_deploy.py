@@ -1,0 +1,30 @@
+"""The deployment files: the systemd unit verifies; the example config is the defaults."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze not installed")
+def test_systemd_unit_verifies(tmp_path: Path) -> None:
+    unit = (ROOT / "deploy" / "reverie.service").read_text()
+    assert "Type=notify" in unit and "WatchdogSec=" in unit and "DynamicUser=yes" in unit
+    # point ExecStart at this checkout's command: verify checks that it exists
+    local = tmp_path / "reverie.service"
+    local.write_text(
+        unit.replace("/opt/reverie/.venv/bin/reverie", str(Path(sys.executable).parent / "reverie"))
+    )
+    result = subprocess.run(["systemd-analyze", "verify", str(local)], capture_output=True, text=True)
+    assert result.returncode == 0 and not result.stderr.strip(), result.stderr
+    # verify only warns (exit 0) on a bad value: the warning itself is the signal
+    broken = tmp_path / "broken.service"
+    broken.write_text(local.read_text().replace("Type=notify", "Type=notfy"))
+    result = subprocess.run(["systemd-analyze", "verify", str(broken)], capture_output=True, text=True)
+    assert "Failed to parse service type" in result.stderr

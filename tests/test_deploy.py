@@ -28,3 +28,13 @@ def test_systemd_unit_verifies(tmp_path: Path) -> None:
     broken.write_text(local.read_text().replace("Type=notify", "Type=notfy"))
     result = subprocess.run(["systemd-analyze", "verify", str(broken)], capture_output=True, text=True)
     assert "Failed to parse service type" in result.stderr
+
+
+def test_example_config_lists_every_setting_and_loads_to_the_defaults() -> None:
+    from reverie.config import Settings, load_settings, settings_as_toml
+
+    example = (ROOT / "deploy" / "reverie.toml").read_text()
+    assert settings_as_toml(Settings(), commented=True) in example, (
+        "regenerate: reverie config show --commented"
+    )
+    assert load_settings(ROOT / "deploy" / "reverie.toml", environ={}) == Settings()

@@ -29,11 +29,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             settings.storage.data_dir = Path(args.data_dir)
         from reverie.logs import configure_logging
 
+        logging = settings.logging
         if args.verbose:
-            settings.logging.level = "info"
-        elif "level" not in settings.logging.model_fields_set:
-            settings.logging.level = "warning"  # commands print their own results
-        configure_logging(settings.logging)
+            logging = logging.model_copy(update={"level": "info"})
+        elif "level" not in logging.model_fields_set and args.handler is not cmd_serve:
+            logging = logging.model_copy(update={"level": "warning"})  # commands print their results
+        configure_logging(logging)
         return int(args.handler(args, settings) or 0)
     except ReverieError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -51,7 +52,7 @@ def _open(settings: Settings) -> Reverie:
 
 
 def cmd_config_show(args: argparse.Namespace, settings: Settings) -> None:
-    print(settings_as_toml(settings), end="")
+    print(settings_as_toml(settings, commented=args.commented), end="")
 
 
 def cmd_remember(args: argparse.Namespace, settings: Settings) -> None:
@@ -256,6 +257,7 @@ def _parser() -> argparse.ArgumentParser:
     config_sub = config.add_subparsers(title="commands", metavar="COMMAND", required=True)
     show = config_sub.add_parser("show", help="print the effective settings as TOML")
     show.set_defaults(handler=cmd_config_show)
+    show.add_argument("--commented", action="store_true", help="with descriptions, every line commented out")
 
     remember = add("remember", cmd_remember, "embed texts and store them as memories")
     remember.add_argument("text", nargs="*", help="memory text(s)")

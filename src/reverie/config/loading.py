@@ -77,18 +77,24 @@ def _describe(exc: ValidationError, sources: dict[tuple[str, ...], str]) -> str:
     return "invalid settings: " + "; ".join(lines)
 
 
-def settings_as_toml(settings: Settings) -> str:
-    """Render the effective settings as TOML (secrets masked) for `reverie config show`."""
+def settings_as_toml(settings: Settings, commented: bool = False) -> str:
+    """Render the effective settings as TOML (secrets masked) for `reverie config show`;
+    `commented` adds each setting's description and comments every line out (the
+    example config in deploy/ is this output for the defaults)."""
     out: list[str] = []
     for section, values in settings.model_dump(mode="json").items():
         out.append(f"[{section}]")
+        fields = type(getattr(settings, section)).model_fields
         for key, value in values.items():
+            description = fields[key].description
+            if commented and description:
+                out.append(f"# {description}")
             if value is None:
                 out.append(f"# {key} is unset")
                 continue
             if key == "api_key":  # storage and daemon keys alike
                 value = "***"
-            out.append(f"{key} = {_toml_value(value)}")
+            out.append(f"{'# ' if commented else ''}{key} = {_toml_value(value)}")
         out.append("")
     return "\n".join(out)
 

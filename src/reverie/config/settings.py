@@ -22,7 +22,11 @@ class StorageSettings(_Section):
         default=Path("reverie-data"),
         description="Embedded collections, run records and local state live here.",
     )
-    collection: str = Field(default="memories", pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    collection: str = Field(
+        default="memories",
+        pattern=r"^[A-Za-z0-9_-]{1,64}$",
+        description="Live collection; retired originals go to <collection>__archive.",
+    )
 
 
 class EmbedderSettings(_Section):
@@ -30,13 +34,17 @@ class EmbedderSettings(_Section):
         default="sentence-transformers/all-MiniLM-L6-v2",
         description="sentence-transformers model name or local directory.",
     )
-    device: str = "cpu"
-    batch_size: int = Field(default=64, ge=1, le=4096)
+    device: str = Field(default="cpu", description='torch device for the embedder, e.g. "cpu", "cuda".')
+    batch_size: int = Field(default=64, ge=1, le=4096, description="Texts embedded per batch.")
 
 
 class ConsolidationSettings(_Section):
-    algorithm: Literal["agglomerative", "dbscan"] = "agglomerative"
-    linkage: Literal["complete", "average"] = "complete"
+    algorithm: Literal["agglomerative", "dbscan"] = Field(
+        default="agglomerative", description='"agglomerative" (per connected component) or "dbscan".'
+    )
+    linkage: Literal["complete", "average"] = Field(
+        default="complete", description='"complete": every pair in a merge is a near-duplicate.'
+    )
     threshold: float = Field(
         default=0.80, gt=0.0, le=1.0, description="Cosine similarity that makes a near-duplicate."
     )
@@ -60,13 +68,13 @@ class ConsolidationSettings(_Section):
 
 class DaemonSettings(_Section):
     host: str = Field(default="127.0.0.1", description="Bind address; off loopback an api_key is required.")
-    port: int = Field(default=8765, ge=1, le=65535)
+    port: int = Field(default=8765, ge=1, le=65535, description="HTTP API port.")
     api_key: str | None = Field(default=None, description="Bearer token required on every route but health.")
     max_batch: int = Field(default=1000, ge=1, description="Most memories one write request may carry.")
 
 
 class SchedulerSettings(_Section):
-    enabled: bool = True
+    enabled: bool = Field(default=True, description="Run the scheduled jobs in `reverie serve`.")
     consolidate_every: int = Field(default=300, ge=1, description="Seconds between consolidation runs.")
     consolidate_cron: str | None = Field(
         default=None, description='Crontab (UTC), e.g. "*/10 * * * *"; wins over consolidate_every.'
@@ -84,8 +92,12 @@ class SchedulerSettings(_Section):
 
 
 class LoggingSettings(_Section):
-    level: Literal["debug", "info", "warning", "error"] = "info"
-    format: Literal["auto", "json", "console"] = "auto"
+    level: Literal["debug", "info", "warning", "error"] = Field(
+        default="info", description="The daemon's level; other commands log warnings unless -v."
+    )
+    format: Literal["auto", "json", "console"] = Field(
+        default="auto", description='"auto": readable on a terminal, JSON lines otherwise.'
+    )
 
 
 class Settings(_Section):

@@ -10,11 +10,13 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 import pytest
 import uvicorn
+from fastapi import FastAPI
 
 from reverie.config import Settings
 from reverie.daemon.api import create_app
@@ -32,23 +34,30 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+@contextmanager
+def running(app: FastAPI) -> Iterator[httpx.Client]:
+    """The app under uvicorn in a thread, on a free loopback port, with a client for it."""
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, port=port, log_config=None))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.02)
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}") as client:
+            yield client
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
 @pytest.fixture
 def api(tmp_path: Path) -> Iterator[httpx.Client]:
-    """The API app under uvicorn in a thread, on a free loopback port."""
     settings = Settings()
     settings.storage.data_dir = tmp_path / "data"
     settings.daemon.max_batch = 5
-    with Reverie.open(settings) as rv:
-        port = free_port()
-        server = uvicorn.Server(uvicorn.Config(create_app(Service(rv)), port=port, log_config=None))
-        thread = threading.Thread(target=server.run, daemon=True)
-        thread.start()
-        while not server.started:
-            time.sleep(0.02)
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}") as client:
-            yield client
-        server.should_exit = True
-        thread.join(10)
+    with Reverie.open(settings) as rv, running(create_app(Service(rv))) as client:
+        yield client
 
 
 def test_write_consolidate_search_review_undo(api: httpx.Client) -> None:
@@ -130,20 +139,11 @@ def test_api_key_guards_every_route_but_health(tmp_path: Path) -> None:
     settings = Settings()
     settings.storage.data_dir = tmp_path
     settings.daemon.api_key = "s3cret"
-    with Reverie.open(settings) as rv:
-        port = free_port()
-        server = uvicorn.Server(uvicorn.Config(create_app(Service(rv)), port=port, log_config=None))
-        thread = threading.Thread(target=server.run, daemon=True)
-        thread.start()
-        while not server.started:
-            time.sleep(0.02)
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}") as client:
-            assert client.get("/healthz").status_code == 200
-            assert client.get("/stats").status_code == 401
-            assert client.get("/stats", headers={"Authorization": "Bearer wrong"}).status_code == 401
-            assert client.get("/stats", headers={"Authorization": "Bearer s3cret"}).status_code == 200
-        server.should_exit = True
-        thread.join(10)
+    with Reverie.open(settings) as rv, running(create_app(Service(rv))) as client:
+        assert client.get("/healthz").status_code == 200
+        assert client.get("/stats").status_code == 401
+        assert client.get("/stats", headers={"Authorization": "Bearer wrong"}).status_code == 401
+        assert client.get("/stats", headers={"Authorization": "Bearer s3cret"}).status_code == 200
 
 
 def test_serve_refuses_a_public_address_without_a_key(tmp_path: Path) -> None:
@@ -214,13 +214,7 @@ def test_scheduler_consolidates_on_its_interval_one_run_at_a_time(tmp_path: Path
     with Reverie.open(settings) as rv:
         service = Service(rv)
         scheduler = start_scheduler(service, settings.scheduler)
-        port = free_port()
-        server = uvicorn.Server(uvicorn.Config(create_app(service, scheduler), port=port, log_config=None))
-        thread = threading.Thread(target=server.run, daemon=True)
-        thread.start()
-        while not server.started:
-            time.sleep(0.02)
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}") as api:
+        with running(create_app(service, scheduler)) as api:
             assert {j["id"] for j in api.get("/jobs").json()["jobs"]} == {"consolidate", "maintain"}
             api.post("/memories", json={"memories": [{"vector": v} for v in NEAR]})
             deadline = time.monotonic() + 15
@@ -232,8 +226,6 @@ def test_scheduler_consolidates_on_its_interval_one_run_at_a_time(tmp_path: Path
             assert api.post("/jobs/maintain/run").status_code == 202
             assert api.post("/jobs/nope/run").status_code == 404
             runs = api.get("/runs").json()["runs"]
-        server.should_exit = True
-        thread.join(10)
         scheduler.shutdown(wait=True)
     spans = sorted((r["started_at"], r["finished_at"]) for r in runs)
     assert len(spans) >= 3 and all(r["status"] == "done" for r in runs)

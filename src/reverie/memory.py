@@ -57,6 +57,7 @@ class Reverie:
         self.collection = settings.storage.collection
         self.archive = archive_name(self.collection)
         self._embedder = embedder
+        self._ensured_size: int | None = None
         self.run_log = RunLog(settings.storage.data_dir / "runs.sqlite")
         self.consolidator = Consolidator(
             store, self.collection, self.archive, settings.consolidation, self.run_log
@@ -88,10 +89,15 @@ class Reverie:
         return self.store.collection_exists(self.collection)
 
     def ensure_collections(self, vector_size: int) -> None:
+        """Both collections and the payload indexes, once per instance: every write calls
+        this, and against a server each step is a round trip."""
+        if self._ensured_size == vector_size:
+            return
         self.store.ensure_collection(self.collection, vector_size)
         self.store.ensure_collection(self.archive, vector_size)
         for key in (f"{p.KEY}.state", f"{p.KEY}.kind", *self.settings.consolidation.partition_keys):
             self.store.create_payload_index(self.collection, key)
+        self._ensured_size = vector_size
 
     # -- writing ------------------------------------------------------------------------
     def remember(

@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 
 import structlog
 from apscheduler.schedulers.base import BaseScheduler
-from fastapi import Depends, FastAPI, Request
+from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -88,7 +88,8 @@ def create_app(service: Service, scheduler: BaseScheduler | None = None) -> Fast
     settings = rv.settings
     text_key = settings.consolidation.text_key
     app = FastAPI(title="reverie", version=__version__)
-    auth = _authorizer(settings.daemon.api_key)
+    # every route but health needs the API key (when one is configured)
+    protected = APIRouter(dependencies=[Depends(_authorizer(settings.daemon.api_key))])
 
     @app.exception_handler(ReverieError)
     async def reverie_error(request: Request, exc: ReverieError) -> JSONResponse:
@@ -119,7 +120,7 @@ def create_app(service: Service, scheduler: BaseScheduler | None = None) -> Fast
         )
         return response
 
-    @app.get("/metrics", dependencies=[Depends(auth)])
+    @protected.get("/metrics")
     def metrics() -> Response:
         return Response(service.metrics.render(rv.stats()), media_type=CONTENT_TYPE_LATEST)
 
@@ -131,7 +132,7 @@ def create_app(service: Service, scheduler: BaseScheduler | None = None) -> Fast
     def readyz() -> dict[str, Any]:
         return {"ready": True, "collection": rv.collection}
 
-    @app.post("/memories", dependencies=[Depends(auth)])
+    @protected.post("/memories")
     def write(body: WriteRequest) -> dict[str, Any]:
         if len(body.memories) > settings.daemon.max_batch:
             raise TooLargeError(
@@ -140,7 +141,7 @@ def create_app(service: Service, scheduler: BaseScheduler | None = None) -> Fast
         partition = rv.partition_payload(dict(body.partition))
         return {"ids": rv.write(_memories(body.memories, partition, rv, text_key))}
 
-    @app.post("/search", dependencies=[Depends(auth)])
+    @protected.post("/search")
     def search(body: SearchRequest) -> dict[str, Any]:
         if (body.text is None) == (body.vector is None):
             raise InvalidInputError("give exactly one of text or vector")
@@ -148,31 +149,31 @@ def create_app(service: Service, scheduler: BaseScheduler | None = None) -> Fast
         hits = rv.recall(query, k=body.k, partition=dict(body.partition))
         return {"hits": [_memory_out(h, text_key) | {"score": h.score} for h in hits]}
 
-    @app.get("/memories/{point_id}", dependencies=[Depends(auth)])
+    @protected.get("/memories/{point_id}")
     def get(point_id: str) -> dict[str, Any]:
         record, archived = rv.get(int(point_id) if point_id.isdigit() else point_id)
         return _memory_out(record, text_key) | {"archived": archived}
 
-    @app.get("/runs", dependencies=[Depends(auth)])
+    @protected.get("/runs")
     def runs(limit: int = 20) -> dict[str, Any]:
         return {"runs": [vars(r) for r in rv.run_log.runs(limit=max(1, min(limit, 1000)))]}
 
-    @app.get("/runs/{run_id}", dependencies=[Depends(auth)])
+    @protected.get("/runs/{run_id}")
     def run_detail(run_id: str) -> dict[str, Any]:
         run = rv.run_log.get_run(run_id)
         return vars(run) | {"merges": [vars(m) for m in rv.run_log.merges(run_id)]}
 
-    @app.post("/runs", dependencies=[Depends(auth)])
+    @protected.post("/runs")
     def trigger(body: RunRequest) -> dict[str, Any]:
         report = service.consolidate(**body.model_dump())
         return report.summary() | {"merges": report.merges, "skipped": report.skipped}
 
-    @app.post("/undo/{target}", dependencies=[Depends(auth)])
+    @protected.post("/undo/{target}")
     def undo(target: str) -> dict[str, Any]:
         report = service.undo(target)
         return {"run_id": report.run_id, "target": report.target, "undone": report.undone}
 
-    @app.get("/jobs", dependencies=[Depends(auth)])
+    @protected.get("/jobs")
     def jobs() -> dict[str, Any]:
         listed = scheduler.get_jobs() if scheduler else []
         return {
@@ -181,7 +182,7 @@ def create_app(service: Service, scheduler: BaseScheduler | None = None) -> Fast
             ]
         }
 
-    @app.post("/jobs/{job_id}/run", dependencies=[Depends(auth)], status_code=202)
+    @protected.post("/jobs/{job_id}/run", status_code=202)
     def run_job(job_id: str) -> dict[str, str]:
         job = scheduler.get_job(job_id) if scheduler else None
         if job is None:
@@ -189,10 +190,11 @@ def create_app(service: Service, scheduler: BaseScheduler | None = None) -> Fast
         job.modify(next_run_time=datetime.now(UTC))
         return {"job": job_id, "status": "started"}
 
-    @app.get("/stats", dependencies=[Depends(auth)])
+    @protected.get("/stats")
     def stats() -> dict[str, Any]:
         return rv.stats()
 
+    app.include_router(protected)
     return app
 
 

@@ -215,3 +215,25 @@ def test_threshold_outside_cosine_range_is_refused(rv: Reverie, threshold: float
     with pytest.raises(InvalidInputError, match="not a cosine similarity"):
         rv.consolidate(threshold=threshold)
     assert rv.stats()["fresh"] == 2 and rv.run_log.runs() == []
+
+
+def test_a_stop_ends_the_run_at_a_merge_boundary_and_the_next_run_finishes(rv: Reverie) -> None:
+    vectors, labels = near_duplicates(groups=4, per_group=3)
+    rv.write(memories(vectors, labels))
+    real_apply = rv.consolidator.applier.apply
+
+    def apply_then_signal(*args, **kwargs):  # SIGTERM arrives while the first merge applies
+        outcome = real_apply(*args, **kwargs)
+        rv.consolidator.stopping.set()
+        return outcome
+
+    rv.consolidator.applier.apply = apply_then_signal
+    report = rv.consolidate()
+    assert report.stopped and len(report.merges) == 1
+    assert rv.run_log.get_run(report.run_id).status == "stopped"
+    check_invariants(rv, set(range(12)))
+    assert rv.stats()["fresh"] == 9, "points of unapplied merges stay fresh for the next run"
+    rv.consolidator.applier.apply = real_apply
+    rv.consolidator.stopping.clear()
+    assert len(rv.consolidate().merges) == 3
+    check_invariants(rv, set(range(12)))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -12,6 +13,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from subprocess import Popen
 
 import httpx
 import pytest
@@ -56,6 +58,9 @@ def api(tmp_path: Path) -> Iterator[httpx.Client]:
     settings = Settings()
     settings.storage.data_dir = tmp_path / "data"
     settings.daemon.max_batch = 5
+    settings.daemon.max_payload_bytes = 64
+    settings.daemon.max_text_chars = 50
+    settings.daemon.max_body_bytes = 4096
     with Reverie.open(settings) as rv, running(create_app(Service(rv))) as client:
         yield client
 
@@ -98,6 +103,16 @@ def test_write_consolidate_search_review_undo(api: httpx.Client) -> None:
         ("post", "/memories", {"memories": [{"payload": {}}]}, 400, "give text, a vector, or both"),
         ("post", "/memories", {"memories": [{"text": " "}]}, 400, "empty text"),
         ("post", "/memories", {"memories": [{"vector": [1, 0, 0, 0]}] * 6}, 413, "over the limit of 5"),
+        (
+            "post",
+            "/memories",
+            {"memories": [{"vector": NEAR[0], "payload": {"x": "y" * 80}}]},
+            413,
+            "payload",
+        ),
+        ("post", "/memories", {"memories": [{"text": "word " * 11}]}, 413, "max_text_chars"),
+        ("post", "/search", {"text": "word " * 11}, 413, "query: text of 55 characters"),
+        ("post", "/memories", {"memories": [{"vector": NEAR[0]}] * 200}, 413, "max_body_bytes"),
         ("post", "/memories", {"memories": []}, 422, "memories"),
         ("post", "/memories", {"memories": [{"vector": "x"}]}, 422, "memories.0.vector"),
         ("post", "/memories", {"nope": 1}, 422, "nope"),
@@ -125,6 +140,13 @@ def test_bad_requests_get_clear_4xx_and_write_nothing(api, method, path, body, s
     assert response.status_code == status, response.text
     assert message in response.json()["error"]
     assert api.get("/stats").json()["live"] == 1
+
+
+def test_a_chunked_body_over_the_limit_is_refused_while_reading(api: httpx.Client) -> None:
+    chunks = iter([b'{"memories": [', b'{"vector": [1, 0, 0, 0]},' * 300, b"]}"])
+    response = api.post("/memories", content=chunks, headers={"content-type": "application/json"})
+    assert response.status_code == 413 and "max_body_bytes" in response.json()["error"]
+    assert api.get("/stats").json()["live"] == 0
 
 
 def test_malformed_json_and_nan_are_4xx(api: httpx.Client) -> None:
@@ -163,26 +185,31 @@ def received(sock: socket.socket) -> list[str]:
             return messages
 
 
+def start_serve(data_dir: Path, port: int, env: dict[str, str] | None = None) -> tuple[Popen, httpx.Client]:
+    """`reverie serve` as a real process on a loopback port, once it answers /readyz."""
+    command = [sys.executable, "-m", "reverie.cli", "--data-dir", str(data_dir), "serve", "--port", str(port)]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    client = httpx.Client(base_url=f"http://127.0.0.1:{port}")
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if client.get("/readyz").status_code == 200:
+                return process, client
+        except httpx.TransportError:
+            time.sleep(0.1)
+    process.kill()
+    raise AssertionError("reverie serve did not become ready")
+
+
 def test_serve_process_survives_sigterm_and_restart(tmp_path: Path) -> None:
     port = free_port()
-    command = [sys.executable, "-m", "reverie.cli", "--data-dir", str(tmp_path), "serve", "--port", str(port)]
     notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     notify.bind(str(tmp_path / "notify.sock"))
     notify.setblocking(False)
     env = {**os.environ, "NOTIFY_SOCKET": str(tmp_path / "notify.sock"), "WATCHDOG_USEC": "400000"}
 
-    def start() -> tuple[subprocess.Popen[bytes], httpx.Client]:
-        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
-        client = httpx.Client(base_url=f"http://127.0.0.1:{port}")
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if client.get("/readyz").status_code == 200:
-                    return process, client
-            except httpx.TransportError:
-                time.sleep(0.1)
-        process.kill()
-        raise AssertionError("reverie serve did not become ready")
+    def start() -> tuple[Popen, httpx.Client]:
+        return start_serve(tmp_path, port, env)
 
     process, client = start()
     client.post("/memories", json={"memories": [{"vector": v} for v in NEAR]})
@@ -203,6 +230,44 @@ def test_serve_process_survives_sigterm_and_restart(tmp_path: Path) -> None:
         assert process.wait(timeout=20) == 0
         client.close()
         notify.close()
+
+
+def cli(data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "reverie.cli", "--data-dir", str(data_dir), *args]
+    return subprocess.run(command, capture_output=True, text=True, timeout=120)
+
+
+def test_cli_commands_go_through_a_running_daemon(tmp_path: Path) -> None:
+    process, client = start_serve(tmp_path, free_port())
+    try:
+        assert (tmp_path / "daemon.json").exists()
+        texts = ["The user prefers green tea in the morning.", "In the morning the user likes green tea."]
+        remembered = cli(tmp_path, "remember", *texts, "-p", "user_id=u1")
+        assert remembered.returncode == 0, remembered.stderr
+        assert client.get("/readyz").json()["models"] == {"embedder": "loaded"}
+        run = json.loads(cli(tmp_path, "consolidate", "--json").stdout)
+        assert len(run["merges"]) == 1 and run["points_after"] == 1
+        recalled = json.loads(cli(tmp_path, "recall", "green tea", "--json", "-p", "user_id=u1").stdout)
+        merged_id = recalled[0]["id"]
+        assert merged_id == run["merges"][0]["merge_id"]
+        shown = cli(tmp_path, "show", merged_id).stdout
+        assert "merged from 2" in shown and "weight    2" in shown
+        assert json.loads(cli(tmp_path, "stats", "--json").stdout)["merged"] == 1
+        assert run["run_id"] in cli(tmp_path, "runs").stdout  # the run log is read directly
+        assert "undid 1 merge(s)" in cli(tmp_path, "undo", run["run_id"]).stdout
+        assert "consolidate" in cli(tmp_path, "jobs").stdout
+        assert "job maintain: started" in cli(tmp_path, "jobs", "run", "maintain").stdout
+        (tmp_path / "x.jsonl").write_text(json.dumps({"vector": [0.1] * 384}) + "\n")
+        blocked = cli(tmp_path, "import", str(tmp_path / "x.jsonl"))
+        assert blocked.returncode == 1 and f"reverie serve (pid {process.pid}) holds" in blocked.stderr
+    finally:
+        os.kill(process.pid, signal.SIGTERM)
+        assert process.wait(timeout=20) == 0
+        client.close()
+    assert not (tmp_path / "daemon.json").exists()
+    assert json.loads(cli(tmp_path, "stats", "--json").stdout)["live"] == 2  # storage itself again
+    no_daemon = cli(tmp_path, "jobs")
+    assert no_daemon.returncode == 1 and "no reverie serve is running" in no_daemon.stderr
 
 
 def test_scheduler_consolidates_on_its_interval_one_run_at_a_time(tmp_path: Path) -> None:

@@ -12,9 +12,10 @@ from typing import TYPE_CHECKING, Any
 
 from reverie import __version__
 from reverie.config import Settings, load_settings, settings_as_toml
-from reverie.errors import InvalidInputError, ReverieError
+from reverie.errors import InvalidInputError, ReverieError, StorageError
 
 if TYPE_CHECKING:
+    from reverie.daemon.client import DaemonClient
     from reverie.memory import Reverie
 
 
@@ -49,10 +50,44 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 # -- commands -----------------------------------------------------------------------------
-def _open(settings: Settings) -> Reverie:
+def _open(settings: Settings) -> Reverie | DaemonClient:
+    """The running daemon's API when `reverie serve` holds this data directory (it owns
+    the storage then), else the storage itself."""
+    from reverie.daemon.registration import running_daemon
+
+    daemon = running_daemon(settings.storage.data_dir)
+    if daemon is not None:
+        from reverie.daemon.client import DaemonClient
+
+        return DaemonClient(daemon, settings.daemon.api_key)
+    return _open_storage(settings, "")
+
+
+def _open_storage(settings: Settings, command: str) -> Reverie:
+    """Storage itself, for commands the API does not carry: they name the daemon in the way."""
+    from reverie.daemon.registration import running_daemon
     from reverie.memory import Reverie
 
+    daemon = running_daemon(settings.storage.data_dir)
+    if daemon is not None and command:
+        raise StorageError(
+            f"`reverie {command}` needs the storage, and reverie serve (pid {daemon.pid}) holds "
+            f"{settings.storage.data_dir}: stop it first, or write through its API ({daemon.url}/docs)"
+        )
     return Reverie.open(settings)
+
+
+def _daemon(settings: Settings) -> DaemonClient:
+    from reverie.daemon.client import DaemonClient
+    from reverie.daemon.registration import running_daemon
+
+    daemon = running_daemon(settings.storage.data_dir)
+    if daemon is None:
+        raise StorageError(
+            f"no reverie serve is running for {settings.storage.data_dir}: jobs live in the daemon "
+            "(start it with `reverie serve`)"
+        )
+    return DaemonClient(daemon, settings.daemon.api_key)
 
 
 def cmd_config_show(args: argparse.Namespace, settings: Settings) -> None:
@@ -76,7 +111,7 @@ def cmd_import(args: argparse.Namespace, settings: Settings) -> None:
     from reverie.importing import read_import
 
     memories = read_import(Path(args.file), Path(args.payloads) if args.payloads else None)
-    with _open(settings) as rv:
+    with _open_storage(settings, "import") as rv:
         extra = rv.partition_payload(_partition(args.partition))
         for memory in memories:
             memory.payload.update(extra)
@@ -163,6 +198,16 @@ def cmd_stats(args: argparse.Namespace, settings: Settings) -> None:
     print(
         f"{'last run':>13}  " + (f"{last['run_id']} ({last['kind']}, {last['status']})" if last else "none")
     )
+
+
+def cmd_jobs(args: argparse.Namespace, settings: Settings) -> None:
+    with _daemon(settings) as daemon:
+        if args.job_id:
+            started = daemon.run_job(args.job_id)
+            print(f"job {started['job']}: {started['status']}")
+            return
+        for job in daemon.jobs():
+            print(f"{job['id']:<12} next {job['next_run_time'] or 'paused'}  {job['trigger']}")
 
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> None:
@@ -300,6 +345,10 @@ def _parser() -> argparse.ArgumentParser:
 
     stats = add("stats", cmd_stats, "counts: live, merged, archived, pending, quarantined")
     stats.add_argument("--json", action="store_true")
+
+    jobs = add("jobs", cmd_jobs, "list the daemon's scheduled jobs, or `jobs run JOB` to run one now")
+    jobs.add_argument("run", nargs="?", choices=["run"], help=argparse.SUPPRESS)
+    jobs.add_argument("job_id", nargs="?", help=argparse.SUPPRESS)
 
     serve = add("serve", cmd_serve, "run the HTTP API in the foreground (until SIGTERM)")
     serve.add_argument("--host", help="bind address (default 127.0.0.1)")

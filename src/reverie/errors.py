@@ -19,3 +19,11 @@ class NotFoundError(ReverieError):
 
 class StorageError(ReverieError):
     """Storage that cannot be opened or used (locked, unreachable, mismatched)."""
+
+
+class BusyError(ReverieError):
+    """A consolidation, undo or maintenance is already running."""
+
+
+class UnauthorizedError(ReverieError):
+    """No API key, or the wrong one."""

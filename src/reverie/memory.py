@@ -200,6 +200,9 @@ class Reverie:
                 f"collection {self.collection!r} is empty: write memories first "
                 "(`reverie remember` or `reverie import`)"
             )
+        # An agent may have created the collection with a plain Qdrant client: the
+        # archive and the payload indexes are reverie's to add.
+        self.ensure_collections(self.store.vector_size(self.collection))  # type: ignore[arg-type]
         self.consolidator.recover()
         return self.consolidator.run(**options)
 

@@ -64,6 +64,21 @@ class ConsolidationSettings(_Section):
     )
     pin_key: str = Field(default="pinned", description="Payload key; true means never merge.")
     text_key: str = Field(default="text", description="Payload key that holds a memory's text.")
+    replica: str | None = Field(
+        default=None,
+        pattern=r"^\d+/\d+$",
+        description='"i/n": consolidate only partitions whose stable hash falls to replica i of n '
+        "(several daemons over one Qdrant). Unset: every partition.",
+    )
+
+    @field_validator("replica")
+    @classmethod
+    def _valid_replica(cls, value: str | None) -> str | None:
+        if value is not None:
+            index, count = (int(part) for part in value.split("/"))
+            if not 0 <= index < count:
+                raise ValueError(f"replica {value!r}: i must be in 0..n-1 (e.g. 0/2 and 1/2)")
+        return value
 
 
 class DaemonSettings(_Section):
@@ -71,6 +86,18 @@ class DaemonSettings(_Section):
     port: int = Field(default=8765, ge=1, le=65535, description="HTTP API port.")
     api_key: str | None = Field(default=None, description="Bearer token required on every route but health.")
     max_batch: int = Field(default=1000, ge=1, description="Most memories one write request may carry.")
+    max_body_bytes: int = Field(
+        default=16 * 1024 * 1024, ge=1024, description="Largest request body accepted (bytes)."
+    )
+    max_payload_bytes: int = Field(
+        default=64 * 1024, ge=64, description="Largest payload of one memory, as JSON (bytes)."
+    )
+    max_text_chars: int = Field(default=10_000, ge=1, description="Longest memory text (characters).")
+    grace_period: float = Field(
+        default=30.0,
+        ge=0.0,
+        description="Seconds a stop waits for in-flight work; a running merge always reaches its end.",
+    )
 
 
 class SchedulerSettings(_Section):

@@ -10,7 +10,7 @@ its merges (`mark_adopted`), so a crash mid-run leaves them for the next run.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 import structlog
@@ -27,10 +27,15 @@ class Adoption:
     quarantined: list[tuple[PointId, str]] = field(default_factory=list)
 
 
-def find_fresh(store: Store, collection: str, run_id: str, dry_run: bool) -> Adoption:
-    """Fresh points, split into valid and quarantined (stamped so unless a dry run)."""
+def find_fresh(
+    store: Store, collection: str, run_id: str, dry_run: bool, owns: Callable[[Record], bool]
+) -> Adoption:
+    """Fresh points this replica owns, split into valid and quarantined (stamped so unless
+    a dry run). Another replica's points are its own to adopt."""
     result = Adoption()
     for record in store.scroll(collection, p.FRESH_FILTER, with_vectors=True):
+        if not owns(record):
+            continue
         problem = p.vector_problem(record.vector)
         if problem:
             result.quarantined.append((record.id, problem))

@@ -7,6 +7,7 @@ each partition by exact blocked products.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections import defaultdict
 from collections.abc import Iterator
@@ -23,6 +24,7 @@ from reverie.consolidation.apply import MergeApplier
 from reverie.consolidation.candidates import exact_pairs, unit_rows
 from reverie.consolidation.clustering import ClusterParams, cluster
 from reverie.consolidation.planning import MergePlan, plan_merges
+from reverie.consolidation.replica import Replica
 from reverie.consolidation.runs import RunLog, new_run_id
 from reverie.errors import InvalidInputError
 from reverie.storage import PointId, QueryRequest, Record, Store
@@ -49,6 +51,7 @@ class RunReport:
     merges: list[dict[str, Any]] = field(default_factory=list)
     skipped: list[dict[str, Any]] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
+    stopped: bool = False
 
     def summary(self) -> dict[str, Any]:
         data = asdict(self)
@@ -72,6 +75,10 @@ class Consolidator:
         self.settings = settings
         self.run_log = run_log
         self.applier = MergeApplier(store, collection, archive, settings.text_key)
+        self.replica = Replica.parse(settings.replica)
+        # Set by a shutdown: a run stops before its next merge (a safe point) and leaves
+        # the rest for the next run.
+        self.stopping = threading.Event()
 
     def recover(self) -> dict[str, int]:
         counts = self.applier.recover()
@@ -105,7 +112,7 @@ class Consolidator:
             params=asdict(params),
         )
         with structlog.contextvars.bound_contextvars(run_id=report.run_id):
-            log.info("run.start", mode=report.mode, dry_run=dry_run, **report.params)
+            log.info("run.start", mode=report.mode, dry_run=dry_run, replica=s.replica, **report.params)
             if not dry_run:
                 self.run_log.start(report.run_id, "consolidate", self.collection, p.now())
             try:
@@ -116,7 +123,8 @@ class Consolidator:
                 log.error("run.failed", error=str(exc), **report.summary())
                 raise
             if not dry_run:
-                self.run_log.finish(report.run_id, "done", p.now(), report.summary())
+                status = "stopped" if report.stopped else "done"
+                self.run_log.finish(report.run_id, status, p.now(), report.summary())
             log.info("run.summary", **report.summary())
         return report
 
@@ -124,7 +132,7 @@ class Consolidator:
         timings = report.timings
         report.points_before = self.store.count(self.collection, p.searchable_filter())
         with _timed(timings, "adopt"):
-            adoption = find_fresh(self.store, self.collection, report.run_id, dry_run)
+            adoption = find_fresh(self.store, self.collection, report.run_id, dry_run, self._owns)
         report.adopted = len(adoption.valid)
         report.quarantined = len(adoption.quarantined)
         # Neighbour queries pay off when little is new; when most points are new (a first
@@ -146,9 +154,14 @@ class Consolidator:
             consumed: set[PointId] = set()
             progress = _Progress("run.progress", total=len(plans))
             for plan in plans:
+                if self.stopping.is_set():
+                    report.stopped = True
+                    log.warning("run.stopped", applied=len(report.merges), left=len(plans) - progress.done)
+                    break
                 consumed.update(self._apply(plan, report, dry_run))
                 progress.step(merges=len(report.merges), skipped=len(report.skipped))
-            if not dry_run:
+            # A stopped run leaves its fresh points fresh: the next run plans them again.
+            if not dry_run and not report.stopped:
                 kept = [r for r in adoption.valid if r.id not in consumed]
                 mark_adopted(self.store, self.collection, kept)
         report.points_after = self.store.count(self.collection, p.searchable_filter())
@@ -195,7 +208,10 @@ class Consolidator:
     # -- gathering ----------------------------------------------------------------------
     def _all_consolidatable(self) -> list[Record]:
         scroll = self.store.scroll(self.collection, p.searchable_filter(), with_vectors=True)
-        return [r for r in scroll if p.consolidatable(r, self.settings.pin_key)]
+        return [r for r in scroll if self._owns(r) and p.consolidatable(r, self.settings.pin_key)]
+
+    def _owns(self, record: Record) -> bool:
+        return self.replica.owns(p.partition_of(record.payload, self.settings.partition_keys))
 
     def _fresh_and_neighbours(self, fresh: list[Record], threshold: float) -> list[Record]:
         s = self.settings

@@ -7,6 +7,7 @@ nothing a client sends may produce a 500 or a stack trace.
 from __future__ import annotations
 
 import hmac
+import json
 import time
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
@@ -21,9 +22,16 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel, ConfigDict, Field
 
 from reverie import __version__
-from reverie.daemon.service import BusyError, Service
+from reverie.daemon.service import Service
 from reverie.display import text_of
-from reverie.errors import InvalidInputError, NotFoundError, ReverieError, StorageError
+from reverie.errors import (
+    BusyError,
+    InvalidInputError,
+    NotFoundError,
+    ReverieError,
+    StorageError,
+    UnauthorizedError,
+)
 from reverie.memory import NewMemory, Reverie
 from reverie.storage import Record
 from reverie.storage import payload as p
@@ -66,11 +74,44 @@ class RunRequest(_Body):
 
 
 class TooLargeError(InvalidInputError):
-    """A batch over the configured limit."""
+    """A body, batch, payload or text over its configured limit."""
 
 
-class UnauthorizedError(ReverieError):
-    """No API key, or the wrong one."""
+class BodyLimit:
+    """Refuse request bodies over `limit` bytes, by Content-Length when declared and by
+    counting while reading otherwise (a chunked upload never sits in memory whole)."""
+
+    def __init__(self, app: Any, limit: int) -> None:
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        declared = dict(scope["headers"]).get(b"content-length", b"0")
+        if declared.isdigit() and int(declared) > self.limit:
+            response = JSONResponse({"error": self._message(int(declared))}, status_code=413)
+            return await response(scope, receive, send)
+        received, refused = 0, False
+
+        async def counted() -> dict[str, Any]:
+            nonlocal received, refused
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > self.limit and not refused:
+                refused = True
+                response = JSONResponse({"error": self._message(received)}, status_code=413)
+                await response(scope, receive, send)
+                return {"type": "http.disconnect"}  # the app stops reading; what it answers is dropped
+            return message
+
+        async def unless_refused(message: dict[str, Any]) -> None:
+            if not refused:
+                await send(message)
+
+        await self.app(scope, counted, unless_refused)
+
+    def _message(self, size: int) -> str:
+        return f"request body of {size} bytes is over the limit of {self.limit} (daemon.max_body_bytes)"
 
 
 STATUS = {  # most specific first
@@ -88,6 +129,8 @@ def create_app(service: Service, scheduler: BaseScheduler | None = None) -> Fast
     settings = rv.settings
     text_key = settings.consolidation.text_key
     app = FastAPI(title="reverie", version=__version__)
+    app.add_middleware(BodyLimit, limit=settings.daemon.max_body_bytes)
+    limits = _Limits(settings.daemon.max_payload_bytes, settings.daemon.max_text_chars)
     # every route but health needs the API key (when one is configured)
     protected = APIRouter(dependencies=[Depends(_authorizer(settings.daemon.api_key))])
 
@@ -130,7 +173,9 @@ def create_app(service: Service, scheduler: BaseScheduler | None = None) -> Fast
 
     @app.get("/readyz")
     def readyz() -> dict[str, Any]:
-        return {"ready": True, "collection": rv.collection}
+        """Ready: storage open and recovery done (serve finishes both before it listens).
+        Models load in the background; `models` says when each is loaded."""
+        return {"ready": True, "collection": rv.collection, "models": dict(service.models)}
 
     @protected.post("/memories")
     def write(body: WriteRequest) -> dict[str, Any]:
@@ -139,12 +184,15 @@ def create_app(service: Service, scheduler: BaseScheduler | None = None) -> Fast
                 f"batch of {len(body.memories)} memories is over the limit of {settings.daemon.max_batch}"
             )
         partition = rv.partition_payload(dict(body.partition))
+        for index, memory in enumerate(body.memories):
+            limits.check(memory, index)
         return {"ids": rv.write(_memories(body.memories, partition, rv, text_key))}
 
     @protected.post("/search")
     def search(body: SearchRequest) -> dict[str, Any]:
         if (body.text is None) == (body.vector is None):
             raise InvalidInputError("give exactly one of text or vector")
+        limits.check_text(body.text, "query")
         query = body.text if body.text is not None else as_vector(body.vector)
         hits = rv.recall(query, k=body.k, partition=dict(body.partition))
         return {"hits": [_memory_out(h, text_key) | {"score": h.score} for h in hits]}
@@ -214,6 +262,27 @@ def _authorizer(api_key: str | None) -> Any:
     return check
 
 
+class _Limits:
+    def __init__(self, payload_bytes: int, text_chars: int) -> None:
+        self.payload_bytes, self.text_chars = payload_bytes, text_chars
+
+    def check(self, memory: MemoryIn, index: int) -> None:
+        size = len(json.dumps(memory.payload, default=str).encode())
+        if size > self.payload_bytes:
+            raise TooLargeError(
+                f"memory {index}: payload of {size} bytes is over the limit of {self.payload_bytes} "
+                "(daemon.max_payload_bytes)"
+            )
+        self.check_text(memory.text, f"memory {index}")
+
+    def check_text(self, text: str | None, what: str) -> None:
+        if text is not None and len(text) > self.text_chars:
+            raise TooLargeError(
+                f"{what}: text of {len(text)} characters is over the limit of {self.text_chars} "
+                "(daemon.max_text_chars)"
+            )
+
+
 def _memories(
     items: list[MemoryIn], partition: dict[str, Any], rv: Reverie, text_key: str
 ) -> list[NewMemory]:
@@ -243,4 +312,5 @@ def _memory_out(record: Record, text_key: str) -> dict[str, Any]:
         "state": stamp.get("state", p.FRESH),
         "lineage": p.originals(record),
         "payload": p.agent_payload(record.payload),
+        "meta": stamp,
     }

@@ -12,8 +12,8 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from reverie.config import SchedulerSettings
-from reverie.daemon.service import BusyError, Service
-from reverie.errors import NotFoundError
+from reverie.daemon.service import Service
+from reverie.errors import BusyError, NotFoundError
 
 log = structlog.get_logger("reverie.scheduler")
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import threading
+from pathlib import Path
 from types import FrameType
 
 import structlog
@@ -17,6 +18,8 @@ import uvicorn
 
 from reverie.config import Settings
 from reverie.daemon import systemd
+from reverie.daemon.registration import FILE_NAME, register, unregister
+from reverie.daemon.service import Service
 from reverie.errors import ConfigError
 from reverie.memory import Reverie
 
@@ -37,9 +40,15 @@ class _Server(uvicorn.Server):
     by SIGTERM (status -15); a service stopped on purpose exits 0 instead. It also tells
     systemd when it is ready and when it stops."""
 
+    def __init__(self, config: uvicorn.Config, service: Service, data_dir: Path) -> None:
+        super().__init__(config)
+        self.service = service
+        self.data_dir = data_dir
+
     async def startup(self, sockets: list | None = None) -> None:  # type: ignore[override]
         await super().startup(sockets)
         if self.started:
+            register(self.data_dir, self.config.host, self.config.port)
             systemd.notify("READY=1")
             log.info("serve.ready", host=self.config.host, port=self.config.port)
 
@@ -47,15 +56,15 @@ class _Server(uvicorn.Server):
         if self.should_exit:
             log.warning("serve.forced_exit", signal=sig)
             os._exit(128 + sig)
-        log.info("serve.stopping", signal=sig)
+        log.info("serve.stopping", signal=sig, grace_period=self.config.timeout_graceful_shutdown)
+        self.should_exit = True  # first: the watchdog pings no more once STOPPING=1 is out
+        self.service.stop()
         systemd.notify("STOPPING=1")
-        self.should_exit = True
 
 
 def serve(settings: Settings) -> None:
     from reverie.daemon.api import create_app
     from reverie.daemon.scheduler import start_scheduler
-    from reverie.daemon.service import Service
 
     d = settings.daemon
     if not is_loopback(d.host) and not d.api_key:
@@ -68,17 +77,27 @@ def serve(settings: Settings) -> None:
             counts = rv.consolidator.recover()
             log.info("serve.recovered", **counts)
         service = Service(rv)
+        service.load_models_in_background()
         scheduler = start_scheduler(service, settings.scheduler) if settings.scheduler.enabled else None
         app = create_app(service, scheduler)
         log.info("serve.start", host=d.host, port=d.port, collection=rv.collection)
-        config = uvicorn.Config(app, host=d.host, port=d.port, log_config=None, access_log=False)
-        server = _Server(config)
+        config = uvicorn.Config(
+            app,
+            host=d.host,
+            port=d.port,
+            log_config=None,
+            access_log=False,
+            timeout_graceful_shutdown=d.grace_period,
+        )
+        server = _Server(config, service, settings.storage.data_dir)
         stop_watchdog = threading.Event()
         systemd.start_watchdog(lambda: server.started and not server.should_exit, stop_watchdog)
         try:
             server.run()
         finally:
+            unregister(settings.storage.data_dir / FILE_NAME)
             stop_watchdog.set()
             if scheduler is not None:
                 scheduler.shutdown(wait=True)  # a running job reaches its end first
+            service.wait_idle()  # a run the API started, past the grace period, stops at a merge
         log.info("serve.stopped")

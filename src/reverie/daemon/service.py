@@ -15,14 +15,10 @@ import structlog
 from reverie.consolidation.engine import RunReport
 from reverie.consolidation.undo import UndoReport
 from reverie.daemon.metrics import Metrics
-from reverie.errors import ReverieError
+from reverie.errors import BusyError, ReverieError
 from reverie.memory import Reverie
 
 log = structlog.get_logger("reverie.service")
-
-
-class BusyError(ReverieError):
-    """A consolidation or undo is already running."""
 
 
 class Service:
@@ -30,6 +26,36 @@ class Service:
         self.rv = rv
         self.metrics = Metrics()
         self._exclusive = threading.Lock()
+        self.models: dict[str, str] = {"embedder": "not loaded"}
+
+    def load_models_in_background(self) -> threading.Thread:
+        """Load the embedder off the start path, so the API is up within seconds; the
+        readiness route shows the model's state meanwhile."""
+
+        def load() -> None:
+            self.models["embedder"] = "loading"
+            started = time.perf_counter()
+            try:
+                self.rv.embedder.load()
+            except ReverieError as exc:
+                self.models["embedder"] = f"failed: {exc}"
+                log.error("models.failed", model="embedder", error=str(exc))
+                return
+            self.models["embedder"] = "loaded"
+            log.info("models.loaded", model="embedder", seconds=round(time.perf_counter() - started, 2))
+
+        thread = threading.Thread(target=load, name="model-loader", daemon=True)
+        thread.start()
+        return thread
+
+    def stop(self) -> None:
+        """A shutdown began: a running consolidation stops before its next merge."""
+        self.rv.consolidator.stopping.set()
+
+    def wait_idle(self) -> None:
+        """Block until no consolidation, undo or maintenance runs (before storage closes)."""
+        with self._exclusive:
+            pass
 
     def consolidate(self, **options: Any) -> RunReport:
         with self._turn():

@@ -72,6 +72,11 @@ class Embedder:
     def _model(self) -> Any:
         return _load_model(self.model_name, self.device)
 
+    def load(self) -> None:
+        """Load the model now (the daemon does this in the background at start)."""
+        with self._lock:
+            self._model  # noqa: B018 - the cached property loads it
+
     @property
     def dimension(self) -> int:
         model = self._model

@@ -1,0 +1,104 @@
+"""A client for a running `reverie serve`, with the methods and return types of `Reverie`
+that the CLI uses, so a command reads the same whether it opened storage or the daemon
+holds it."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import httpx
+
+from reverie.daemon.registration import Registration
+from reverie.errors import (
+    BusyError,
+    InvalidInputError,
+    NotFoundError,
+    ReverieError,
+    StorageError,
+    UnauthorizedError,
+)
+from reverie.storage import Hit, PointId, Record
+from reverie.storage import payload as p
+
+ERRORS: dict[int, type[ReverieError]] = {
+    400: InvalidInputError,
+    401: UnauthorizedError,
+    404: NotFoundError,
+    409: BusyError,
+    413: InvalidInputError,
+    422: InvalidInputError,
+    503: StorageError,
+}
+
+
+class DaemonClient:
+    def __init__(self, daemon: Registration, api_key: str | None, timeout: float = 600.0) -> None:
+        self.daemon = daemon
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._http = httpx.Client(base_url=daemon.url, headers=headers, timeout=timeout)
+
+    def __enter__(self) -> DaemonClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._http.close()
+
+    def remember(
+        self, texts: Sequence[str], partition: dict[str, Any] | None = None, progress: bool = False
+    ) -> list[PointId]:
+        body = {"memories": [{"text": t} for t in texts], "partition": partition or {}}
+        return self._call("POST", "/memories", json=body)["ids"]
+
+    def recall(self, query: str, k: int = 5, partition: dict[str, Any] | None = None) -> list[Hit]:
+        found = self._call("POST", "/search", json={"text": query, "k": k, "partition": partition or {}})
+        return [Hit(h["id"], None, _payload(h), score=h["score"]) for h in found["hits"]]
+
+    def get(self, point_id: str | int) -> tuple[Record, bool]:
+        found = self._call("GET", f"/memories/{point_id}")
+        return Record(found["id"], None, _payload(found)), found["archived"]
+
+    def consolidate(self, **options: Any) -> Any:
+        from reverie.consolidation.engine import RunReport
+
+        found = self._call("POST", "/runs", json=options)
+        fields = RunReport.__dataclass_fields__
+        return RunReport(**{k: v for k, v in found.items() if k in fields})
+
+    def undo(self, target: str) -> Any:
+        from reverie.consolidation.undo import UndoReport
+
+        return UndoReport(**self._call("POST", f"/undo/{target}"))
+
+    def stats(self) -> dict[str, Any]:
+        return self._call("GET", "/stats")
+
+    def jobs(self) -> list[dict[str, Any]]:
+        return self._call("GET", "/jobs")["jobs"]
+
+    def run_job(self, job_id: str) -> dict[str, Any]:
+        return self._call("POST", f"/jobs/{job_id}/run")
+
+    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+        try:
+            response = self._http.request(method, path, **kwargs)
+        except httpx.HTTPError as exc:
+            raise StorageError(
+                f"reverie serve (pid {self.daemon.pid}) holds this data directory but its API at "
+                f"{self.daemon.url} does not answer ({exc}); wait for it or stop it"
+            ) from None
+        if response.is_success:
+            return response.json()
+        try:
+            message = response.json()["error"]
+        except (ValueError, KeyError, TypeError):
+            message = response.text[:200]
+        error = ERRORS.get(response.status_code, ReverieError)
+        if error is UnauthorizedError:
+            message += "; the CLI sends daemon.api_key from its config (REVERIE_DAEMON__API_KEY)"
+        raise error(f"reverie serve at {self.daemon.url}: {message}")
+
+
+def _payload(memory: dict[str, Any]) -> dict[str, Any]:
+    """The stored payload back, bookkeeping included, for the terminal views."""
+    return {**memory["payload"], p.KEY: memory["meta"]}

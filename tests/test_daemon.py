@@ -72,7 +72,12 @@ def test_write_consolidate_search_review_undo(api: httpx.Client) -> None:
     assert run["points_before"] == 3 and run["points_after"] == 2 and len(run["merges"]) == 1
     merged_id = run["merges"][0]["merge_id"]
     hits = api.post("/search", json={"vector": NEAR[1], "k": 1}).json()["hits"]
-    assert hits[0]["id"] == merged_id and hits[0]["weight"] == 2 and hits[0]["text"] == "(text pending)"
+    assert (
+        hits[0]["id"] == merged_id
+        and hits[0]["weight"] == 2
+        and hits[0]["text"] is None
+        and hits[0]["text_source"] == "pending"
+    )
     assert sorted(hits[0]["lineage"]) == sorted(ids[:2])
     archived = api.get(f"/memories/{ids[0]}").json()
     assert archived["archived"] is True

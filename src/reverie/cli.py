@@ -138,7 +138,8 @@ def cmd_show(args: argparse.Namespace, settings: Settings) -> None:
 
     with _open(settings) as rv:
         record, archived = rv.get(args.id)
-        for line in memory_lines(record, archived, settings.consolidation.text_key):
+        text = rv.text(record)
+        for line in memory_lines(record, archived, text, settings.consolidation.text_key):
             print(line)
 
 
@@ -224,6 +225,67 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> None:
     from reverie.demo import run_demo
 
     run_demo(settings, fresh=not args.keep)
+
+
+def cmd_inverter_train(args: argparse.Namespace, settings: Settings) -> None:
+    from reverie.inversion.training import TrainOptions, train
+
+    options = TrainOptions(
+        corpus=Path(args.corpus),
+        embedder=args.embedder or settings.embedder.model,
+        out=Path(args.out),
+        holdout=args.holdout,
+        max_steps=args.max_steps,
+        max_minutes=args.max_minutes,
+        batch_size=args.batch_size,
+        learning_rate=args.learning_rate,
+        d_model=args.d_model,
+        layers=args.layers,
+        vocab_size=args.vocab_size,
+        seed=args.seed,
+        limit=args.limit,
+        progress=_tty(),
+    )
+    meta = train(options)
+    print(
+        f"trained {meta['steps']} steps in {meta['train_seconds']:.0f} s (loss {meta['train_loss']}); "
+        f"model in {Path(args.out) / 'model'}, held-out sentences in {Path(args.out) / 'holdout.txt'}"
+    )
+
+
+def cmd_inverter_eval(args: argparse.Namespace, settings: Settings) -> None:
+    from reverie.inversion.embedders import Embedder
+    from reverie.inversion.evaluation import (
+        evaluate_centroids,
+        evaluate_sentences,
+        read_sentences,
+        result_lines,
+    )
+    from reverie.inversion.inverter import open_inverter
+
+    source = args.model or settings.inversion.model
+    if source is None:
+        raise InvalidInputError("no inverter: name one with --model DIR or set inversion.model")
+    e = settings.embedder
+    embedder = Embedder(e.model, e.device, e.batch_size)
+    inverter = open_inverter(source, embedder)
+    searched = {"steps": args.steps, "beam_width": args.beam_width}
+    if not hasattr(inverter, "steps"):
+        searched["steps"] = 0  # a trained inverter searches with its beam only
+    searches = [{"steps": 0, "beam_width": 1}, searched]
+    result: dict[str, Any] = {
+        "inverter": inverter.id,
+        "sentences": evaluate_sentences(
+            inverter, read_sentences(Path(args.data), args.limit), searches, progress=_tty()
+        ),
+    }
+    if args.paraphrases:
+        result["centroids"] = evaluate_centroids(inverter, Path(args.paraphrases), args.groups, searched)
+    if args.json:
+        print(json.dumps(result))
+        return
+    for line in result_lines(result):
+        print(line)
 
 
 def cmd_eval_consolidation(args: argparse.Namespace, settings: Settings) -> None:
@@ -357,6 +419,34 @@ def _parser() -> argparse.ArgumentParser:
 
     demo = add("demo", cmd_demo, "write sample paraphrased memories, consolidate, show the result")
     demo.add_argument("--keep", action="store_true", help="keep the demo's earlier data")
+
+    inverter = sub.add_parser("inverter", help="train or evaluate an embedding inverter (vec2text)")
+    inverter_sub = inverter.add_subparsers(title="commands", metavar="COMMAND", required=True)
+    it = inverter_sub.add_parser("train", help="train an inverter for an embedder from a text corpus")
+    it.set_defaults(handler=cmd_inverter_train)
+    it.add_argument("--corpus", required=True, help="text file (.txt or .txt.gz), one sentence a line")
+    it.add_argument("--embedder", help="sentence-transformers model (default: embedder.model)")
+    it.add_argument("--out", required=True, help="output directory (checkpoints; resumes from them)")
+    it.add_argument("--holdout", type=int, default=1000, help="sentences kept back (holdout.txt)")
+    it.add_argument("--max-steps", type=int, default=100_000)
+    it.add_argument("--max-minutes", type=float, help="wall-clock budget; stops and saves when spent")
+    it.add_argument("--batch-size", type=int, default=64)
+    it.add_argument("--learning-rate", type=float, default=1e-3)
+    it.add_argument("--d-model", type=int, default=256, help="width of the T5 inside")
+    it.add_argument("--layers", type=int, default=3, help="encoder and decoder layers each")
+    it.add_argument("--vocab-size", type=int, default=8192, help="BPE vocabulary trained on the corpus")
+    it.add_argument("--seed", type=int, default=0)
+    it.add_argument("--limit", type=int, help="use only the first N sentences")
+    ie = inverter_sub.add_parser("eval", help="BLEU, exact match, token F1 and cosine on held-out text")
+    ie.set_defaults(handler=cmd_inverter_eval)
+    ie.add_argument("--model", help="inverter directory or gtr-base (default: inversion.model)")
+    ie.add_argument("--data", required=True, help="sentences, one a line (e.g. DIR/holdout.txt)")
+    ie.add_argument("--limit", type=int, help="only the first N sentences")
+    ie.add_argument("--steps", type=int, default=20, help="correction steps (gtr-base corrector)")
+    ie.add_argument("--beam-width", type=int, default=4, help="candidates re-ranked by cosine")
+    ie.add_argument("--paraphrases", help="paraphrase groups (JSONL.gz) for centroid fidelity")
+    ie.add_argument("--groups", type=int, default=500, help="paraphrase groups used")
+    ie.add_argument("--json", action="store_true")
 
     evaluate = sub.add_parser("eval", help="measure quality on labelled data")
     eval_sub = evaluate.add_subparsers(title="commands", metavar="COMMAND", required=True)

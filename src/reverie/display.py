@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from reverie.inversion.lazy import MemoryText, cached_text
 from reverie.storage import Hit, Record
 from reverie.storage import payload as p
 
@@ -13,12 +14,8 @@ if TYPE_CHECKING:  # the engine pulls in scikit-learn; `reverie runs` must start
 
 
 def text_of(record: Record, text_key: str) -> str:
-    text = record.payload.get(text_key)
-    if isinstance(text, str):
-        return text
-    if p.meta(record.payload).get("kind") == p.MERGED:
-        return "(text pending)"
-    return "(no text)"
+    """The text a memory shows without running a model (search results, lists)."""
+    return cached_text(record, text_key).shown()
 
 
 def lineage(record: Record) -> str:
@@ -37,11 +34,11 @@ def hit_lines(hits: list[Hit], text_key: str) -> list[str]:
     return lines
 
 
-def memory_lines(record: Record, archived: bool, text_key: str) -> list[str]:
+def memory_lines(record: Record, archived: bool, text: MemoryText, text_key: str) -> list[str]:
     stamp = p.meta(record.payload)
     lines = [
         f"id        {record.id}",
-        f"text      {text_of(record, text_key)}",
+        f"text      {text.shown()}",
         f"state     {'archived' if archived else stamp.get('state', p.FRESH)}",
         f"weight    {p.weight(record.payload):g}",
         f"lineage   {lineage(record)}",

@@ -27,3 +27,7 @@ class BusyError(ReverieError):
 
 class UnauthorizedError(ReverieError):
     """No API key, or the wrong one."""
+
+
+class InverterError(ReverieError):
+    """A missing, corrupt or mismatched inverter model."""

@@ -13,7 +13,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from tqdm import tqdm
@@ -23,7 +23,11 @@ from reverie.consolidation.engine import Consolidator, RunReport
 from reverie.consolidation.runs import RunLog
 from reverie.consolidation.undo import UndoReport, undo
 from reverie.errors import InvalidInputError, NotFoundError
-from reverie.inversion.embedders import Embedder
+from reverie.inversion.embedders import Embedder, embedder_id
+from reverie.inversion.lazy import PENDING_FILTER, LazyInversion, MemoryText
+
+if TYPE_CHECKING:
+    from reverie.inversion.inverter import Inverter
 from reverie.storage import (
     Filter,
     Hit,
@@ -48,6 +52,7 @@ class NewMemory:
     vector: np.ndarray
     payload: dict[str, Any]
     id: PointId | None = None
+    embedder: str | None = None  # the model reverie embedded the text with, if it did
 
 
 class Reverie:
@@ -61,6 +66,15 @@ class Reverie:
         self.run_log = RunLog(settings.storage.data_dir / "runs.sqlite")
         self.consolidator = Consolidator(
             store, self.collection, self.archive, settings.consolidation, self.run_log
+        )
+        self._inverter: Inverter | None = None
+        self.inversion = LazyInversion(
+            store,
+            self.collection,
+            self.archive,
+            settings.inversion,
+            settings.consolidation.text_key,
+            self.inverter,
         )
 
     @classmethod
@@ -83,6 +97,19 @@ class Reverie:
             e = self.settings.embedder
             self._embedder = Embedder(e.model, e.device, e.batch_size)
         return self._embedder
+
+    def inverter(self) -> Inverter | None:
+        """The configured inverter, loaded on first use; None when none is configured."""
+        i = self.settings.inversion
+        if self._inverter is None and i.model is not None:
+            from reverie.inversion.inverter import open_inverter
+
+            self._inverter = open_inverter(i.model, self.embedder, i.steps, i.beam_width)
+        return self._inverter
+
+    def text(self, record: Record) -> MemoryText:
+        """A memory's text; a merged point's is inverted on first read and cached."""
+        return self.inversion.text(record)
 
     @property
     def exists(self) -> bool:
@@ -113,8 +140,10 @@ class Reverie:
         vectors = self.embedder.encode(list(texts), progress=progress)
         text_key = self.settings.consolidation.text_key
         base = {**(payload or {}), **self.partition_payload(partition)}
+        model = embedder_id(self.settings.embedder.model)
         memories = [
-            NewMemory(vector, {**base, text_key: text}) for text, vector in zip(texts, vectors, strict=True)
+            NewMemory(vector, {**base, text_key: text}, embedder=model)
+            for text, vector in zip(texts, vectors, strict=True)
         ]
         return self.write(memories, progress=progress)
 
@@ -151,7 +180,7 @@ class Reverie:
             ) from None
         if isinstance(point_id, int) and point_id < 0:
             raise InvalidInputError(f"memory {index}: id {point_id} is negative")
-        stamp = p.fresh_meta("agent" if text is not None else None)
+        stamp = p.fresh_meta("agent" if text is not None else None, memory.embedder)
         return Record(point_id, vector, {**memory.payload, p.KEY: stamp})
 
     def partition_payload(self, partition: dict[str, Any] | None) -> dict[str, Any]:
@@ -220,6 +249,7 @@ class Reverie:
             "merged": 0,
             "archived": 0,
             "pending_text": 0,
+            "inverted_text": 0,
             "fresh": 0,
             "quarantined": 0,
             "last_run": None
@@ -240,11 +270,10 @@ class Reverie:
             live=count(self.collection, p.searchable_filter()),
             merged=count(self.collection, p.searchable_filter(merged)),
             archived=count(self.archive),
-            pending_text=count(
+            pending_text=count(self.collection, PENDING_FILTER),
+            inverted_text=count(
                 self.collection,
-                p.searchable_filter(
-                    Filter(must=(Match(kind, p.MERGED), Match(f"{p.KEY}.text_source", "pending")))
-                ),
+                p.searchable_filter(Filter(must=(Match(f"{p.KEY}.text_source", "inversion"),))),
             ),
             fresh=count(self.collection, p.FRESH_FILTER),
             quarantined=count(self.collection, Filter(must=(Match(state, p.QUARANTINED),))),

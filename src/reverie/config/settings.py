@@ -81,6 +81,27 @@ class ConsolidationSettings(_Section):
         return value
 
 
+class InversionSettings(_Section):
+    model: str | None = Field(
+        default=None,
+        description='Inverter: a directory from `reverie inverter train`, "gtr-base" (vec2text, hub or '
+        "cache), or a directory holding vec2text's gtr-base inversion/ and corrector/. Unset: text pending.",
+    )
+    steps: int = Field(default=0, ge=0, le=50, description="Correction steps (gtr-base corrector only).")
+    beam_width: int = Field(
+        default=1, ge=1, le=16, description="Candidates per vector; the one closest in embedding wins."
+    )
+    labels: bool = Field(
+        default=True, description="Without inversion, show the member text closest to the centroid, marked."
+    )
+    settle_seconds: int = Field(
+        default=600, ge=0, description="The job skips points merged more recently (they may merge again)."
+    )
+    per_tick: int = Field(default=64, ge=1, description="Most points the job inverts per tick.")
+    batch_size: int = Field(default=16, ge=1, le=1024, description="Vectors inverted together.")
+    tick_seconds: float = Field(default=30.0, gt=0, description="Time budget of one tick of the job.")
+
+
 class DaemonSettings(_Section):
     host: str = Field(default="127.0.0.1", description="Bind address; off loopback an api_key is required.")
     port: int = Field(default=8765, ge=1, le=65535, description="HTTP API port.")
@@ -107,6 +128,9 @@ class SchedulerSettings(_Section):
         default=None, description='Crontab (UTC), e.g. "*/10 * * * *"; wins over consolidate_every.'
     )
     maintain_every: int = Field(default=3600, ge=1, description="Seconds between storage maintenance.")
+    invert_every: int = Field(
+        default=60, ge=1, description="Seconds between ticks of the pending-inversion job."
+    )
 
     @field_validator("consolidate_cron")
     @classmethod
@@ -131,6 +155,7 @@ class Settings(_Section):
     storage: StorageSettings = Field(default_factory=StorageSettings)
     embedder: EmbedderSettings = Field(default_factory=EmbedderSettings)
     consolidation: ConsolidationSettings = Field(default_factory=ConsolidationSettings)
+    inversion: InversionSettings = Field(default_factory=InversionSettings)
     daemon: DaemonSettings = Field(default_factory=DaemonSettings)
     scheduler: SchedulerSettings = Field(default_factory=SchedulerSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)

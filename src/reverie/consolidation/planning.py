@@ -50,6 +50,9 @@ class MergePlan:
             "merged_at": p.now(),
             "text_source": "pending",
         }
+        embedders = {p.meta(m.payload).get("embedder") for m in self.members}
+        if len(embedders) == 1 and None not in embedders:
+            stamp["embedder"] = embedders.pop()
         payload = {**common_payload(self.members, text_key), p.KEY: stamp}
         return Record(id=self.merge_id, vector=self.vector, payload=payload)
 

@@ -23,15 +23,17 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from reverie import __version__
 from reverie.daemon.service import Service
-from reverie.display import text_of
 from reverie.errors import (
     BusyError,
     InvalidInputError,
+    InverterError,
     NotFoundError,
     ReverieError,
     StorageError,
     UnauthorizedError,
 )
+from reverie.inversion.embedders import embedder_id
+from reverie.inversion.lazy import MemoryText, cached_text
 from reverie.memory import NewMemory, Reverie
 from reverie.storage import Record
 from reverie.storage import payload as p
@@ -121,6 +123,7 @@ STATUS = {  # most specific first
     NotFoundError: 404,
     BusyError: 409,
     StorageError: 503,
+    InverterError: 503,
 }
 
 
@@ -195,12 +198,15 @@ def create_app(service: Service, scheduler: BaseScheduler | None = None) -> Fast
         limits.check_text(body.text, "query")
         query = body.text if body.text is not None else as_vector(body.vector)
         hits = rv.recall(query, k=body.k, partition=dict(body.partition))
-        return {"hits": [_memory_out(h, text_key) | {"score": h.score} for h in hits]}
+        return {
+            "hits": [_memory_out(h, text_key, cached_text(h, text_key)) | {"score": h.score} for h in hits]
+        }
 
     @protected.get("/memories/{point_id}")
     def get(point_id: str) -> dict[str, Any]:
         record, archived = rv.get(int(point_id) if point_id.isdigit() else point_id)
-        return _memory_out(record, text_key) | {"archived": archived}
+        text = cached_text(record, text_key) if archived else rv.text(record)
+        return _memory_out(record, text_key, text) | {"archived": archived}
 
     @protected.get("/runs")
     def runs(limit: int = 20) -> dict[str, Any]:
@@ -297,16 +303,23 @@ def _memories(
         payload = {**m.payload, **partition}
         if m.text is not None:
             payload[text_key] = m.text
-        vector = next(embedded) if m.vector is None else as_vector(m.vector)
-        memories.append(NewMemory(vector, payload, m.id))
+        if m.vector is None:
+            memories.append(NewMemory(next(embedded), payload, m.id, embedder_id(rv.embedder.model_name)))
+        else:
+            memories.append(NewMemory(as_vector(m.vector), payload, m.id))
     return memories
 
 
-def _memory_out(record: Record, text_key: str) -> dict[str, Any]:
+def _memory_out(record: Record, text_key: str, text: MemoryText) -> dict[str, Any]:
+    """A memory as the API shows it. `text` is null while pending; `text_source` says
+    whether it is the agent's, an inversion (with `fidelity` and `inverter`) or a label."""
     stamp = p.meta(record.payload)
     return {
         "id": record.id,
-        "text": text_of(record, text_key),
+        "text": text.text,
+        "text_source": text.source,
+        "fidelity": text.fidelity,
+        "inverter": text.inverter,
         "weight": p.weight(record.payload),
         "kind": stamp.get("kind", p.ORIGINAL),
         "state": stamp.get("state", p.FRESH),

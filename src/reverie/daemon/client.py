@@ -18,6 +18,7 @@ from reverie.errors import (
     StorageError,
     UnauthorizedError,
 )
+from reverie.inversion.lazy import MemoryText
 from reverie.storage import Hit, PointId, Record
 from reverie.storage import payload as p
 
@@ -37,6 +38,7 @@ class DaemonClient:
         self.daemon = daemon
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._http = httpx.Client(base_url=daemon.url, headers=headers, timeout=timeout)
+        self._texts: dict[PointId, MemoryText] = {}
 
     def __enter__(self) -> DaemonClient:
         return self
@@ -56,7 +58,14 @@ class DaemonClient:
 
     def get(self, point_id: str | int) -> tuple[Record, bool]:
         found = self._call("GET", f"/memories/{point_id}")
+        self._texts[found["id"]] = MemoryText(
+            found["text"], found["text_source"], found.get("fidelity"), found.get("inverter")
+        )
         return Record(found["id"], None, _payload(found)), found["archived"]
+
+    def text(self, record: Record) -> MemoryText:
+        """The text the daemon read with the memory (inverting it there, if pending)."""
+        return self._texts[record.id]
 
     def consolidate(self, **options: Any) -> Any:
         from reverie.consolidation.engine import RunReport

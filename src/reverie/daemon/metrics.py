@@ -11,7 +11,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 
 from reverie.consolidation.engine import RunReport
 
-POINT_KINDS = ("live", "merged", "archived", "pending_text", "fresh", "quarantined")
+POINT_KINDS = ("live", "merged", "archived", "pending_text", "inverted_text", "fresh", "quarantined")
 
 
 class Metrics:
@@ -33,6 +33,19 @@ class Metrics:
         self.api_seconds = Histogram(
             "reverie_api_request_duration_seconds", "API latency", ["method", "route", "status"], registry=r
         )
+
+        self.inversion_seconds = Histogram(
+            "reverie_inversion_seconds_per_point",
+            "Inversion latency per merged point (a batch's time over its size)",
+            buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+            registry=r,
+        )
+        self.inverted = Counter("reverie_inverted_points_total", "Merged points inverted", registry=r)
+
+    def observe_inversion(self, points: int, seconds: float) -> None:
+        self.inverted.inc(points)
+        for _ in range(points):
+            self.inversion_seconds.observe(seconds / points)
 
     def observe_run(self, report: RunReport | None, seconds: float) -> None:
         self.run_seconds.observe(seconds)

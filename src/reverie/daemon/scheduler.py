@@ -1,6 +1,7 @@
-"""The scheduled jobs (APScheduler): consolidate on an interval or a crontab, and
-storage maintenance. One instance of a job at a time, missed runs coalesced into one;
-a run that would overlap a consolidation or undo from the API is skipped and logged."""
+"""The scheduled jobs (APScheduler): consolidate on an interval or a crontab, storage
+maintenance, and (with an inverter configured) inversion of settled merged points.
+One instance of a job at a time, missed runs coalesced into one; a consolidation that
+would overlap another, or an undo from the API, is skipped and logged."""
 
 from __future__ import annotations
 
@@ -36,6 +37,13 @@ def start_scheduler(service: Service, settings: SchedulerSettings) -> Background
         id="maintain",
         name="maintain",
     )
+    if service.rv.settings.inversion.model is not None:
+        scheduler.add_job(
+            _job("invert", service.invert_pending),
+            IntervalTrigger(seconds=settings.invert_every),
+            id="invert",
+            name="invert pending merged points",
+        )
     scheduler.start()
     log.info("scheduler.start", jobs=[job.id for job in scheduler.get_jobs()])
     return scheduler

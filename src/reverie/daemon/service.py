@@ -27,22 +27,28 @@ class Service:
         self.metrics = Metrics()
         self._exclusive = threading.Lock()
         self.models: dict[str, str] = {"embedder": "not loaded"}
+        if rv.settings.inversion.model is not None:
+            self.models["inverter"] = "not loaded"
+        rv.inversion.on_inverted = self.metrics.observe_inversion
 
     def load_models_in_background(self) -> threading.Thread:
         """Load the embedder off the start path, so the API is up within seconds; the
         readiness route shows the model's state meanwhile."""
 
         def load() -> None:
-            self.models["embedder"] = "loading"
-            started = time.perf_counter()
-            try:
-                self.rv.embedder.load()
-            except ReverieError as exc:
-                self.models["embedder"] = f"failed: {exc}"
-                log.error("models.failed", model="embedder", error=str(exc))
-                return
-            self.models["embedder"] = "loaded"
-            log.info("models.loaded", model="embedder", seconds=round(time.perf_counter() - started, 2))
+            for name, load_model in (("embedder", self.rv.embedder.load), ("inverter", self.rv.inverter)):
+                if name not in self.models:
+                    continue
+                self.models[name] = "loading"
+                started = time.perf_counter()
+                try:
+                    load_model()
+                except ReverieError as exc:
+                    self.models[name] = f"failed: {exc}"
+                    log.error("models.failed", model=name, error=str(exc))
+                    return
+                self.models[name] = "loaded"
+                log.info("models.loaded", model=name, seconds=round(time.perf_counter() - started, 2))
 
         thread = threading.Thread(target=load, name="model-loader", daemon=True)
         thread.start()
@@ -51,6 +57,11 @@ class Service:
     def stop(self) -> None:
         """A shutdown began: a running consolidation stops before its next merge."""
         self.rv.consolidator.stopping.set()
+        self.rv.inversion.stopping.set()
+
+    def invert_pending(self) -> dict[str, int]:
+        """The scheduled inversion tick. Not exclusive: it only adds text to merged points."""
+        return self.rv.inversion.invert_pending()
 
     def wait_idle(self) -> None:
         """Block until no consolidation, undo or maintenance runs (before storage closes)."""

@@ -39,6 +39,13 @@ def resolve_model(name: str) -> tuple[str, bool]:
     return repo, False
 
 
+def embedder_id(name: str) -> str:
+    """One name per model, so "all-MiniLM-L6-v2" and its repo id compare equal."""
+    if Path(name).expanduser().is_dir():
+        return str(Path(name).expanduser().resolve())
+    return name if "/" in name else f"sentence-transformers/{name}"
+
+
 def _in_hf_cache(repo: str) -> bool:
     try:
         from huggingface_hub import try_to_load_from_cache
@@ -76,6 +83,11 @@ class Embedder:
         """Load the model now (the daemon does this in the background at start)."""
         with self._lock:
             self._model  # noqa: B018 - the cached property loads it
+
+    @property
+    def model(self) -> Any:
+        """The loaded sentence-transformers model (vec2text reads its dimension)."""
+        return self._model
 
     @property
     def dimension(self) -> int:

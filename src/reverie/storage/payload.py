@@ -9,7 +9,9 @@ Agents' own keys are never touched. Under `_reverie`:
   merged_from  ids of the points a merged point replaced (merged points only)
   originals    ids of the original memories behind a merged point (its lineage)
   member_fingerprints  what each member looked like when the merge was planned
-  run_id, created_at, merged_at, text_source ("agent" | "pending"), reason (quarantine)
+  run_id, created_at, merged_at, text_source ("agent" | "pending" | "inversion"), reason (quarantine)
+  embedder     the model reverie embedded the text with (a merged point: its members' common one)
+  inversion    {text, fidelity, inverter, steps, beam_width, vector digest, at}: merged points, once read
   archived     {merged_into, run_id, at}: only on archive copies; removed on undo
 """
 
@@ -79,11 +81,15 @@ def with_meta(payload: dict[str, Any], **changes: Any) -> dict[str, Any]:
     return out
 
 
-def fresh_meta(text_source: str | None) -> dict[str, Any]:
-    """The stamp a newly written memory carries until consolidation adopts it."""
+def fresh_meta(text_source: str | None, embedder: str | None = None) -> dict[str, Any]:
+    """The stamp a newly written memory carries until consolidation adopts it. `embedder`
+    is recorded when reverie embedded the text itself: an inverter for another embedder
+    is then refused."""
     stamp: dict[str, Any] = {"kind": ORIGINAL, "state": FRESH, "weight": 1.0, "created_at": now()}
     if text_source:
         stamp["text_source"] = text_source
+    if embedder:
+        stamp["embedder"] = embedder
     return stamp
 
 
@@ -97,11 +103,20 @@ def fingerprint(record: Record) -> str:
     they returned before (qdrant-client's local mode does after deletes), and that
     must not look like an agent's rewrite. A rare rounding flip only skips a merge.
     """
-    rounded = np.round(np.asarray(record.vector, dtype=np.float64), FINGERPRINT_DECIMALS) + 0.0
-    digest = hashlib.sha1(rounded.tobytes())
+    digest = hashlib.sha1(_rounded(record.vector).tobytes())
     body = json.dumps(agent_payload(record.payload), sort_keys=True, default=str)
     digest.update(body.encode())
     return digest.hexdigest()
+
+
+def vector_digest(vector: np.ndarray) -> str:
+    """A short digest of a vector, rounded like fingerprints: an inverted text cached for
+    one vector is not shown for another."""
+    return hashlib.sha1(_rounded(vector).tobytes()).hexdigest()[:16]
+
+
+def _rounded(vector: np.ndarray | None) -> np.ndarray:
+    return np.round(np.asarray(vector, dtype=np.float64), FINGERPRINT_DECIMALS) + 0.0
 
 
 def vector_problem(vector: np.ndarray | None, dimension: int | None = None) -> str | None:

@@ -1,0 +1,106 @@
+"""Inverter quality and CPU latency on held-out sentences, and fidelity on centroids.
+
+    .venv/bin/python bench/inversion_quality.py --model DIR [--data DIR/holdout.txt] \\
+        [--paraphrases ../shared/data/bible-ot-paraphrases.jsonl.gz]
+
+The inverter is one made by `reverie inverter train` (its run directory holds holdout.txt,
+the sentences training never saw). Prints the table of `reverie inverter eval`, writes
+bench/results/inversion-quality.json and the measured section of docs/inversion.md
+(between the markers), and says whether the model meets the bar for shipping in the
+package: token F1 >= 0.40, mean cosine >= 0.80, weights <= 30 MB.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+from pathlib import Path
+
+import torch
+
+from reverie.inversion.embedders import Embedder
+from reverie.inversion.evaluation import evaluate_centroids, evaluate_sentences, read_sentences, result_lines
+from reverie.inversion.inverter import open_inverter
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results" / "inversion-quality.json"
+DOC = ROOT / "docs" / "inversion.md"
+BEGIN, END = "<!-- measured: begin -->", "<!-- measured: end -->"
+SHIP = {"token_f1": 0.40, "cosine": 0.80, "megabytes": 30.0}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--model", required=True, help="run directory of `reverie inverter train`")
+    parser.add_argument("--data", help="held-out sentences (default: MODEL/holdout.txt)")
+    parser.add_argument("--paraphrases", help="paraphrase groups for centroid fidelity")
+    parser.add_argument("--groups", type=int, default=300)
+    parser.add_argument("--beam-width", type=int, default=4)
+    parser.add_argument("--limit", type=int, default=1000)
+    args = parser.parse_args()
+
+    run = Path(args.model)
+    embedder = Embedder("sentence-transformers/all-MiniLM-L6-v2")
+    inverter = open_inverter(str(run), embedder)
+    sentences = read_sentences(Path(args.data) if args.data else run / "holdout.txt", args.limit)
+    searches = [{"steps": 0, "beam_width": 1}, {"steps": 0, "beam_width": args.beam_width}]
+    result = {
+        "inverter": inverter.id,
+        "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads",
+        "training": inverter.meta,
+        "megabytes": round((run / "model" / "inverter.safetensors").stat().st_size / 1e6, 1),
+        "sentences": evaluate_sentences(inverter, sentences, searches, progress=True),
+    }
+    if args.paraphrases:
+        result["centroids"] = evaluate_centroids(inverter, Path(args.paraphrases), args.groups, searches[-1])
+    best = max(result["sentences"], key=lambda row: row["token_f1"])
+    result["ships"] = (
+        best["token_f1"] >= SHIP["token_f1"]
+        and best["cosine"] >= SHIP["cosine"]
+        and result["megabytes"] <= SHIP["megabytes"]
+    )
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(result, indent=2))
+    lines = result_lines(result)
+    for line in lines:
+        print(line)
+    _write_doc(result, lines)
+
+
+def _write_doc(result: dict, lines: list[str]) -> None:
+    t = result["training"]
+    o = t["options"]
+    measured = [
+        BEGIN,
+        f"Model `{result['inverter']}`: T5 d_model {o['d_model']}, {o['layers']}+{o['layers']} layers, "
+        f"BPE vocabulary {o['vocab_size']}, {result['megabytes']} MB (float16); trained {t['steps']} steps "
+        f"of {o['batch_size']} in {t['train_seconds'] / 60:.0f} min on {t['sentences']:,} sentences "
+        f"(final training loss {t['train_loss']}). Measured on {result['machine']}.",
+        "",
+        "| search | sentences | BLEU | exact match | token F1 | cosine | ms per vector (CPU) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for row in result["sentences"]:
+        search = "greedy" if row["beam_width"] == 1 else f"beam {row['beam_width']}, re-ranked by cosine"
+        measured.append(
+            f"| {search} | {row['sentences']} | {row['bleu']:.2f} | {row['exact_match']:.3f} | "
+            f"{row['token_f1']:.3f} | {row['cosine']:.3f} | {row['ms_per_vector']:.1f} |"
+        )
+    measured += ["", "Examples (held out, beam search):", "", "```", *lines[-6:], "```", ""]
+    ship = "meets" if result["ships"] else "does not meet"
+    measured.append(
+        f"Shipping bar (token F1 >= {SHIP['token_f1']}, cosine >= {SHIP['cosine']}, "
+        f"<= {SHIP['megabytes']:.0f} MB): this model {ship} it."
+    )
+    measured.append(END)
+    text = DOC.read_text() if DOC.exists() else f"# Inversion\n\n{BEGIN}\n{END}\n"
+    head, _, rest = text.partition(BEGIN)
+    _, _, tail = rest.partition(END)
+    DOC.write_text(head + "\n".join(measured) + tail)
+
+
+if __name__ == "__main__":
+    main()

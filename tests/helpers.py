@@ -1,8 +1,17 @@
-"""Test helpers: synthetic near-duplicate vectors and the store invariants."""
+"""Test helpers: synthetic near-duplicate vectors, the store invariants, a live API."""
 
 from __future__ import annotations
 
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import httpx
 import numpy as np
+import uvicorn
+from fastapi import FastAPI
 
 from reverie.memory import NewMemory, Reverie
 from reverie.storage import payload as p
@@ -61,3 +70,26 @@ def assert_same_points(actual: dict, expected: dict) -> None:
     for key, (vector, payload) in expected.items():
         assert actual[key][1] == payload, key
         np.testing.assert_allclose(actual[key][0], vector, rtol=0, atol=1e-7)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def running(app: FastAPI) -> Iterator[httpx.Client]:
+    """The app under uvicorn in a thread, on a free loopback port, with a client for it."""
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, port=port, log_config=None))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.02)
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}") as client:
+            yield client
+    finally:
+        server.should_exit = True
+        thread.join(10)

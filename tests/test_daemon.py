@@ -8,17 +8,13 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from subprocess import Popen
 
 import httpx
 import pytest
-import uvicorn
-from fastapi import FastAPI
 
 from reverie.config import Settings
 from reverie.daemon.api import create_app
@@ -27,30 +23,9 @@ from reverie.daemon.service import Service
 from reverie.errors import ConfigError
 from reverie.memory import Reverie
 
+from helpers import free_port, running
+
 NEAR = [[1.0, 0.0, 0.0, 0.01], [1.0, 0.0, 0.0, 0.0], [0.0, 1.0, 0.0, 0.0]]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@contextmanager
-def running(app: FastAPI) -> Iterator[httpx.Client]:
-    """The app under uvicorn in a thread, on a free loopback port, with a client for it."""
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, port=port, log_config=None))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.02)
-    try:
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}") as client:
-            yield client
-    finally:
-        server.should_exit = True
-        thread.join(10)
 
 
 @pytest.fixture

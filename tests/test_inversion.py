@@ -7,6 +7,7 @@ import json
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -238,3 +239,41 @@ def test_inverter_cli_trains_and_evaluates(inverter_dir: Path, tmp_path: Path) -
         tmp_path, "inverter", "train", "--corpus", str(tmp_path / "empty.txt"), "--out", str(out)
     )
     assert failed.returncode == 1 and "holds no sentences" in failed.stderr
+
+
+def test_the_daemon_inverts_on_read_and_on_its_schedule(lazy_rv, embedder) -> None:
+    from reverie.daemon.api import create_app
+    from reverie.daemon.scheduler import start_scheduler
+    from reverie.daemon.service import Service
+
+    from helpers import running
+
+    rv, _ = lazy_rv  # the service counts inversions in its metrics instead
+    rv.settings.scheduler.invert_every = 1
+    vectors = embedder.encode(SENTENCES[:2])
+    rv.write([NewMemory(near(v, s), {}) for v in vectors for s in (1, 2)])
+    rv.consolidate()
+    service = Service(rv)
+    service.load_models_in_background().join()
+    assert service.models == {"embedder": "loaded", "inverter": "loaded"}
+    scheduler = start_scheduler(service, rv.settings.scheduler)
+    scheduler.pause_job("invert")
+    with running(create_app(service, scheduler)) as api:
+        assert "invert" in {j["id"] for j in api.get("/jobs").json()["jobs"]}
+        merged = [
+            h["id"] for h in api.post("/search", json={"vector": vectors[0].tolist(), "k": 2}).json()["hits"]
+        ]
+        pending = api.get(f"/memories/{merged[1]}").json()  # the other sentence's merge: read on demand
+        assert pending["text_source"] == "inversion" and pending["text"] in SENTENCES[:2]
+        assert pending["fidelity"] > 0.99 and pending["inverter"].startswith("model@")
+        assert api.get("/stats").json()["pending_text"] == 1
+        scheduler.resume_job("invert")
+        deadline = time.monotonic() + 20
+        while api.get("/stats").json()["pending_text"] and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert api.get("/stats").json()["inverted_text"] == 2
+        metrics = api.get("/metrics").text
+        assert "reverie_inverted_points_total 2.0" in metrics
+        assert "reverie_inversion_seconds_per_point_count 2.0" in metrics
+        assert api.get("/readyz").json()["models"]["inverter"] == "loaded"
+    scheduler.shutdown(wait=True)

@@ -277,3 +277,32 @@ def test_the_daemon_inverts_on_read_and_on_its_schedule(lazy_rv, embedder) -> No
         assert "reverie_inversion_seconds_per_point_count 2.0" in metrics
         assert api.get("/readyz").json()["models"]["inverter"] == "loaded"
     scheduler.shutdown(wait=True)
+
+
+def test_training_resumes_from_its_last_checkpoint_and_names_a_corrupt_one(tmp_path: Path) -> None:
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("\n".join(SENTENCES) + "\n")
+    options = TrainOptions(
+        corpus=corpus,
+        embedder="all-MiniLM-L6-v2",
+        out=tmp_path / "run",
+        holdout=1,
+        max_steps=2,
+        save_every=2,
+        d_model=32,
+        layers=1,
+        heads=2,
+        d_ff=64,
+        vocab_size=280,
+        progress=False,
+    )
+    assert train(options)["resumed_from"] is None
+    options.max_steps = 4
+    resumed = train(options)
+    assert resumed["resumed_from"] == "checkpoint-2" and resumed["steps"] == 4
+    latest = tmp_path / "run" / "checkpoints" / "checkpoint-4"
+    for weights in latest.glob("*.bin"):
+        weights.write_bytes(b"not a checkpoint")
+    options.max_steps = 6
+    with pytest.raises(InverterError, match="cannot resume from .*checkpoint-4"):
+        train(options)

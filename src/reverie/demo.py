@@ -51,6 +51,8 @@ def run_demo(settings: Settings, fresh: bool = True) -> None:
             print(f"  {merge['size']} -> 1   (weight {merge['weight']:g})")
             for member in merge["members"]:
                 print(f"      {member['text']}")
+            merged, _ = rv.get(merge["merge_id"])
+            print(f"    reads as: {rv.text(merged).shown()}")
         if len(report.merges) > SHOWN_MERGES:
             print(f"  ... and {len(report.merges) - SHOWN_MERGES} more merges")
         left = report.points_after - len(report.merges)
@@ -61,3 +63,9 @@ def run_demo(settings: Settings, fresh: bool = True) -> None:
     print(f"  reverie {flags} runs show {report.run_id}")
     print(f'  reverie {flags} recall "a righteous nation"')
     print(f"  reverie {flags} undo {report.run_id}")
+    if local.inversion.model is None:
+        print(
+            "\nMerged memories keep no text of their own: with no inverter configured, each shows a\n"
+            "label (its member text closest to the merged vector). Set inversion.model to a model from\n"
+            "`reverie inverter train` to read them back from the vector itself (docs/inversion.md)."
+        )

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import pickle
 import random
 import time
 from dataclasses import asdict, dataclass
@@ -22,7 +23,7 @@ import structlog
 import torch
 import transformers
 
-from reverie.errors import InvalidInputError
+from reverie.errors import InvalidInputError, InverterError
 from reverie.inversion.embedders import Embedder, embedder_id
 from reverie.inversion.vec2text_adapter import new_inversion_model, offline_trainer, save_inversion_model
 
@@ -226,9 +227,11 @@ def train(options: TrainOptions) -> dict[str, Any]:
         data_collator=collate,
         callbacks=[_TimeBudget(o.max_minutes)],
     )
-    checkpoints = sorted((o.out / "checkpoints").glob("checkpoint-*"))
+    checkpoints = sorted(
+        (o.out / "checkpoints").glob("checkpoint-*"), key=lambda c: int(c.name.split("-")[1])
+    )
     started = time.perf_counter()
-    result = trainer.train(resume_from_checkpoint=str(checkpoints[-1]) if checkpoints else None)
+    result = _train(trainer, checkpoints[-1] if checkpoints else None)
     meta = {
         "format": 1,
         "kind": "vec2text-inversion",
@@ -246,3 +249,21 @@ def train(options: TrainOptions) -> dict[str, Any]:
     log.info("inverter.saved", path=str(o.out / "model"), steps=meta["steps"], loss=meta["train_loss"])
     (o.out / "model" / "train-log.json").write_text(json.dumps(trainer.state.log_history))
     return meta
+
+
+def _step_of(checkpoint: Path) -> int:
+    return int(checkpoint.name.rpartition("-")[2])
+
+
+def _train(trainer: Any, checkpoint: Path | None) -> Any:
+    """Train, resuming from `checkpoint` when there is one; a damaged one is named."""
+    if checkpoint is None:
+        return trainer.train()
+    log.info("inverter.resuming", checkpoint=str(checkpoint))
+    try:
+        return trainer.train(resume_from_checkpoint=str(checkpoint))
+    except (OSError, RuntimeError, ValueError, pickle.UnpicklingError) as exc:
+        raise InverterError(
+            f"cannot resume from {checkpoint}: {str(exc)[:200]}; delete it to resume from an earlier "
+            "checkpoint, or the whole checkpoints directory to start over"
+        ) from None

@@ -306,3 +306,17 @@ def test_training_resumes_from_its_last_checkpoint_and_names_a_corrupt_one(tmp_p
     options.max_steps = 6
     with pytest.raises(InverterError, match="cannot resume from .*checkpoint-4"):
         train(options)
+
+
+def test_the_gtr_base_corrector_path_refuses_other_embedders_and_names_what_is_missing(
+    embedder, tmp_path: Path
+) -> None:
+    from reverie.inversion.embedders import Embedder
+
+    with pytest.raises(InverterError, match="inverts sentence-transformers/gtr-t5-base embeddings only"):
+        open_inverter("gtr-base", embedder, steps=5)
+    (tmp_path / "corrector").mkdir()
+    gtr = Embedder("sentence-transformers/gtr-t5-base")  # never loaded: the models fail first
+    with pytest.raises(InverterError, match="cannot load vec2text's gtr-base corrector"):
+        open_inverter(str(tmp_path), gtr, steps=5)
+    assert not (Path.cwd() / "tmp_trainer").exists()

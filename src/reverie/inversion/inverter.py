@@ -21,6 +21,7 @@ from reverie.errors import InverterError
 from reverie.inversion.embedders import Embedder, embedder_id
 from reverie.inversion.vec2text_adapter import (
     WEIGHTS,
+    invert_with_corrector,
     load_inversion_model,
     load_pretrained_corrector,
     read_meta,
@@ -118,14 +119,7 @@ class PretrainedCorrector:
         self.id = f"vec2text-gtr-base@{source}"
 
     def texts(self, vectors: np.ndarray) -> list[str]:
-        import vec2text
-
-        return vec2text.invert_embeddings(
-            torch.from_numpy(vectors),
-            self.corrector,
-            num_steps=self.steps or None,
-            sequence_beam_width=self.beam_width if self.steps else 0,
-        )
+        return invert_with_corrector(self.corrector, torch.from_numpy(vectors), self.steps, self.beam_width)
 
 
 def open_inverter(source: str, embedder: Embedder, steps: int = 0, beam_width: int = 1) -> Any:

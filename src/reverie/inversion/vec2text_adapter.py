@@ -7,6 +7,7 @@ workaround below says which assumption it undoes; nothing else in reverie import
 from __future__ import annotations
 
 import json
+import logging
 import tempfile
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -16,8 +17,16 @@ from unittest import mock
 
 import torch
 import transformers
+import vec2text
+from vec2text.models import InversionModel, inversion
+from vec2text.models.config import InversionConfig
+from vec2text.trainers import InversionTrainer, base
 
 from reverie.errors import InverterError
+
+# Why: importing vec2text (its experiments module) turns torch's dynamo logging up to INFO,
+# which prints compile tables when any reverie command exits.
+torch._logging.set_logs(dynamo=logging.WARNING)
 
 WEIGHTS = "inverter.safetensors"
 CONFIG = "inverter.json"
@@ -33,7 +42,6 @@ def offline_parts(encoder_decoder: dict[str, Any], tokenizer: Any, embedder: Any
     Here the encoder-decoder is built from a config (its weights come from our file), the
     embedder is the one reverie already loaded, and the tokenizer is the model's own.
     """
-    from vec2text.models import inversion
 
     def build_encoder_decoder(model_name: str, lora: bool = False) -> Any:
         return transformers.T5ForConditionalGeneration(transformers.T5Config(**encoder_decoder))
@@ -56,8 +64,6 @@ def new_inversion_model(
 ) -> Any:
     """vec2text's InversionModel over precomputed ("frozen") embeddings, with no copy of
     the embedder inside it."""
-    from vec2text.models import InversionModel
-    from vec2text.models.config import InversionConfig
 
     config = InversionConfig(
         embedder_model_name=embedder_name,
@@ -115,8 +121,6 @@ def load_inversion_model(directory: Path, embedder: Any) -> Any:
     """The model saved by `save_inversion_model`, on CPU, in eval mode."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
-    from vec2text.models import InversionModel
-    from vec2text.models.config import InversionConfig
 
     try:
         config = InversionConfig.from_json_file(str(directory / VEC2TEXT_CONFIG))
@@ -160,7 +164,6 @@ def offline_trainer(model: Any, args: transformers.TrainingArguments, **kwargs: 
     downloads metric scripts from the hub. reverie evaluates with its own metrics
     (`reverie inverter eval`), so the trainer gets metrics that say so if ever called.
     """
-    from vec2text.trainers import InversionTrainer, base
 
     with mock.patch.object(base.evaluate, "load", _UnusedMetric):
         return InversionTrainer(model=model, args=args, **kwargs)
@@ -184,7 +187,6 @@ def load_pretrained_corrector(source: str) -> Any:
     Why not vec2text.api.load_pretrained_corrector: it builds its trainers with `args=None`,
     and transformers then creates `./tmp_trainer` in the working directory of the daemon.
     """
-    import vec2text
 
     if source == "gtr-base":
         inversion_source, corrector_source = "jxm/gtr__nq__32", "jxm/gtr__nq__32__correct"
@@ -192,15 +194,15 @@ def load_pretrained_corrector(source: str) -> Any:
         root = Path(source).expanduser()
         inversion_source, corrector_source = str(root / "inversion"), str(root / "corrector")
     try:
-        inversion_model = vec2text.models.InversionModel.from_pretrained(inversion_source)
+        inversion_model = InversionModel.from_pretrained(inversion_source)
         corrector_model = vec2text.models.CorrectorEncoderModel.from_pretrained(corrector_source)
-    except OSError as exc:
+    except (OSError, ValueError) as exc:  # not on the hub, not in the cache, not a model directory
         raise InverterError(
             f"cannot load vec2text's gtr-base corrector from {source!r} (hub, cache or directory): {exc}"
         ) from None
     scratch = _scratch_arguments()
-    with mock.patch.object(vec2text.trainers.base.evaluate, "load", _UnusedMetric):
-        inversion_trainer = vec2text.trainers.InversionTrainer(
+    with mock.patch.object(base.evaluate, "load", _UnusedMetric):
+        inversion_trainer = InversionTrainer(
             model=inversion_model,
             args=scratch,
             data_collator=transformers.DataCollatorForSeq2Seq(
@@ -219,4 +221,11 @@ def load_pretrained_corrector(source: str) -> Any:
 def _scratch_arguments() -> transformers.TrainingArguments:
     return transformers.TrainingArguments(
         output_dir=str(Path(tempfile.gettempdir()) / "reverie-vec2text"), report_to=[], save_strategy="no"
+    )
+
+
+def invert_with_corrector(corrector: Any, vectors: torch.Tensor, steps: int, beam_width: int) -> list[str]:
+    """vec2text's own inversion loop: the hypothesis, then `steps` rounds of correction."""
+    return vec2text.invert_embeddings(
+        vectors, corrector, num_steps=steps or None, sequence_beam_width=beam_width if steps else 0
     )

@@ -57,9 +57,10 @@ class _Server(uvicorn.Server):
             log.warning("serve.forced_exit", signal=sig)
             os._exit(128 + sig)
         log.info("serve.stopping", signal=sig, grace_period=self.config.timeout_graceful_shutdown)
-        self.should_exit = True  # first: the watchdog pings no more once STOPPING=1 is out
+        with systemd.state_lock:  # the watchdog pings no more once STOPPING=1 is out
+            self.should_exit = True
+            systemd.notify("STOPPING=1")
         self.service.stop()
-        systemd.notify("STOPPING=1")
 
 
 def serve(settings: Settings) -> None:

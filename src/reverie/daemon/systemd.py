@@ -12,6 +12,10 @@ import socket
 import threading
 from collections.abc import Callable
 
+# Held while checking health and pinging, and while marking a shutdown and saying so:
+# no WATCHDOG=1 can follow STOPPING=1.
+state_lock = threading.Lock()
+
 
 def notify(state: str) -> bool:
     address = os.environ.get("NOTIFY_SOCKET")
@@ -38,8 +42,9 @@ def start_watchdog(healthy: Callable[[], bool], stop: threading.Event) -> thread
 
     def ping() -> None:
         while not stop.wait(interval):
-            if healthy():
-                notify("WATCHDOG=1")
+            with state_lock:
+                if healthy():
+                    notify("WATCHDOG=1")
 
     thread = threading.Thread(target=ping, name="systemd-watchdog", daemon=True)
     thread.start()

@@ -1,0 +1,221 @@
+"""Consolidation speed and memory, side by side with what a user would run instead.
+
+    .venv/bin/python bench/consolidation_speed.py --sizes 10000 20000 100000 [--compare-up-to 20000]
+
+For each size N (each in its own process, so peak RSS is that run's), on synthetic
+clustered vectors (bench/datagen.py):
+- writes into a fresh embedded store (memories/s);
+- reverie's full pass (`consolidate --full`): wall time by stage, peak RSS, points in/out;
+- the index build the daemon's maintenance job does (`optimize`), then an incremental pass
+  of --incremental fresh points (half near-duplicates of stored ones), with the pair recall
+  of its neighbour queries against exact pairs;
+- up to --compare-up-to: the naive route (scikit-learn AgglomerativeClustering, complete
+  linkage, on the dense cosine matrix; and DBSCAN, metric cosine), the SemDeDup / NeMo
+  Curator route (k-means, then pairwise cosine inside each cluster) and exact blocked
+  all-pairs; ratios against reverie, adjusted Rand index against exact complete linkage,
+  pair recall against exact pairs.
+Prints a table and writes bench/results/consolidation-speed.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).parent))
+from datagen import generate  # noqa: E402
+
+from reverie.config import Settings  # noqa: E402
+from reverie.consolidation.candidates import exact_pairs  # noqa: E402
+from reverie.memory import NewMemory, Reverie  # noqa: E402
+from reverie.storage import QueryRequest  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results" / "consolidation-speed.json"
+THRESHOLD = 0.80
+
+
+def peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def timed(work: Any) -> tuple[Any, float]:
+    started = time.perf_counter()
+    result = work()
+    return result, time.perf_counter() - started
+
+
+def labels_from(merges: list[dict[str, Any]], n: int) -> np.ndarray:
+    labels = np.arange(n)
+    for merge in merges:
+        ids = [int(m["id"]) for m in merge["members"]]
+        labels[ids] = n + ids[0]
+    return labels
+
+
+def pair_set(rows: np.ndarray, cols: np.ndarray) -> set[tuple[int, int]]:
+    return {(int(a), int(b)) if a < b else (int(b), int(a)) for a, b in zip(rows, cols, strict=True)}
+
+
+def worker(n: int, args: argparse.Namespace) -> dict[str, Any]:
+    data = generate(n + args.incremental, args.duplicate_fraction, args.seed)
+    stored, fresh = data.vectors[:n], data.vectors[n:]
+    out: dict[str, Any] = {"n": n}
+    with tempfile.TemporaryDirectory() as tmp:
+        settings = Settings()
+        settings.storage.data_dir = Path(tmp)
+        with Reverie.open(settings) as rv:
+            memories = [NewMemory(v, {}, i) for i, v in enumerate(stored)]
+            _, seconds = timed(lambda: rv.write(memories))
+            out["write_per_s"] = round(n / seconds)
+            report, seconds = timed(lambda: rv.consolidate(full=True))
+            out["full"] = {
+                "seconds": round(seconds, 2),
+                "stages": report.timings,
+                "points_in": report.points_before,
+                "points_out": report.points_after,
+                "merges": len(report.merges),
+                "peak_rss_mib": round(peak_rss_mib()),
+            }
+            _, out["optimize_seconds"] = timed(lambda: rv.store.optimize(rv.collection))
+            ids = range(n, n + len(fresh))
+            rv.write([NewMemory(v, {}, i) for i, v in zip(ids, fresh, strict=True)])
+            recall = neighbour_recall(rv, fresh, set(ids), settings.consolidation.neighbors)
+            report, seconds = timed(rv.consolidate)
+            out["incremental"] = {
+                "fresh": len(fresh),
+                "seconds": round(seconds, 2),
+                "route": report.route,
+                "stages": report.timings,
+                "merges": len(report.merges),
+                "pair_recall": recall,
+            }
+        if n <= args.compare_up_to:
+            out["compare"] = compare(stored, args, rv_merges(tmp))
+    return out
+
+
+def rv_merges(tmp: str) -> list[dict[str, Any]]:
+    """The full pass's merges, from its run record."""
+    from reverie.consolidation.runs import RunLog
+
+    log = RunLog(Path(tmp) / "runs.sqlite")
+    try:
+        first = log.runs(limit=10)[-1]
+        return [m.detail for m in log.merges(first.run_id) if m.status == "applied"]
+    finally:
+        log.close()
+
+
+def neighbour_recall(rv: Reverie, fresh: np.ndarray, fresh_ids: set[int], k: int) -> float:
+    """Of the pairs (fresh point, live point) above the threshold, the share the index's
+    neighbour queries find (what the incremental route sees), before the run changes them."""
+    live = [r for r in rv.live_records() if r.id not in fresh_ids]
+    matrix = np.stack([r.vector for r in live])
+    matrix /= np.linalg.norm(matrix, axis=1, keepdims=True)
+    rows, cols = np.nonzero(fresh @ matrix.T >= THRESHOLD)
+    exact = {(int(r), live[c].id) for r, c in zip(rows, cols, strict=True)}
+    if not exact:
+        return 1.0
+    requests = [QueryRequest(v, k + 1, score_threshold=THRESHOLD) for v in fresh]
+    found = set()
+    for row, hits in enumerate(rv.store.query_batch(rv.collection, requests)):
+        found.update((row, h.id) for h in hits if h.id not in fresh_ids)
+    return round(len(found & exact) / len(exact), 4)
+
+
+def compare(vectors: np.ndarray, args: argparse.Namespace, merges: list[dict[str, Any]]) -> dict[str, Any]:
+    from sklearn.cluster import DBSCAN, AgglomerativeClustering, MiniBatchKMeans
+    from sklearn.metrics import adjusted_rand_score
+
+    n = len(vectors)
+    reverie_labels = labels_from(merges, n)
+    result: dict[str, Any] = {}
+    exact, seconds = timed(lambda: exact_pairs(vectors, THRESHOLD))
+    result["exact_pairs"] = {"seconds": round(seconds, 2), "pairs": len(exact)}
+    exact_set = pair_set(exact.rows, exact.cols)
+
+    naive = AgglomerativeClustering(
+        n_clusters=None, metric="cosine", linkage="complete", distance_threshold=1 - THRESHOLD
+    )
+    labels, seconds = timed(lambda: naive.fit_predict(vectors))
+    result["sklearn_agglomerative"] = {
+        "seconds": round(seconds, 2),
+        "ari_reverie_vs_exact_complete": round(adjusted_rand_score(labels, reverie_labels), 4),
+    }
+    dbscan = DBSCAN(eps=1 - THRESHOLD, min_samples=2, metric="cosine")
+    _, seconds = timed(lambda: dbscan.fit_predict(vectors))
+    result["sklearn_dbscan"] = {"seconds": round(seconds, 2)}
+
+    def semdedup() -> set[tuple[int, int]]:
+        k = max(1, n // 1000)
+        assign = MiniBatchKMeans(k, random_state=args.seed, n_init=1, batch_size=4096).fit_predict(vectors)
+        found: set[tuple[int, int]] = set()
+        for c in range(k):
+            members = np.flatnonzero(assign == c)
+            part = exact_pairs(vectors[members], THRESHOLD)
+            found |= pair_set(members[part.rows], members[part.cols])
+        return found
+
+    found, seconds = timed(semdedup)
+    result["semdedup_kmeans"] = {
+        "seconds": round(seconds, 2),
+        "pair_recall": round(len(found & exact_set) / max(1, len(exact_set)), 4),
+    }
+    return result
+
+
+def row(r: dict[str, Any]) -> str:
+    f, i = r["full"], r["incremental"]
+    line = (
+        f"{r['n']:>9,} {r['write_per_s']:>9,} {f['seconds']:>8.1f} {f['peak_rss_mib']:>7,} "
+        f"{f['points_in']:>9,} {f['points_out']:>9,} {r['optimize_seconds']:>7.1f} {i['seconds']:>7.2f} "
+        f"{i['pair_recall']:>6.3f}"
+    )
+    return line + "  stages " + ", ".join(f"{k} {v:.1f}" for k, v in f["stages"].items())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 20_000, 100_000])
+    parser.add_argument("--duplicate-fraction", type=float, default=0.3)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--incremental", type=int, default=1000)
+    parser.add_argument("--compare-up-to", type=int, default=20_000)
+    parser.add_argument("--worker", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        print(json.dumps(worker(args.worker, args)))
+        return
+    results = []
+    print(
+        f"{'N':>9} {'writes/s':>9} {'full s':>8} {'RSS MiB':>7} {'in':>9} {'out':>9} {'index s':>7} "
+        f"{'incr s':>7} {'recall':>6}"
+    )
+    for n in args.sizes:
+        command = [sys.executable, __file__, "--worker", str(n), *sys.argv[1:]]
+        done = subprocess.run(command, capture_output=True, text=True, check=True)
+        result = json.loads(done.stdout.strip().splitlines()[-1])
+        results.append(result)
+        print(row(result), flush=True)
+        for name, c in result.get("compare", {}).items():
+            ratio = c["seconds"] / result["full"]["seconds"]
+            extra = {k: v for k, v in c.items() if k != "seconds"}
+            print(f"{'':>9}   {name:<24} {c['seconds']:>8.1f} s  ({ratio:.1f}x reverie's full pass)  {extra}")
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps({"args": vars(args), "results": results}, indent=2))
+
+
+if __name__ == "__main__":
+    main()

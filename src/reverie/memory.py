@@ -153,7 +153,15 @@ class Reverie:
             raise InvalidInputError("no memories to write")
         dimension = self.store.vector_size(self.collection) or int(memories[0].vector.size)
         text_key = self.settings.consolidation.text_key
-        records = [self._record(i, m, dimension, text_key) for i, m in enumerate(memories)]
+        vectors = [np.asarray(m.vector, dtype=np.float32).reshape(-1) for m in memories]
+        bad = p.first_vector_problem(vectors, dimension)
+        if bad is not None:
+            raise InvalidInputError(f"memory {bad[0]}: {bad[1]}")
+        created_at = p.now()
+        records = [
+            self._record(i, m, v, text_key, created_at)
+            for i, (m, v) in enumerate(zip(memories, vectors, strict=True))
+        ]
         self.ensure_collections(dimension)
         with _progress(len(records), "writing", progress) as bar:
             for start in range(0, len(records), WRITE_BATCH):
@@ -162,11 +170,10 @@ class Reverie:
                 bar.update(len(batch))
         return [r.id for r in records]
 
-    def _record(self, index: int, memory: NewMemory, dimension: int, text_key: str) -> Record:
-        vector = np.asarray(memory.vector, dtype=np.float32).reshape(-1)
-        problem = p.vector_problem(vector, dimension)
-        if problem:
-            raise InvalidInputError(f"memory {index}: {problem}")
+    def _record(
+        self, index: int, memory: NewMemory, vector: np.ndarray, text_key: str, created_at: str
+    ) -> Record:
+        """The record to store; the vector is already checked."""
         if p.KEY in memory.payload:
             raise InvalidInputError(f"memory {index}: payload key {p.KEY!r} is reserved")
         text = memory.payload.get(text_key)
@@ -180,7 +187,7 @@ class Reverie:
             ) from None
         if isinstance(point_id, int) and point_id < 0:
             raise InvalidInputError(f"memory {index}: id {point_id} is negative")
-        stamp = p.fresh_meta("agent" if text is not None else None, memory.embedder)
+        stamp = p.fresh_meta("agent" if text is not None else None, memory.embedder, created_at)
         return Record(point_id, vector, {**memory.payload, p.KEY: stamp})
 
     def partition_payload(self, partition: dict[str, Any] | None) -> dict[str, Any]:

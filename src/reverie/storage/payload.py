@@ -81,11 +81,18 @@ def with_meta(payload: dict[str, Any], **changes: Any) -> dict[str, Any]:
     return out
 
 
-def fresh_meta(text_source: str | None, embedder: str | None = None) -> dict[str, Any]:
+def fresh_meta(
+    text_source: str | None, embedder: str | None = None, created_at: str | None = None
+) -> dict[str, Any]:
     """The stamp a newly written memory carries until consolidation adopts it. `embedder`
     is recorded when reverie embedded the text itself: an inverter for another embedder
     is then refused."""
-    stamp: dict[str, Any] = {"kind": ORIGINAL, "state": FRESH, "weight": 1.0, "created_at": now()}
+    stamp: dict[str, Any] = {
+        "kind": ORIGINAL,
+        "state": FRESH,
+        "weight": 1.0,
+        "created_at": created_at or now(),
+    }
     if text_source:
         stamp["text_source"] = text_source
     if embedder:
@@ -117,6 +124,24 @@ def vector_digest(vector: np.ndarray) -> str:
 
 def _rounded(vector: np.ndarray | None) -> np.ndarray:
     return np.round(np.asarray(vector, dtype=np.float64), FINGERPRINT_DECIMALS) + 0.0
+
+
+def first_vector_problem(vectors: list[np.ndarray], dimension: int) -> tuple[int, str] | None:
+    """(index, problem) of the first vector that cannot be a memory, checked all at once
+    (a write of many vectors pays one numpy pass, not one per vector)."""
+    for index, vector in enumerate(vectors):
+        if vector.shape != (dimension,):
+            return index, f"wrong dimension: expected {dimension}, got {vector.size}"
+    if not vectors:
+        return None
+    matrix = np.stack(vectors)
+    with np.errstate(over="ignore"):
+        norms = np.linalg.norm(matrix, axis=1)
+    ok = np.isfinite(matrix).all(axis=1) & np.isfinite(norms) & (norms > 0)
+    if ok.all():
+        return None
+    index = int(np.argmin(ok))
+    return index, vector_problem(vectors[index], dimension) or "invalid vector"
 
 
 def vector_problem(vector: np.ndarray | None, dimension: int | None = None) -> str | None:

@@ -33,31 +33,21 @@ SENTENCES = [
 ]
 
 
+def tiny_options(corpus: Path, out: Path, **overrides: object) -> TrainOptions:
+    """A model small enough to train in seconds on a CPU."""
+    tiny = dict(batch_size=8, d_model=64, layers=1, heads=2, d_ff=256, vocab_size=1000, repeat_tokens=4)
+    return TrainOptions(
+        corpus=corpus, embedder="all-MiniLM-L6-v2", out=out, progress=False, **{**tiny, **overrides}
+    )
+
+
 @pytest.fixture(scope="session")
 def inverter_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny inverter trained on six sentences until it knows them by heart (~30 s)."""
     root = tmp_path_factory.mktemp("inverter")
     corpus = root / "corpus.txt"
     corpus.write_text("\n".join(SENTENCES) + "\n")
-    train(
-        TrainOptions(
-            corpus=corpus,
-            embedder="all-MiniLM-L6-v2",
-            out=root / "run",
-            holdout=0,
-            max_steps=400,
-            batch_size=8,
-            learning_rate=3e-3,
-            d_model=64,
-            layers=1,
-            heads=2,
-            d_ff=256,
-            vocab_size=1000,
-            repeat_tokens=4,
-            dropout=0.0,
-            progress=False,
-        )
-    )
+    train(tiny_options(corpus, root / "run", holdout=0, max_steps=400, learning_rate=3e-3, dropout=0.0))
     return root / "run" / "model"
 
 
@@ -282,19 +272,8 @@ def test_the_daemon_inverts_on_read_and_on_its_schedule(lazy_rv, embedder) -> No
 def test_training_resumes_from_its_last_checkpoint_and_names_a_corrupt_one(tmp_path: Path) -> None:
     corpus = tmp_path / "corpus.txt"
     corpus.write_text("\n".join(SENTENCES) + "\n")
-    options = TrainOptions(
-        corpus=corpus,
-        embedder="all-MiniLM-L6-v2",
-        out=tmp_path / "run",
-        holdout=1,
-        max_steps=2,
-        save_every=2,
-        d_model=32,
-        layers=1,
-        heads=2,
-        d_ff=64,
-        vocab_size=280,
-        progress=False,
+    options = tiny_options(
+        corpus, tmp_path / "run", holdout=1, max_steps=2, save_every=2, d_model=32, d_ff=64
     )
     assert train(options)["resumed_from"] is None
     options.max_steps = 4

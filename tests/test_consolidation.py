@@ -237,3 +237,23 @@ def test_a_stop_ends_the_run_at_a_merge_boundary_and_the_next_run_finishes(rv: R
     rv.consolidator.stopping.clear()
     assert len(rv.consolidate().merges) == 3
     check_invariants(rv, set(range(12)))
+
+
+def test_concurrent_first_writes_create_the_collections_once(rv: Reverie) -> None:
+    import threading
+
+    vectors, labels = near_duplicates(groups=8, per_group=4)
+    errors: list[Exception] = []
+
+    def write(part: int) -> None:
+        try:
+            rv.write(memories(vectors, labels)[part::8])
+        except Exception as exc:  # what the API would have answered 503 for
+            errors.append(exc)
+
+    threads = [threading.Thread(target=write, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == [] and rv.stats()["live"] == 32

@@ -216,7 +216,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> None:
 
     if args.host:
         settings.daemon.host = args.host
-    if args.port:
+    if args.port is not None:
         settings.daemon.port = args.port
     serve(settings)
 
@@ -414,7 +414,7 @@ def _parser() -> argparse.ArgumentParser:
 
     serve = add("serve", cmd_serve, "run the HTTP API in the foreground (until SIGTERM)")
     serve.add_argument("--host", help="bind address (default 127.0.0.1)")
-    serve.add_argument("--port", type=int, help="port (default 8765)")
+    serve.add_argument("--port", type=int, help="port (default 8765; 0: any free port)")
     serve.add_argument("--config", default=argparse.SUPPRESS, help="TOML config file (as before the command)")
 
     demo = add("demo", cmd_demo, "write sample paraphrased memories, consolidate, show the result")

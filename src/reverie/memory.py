@@ -10,6 +10,7 @@ with Reverie.open(load_settings()) as rv:
 
 from __future__ import annotations
 
+import threading
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -63,6 +64,7 @@ class Reverie:
         self.archive = archive_name(self.collection)
         self._embedder = embedder
         self._ensured_size: int | None = None
+        self._ensuring = threading.Lock()
         self.run_log = RunLog(settings.storage.data_dir / "runs.sqlite")
         self.consolidator = Consolidator(
             store, self.collection, self.archive, settings.consolidation, self.run_log
@@ -120,11 +122,14 @@ class Reverie:
         this, and against a server each step is a round trip."""
         if self._ensured_size == vector_size:
             return
-        self.store.ensure_collection(self.collection, vector_size)
-        self.store.ensure_collection(self.archive, vector_size)
-        for key in (f"{p.KEY}.state", f"{p.KEY}.kind", *self.settings.consolidation.partition_keys):
-            self.store.create_payload_index(self.collection, key)
-        self._ensured_size = vector_size
+        with self._ensuring:  # concurrent first writes (API threads) create them once
+            if self._ensured_size == vector_size:
+                return
+            self.store.ensure_collection(self.collection, vector_size)
+            self.store.ensure_collection(self.archive, vector_size)
+            for key in (f"{p.KEY}.state", f"{p.KEY}.kind", *self.settings.consolidation.partition_keys):
+                self.store.create_payload_index(self.collection, key)
+            self._ensured_size = vector_size
 
     # -- writing ------------------------------------------------------------------------
     def remember(

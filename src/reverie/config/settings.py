@@ -104,7 +104,7 @@ class InversionSettings(_Section):
 
 class DaemonSettings(_Section):
     host: str = Field(default="127.0.0.1", description="Bind address; off loopback an api_key is required.")
-    port: int = Field(default=8765, ge=1, le=65535, description="HTTP API port.")
+    port: int = Field(default=8765, ge=0, le=65535, description="HTTP API port (0: any free one).")
     api_key: str | None = Field(default=None, description="Bearer token required on every route but health.")
     max_batch: int = Field(default=1000, ge=1, description="Most memories one write request may carry.")
     max_body_bytes: int = Field(

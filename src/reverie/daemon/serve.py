@@ -48,9 +48,10 @@ class _Server(uvicorn.Server):
     async def startup(self, sockets: list | None = None) -> None:  # type: ignore[override]
         await super().startup(sockets)
         if self.started:
-            register(self.data_dir, self.config.host, self.config.port)
+            port = self.servers[0].sockets[0].getsockname()[1]  # the real one when port is 0
+            register(self.data_dir, self.config.host, port)
             systemd.notify("READY=1")
-            log.info("serve.ready", host=self.config.host, port=self.config.port)
+            log.info("serve.ready", host=self.config.host, port=port)
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         if self.should_exit:

@@ -1,0 +1,146 @@
+"""Write paths: the embedded store, the HTTP API under concurrent clients, text embedding.
+
+    .venv/bin/python bench/write_speed.py [--n 50000] [--clients 1 4 8] [--batch 100]
+
+- embedded store: memories/s through `Reverie.write` (validation included) into a fresh store;
+- HTTP API: a real `reverie serve` on loopback; each client thread posts batches of vectors
+  until --n are written; memories/s overall and p50/p99 request latency;
+- embedding: texts/s of the default embedder on real short sentences
+  (../shared/data/wordnet-sentences.txt.gz when present, else synthetic ones).
+Prints a table and writes bench/results/write-speed.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).parent))
+from datagen import generate  # noqa: E402
+
+from reverie.config import Settings  # noqa: E402
+from reverie.daemon.registration import running_daemon  # noqa: E402
+from reverie.inversion.embedders import Embedder  # noqa: E402
+from reverie.memory import NewMemory, Reverie  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results" / "write-speed.json"
+SENTENCES = ROOT.parent / "shared" / "data" / "wordnet-sentences.txt.gz"
+
+
+def embedded(vectors: np.ndarray) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory() as tmp:
+        settings = Settings()
+        settings.storage.data_dir = Path(tmp)
+        with Reverie.open(settings) as rv:
+            started = time.perf_counter()
+            rv.write([NewMemory(v, {"agent_id": "a1"}) for v in vectors])
+            seconds = time.perf_counter() - started
+    return {"memories": len(vectors), "per_s": round(len(vectors) / seconds)}
+
+
+def over_http(vectors: np.ndarray, clients: int, batch: int) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory() as tmp:
+        command = [sys.executable, "-m", "reverie.cli", "--data-dir", tmp, "serve", "--port", "0"]
+        env = {**os.environ, "REVERIE_SCHEDULER__ENABLED": "false", "REVERIE_LOGGING__LEVEL": "warning"}
+        server = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            url = _wait_for(Path(tmp))
+            batches = [vectors[i : i + batch].tolist() for i in range(0, len(vectors), batch)]
+            latencies: list[float] = []
+            lock = threading.Lock()
+
+            def client(mine: list[list[list[float]]]) -> None:
+                with httpx.Client(base_url=url, timeout=120) as http:
+                    for body in mine:
+                        started = time.perf_counter()
+                        http.post(
+                            "/memories", json={"memories": [{"vector": v} for v in body]}
+                        ).raise_for_status()
+                        with lock:
+                            latencies.append(time.perf_counter() - started)
+
+            threads = [threading.Thread(target=client, args=(batches[i::clients],)) for i in range(clients)]
+            started = time.perf_counter()
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            seconds = time.perf_counter() - started
+        finally:
+            server.send_signal(signal.SIGTERM)
+            server.wait(30)
+    ms = np.array(latencies) * 1000
+    return {
+        "clients": clients,
+        "batch": batch,
+        "per_s": round(len(vectors) / seconds),
+        "p50_ms": round(float(np.percentile(ms, 50)), 1),
+        "p99_ms": round(float(np.percentile(ms, 99)), 1),
+    }
+
+
+def _wait_for(data_dir: Path) -> str:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        daemon = running_daemon(data_dir)
+        if daemon is not None:
+            return daemon.url
+        time.sleep(0.1)
+    raise RuntimeError("reverie serve did not start")
+
+
+def embedding(count: int) -> dict[str, Any]:
+    if SENTENCES.exists():
+        with gzip.open(SENTENCES, "rt", encoding="utf-8") as f:
+            texts = [line.strip() for _, line in zip(range(count), f, strict=False)]
+    else:
+        texts = [f"memory number {i} about topic {i % 97}" for i in range(count)]
+    embedder = Embedder("sentence-transformers/all-MiniLM-L6-v2")
+    embedder.encode(texts[:64])  # load and warm up
+    started = time.perf_counter()
+    embedder.encode(texts)
+    return {"texts": len(texts), "per_s": round(len(texts) / (time.perf_counter() - started))}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--n", type=int, default=50_000)
+    parser.add_argument("--clients", type=int, nargs="+", default=[1, 4, 8])
+    parser.add_argument("--batch", type=int, default=100)
+    parser.add_argument("--texts", type=int, default=5000)
+    args = parser.parse_args()
+    vectors = generate(args.n).vectors
+    result: dict[str, Any] = {"embedded": embedded(vectors)}
+    print(f"embedded store: {result['embedded']['per_s']:,} memories/s ({args.n:,} written)")
+    result["http"] = []
+    for clients in args.clients:
+        row = over_http(vectors, clients, args.batch)
+        result["http"].append(row)
+        print(
+            f"HTTP API, {clients} client(s), batches of {args.batch}: {row['per_s']:,} memories/s, "
+            f"p50 {row['p50_ms']} ms, p99 {row['p99_ms']} ms per request"
+        )
+    result["embedding"] = embedding(args.texts)
+    print(f"embedding (all-MiniLM-L6-v2, CPU): {result['embedding']['per_s']:,} texts/s")
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()

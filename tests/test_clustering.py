@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from reverie.consolidation.candidates import exact_pairs, unit_rows
+from reverie.consolidation.candidates import cell_pairs, exact_pairs, unit_rows
 from reverie.consolidation.clustering import ClusterParams, centroid, cluster
 
 from helpers import near_duplicates
@@ -90,3 +90,15 @@ def test_centroid_is_weighted() -> None:
     unit = np.array([[1, 0], [0, 1]], dtype=np.float32)
     c = centroid(unit, np.array([3.0, 1.0]), np.array([0, 1]))
     np.testing.assert_allclose(c, np.array([3, 1]) / np.sqrt(10), atol=1e-6)
+
+
+def test_cell_pairs_find_the_exact_pairs_of_a_large_partition() -> None:
+    vectors, _ = near_duplicates(groups=300, per_group=4, dim=64, noise=0.5, seed=5)
+    unit = unit_rows(vectors)
+    exact = brute_force_pairs(unit, 0.8)
+    pairs = cell_pairs(unit, 0.8, cell_size=50, probes=8)
+    found = set(zip(pairs.rows.tolist(), pairs.cols.tolist(), strict=True))
+    assert len(exact) > 300 and found <= exact
+    assert len(found) / len(exact) >= 0.99
+    assert len(found) == len(pairs), "a pair found from both cells is kept once"
+    np.testing.assert_allclose(pairs.sims, (unit[pairs.rows] * unit[pairs.cols]).sum(1), atol=1e-5)

@@ -257,3 +257,14 @@ def test_concurrent_first_writes_create_the_collections_once(rv: Reverie) -> Non
     for t in threads:
         t.join()
     assert errors == [] and rv.stats()["live"] == 32
+
+
+def test_a_partition_over_the_exact_limit_is_paired_by_cells_with_the_same_result(rv: Reverie) -> None:
+    rv.settings.consolidation.exact_limit = 20
+    rv.settings.consolidation.cell_size = 16
+    vectors, labels = near_duplicates(groups=40, per_group=3)
+    rv.write(memories(vectors, labels))
+    report = rv.consolidate(full=True)
+    assert report.cell_partitions == 1
+    assert live_clusters(rv) == [[3 * g, 3 * g + 1, 3 * g + 2] for g in range(40)]
+    check_invariants(rv, set(range(120)))

@@ -58,6 +58,13 @@ class ConsolidationSettings(_Section):
         default=16, ge=1, le=1000, description="Neighbours asked of the index per fresh point."
     )
     block_size: int = Field(default=2048, ge=16, description="Rows per exact matrix block.")
+    exact_limit: int = Field(
+        default=50_000,
+        ge=2,
+        description="Partitions up to this many points are paired exactly; larger ones by k-means cells.",
+    )
+    cell_size: int = Field(default=1000, ge=16, description="Points per k-means cell (large partitions).")
+    probes: int = Field(default=8, ge=1, le=64, description="Nearest cells each point is compared with.")
     partition_keys: list[str] = Field(
         default_factory=lambda: ["agent_id", "user_id"],
         description="Payload keys that separate memories which must never merge.",

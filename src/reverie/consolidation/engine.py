@@ -21,7 +21,7 @@ import structlog
 from reverie.config import ConsolidationSettings
 from reverie.consolidation.adoption import find_fresh, mark_adopted
 from reverie.consolidation.apply import MergeApplier
-from reverie.consolidation.candidates import exact_pairs, unit_rows
+from reverie.consolidation.candidates import cell_pairs, exact_pairs, unit_rows
 from reverie.consolidation.clustering import ClusterParams, cluster
 from reverie.consolidation.planning import MergePlan, plan_merges
 from reverie.consolidation.replica import Replica
@@ -48,6 +48,7 @@ class RunReport:
     quarantined: int = 0
     considered: int = 0
     pairs: int = 0
+    cell_partitions: int = 0  # partitions too large for exact pairs, paired by k-means cells
     merges: list[dict[str, Any]] = field(default_factory=list)
     skipped: list[dict[str, Any]] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
@@ -175,7 +176,12 @@ class Consolidator:
             return []
         unit = unit_rows(np.stack([r.vector for r in records]))
         weights = np.array([p.weight(r.payload) for r in records], dtype=np.float64)
-        pairs = exact_pairs(unit, params.threshold, self.settings.block_size)
+        s = self.settings
+        if len(records) <= s.exact_limit:
+            pairs = exact_pairs(unit, params.threshold, s.block_size)
+        else:  # n² products would dominate: compare within nearby k-means cells only
+            pairs = cell_pairs(unit, params.threshold, s.cell_size, s.probes)
+            report.cell_partitions += 1
         report.pairs += len(pairs)
         groups = cluster(unit, weights, pairs, params)
         return plan_merges(records, unit, weights, groups)

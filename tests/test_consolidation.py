@@ -222,12 +222,13 @@ def test_a_stop_ends_the_run_at_a_merge_boundary_and_the_next_run_finishes(rv: R
     rv.write(memories(vectors, labels))
     real_apply = rv.consolidator.applier.apply
 
-    def apply_then_signal(*args, **kwargs):  # SIGTERM arrives while the first merge applies
-        outcome = real_apply(*args, **kwargs)
+    def apply_then_signal(*args, **kwargs):  # SIGTERM arrives while the first batch applies
+        outcomes = real_apply(*args, **kwargs)
         rv.consolidator.stopping.set()
-        return outcome
+        return outcomes
 
     rv.consolidator.applier.apply = apply_then_signal
+    rv.settings.consolidation.apply_batch = 1
     report = rv.consolidate()
     assert report.stopped and len(report.merges) == 1
     assert rv.run_log.get_run(report.run_id).status == "stopped"

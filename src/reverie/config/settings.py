@@ -65,6 +65,11 @@ class ConsolidationSettings(_Section):
     )
     cell_size: int = Field(default=1000, ge=16, description="Points per k-means cell (large partitions).")
     probes: int = Field(default=8, ge=1, le=64, description="Nearest cells each point is compared with.")
+    apply_batch: int = Field(
+        default=256,
+        ge=1,
+        description="Merges applied together (one store call per step); a stop waits for one batch.",
+    )
     partition_keys: list[str] = Field(
         default_factory=lambda: ["agent_id", "user_id"],
         description="Payload keys that separate memories which must never merge.",

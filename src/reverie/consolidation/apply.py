@@ -1,7 +1,8 @@
 """Crash-safe apply, recovery and undo of merges.
 
 The invariant: at no moment is a memory in neither the live collection nor the archive.
-Apply, step by step (a crash between any two leaves a state recovery can finish):
+Apply, step by step, for a batch of merges at once (one store call per step; a crash
+between any two leaves a state recovery can finish, merge by merge):
   1. write merged  the merged point, state `committing`: it is the intent record
                    recovery finds, so it goes first (DESIGN.md lists archive first; with
                    that order a crash mid-archive would leave archive copies nobody
@@ -44,10 +45,17 @@ class MergeApplier:
         self.text_key = text_key
 
     # -- apply --------------------------------------------------------------------------
-    def apply(self, plan: MergePlan, run_id: str) -> Outcome:
-        merged = plan.merged_record(run_id, self.text_key)
-        self.store.upsert(self.collection, [merged])
-        self.store.upsert(self.archive, [self._archived(m, merged, run_id) for m in plan.members])
+    def apply(self, plans: list[MergePlan], run_id: str) -> list[Outcome]:
+        """Apply merges together: each step is one store call for all of them (a round trip
+        per step, not per merge), and every merge passes through the same states as alone."""
+        merged = [plan.merged_record(run_id, self.text_key) for plan in plans]
+        self.store.upsert(self.collection, merged)
+        copies = [
+            self._archived(m, into, run_id)
+            for plan, into in zip(plans, merged, strict=True)
+            for m in plan.members
+        ]
+        self.store.upsert(self.archive, copies)
         return self._settle(merged)
 
     def _archived(self, member: Record, merged: Record, run_id: str) -> Record:
@@ -64,33 +72,42 @@ class MergeApplier:
         )
         return Record(member.id, member.vector, payload)
 
-    def _settle(self, merged: Record) -> Outcome:
-        """Verify, then roll forward (archive what is missing, delete, mark live) or back."""
-        stamp = p.meta(merged.payload)
-        ids: list[PointId] = stamp["merged_from"]
-        expected: dict[str, str] = stamp["member_fingerprints"]
-        live = {r.id: r for r in self.store.retrieve(self.collection, ids)}
-        archived = self._archive_copies(ids, merged.id)
-        changed = [i for i in ids if i in live and p.fingerprint(live[i]) != expected[str(i)]]
-        missing = [i for i in ids if i not in live]
-        verified = stamp.get("state") == p.VERIFIED
-        vanished = [] if verified else missing  # before verify passed, only an agent deletes
-        if changed or vanished:
-            self._roll_back(merged, ids, live, archived, restore_missing=verified)
-            return Outcome(applied=False, changed=changed, vanished=vanished)
-        unarchived = [live[i] for i in ids if i not in archived]
-        self.store.upsert(self.archive, [self._archived(m, merged, stamp["run_id"]) for m in unarchived])
-        if not verified:
-            self.store.set_payload(self.collection, [merged.id], {"state": p.VERIFIED}, key=p.KEY)
-        self.store.delete(self.collection, [i for i in ids if i in live])
-        self.store.set_payload(self.collection, [merged.id], {"state": p.LIVE}, key=p.KEY)
-        return Outcome(applied=True)
+    def _settle(self, merged: list[Record]) -> list[Outcome]:
+        """Verify each merge, then roll the sound ones forward together (archive what is
+        missing, mark verified, delete members, mark live) and the others back."""
+        members = [i for record in merged for i in p.meta(record.payload)["merged_from"]]
+        live = {r.id: r for r in self.store.retrieve(self.collection, members)}
+        copies = {r.id: r for r in self.store.retrieve(self.archive, members)}
+        outcomes: list[Outcome] = []
+        forward: list[Record] = []
+        unarchived: list[Record] = []
+        for record in merged:
+            stamp = p.meta(record.payload)
+            ids: list[PointId] = stamp["merged_from"]
+            expected: dict[str, str] = stamp["member_fingerprints"]
+            archived = {i: copies[i] for i in ids if i in copies and _merged_into(copies[i]) == record.id}
+            changed = [i for i in ids if i in live and p.fingerprint(live[i]) != expected[str(i)]]
+            verified = stamp.get("state") == p.VERIFIED
+            vanished = [] if verified else [i for i in ids if i not in live]  # before verify: an agent's
+            if changed or vanished:
+                self._roll_back(record, ids, live, archived, restore_missing=verified)
+                outcomes.append(Outcome(applied=False, changed=changed, vanished=vanished))
+                continue
+            outcomes.append(Outcome(applied=True))
+            forward.append(record)
+            unarchived += [self._archived(live[i], record, stamp["run_id"]) for i in ids if i not in archived]
+        if forward:
+            self.store.upsert(self.archive, unarchived)
+            unverified = [r.id for r in forward if p.state(r.payload) != p.VERIFIED]
+            self.store.set_payload(self.collection, unverified, {"state": p.VERIFIED}, key=p.KEY)
+            gone = [i for r in forward for i in p.meta(r.payload)["merged_from"] if i in live]
+            self.store.delete(self.collection, gone)
+            self.store.set_payload(self.collection, [r.id for r in forward], {"state": p.LIVE}, key=p.KEY)
+        return outcomes
 
     def _archive_copies(self, ids: list[PointId], merged_id: PointId) -> dict[PointId, Record]:
         copies = self.store.retrieve(self.archive, ids)
-        return {
-            r.id: r for r in copies if p.meta(r.payload).get("archived", {}).get("merged_into") == merged_id
-        }
+        return {r.id: r for r in copies if _merged_into(r) == merged_id}
 
     def _roll_back(
         self,
@@ -127,7 +144,7 @@ class MergeApplier:
                 self._finish_undo(record)
                 counts["undo_finished"] += 1
                 continue
-            outcome = self._settle(record)
+            outcome = self._settle([record])[0]
             counts["rolled_forward" if outcome.applied else "rolled_back"] += 1
             log.info(
                 "recovery.merge",
@@ -151,3 +168,7 @@ class MergeApplier:
         self.store.delete(self.archive, list(archived))
         self.store.delete(self.collection, [merged.id])
         return list(archived)
+
+
+def _merged_into(copy: Record) -> PointId | None:
+    return p.meta(copy.payload).get("archived", {}).get("merged_into")

@@ -154,13 +154,14 @@ class Consolidator:
         with _timed(timings, "apply"):
             consumed: set[PointId] = set()
             progress = _Progress("run.progress", total=len(plans))
-            for plan in plans:
+            for start in range(0, len(plans), self.settings.apply_batch):
                 if self.stopping.is_set():
                     report.stopped = True
-                    log.warning("run.stopped", applied=len(report.merges), left=len(plans) - progress.done)
+                    log.warning("run.stopped", applied=len(report.merges), left=len(plans) - start)
                     break
-                consumed.update(self._apply(plan, report, dry_run))
-                progress.step(merges=len(report.merges), skipped=len(report.skipped))
+                batch = plans[start : start + self.settings.apply_batch]
+                consumed.update(self._apply(batch, report, dry_run))
+                progress.step(len(batch), merges=len(report.merges))
             # A stopped run leaves its fresh points fresh: the next run plans them again.
             if not dry_run and not report.stopped:
                 kept = [r for r in adoption.valid if r.id not in consumed]
@@ -186,19 +187,22 @@ class Consolidator:
         groups = cluster(unit, weights, pairs, params)
         return plan_merges(records, unit, weights, groups)
 
-    def _apply(self, plan: MergePlan, report: RunReport, dry_run: bool) -> list[PointId]:
-        """Apply one plan; return the ids it consumed (merged away, or set fresh again)."""
-        detail = plan.describe(self.settings.text_key)
+    def _apply(self, plans: list[MergePlan], report: RunReport, dry_run: bool) -> list[PointId]:
+        """Apply a batch of plans; return the ids they consumed (merged away, or set fresh
+        again)."""
+        details = [plan.describe(self.settings.text_key) for plan in plans]
         if dry_run:
-            report.merges.append(detail)
-            log.info("merge.planned", **detail)
+            report.merges.extend(details)
+            for detail in details:
+                log.info("merge.planned", **detail)
             return []
-        outcome = self.applier.apply(plan, report.run_id)
-        if outcome.applied:
-            report.merges.append(detail)
-            self.run_log.add_merge(report.run_id, plan.merge_id, "applied", detail)
-            log.info("merge.applied", **detail)
-        else:
+        outcomes = self.applier.apply(plans, report.run_id)
+        for plan, detail, outcome in zip(plans, details, outcomes, strict=True):
+            if outcome.applied:
+                report.merges.append(detail)
+                self.run_log.add_merge(report.run_id, plan.merge_id, "applied", detail)
+                log.info("merge.applied", **detail)
+                continue
             detail = {**detail, "changed": outcome.changed, "vanished": outcome.vanished}
             report.skipped.append(detail)
             self.run_log.add_merge(report.run_id, plan.merge_id, "skipped", detail)
@@ -209,7 +213,7 @@ class Consolidator:
                 changed=outcome.changed,
                 vanished=outcome.vanished,
             )
-        return plan.member_ids
+        return [i for plan in plans for i in plan.member_ids]
 
     # -- gathering ----------------------------------------------------------------------
     def _all_consolidatable(self) -> list[Record]:
@@ -270,8 +274,8 @@ class _Progress:
         self.done = 0
         self.last = time.monotonic()
 
-    def step(self, **fields: Any) -> None:
-        self.done += 1
+    def step(self, count: int = 1, **fields: Any) -> None:
+        self.done += count
         if time.monotonic() - self.last >= self.every:
             self.last = time.monotonic()
             log.info(self.event, done=self.done, total=self.total, **fields)

@@ -159,9 +159,10 @@ class Reverie:
         dimension = self.store.vector_size(self.collection) or int(memories[0].vector.size)
         text_key = self.settings.consolidation.text_key
         vectors = [np.asarray(m.vector, dtype=np.float32).reshape(-1) for m in memories]
-        bad = p.first_vector_problem(vectors, dimension)
-        if bad is not None:
-            raise InvalidInputError(f"memory {bad[0]}: {bad[1]}")
+        problems = p.vector_problems(vectors, dimension)
+        if problems:
+            first = min(problems)
+            raise InvalidInputError(f"memory {first}: {problems[first]}")
         created_at = p.now()
         records = [
             self._record(i, m, v, text_key, created_at)

@@ -13,6 +13,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
+import numpy as np
 import structlog
 
 from reverie.storage import PointId, Record, Store
@@ -33,12 +34,11 @@ def find_fresh(
     """Fresh points this replica owns, split into valid and quarantined (stamped so unless
     a dry run). Another replica's points are its own to adopt."""
     result = Adoption()
-    for record in store.scroll(collection, p.FRESH_FILTER, with_vectors=True):
-        if not owns(record):
-            continue
-        problem = p.vector_problem(record.vector)
-        if problem:
-            result.quarantined.append((record.id, problem))
+    fresh = [r for r in store.scroll(collection, p.FRESH_FILTER, with_vectors=True) if owns(r)]
+    problems = p.vector_problems([np.asarray(r.vector) for r in fresh])
+    for index, record in enumerate(fresh):
+        if index in problems:
+            result.quarantined.append((record.id, problems[index]))
         else:
             result.valid.append(record)
     if not dry_run:

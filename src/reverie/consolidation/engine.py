@@ -12,7 +12,7 @@ import time
 from collections import defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 import numpy as np
@@ -55,7 +55,8 @@ class RunReport:
     stopped: bool = False
 
     def summary(self) -> dict[str, Any]:
-        data = asdict(self)
+        data = {f.name: getattr(self, f.name) for f in fields(self)}  # merges: counted, not copied
+        data["params"], data["timings"] = dict(self.params), dict(self.timings)
         data["merges"] = len(self.merges)
         data["skipped"] = len(self.skipped)
         data["merged_points"] = sum(m["size"] for m in self.merges)

@@ -143,7 +143,8 @@ def as_vector(values: Any) -> np.ndarray:
 
 def record_from(point: Any) -> Record:
     """Convert either client's record type (anything with id, vector, payload)."""
-    vector = None if point.vector is None else as_vector(point.vector)
+    # read back from storage: finite float32 already, no overflow to guard against
+    vector = None if point.vector is None else np.asarray(point.vector, dtype=np.float32)
     return Record(id=normalize_id(point.id), vector=vector, payload=dict(point.payload or {}))
 
 

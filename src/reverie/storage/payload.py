@@ -17,7 +17,6 @@ Agents' own keys are never touched. Under `_reverie`:
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
 import math
@@ -70,7 +69,7 @@ def agent_payload(payload: dict[str, Any]) -> dict[str, Any]:
 
 def with_meta(payload: dict[str, Any], **changes: Any) -> dict[str, Any]:
     """A copy of `payload` whose `_reverie` object has `changes` applied (None removes)."""
-    out = copy.deepcopy(payload)
+    out = dict(payload)  # shallow: agent values are never changed in place, only replaced
     merged = dict(meta(out))
     for key, value in changes.items():
         if value is None:
@@ -126,22 +125,20 @@ def _rounded(vector: np.ndarray | None) -> np.ndarray:
     return np.round(np.asarray(vector, dtype=np.float64), FINGERPRINT_DECIMALS) + 0.0
 
 
-def first_vector_problem(vectors: list[np.ndarray], dimension: int) -> tuple[int, str] | None:
-    """(index, problem) of the first vector that cannot be a memory, checked all at once
-    (a write of many vectors pays one numpy pass, not one per vector)."""
-    for index, vector in enumerate(vectors):
-        if vector.shape != (dimension,):
-            return index, f"wrong dimension: expected {dimension}, got {vector.size}"
-    if not vectors:
-        return None
-    matrix = np.stack(vectors)
-    with np.errstate(over="ignore"):
-        norms = np.linalg.norm(matrix, axis=1)
-    ok = np.isfinite(matrix).all(axis=1) & np.isfinite(norms) & (norms > 0)
-    if ok.all():
-        return None
-    index = int(np.argmin(ok))
-    return index, vector_problem(vectors[index], dimension) or "invalid vector"
+def vector_problems(vectors: list[np.ndarray], dimension: int | None = None) -> dict[int, str]:
+    """Index -> problem of every vector that cannot be a memory, checked in one numpy pass
+    (a write or an adoption of many vectors, not one check per vector)."""
+    shape = (dimension,) if dimension is not None else (vectors[0].shape if vectors else None)
+    problems = {i: vector_problem(v, dimension) or "" for i, v in enumerate(vectors) if v.shape != shape}
+    rest = np.array([i for i in range(len(vectors)) if i not in problems], dtype=np.int64)
+    if rest.size:
+        matrix = np.stack([vectors[i] for i in rest])
+        with np.errstate(over="ignore"):
+            norms = np.linalg.norm(matrix, axis=1)
+        ok = np.isfinite(matrix).all(axis=1) & np.isfinite(norms) & (norms > 0)
+        for i in rest[~ok]:
+            problems[int(i)] = vector_problem(vectors[i], dimension) or "invalid vector"
+    return problems
 
 
 def vector_problem(vector: np.ndarray | None, dimension: int | None = None) -> str | None:

@@ -219,14 +219,16 @@ class Consolidator:
     # -- gathering ----------------------------------------------------------------------
     def _all_consolidatable(self) -> list[Record]:
         scroll = self.store.scroll(self.collection, p.searchable_filter(), with_vectors=True)
-        return [r for r in scroll if self._owns(r) and p.consolidatable(r, self.settings.pin_key)]
+        return p.consolidatable([r for r in scroll if self._owns(r)], self.settings.pin_key)
 
     def _owns(self, record: Record) -> bool:
+        if self.replica.count == 1:  # the only replica: skip the hash
+            return True
         return self.replica.owns(p.partition_of(record.payload, self.settings.partition_keys))
 
     def _fresh_and_neighbours(self, fresh: list[Record], threshold: float) -> list[Record]:
         s = self.settings
-        seeds = [r for r in fresh if p.consolidatable(r, s.pin_key)]
+        seeds = p.consolidatable(fresh, s.pin_key)
         found: dict[PointId, Record] = {r.id: r for r in seeds}
         neighbours: set[PointId] = set()
         for start in range(0, len(seeds), QUERY_BATCH):
@@ -244,9 +246,8 @@ class Consolidator:
         # retrieve, and apply verifies members against exactly what was read here.
         ids = list(neighbours)
         for start in range(0, len(ids), QUERY_BATCH):
-            for record in self.store.retrieve(self.collection, ids[start : start + QUERY_BATCH]):
-                if p.consolidatable(record, s.pin_key):
-                    found[record.id] = record
+            batch = self.store.retrieve(self.collection, ids[start : start + QUERY_BATCH])
+            found.update((r.id, r) for r in p.consolidatable(batch, s.pin_key))
         return list(found.values())
 
     def _neighbour_query(self, record: Record, threshold: float) -> QueryRequest:

@@ -169,12 +169,12 @@ def searchable_filter(extra: Filter | None = None) -> Filter:
     )
 
 
-def consolidatable(record: Record, pin_key: str) -> bool:
-    """Consolidation may merge a searchable point unless it is pinned or invalid.
-
-    Pins are checked here, not in a filter: Match cannot carry a boolean (see Match).
-    """
-    return record.payload.get(pin_key) is not True and vector_problem(record.vector) is None
+def consolidatable(records: list[Record], pin_key: str) -> list[Record]:
+    """The records consolidation may merge: not pinned, with a valid vector (checked in
+    one pass). Pins are checked here, not in a filter: Match cannot carry a boolean."""
+    unpinned = [r for r in records if r.payload.get(pin_key) is not True]
+    problems = vector_problems([np.asarray(r.vector) for r in unpinned])
+    return [r for i, r in enumerate(unpinned) if i not in problems]
 
 
 def partition_of(payload: dict[str, Any], keys: list[str]) -> tuple[Any, ...]:

@@ -33,6 +33,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
 from datagen import generate  # noqa: E402
+from report import write_section  # noqa: E402
 
 from reverie.config import Settings  # noqa: E402
 from reverie.consolidation.candidates import exact_pairs  # noqa: E402
@@ -215,6 +216,63 @@ def main() -> None:
             print(f"{'':>9}   {name:<24} {c['seconds']:>8.1f} s  ({ratio:.1f}x reverie's full pass)  {extra}")
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps({"args": vars(args), "results": results}, indent=2))
+    write_docs(results, args)
+
+
+def write_docs(results: list[dict[str, Any]], args: argparse.Namespace) -> None:
+    """The table and a time-versus-size plot in docs/benchmarks.md."""
+    lines = [
+        f"`bench/consolidation_speed.py --sizes {' '.join(map(str, args.sizes))}` "
+        f"(duplicate fraction {args.duplicate_fraction}, seed {args.seed}; 2 cores):",
+        "",
+        "| N | writes/s | full pass s | peak RSS MiB | points in -> out | merges | stages (s) "
+        "| index build s | incremental s (fresh) | its pair recall |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        f, i = r["full"], r["incremental"]
+        stages = ", ".join(f"{k} {v:.1f}" for k, v in f["stages"].items())
+        lines.append(
+            f"| {r['n']:,} | {r['write_per_s']:,} | {f['seconds']:.1f} | {f['peak_rss_mib']:,} | "
+            f"{f['points_in']:,} -> {f['points_out']:,} | {f['merges']:,} | {stages} | "
+            f"{r['optimize_seconds']:.1f} | {i['seconds']:.2f} ({i['fresh']:,}) | {i['pair_recall']:.3f} |"
+        )
+    compared = [r for r in results if "compare" in r]
+    if compared:
+        lines += ["", "| N | route | seconds | x reverie's full pass | quality |", "|---|---|---|---|---|"]
+        for r in compared:
+            for name, c in r["compare"].items():
+                quality = ", ".join(f"{k} {v}" for k, v in c.items() if k != "seconds")
+                ratio = c["seconds"] / r["full"]["seconds"]
+                lines.append(f"| {r['n']:,} | {name} | {c['seconds']:.1f} | {ratio:.2f} | {quality} |")
+    lines += ["", "![full pass time by size](consolidation-speed.png)"]
+    _plot(results)
+    write_section(ROOT / "docs" / "benchmarks.md", "consolidation-speed", lines, "Benchmarks")
+
+
+def _plot(results: list[dict[str, Any]]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    sizes = [r["n"] for r in results]
+    ax.plot(sizes, [r["full"]["seconds"] for r in results], "o-", label="reverie full pass")
+    ax.plot(
+        sizes, [r["incremental"]["seconds"] for r in results], "o-", label="reverie incremental (1k fresh)"
+    )
+    for name in ("sklearn_agglomerative", "sklearn_dbscan", "semdedup_kmeans", "exact_pairs"):
+        points = [(r["n"], r["compare"][name]["seconds"]) for r in results if name in r.get("compare", {})]
+        if points:
+            ax.plot(*zip(*points, strict=True), "s--", label=name.replace("_", " "))
+    ax.set(
+        xscale="log", yscale="log", xlabel="memories", ylabel="seconds", title="Consolidation time (2 cores)"
+    )
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(ROOT / "docs" / "consolidation-speed.png", dpi=110)
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ import platform
 from pathlib import Path
 
 import torch
+from report import write_section
 
 from reverie.inversion.embedders import Embedder
 from reverie.inversion.evaluation import evaluate_centroids, evaluate_sentences, read_sentences, result_lines
@@ -26,7 +27,6 @@ from reverie.inversion.inverter import open_inverter
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results" / "inversion-quality.json"
 DOC = ROOT / "docs" / "inversion.md"
-BEGIN, END = "<!-- measured: begin -->", "<!-- measured: end -->"
 SHIP = {"token_f1": 0.40, "cosine": 0.80, "megabytes": 30.0}
 
 
@@ -74,7 +74,6 @@ def _write_doc(result: dict, lines: list[str]) -> None:
     t = result["training"]
     o = t["options"]
     measured = [
-        BEGIN,
         f"Model `{result['inverter']}`: T5 d_model {o['d_model']}, {o['layers']}+{o['layers']} layers, "
         f"BPE vocabulary {o['vocab_size']}, {result['megabytes']} MB (float16); trained {t['steps']} steps "
         f"of {o['batch_size']} in {t['train_seconds'] / 60:.0f} min on {t['sentences']:,} sentences "
@@ -95,11 +94,7 @@ def _write_doc(result: dict, lines: list[str]) -> None:
         f"Shipping bar (token F1 >= {SHIP['token_f1']}, cosine >= {SHIP['cosine']}, "
         f"<= {SHIP['megabytes']:.0f} MB): this model {ship} it."
     )
-    measured.append(END)
-    text = DOC.read_text() if DOC.exists() else f"# Inversion\n\n{BEGIN}\n{END}\n"
-    head, _, rest = text.partition(BEGIN)
-    _, _, tail = rest.partition(END)
-    DOC.write_text(head + "\n".join(measured) + tail)
+    write_section(DOC, "measured", measured, "Inversion")
 
 
 if __name__ == "__main__":

@@ -30,6 +30,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
 from datagen import generate  # noqa: E402
+from report import write_section  # noqa: E402
 
 from reverie.config import Settings  # noqa: E402
 from reverie.daemon.registration import running_daemon  # noqa: E402
@@ -140,6 +141,20 @@ def main() -> None:
     print(f"embedding (all-MiniLM-L6-v2, CPU): {result['embedding']['per_s']:,} texts/s")
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(result, indent=2))
+    lines = [
+        f"`bench/write_speed.py --n {args.n}` (2 cores):",
+        "",
+        "| path | memories or texts / s | p50 ms | p99 ms |",
+        "|---|---|---|---|",
+        f"| embedded store, `Reverie.write` | {result['embedded']['per_s']:,} | | |",
+        *(
+            f"| HTTP API, {r['clients']} client(s), batches of {r['batch']} | {r['per_s']:,} | "
+            f"{r['p50_ms']} | {r['p99_ms']} |"
+            for r in result["http"]
+        ),
+        f"| text embedding, all-MiniLM-L6-v2 on CPU | {result['embedding']['per_s']:,} | | |",
+    ]
+    write_section(ROOT / "docs" / "benchmarks.md", "write-speed", lines, "Benchmarks")
 
 
 if __name__ == "__main__":

@@ -33,8 +33,14 @@ def find_fresh(
 ) -> Adoption:
     """Fresh points this replica owns, split into valid and quarantined (stamped so unless
     a dry run). Another replica's points are its own to adopt."""
-    result = Adoption()
     fresh = [r for r in store.scroll(collection, p.FRESH_FILTER, with_vectors=True) if owns(r)]
+    return adopt(store, collection, fresh, run_id, dry_run)
+
+
+def adopt(store: Store, collection: str, fresh: list[Record], run_id: str, dry_run: bool) -> Adoption:
+    """Split fresh points into valid and quarantined, stamping the quarantined (unless a
+    dry run); the vectors are checked in one pass."""
+    result = Adoption()
     problems = p.vector_problems([np.asarray(r.vector) for r in fresh])
     for index, record in enumerate(fresh):
         if index in problems:

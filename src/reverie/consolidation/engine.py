@@ -19,7 +19,7 @@ import numpy as np
 import structlog
 
 from reverie.config import ConsolidationSettings
-from reverie.consolidation.adoption import find_fresh, mark_adopted
+from reverie.consolidation.adoption import adopt, find_fresh, mark_adopted
 from reverie.consolidation.apply import MergeApplier
 from reverie.consolidation.candidates import cell_pairs, exact_pairs, unit_rows
 from reverie.consolidation.clustering import ClusterParams, cluster
@@ -133,24 +133,31 @@ class Consolidator:
     def _run(self, report: RunReport, params: ClusterParams, full: bool, dry_run: bool) -> None:
         timings = report.timings
         report.points_before = self.store.count(self.collection, p.searchable_filter())
-        with _timed(timings, "adopt"):
-            adoption = find_fresh(self.store, self.collection, report.run_id, dry_run, self._owns)
-        report.adopted = len(adoption.valid)
-        report.quarantined = len(adoption.quarantined)
         # Neighbour queries pay off when little is new; when most points are new (a first
         # run, a bulk import), exact blocked products over everything are cheaper.
-        exact = full or 2 * len(adoption.valid) > report.points_before
+        fresh = self.store.count(self.collection, p.FRESH_FILTER)
+        exact = full or 2 * fresh > report.points_before
         report.route = "exact" if exact else "neighbours"
-        with _timed(timings, "gather"):
-            if exact:
-                records = self._all_consolidatable()
+        with _timed(timings, "scroll"):
+            if exact:  # one pass over everything: the fresh points are among them
+                everything = [r for r in self._scroll_searchable() if self._owns(r)]
+                adoption = adopt(
+                    self.store,
+                    self.collection,
+                    [r for r in everything if _is_fresh(r)],
+                    report.run_id,
+                    dry_run,
+                )
+                records = p.consolidatable(everything, self.settings.pin_key)
             else:
+                adoption = find_fresh(self.store, self.collection, report.run_id, dry_run, self._owns)
                 records = self._fresh_and_neighbours(adoption.valid, params.threshold)
+        report.adopted = len(adoption.valid)
+        report.quarantined = len(adoption.quarantined)
         report.considered = len(records)
         plans: list[MergePlan] = []
-        with _timed(timings, "cluster"):
-            for partition in _by_partition(records, self.settings.partition_keys).values():
-                plans.extend(self._plan_partition(partition, params, report))
+        for partition in _by_partition(records, self.settings.partition_keys).values():
+            plans.extend(self._plan_partition(partition, params, report))
         log.info("run.planned", considered=report.considered, pairs=report.pairs, merges=len(plans))
         with _timed(timings, "apply"):
             consumed: set[PointId] = set()
@@ -179,14 +186,16 @@ class Consolidator:
         unit = unit_rows(np.stack([r.vector for r in records]))
         weights = np.array([p.weight(r.payload) for r in records], dtype=np.float64)
         s = self.settings
-        if len(records) <= s.exact_limit:
-            pairs = exact_pairs(unit, params.threshold, s.block_size)
-        else:  # n² products would dominate: compare within nearby k-means cells only
-            pairs = cell_pairs(unit, params.threshold, s.cell_size, s.probes)
-            report.cell_partitions += 1
+        with _timed(report.timings, "pairs"):
+            if len(records) <= s.exact_limit:
+                pairs = exact_pairs(unit, params.threshold, s.block_size)
+            else:  # n² products would dominate: compare within nearby k-means cells only
+                pairs = cell_pairs(unit, params.threshold, s.cell_size, s.probes)
+                report.cell_partitions += 1
         report.pairs += len(pairs)
-        groups = cluster(unit, weights, pairs, params)
-        return plan_merges(records, unit, weights, groups)
+        with _timed(report.timings, "cluster"):
+            groups = cluster(unit, weights, pairs, params)
+            return plan_merges(records, unit, weights, groups)
 
     def _apply(self, plans: list[MergePlan], report: RunReport, dry_run: bool) -> list[PointId]:
         """Apply a batch of plans; return the ids they consumed (merged away, or set fresh
@@ -217,9 +226,8 @@ class Consolidator:
         return [i for plan in plans for i in plan.member_ids]
 
     # -- gathering ----------------------------------------------------------------------
-    def _all_consolidatable(self) -> list[Record]:
-        scroll = self.store.scroll(self.collection, p.searchable_filter(), with_vectors=True)
-        return p.consolidatable([r for r in scroll if self._owns(r)], self.settings.pin_key)
+    def _scroll_searchable(self) -> Iterator[Record]:
+        return self.store.scroll(self.collection, p.searchable_filter(), with_vectors=True)
 
     def _owns(self, record: Record) -> bool:
         if self.replica.count == 1:  # the only replica: skip the hash
@@ -285,8 +293,13 @@ class _Progress:
 
 @contextmanager
 def _timed(timings: dict[str, float], stage: str) -> Iterator[None]:
+    """Add the block's wall time to `timings[stage]` (a stage may run once per partition)."""
     start = time.perf_counter()
     try:
         yield
     finally:
-        timings[stage] = round(time.perf_counter() - start, 4)
+        timings[stage] = round(timings.get(stage, 0.0) + time.perf_counter() - start, 4)
+
+
+def _is_fresh(record: Record) -> bool:
+    return p.state(record.payload) == p.FRESH

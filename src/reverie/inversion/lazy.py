@@ -130,7 +130,8 @@ class LazyInversion:
         if inverter is None or not self.store.collection_exists(self.collection):
             return {"inverted": 0, "pending": 0}
         s = self.settings
-        settled_before = (datetime.now(UTC) - timedelta(seconds=s.settle_seconds)).isoformat()
+        settled = datetime.now(UTC) - timedelta(seconds=s.settle_seconds)
+        settled_before = settled.isoformat(timespec="milliseconds")  # as merged_at is written
         pending = list(self.store.scroll(self.collection, PENDING_FILTER, with_vectors=True))
         foreign = [r for r in pending if not _compatible(r, inverter)]
         if foreign:

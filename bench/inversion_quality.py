@@ -40,7 +40,12 @@ def main() -> None:
     parser.add_argument("--groups", type=int, default=300)
     parser.add_argument("--beam-width", type=int, default=4)
     parser.add_argument("--limit", type=int, default=1000)
+    parser.add_argument("--render-only", action="store_true", help="redraw docs from the saved results")
     args = parser.parse_args()
+    if args.render_only:
+        result = json.loads(RESULTS.read_text())
+        _write_doc(result, result_lines(result))
+        return
 
     run = Path(args.model)
     embedder = Embedder("sentence-transformers/all-MiniLM-L6-v2")
@@ -51,6 +56,7 @@ def main() -> None:
         "inverter": inverter.id,
         "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads",
         "training": inverter.meta,
+        "last_logged_loss": _last_loss(run / "model" / "train-log.json"),
         "megabytes": round((run / "model" / "inverter.safetensors").stat().st_size / 1e6, 1),
         "sentences": evaluate_sentences(inverter, sentences, searches, progress=True),
     }
@@ -70,6 +76,11 @@ def main() -> None:
     _write_doc(result, lines)
 
 
+def _last_loss(log: Path) -> float | None:
+    losses = [entry["loss"] for entry in json.loads(log.read_text()) if "loss" in entry]
+    return losses[-1] if losses else None
+
+
 def _write_doc(result: dict, lines: list[str]) -> None:
     t = result["training"]
     o = t["options"]
@@ -77,7 +88,8 @@ def _write_doc(result: dict, lines: list[str]) -> None:
         f"Model `{result['inverter']}`: T5 d_model {o['d_model']}, {o['layers']}+{o['layers']} layers, "
         f"BPE vocabulary {o['vocab_size']}, {result['megabytes']} MB (float16); trained {t['steps']} steps "
         f"of {o['batch_size']} in {t['train_seconds'] / 60:.0f} min on {t['sentences']:,} sentences "
-        f"(final training loss {t['train_loss']}). Measured on {result['machine']}.",
+        f"(training loss: mean {t['train_loss']}, last logged {result.get('last_logged_loss')}). "
+        f"Measured on {result['machine']}.",
         "",
         "| search | sentences | BLEU | exact match | token F1 | cosine | ms per vector (CPU) |",
         "|---|---|---|---|---|---|---|",
@@ -88,7 +100,17 @@ def _write_doc(result: dict, lines: list[str]) -> None:
             f"| {search} | {row['sentences']} | {row['bleu']:.2f} | {row['exact_match']:.3f} | "
             f"{row['token_f1']:.3f} | {row['cosine']:.3f} | {row['ms_per_vector']:.1f} |"
         )
-    measured += ["", "Examples (held out, beam search):", "", "```", *lines[-6:], "```", ""]
+    examples = [line for line in lines if line.startswith("  '") or line.lstrip().startswith("->")]
+    measured += ["", "Examples (held out, beam search):", "", "```", *examples, "```", ""]
+    centroids = result.get("centroids")
+    if centroids:
+        measured += [
+            f"Centroids of {centroids['groups']} paraphrase groups (bible-ot-paraphrases, 4 translations "
+            f"each): inversion fidelity {centroids['inversion_fidelity']:.3f}; the closest member text "
+            f"(a label) {centroids['label_fidelity']:.3f}; the inversion is closer in "
+            f"{100 * centroids['inversion_beats_label']:.0f}% of groups.",
+            "",
+        ]
     ship = "meets" if result["ships"] else "does not meet"
     measured.append(
         f"Shipping bar (token F1 >= {SHIP['token_f1']}, cosine >= {SHIP['cosine']}, "

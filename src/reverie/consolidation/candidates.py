@@ -104,12 +104,17 @@ def cell_pairs(
         visitors = visitor_rows[visit_order[visit_bounds[cell] : visit_bounds[cell + 1]]]
         if members.size == 0 or visitors.size == 0:
             continue
-        sims = unit[visitors] @ unit[members].T
-        r, c = np.nonzero(sims >= threshold)
-        a, b = visitors[r], members[c]
-        keep = a != b
-        a, b, s = a[keep], b[keep], sims[r[keep], c[keep]]
-        parts.append(Pairs(np.minimum(a, b), np.maximum(a, b), s.astype(np.float32)))
+        # a crowded cell is compared in blocks: memory stays bounded whatever k-means made
+        rows = max(1, BLOCK_BYTES // (4 * members.size))
+        target = unit[members].T
+        for start in range(0, visitors.size, rows):
+            chunk = visitors[start : start + rows]
+            sims = unit[chunk] @ target
+            r, c = np.nonzero(sims >= threshold)
+            a, b = chunk[r], members[c]
+            keep = a != b
+            a, b, sim = a[keep], b[keep], sims[r[keep], c[keep]]
+            parts.append(Pairs(np.minimum(a, b), np.maximum(a, b), sim.astype(np.float32)))
     found = Pairs.concat(parts)
     _, first = np.unique(found.rows * n + found.cols, return_index=True)  # found twice, kept once
     return Pairs(found.rows[first], found.cols[first], found.sims[first])

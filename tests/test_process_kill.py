@@ -35,7 +35,8 @@ def test_sigkill_during_consolidation_loses_nothing(tmp_path: Path) -> None:
     originals = set(range(GROUPS * PER_GROUP))
     interrupted = in_flight = 0
     command = [sys.executable, "-m", "reverie.cli", "--data-dir", str(data_dir), "consolidate"]
-    env = {**os.environ, "REVERIE_CONSOLIDATION__APPLY_BATCH": "4"}  # kills land between and inside batches
+    # batches of one merge: the next merge starts right after a record, so kills land inside
+    env = {**os.environ, "REVERIE_CONSOLIDATION__APPLY_BATCH": "1"}
     for merges in KILL_AFTER_MERGES:
         process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
         # the killed process is mid-stream: the next merge starts right after a record

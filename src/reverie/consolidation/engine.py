@@ -230,9 +230,7 @@ class Consolidator:
         return self.store.scroll(self.collection, p.searchable_filter(), with_vectors=True)
 
     def _owns(self, record: Record) -> bool:
-        if self.replica.count == 1:  # the only replica: skip the hash
-            return True
-        return self.replica.owns(p.partition_of(record.payload, self.settings.partition_keys))
+        return self.replica.owns(record.payload, self.settings.partition_keys)
 
     def _fresh_and_neighbours(self, fresh: list[Record], threshold: float) -> list[Record]:
         s = self.settings

@@ -102,3 +102,23 @@ def test_cell_pairs_find_the_exact_pairs_of_a_large_partition() -> None:
     assert len(found) / len(exact) >= 0.99
     assert len(found) == len(pairs), "a pair found from both cells is kept once"
     np.testing.assert_allclose(pairs.sims, (unit[pairs.rows] * unit[pairs.cols]).sum(1), atol=1e-5)
+
+
+def test_crowded_cells_are_split_so_no_cell_dominates_the_cost() -> None:
+    """Lumpy data (most points around one topic) makes plain k-means leave crowded
+    cells; a crowded cell costs members x visitors products, so it is split."""
+    from reverie.consolidation.candidates import _balanced_centres, _nearest_cells
+
+    rng = np.random.default_rng(0)
+    topic = rng.normal(size=64)
+    lump = unit_rows(topic + 0.6 * rng.normal(size=(3000, 64)))
+    spread = unit_rows(rng.normal(size=(1000, 64)))
+    unit = np.vstack([lump, spread]).astype(np.float32)
+    plain = _balanced_centres(unit, cell_size=100, seed=0, rounds=0)
+    balanced = _balanced_centres(unit, cell_size=100, seed=0)
+
+    def largest(centres: np.ndarray) -> int:
+        return int(np.bincount(_nearest_cells(unit, centres, 1)[:, 0]).max())
+
+    assert largest(plain) > 200, "the data should crowd plain k-means cells"
+    assert largest(balanced) <= 200

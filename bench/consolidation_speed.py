@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/consolidation_speed.py --sizes 10000 20000 100000 [--compare-up-to 20000]
 
-For each size N (each in its own process, so peak RSS is that run's), on synthetic
+For each size N (the full pass in a process of its own, so peak RSS is the pass's), on synthetic
 clustered vectors (bench/datagen.py):
 - writes into a fresh embedded store (memories/s);
 - reverie's full pass (`consolidate --full`): wall time by stage, peak RSS, points in/out;
@@ -67,42 +67,72 @@ def pair_set(rows: np.ndarray, cols: np.ndarray) -> set[tuple[int, int]]:
     return {(int(a), int(b)) if a < b else (int(b), int(a)) for a, b in zip(rows, cols, strict=True)}
 
 
-def worker(n: int, args: argparse.Namespace) -> dict[str, Any]:
+def write_phase(n: int, tmp: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """Generate and write N memories (in batches of 10,000, as agents would), and keep the
+    fresh vectors (and, for the comparison, the stored ones) beside the store."""
     data = generate(n + args.incremental, args.duplicate_fraction, args.seed)
     stored, fresh = data.vectors[:n], data.vectors[n:]
-    out: dict[str, Any] = {"n": n}
-    with tempfile.TemporaryDirectory() as tmp:
-        settings = Settings()
-        settings.storage.data_dir = Path(tmp)
-        with Reverie.open(settings) as rv:
-            memories = [NewMemory(v, {}, i) for i, v in enumerate(stored)]
-            _, seconds = timed(lambda: rv.write(memories))
-            out["write_per_s"] = round(n / seconds)
-            report, seconds = timed(lambda: rv.consolidate(full=True))
-            out["full"] = {
-                "seconds": round(seconds, 2),
-                "stages": report.timings,
-                "points_in": report.points_before,
-                "points_out": report.points_after,
-                "merges": len(report.merges),
-                "peak_rss_mib": round(peak_rss_mib()),
-            }
-            _, out["optimize_seconds"] = timed(lambda: rv.store.optimize(rv.collection))
-            ids = range(n, n + len(fresh))
-            rv.write([NewMemory(v, {}, i) for i, v in zip(ids, fresh, strict=True)])
-            recall = neighbour_recall(rv, fresh, set(ids), settings.consolidation.neighbors)
-            report, seconds = timed(rv.consolidate)
-            out["incremental"] = {
-                "fresh": len(fresh),
-                "seconds": round(seconds, 2),
-                "route": report.route,
-                "stages": report.timings,
-                "merges": len(report.merges),
-                "pair_recall": recall,
-            }
-        if n <= args.compare_up_to:
-            out["compare"] = compare(stored, args, rv_merges(tmp))
+    np.save(tmp / "fresh.npy", fresh)
+    if n <= args.compare_up_to:
+        np.save(tmp / "stored.npy", stored)
+    seconds = 0.0
+    with Reverie.open(settings_for(tmp)) as rv:
+        for start in range(0, n, 10_000):
+            batch = [NewMemory(v, {}, start + i) for i, v in enumerate(stored[start : start + 10_000])]
+            seconds += timed(lambda batch=batch: rv.write(batch))[1]
+    return {"n": n, "write_per_s": round(n / seconds)}
+
+
+def pass_phase(n: int, tmp: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """The full pass in a process of its own (its peak RSS is the pass's), then the index
+    build and the incremental pass."""
+    out: dict[str, Any] = {}
+    settings = settings_for(tmp)
+    with Reverie.open(settings) as rv:
+        report, seconds = timed(lambda: rv.consolidate(full=True))
+        out["full"] = {
+            "seconds": round(seconds, 2),
+            "stages": report.timings,
+            "points_in": report.points_before,
+            "points_out": report.points_after,
+            "merges": len(report.merges),
+            "peak_rss_mib": round(peak_rss_mib()),
+        }
+        _, out["optimize_seconds"] = timed(lambda: rv.store.optimize(rv.collection))
+        fresh = np.load(tmp / "fresh.npy")
+        ids = range(n, n + len(fresh))
+        rv.write([NewMemory(v, {}, i) for i, v in zip(ids, fresh, strict=True)])
+        recall = neighbour_recall(rv, fresh, set(ids), settings.consolidation.neighbors)
+        report, seconds = timed(rv.consolidate)
+        out["incremental"] = {
+            "fresh": len(fresh),
+            "seconds": round(seconds, 2),
+            "route": report.route,
+            "stages": report.timings,
+            "merges": len(report.merges),
+            "pair_recall": recall,
+        }
     return out
+
+
+def settings_for(tmp: Path) -> Settings:
+    settings = Settings()
+    settings.storage.data_dir = tmp
+    return settings
+
+
+def phase(name: str, n: int, tmp: str) -> dict[str, Any]:
+    command = [sys.executable, __file__, "--phase", name, str(n), tmp, *sys.argv[1:]]
+    done = subprocess.run(command, capture_output=True, text=True, check=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def measure(n: int, args: argparse.Namespace) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory() as tmp:
+        result = {**phase("write", n, tmp), **phase("pass", n, tmp)}
+        if n <= args.compare_up_to:
+            result["compare"] = compare(np.load(Path(tmp) / "stored.npy"), args, rv_merges(tmp))
+    return result
 
 
 def rv_merges(tmp: str) -> list[dict[str, Any]]:
@@ -194,10 +224,12 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--incremental", type=int, default=1000)
     parser.add_argument("--compare-up-to", type=int, default=20_000)
-    parser.add_argument("--worker", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--phase", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.worker:
-        print(json.dumps(worker(args.worker, args)))
+    if args.phase:
+        name, n, tmp = args.phase
+        work = write_phase if name == "write" else pass_phase
+        print(json.dumps(work(int(n), Path(tmp), args)))
         return
     results = []
     print(
@@ -205,9 +237,7 @@ def main() -> None:
         f"{'incr s':>7} {'recall':>6}"
     )
     for n in args.sizes:
-        command = [sys.executable, __file__, "--worker", str(n), *sys.argv[1:]]
-        done = subprocess.run(command, capture_output=True, text=True, check=True)
-        result = json.loads(done.stdout.strip().splitlines()[-1])
+        result = measure(n, args)
         results.append(result)
         print(row(result), flush=True)
         for name, c in result.get("compare", {}).items():

@@ -37,10 +37,12 @@ class Pairs:
         return int(self.rows.size)
 
 
-def unit_rows(vectors: np.ndarray) -> np.ndarray:
-    vectors = np.asarray(vectors, dtype=np.float32)
-    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-    return vectors / np.maximum(norms, np.finfo(np.float32).tiny)
+def unit_rows(vectors: np.ndarray, in_place: bool = False) -> np.ndarray:
+    """Rows scaled to unit length, as float32; `in_place` reuses a float32 array the
+    caller owns (a million rows is 1.5 GB: one copy, not two)."""
+    vectors = np.asarray(vectors, dtype=np.float32) if in_place else np.array(vectors, dtype=np.float32)
+    vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), np.finfo(np.float32).tiny)
+    return vectors
 
 
 BLOCK_BYTES = 256 * 2**20  # one similarity block: 256 MiB at most, whatever N is

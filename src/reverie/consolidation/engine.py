@@ -183,7 +183,7 @@ class Consolidator:
     ) -> list[MergePlan]:
         if len(records) < 2:
             return []
-        unit = unit_rows(np.stack([r.vector for r in records]))
+        unit = unit_rows(np.stack([r.vector for r in records]), in_place=True)
         weights = np.array([p.weight(r.payload) for r in records], dtype=np.float64)
         s = self.settings
         with _timed(report.timings, "pairs"):

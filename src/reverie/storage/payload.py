@@ -125,18 +125,22 @@ def _rounded(vector: np.ndarray | None) -> np.ndarray:
     return np.round(np.asarray(vector, dtype=np.float64), FINGERPRINT_DECIMALS) + 0.0
 
 
+CHECK_ROWS = 65_536
+
+
 def vector_problems(vectors: list[np.ndarray], dimension: int | None = None) -> dict[int, str]:
     """Index -> problem of every vector that cannot be a memory, checked in one numpy pass
     (a write or an adoption of many vectors, not one check per vector)."""
     shape = (dimension,) if dimension is not None else (vectors[0].shape if vectors else None)
     problems = {i: vector_problem(v, dimension) or "" for i, v in enumerate(vectors) if v.shape != shape}
     rest = np.array([i for i in range(len(vectors)) if i not in problems], dtype=np.int64)
-    if rest.size:
-        matrix = np.stack([vectors[i] for i in rest])
+    for start in range(0, rest.size, CHECK_ROWS):  # in chunks: no second copy of a million
+        chunk = rest[start : start + CHECK_ROWS]
+        matrix = np.stack([vectors[i] for i in chunk])
         with np.errstate(over="ignore"):
             norms = np.linalg.norm(matrix, axis=1)
         ok = np.isfinite(matrix).all(axis=1) & np.isfinite(norms) & (norms > 0)
-        for i in rest[~ok]:
+        for i in chunk[~ok]:
             problems[int(i)] = vector_problem(vectors[i], dimension) or "invalid vector"
     return problems
 

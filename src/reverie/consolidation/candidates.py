@@ -37,10 +37,9 @@ class Pairs:
         return int(self.rows.size)
 
 
-def unit_rows(vectors: np.ndarray, in_place: bool = False) -> np.ndarray:
-    """Rows scaled to unit length, as float32; `in_place` reuses a float32 array the
-    caller owns (a million rows is 1.5 GB: one copy, not two)."""
-    vectors = np.asarray(vectors, dtype=np.float32) if in_place else np.array(vectors, dtype=np.float32)
+def unit_rows(vectors: np.ndarray) -> np.ndarray:
+    """A float32 copy with rows scaled to unit length."""
+    vectors = np.array(vectors, dtype=np.float32)
     vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), np.finfo(np.float32).tiny)
     return vectors
 

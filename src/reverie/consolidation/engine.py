@@ -21,8 +21,9 @@ import structlog
 from reverie.config import ConsolidationSettings
 from reverie.consolidation.adoption import adopt, find_fresh, mark_adopted
 from reverie.consolidation.apply import MergeApplier
-from reverie.consolidation.candidates import cell_pairs, exact_pairs, unit_rows
+from reverie.consolidation.candidates import cell_pairs, exact_pairs
 from reverie.consolidation.clustering import ClusterParams, cluster
+from reverie.consolidation.gathering import Gathered
 from reverie.consolidation.planning import MergePlan, plan_merges
 from reverie.consolidation.replica import Replica
 from reverie.consolidation.runs import RunLog, new_run_id
@@ -140,24 +141,21 @@ class Consolidator:
         report.route = "exact" if exact else "neighbours"
         with _timed(timings, "scroll"):
             if exact:  # one pass over everything: the fresh points are among them
-                everything = [r for r in self._scroll_searchable() if self._owns(r)]
-                adoption = adopt(
-                    self.store,
-                    self.collection,
-                    [r for r in everything if _is_fresh(r)],
-                    report.run_id,
-                    dry_run,
-                )
-                records = p.consolidatable(everything, self.settings.pin_key)
+                owned = (r for r in self._scroll_searchable() if self._owns(r))
+                everything = Gathered.pack(owned, capacity=report.points_before)
+                fresh_records = [r for r in everything.records if _is_fresh(r)]
+                adoption = adopt(self.store, self.collection, fresh_records, report.run_id, dry_run)
+                rows = p.consolidatable_rows(everything.records, self.settings.pin_key)
+                gathered = everything.select(np.asarray(rows, dtype=np.int64))
             else:
                 adoption = find_fresh(self.store, self.collection, report.run_id, dry_run, self._owns)
-                records = self._fresh_and_neighbours(adoption.valid, params.threshold)
+                gathered = Gathered.pack(self._fresh_and_neighbours(adoption.valid, params.threshold))
         report.adopted = len(adoption.valid)
         report.quarantined = len(adoption.quarantined)
-        report.considered = len(records)
+        report.considered = len(gathered)
         plans: list[MergePlan] = []
-        for partition in _by_partition(records, self.settings.partition_keys).values():
-            plans.extend(self._plan_partition(partition, params, report))
+        for rows in _partition_rows(gathered.records, self.settings.partition_keys):
+            plans.extend(self._plan_partition(gathered.select(rows), params, report))
         log.info("run.planned", considered=report.considered, pairs=report.pairs, merges=len(plans))
         with _timed(timings, "apply"):
             consumed: set[PointId] = set()
@@ -179,11 +177,11 @@ class Consolidator:
             report.points_after = report.points_before - sum(m["size"] - 1 for m in report.merges)
 
     def _plan_partition(
-        self, records: list[Record], params: ClusterParams, report: RunReport
+        self, partition: Gathered, params: ClusterParams, report: RunReport
     ) -> list[MergePlan]:
-        if len(records) < 2:
+        if len(partition) < 2:
             return []
-        unit = unit_rows(np.stack([r.vector for r in records]), in_place=True)
+        records, unit = partition.records, partition.unit
         weights = np.array([p.weight(r.payload) for r in records], dtype=np.float64)
         s = self.settings
         with _timed(report.timings, "pairs"):
@@ -267,11 +265,11 @@ class Consolidator:
         )
 
 
-def _by_partition(records: list[Record], keys: list[str]) -> dict[tuple[Any, ...], list[Record]]:
-    groups: dict[tuple[Any, ...], list[Record]] = defaultdict(list)
-    for record in records:
-        groups[p.partition_of(record.payload, keys)].append(record)
-    return groups
+def _partition_rows(records: list[Record], keys: list[str]) -> list[np.ndarray]:
+    groups: dict[tuple[Any, ...], list[int]] = defaultdict(list)
+    for row, record in enumerate(records):
+        groups[p.partition_of(record.payload, keys)].append(row)
+    return [np.asarray(rows, dtype=np.int64) for rows in groups.values()]
 
 
 class _Progress:

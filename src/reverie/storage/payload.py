@@ -174,11 +174,15 @@ def searchable_filter(extra: Filter | None = None) -> Filter:
 
 
 def consolidatable(records: list[Record], pin_key: str) -> list[Record]:
-    """The records consolidation may merge: not pinned, with a valid vector (checked in
+    return [records[i] for i in consolidatable_rows(records, pin_key)]
+
+
+def consolidatable_rows(records: list[Record], pin_key: str) -> list[int]:
+    """Which records consolidation may merge: not pinned, with a valid vector (checked in
     one pass). Pins are checked here, not in a filter: Match cannot carry a boolean."""
-    unpinned = [r for r in records if r.payload.get(pin_key) is not True]
-    problems = vector_problems([np.asarray(r.vector) for r in unpinned])
-    return [r for i, r in enumerate(unpinned) if i not in problems]
+    unpinned = [i for i, r in enumerate(records) if r.payload.get(pin_key) is not True]
+    problems = vector_problems([np.asarray(records[i].vector) for i in unpinned])
+    return [row for k, row in enumerate(unpinned) if k not in problems]
 
 
 def partition_of(payload: dict[str, Any], keys: list[str]) -> tuple[Any, ...]:

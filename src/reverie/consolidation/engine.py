@@ -25,6 +25,7 @@ from reverie.consolidation.candidates import cell_pairs, exact_pairs
 from reverie.consolidation.clustering import ClusterParams, cluster
 from reverie.consolidation.gathering import Gathered
 from reverie.consolidation.planning import MergePlan, plan_merges
+from reverie.consolidation.reconcile import reconcile
 from reverie.consolidation.replica import Replica
 from reverie.consolidation.runs import RunLog, new_run_id
 from reverie.errors import InvalidInputError
@@ -84,7 +85,11 @@ class Consolidator:
         self.stopping = threading.Event()
 
     def recover(self) -> dict[str, int]:
+        """Settle what a crash left in flight, then bring the run log in line with the
+        store. Called before any run starts, in the process that holds the storage, so
+        no run of ours is in flight."""
         counts = self.applier.recover()
+        counts.update(reconcile(self.run_log, self.store, self.collection))
         if any(counts.values()):
             log.info("recovery.done", **counts)
         return counts
@@ -204,16 +209,20 @@ class Consolidator:
             for detail in details:
                 log.info("merge.planned", **detail)
             return []
+        # on record before the first store write: a crash leaves them `applying`, and
+        # recovery settles the record with the store (see reconcile)
+        self.run_log.add_merges(report.run_id, [(d["merge_id"], "applying", d) for d in details])
         outcomes = self.applier.apply(plans, report.run_id)
+        settled: list[tuple[str, str, dict[str, Any]]] = []
         for plan, detail, outcome in zip(plans, details, outcomes, strict=True):
             if outcome.applied:
                 report.merges.append(detail)
-                self.run_log.add_merge(report.run_id, plan.merge_id, "applied", detail)
+                settled.append((plan.merge_id, "applied", detail))
                 log.info("merge.applied", **detail)
                 continue
             detail = {**detail, "changed": outcome.changed, "vanished": outcome.vanished}
             report.skipped.append(detail)
-            self.run_log.add_merge(report.run_id, plan.merge_id, "skipped", detail)
+            settled.append((plan.merge_id, "skipped", detail))
             log.warning(
                 "merge.skipped",
                 merge_id=plan.merge_id,
@@ -221,6 +230,7 @@ class Consolidator:
                 changed=outcome.changed,
                 vanished=outcome.vanished,
             )
+        self.run_log.add_merges(report.run_id, settled)
         return [i for plan in plans for i in plan.member_ids]
 
     # -- gathering ----------------------------------------------------------------------

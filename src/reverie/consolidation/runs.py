@@ -1,7 +1,9 @@
 """Run records that survive restarts: one SQLite file beside the data.
 
 A run row holds its counts and stage timings; a merge row holds its members,
-similarities and status (applied, skipped, undone), for `reverie runs` and undo.
+similarities and status, for `reverie runs` and undo. A merge is on record as
+`applying` (an undo as `undoing`) before the store is touched, then `applied`/`skipped`
+(`undone`); recovery settles what a crash left at the first status (reconcile.py).
 Recovery never depends on this file: in-flight merges are recovered from Qdrant itself.
 """
 
@@ -82,11 +84,24 @@ class RunLog:
             )
 
     def add_merge(self, run_id: str, merge_id: str, status: str, detail: dict[str, Any]) -> None:
+        self.add_merges(run_id, [(merge_id, status, detail)])
+
+    def add_merges(self, run_id: str, merges: list[tuple[str, str, dict[str, Any]]]) -> None:
+        """Record (merge id, status, detail) rows in one transaction (a new status replaces
+        the old one)."""
+        rows = [
+            (merge_id, run_id, status, json.dumps(detail, default=str)) for merge_id, status, detail in merges
+        ]
         with self._lock:
-            self._db.execute(
-                "INSERT OR REPLACE INTO merges (merge_id, run_id, status, detail) VALUES (?,?,?,?)",
-                (merge_id, run_id, status, json.dumps(detail, default=str)),
-            )
+            self._db.execute("BEGIN")
+            try:
+                self._db.executemany(
+                    "INSERT OR REPLACE INTO merges (merge_id, run_id, status, detail) VALUES (?,?,?,?)", rows
+                )
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
 
     def set_merge_status(self, run_id: str, merge_id: str, status: str) -> None:
         with self._lock:
@@ -101,6 +116,22 @@ class RunLog:
                 "UPDATE runs SET status=?, finished_at=?, summary=? WHERE run_id=?",
                 (status, finished_at, json.dumps(summary, default=str), run_id),
             )
+
+    def interrupt_running(self, finished_at: str) -> list[str]:
+        """Mark runs left `running` by a process that died as `interrupted`."""
+        with self._lock:
+            rows = self._db.execute("SELECT run_id FROM runs WHERE status='running'").fetchall()
+            self._db.execute(
+                "UPDATE runs SET status='interrupted', finished_at=? WHERE status='running'", (finished_at,)
+            )
+        return [row[0] for row in rows]
+
+    def merges_in_status(self, status: str) -> list[MergeRecord]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT merge_id, run_id, status, detail FROM merges WHERE status=? ORDER BY rowid", (status,)
+            ).fetchall()
+        return [MergeRecord(m, r, s, json.loads(d)) for m, r, s, d in rows]
 
     def runs(self, limit: int = 20) -> list[RunRecord]:
         with self._lock:

@@ -34,9 +34,10 @@ def undo(applier: MergeApplier, run_log: RunLog, target: str) -> UndoReport:
     with structlog.contextvars.bound_contextvars(run_id=report.run_id):
         run_log.start(report.run_id, "undo", applier.collection, p.now())
         for merge, point in zip(reversed(merges), reversed(merged), strict=True):
-            restored = applier.undo(point)
+            entry: dict[str, object] = {"merge_id": merge.merge_id, "from_run": merge.run_id}
+            run_log.add_merge(report.run_id, merge.merge_id, "undoing", entry)  # settled by reconcile
+            entry["restored"] = applier.undo(point)
             run_log.set_merge_status(merge.run_id, merge.merge_id, "undone")
-            entry = {"merge_id": merge.merge_id, "from_run": merge.run_id, "restored": restored}
             run_log.add_merge(report.run_id, merge.merge_id, "undone", entry)
             report.undone.append(entry)
             log.info("undo.merge", **entry)

@@ -1,0 +1,34 @@
+"""Bring the run log in line with the store after a crash.
+
+The run log puts a merge on record as `applying` (an undo as `undoing`) before the store
+is touched, and a crash can fall anywhere after that. Once recovery has settled every
+merge in flight, the store says how each ended: the merged point is live (applied,
+undo not done) or gone (voided, or undone). Runs a dead process left `running` become
+`interrupted`. Without this, `reverie undo RUN` would miss merges that recovery finished.
+"""
+
+from __future__ import annotations
+
+from reverie.consolidation.runs import RunLog
+from reverie.storage import Store
+from reverie.storage import payload as p
+
+
+def reconcile(run_log: RunLog, store: Store, collection: str) -> dict[str, int]:
+    applying = run_log.merges_in_status("applying")
+    undoing = run_log.merges_in_status("undoing")
+    ids = [m.merge_id for m in applying + undoing]
+    live = {
+        str(r.id) for r in store.retrieve(collection, ids, with_vectors=False) if p.state(r.payload) == p.LIVE
+    }
+    for merge in applying:
+        status = "applied" if merge.merge_id in live else "skipped"
+        run_log.add_merge(merge.run_id, merge.merge_id, status, {**merge.detail, "settled_by": "recovery"})
+    for merge in undoing:
+        if merge.merge_id in live:  # the undo never reached the store
+            run_log.set_merge_status(merge.run_id, merge.merge_id, "skipped")
+        else:
+            run_log.set_merge_status(str(merge.detail["from_run"]), merge.merge_id, "undone")
+            run_log.set_merge_status(merge.run_id, merge.merge_id, "undone")
+    interrupted = run_log.interrupt_running(p.now())
+    return {"log_settled": len(applying) + len(undoing), "runs_interrupted": len(interrupted)}

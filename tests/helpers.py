@@ -13,8 +13,8 @@ import numpy as np
 import uvicorn
 from fastapi import FastAPI
 
+from reverie.consolidation.invariants import find_problems
 from reverie.memory import NewMemory, Reverie
-from reverie.storage import payload as p
 
 
 def near_duplicates(
@@ -38,46 +38,12 @@ def memories(vectors: np.ndarray, labels: np.ndarray, **payload: object) -> list
 
 
 def check_invariants(rv: Reverie, originals: set[object]) -> None:
-    """Every original is live, or archived with a live merged point holding it in its
-    lineage; live weights sum to the number of originals; nothing is left in flight."""
-    live = list(rv.store.scroll(rv.collection))
-    states = [p.state(r.payload) for r in live]
-    assert not set(states) & set(p.IN_FLIGHT), f"in-flight points left: {states}"
-    assert sum(p.weight(r.payload) for r in live) == len(originals)
-    covered: list[object] = []
-    for record in live:
-        covered.extend(p.originals(record))
-    assert sorted(map(str, covered)) == sorted(map(str, originals)), "lineage mismatch"
-    live_ids = {r.id for r in live}
-    if rv.store.collection_exists(rv.archive):
-        for copy in rv.store.scroll(rv.archive):
-            into = p.meta(copy.payload)["archived"]["merged_into"]
-            assert into in live_ids or rv.store.retrieve(rv.archive, [into]), (
-                f"archived {copy.id} points to {into}, which exists nowhere"
-            )
-    check_run_log(rv, live)
-
-
-def check_run_log(rv: Reverie, live: list) -> None:
-    """The run log agrees with the store: no run left `running`, no merge left
-    `applying`/`undoing`; every live merged point is on record as applied by the run its
-    stamp names, and every merge on record as applied still exists (live, or archived
-    when merged again)."""
-    runs = rv.run_log.runs(limit=10_000)
-    assert not [r.run_id for r in runs if r.status == "running"], "a run is still marked running"
-    for status in ("applying", "undoing"):
-        assert not rv.run_log.merges_in_status(status), f"merges left {status}"
-    applied = [m.merge_id for m in rv.run_log.merges_in_status("applied")]
-    found = {str(r.id) for r in rv.store.retrieve(rv.collection, applied, with_vectors=False)}
-    if rv.store.collection_exists(rv.archive):
-        found |= {str(r.id) for r in rv.store.retrieve(rv.archive, applied, with_vectors=False)}
-    assert not set(applied) - found, f"merges on record as applied but gone: {set(applied) - found}"
-    for record in live:
-        stamp = p.meta(record.payload)
-        if stamp.get("kind") != p.MERGED:
-            continue
-        statuses = {m.merge_id: m.status for m in rv.run_log.merges(stamp["run_id"])}
-        assert statuses.get(str(record.id)) == "applied", f"merge {record.id} not on record as applied"
+    """Exactly `originals` are covered, and every store invariant holds
+    (reverie.consolidation.invariants)."""
+    problems = find_problems(
+        rv.store, rv.collection, rv.archive, rv.run_log, must_hold=originals, may_hold=originals
+    )
+    assert not problems, problems
 
 
 def snapshot(rv: Reverie, collection: str | None = None) -> dict[object, tuple[np.ndarray, dict]]:

@@ -1,0 +1,88 @@
+"""The invariants a store must keep whatever happened to the process that wrote it.
+
+Checked by the crash and concurrency tests, the torture harness (bench/crash_torture.py)
+and `reverie check`; recovery must have run first (a crash legitimately leaves merges in
+flight until then).
+- every original memory is live, or archived with a live merged point holding it in its
+  lineage (exactly once: live weights sum to the number of originals covered);
+- nothing is left in flight (`committing`, `verified`, `undoing`);
+- every archive copy points to a merged point that exists (live, or archived itself);
+- the run log agrees: no run left `running`, no merge left `applying`/`undoing`, every
+  live merged point on record as applied, every merge on record as applied still there.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+
+from reverie.consolidation.runs import RunLog
+from reverie.storage import PointId, Store
+from reverie.storage import payload as p
+
+
+def find_problems(
+    store: Store,
+    collection: str,
+    archive: str,
+    run_log: RunLog,
+    must_hold: Iterable[PointId] = (),
+    may_hold: Iterable[PointId] | None = None,
+) -> list[str]:
+    """Every broken invariant, as a sentence. `must_hold`: originals that must be covered
+    (acknowledged writes); `may_hold`: all that may be (every write attempted)."""
+    problems: list[str] = []
+    live = list(store.scroll(collection))
+    in_flight = sorted({p.state(r.payload) for r in live} & set(p.IN_FLIGHT))
+    if in_flight:
+        problems.append(f"points left in flight: {in_flight}")
+    covered = Counter(str(i) for r in live for i in p.originals(r))
+    twice = [i for i, n in covered.items() if n > 1]
+    if twice:
+        problems.append(f"originals in more than one live lineage: {twice[:10]}")
+    weights = sum(p.weight(r.payload) for r in live)
+    if weights != len(covered):
+        problems.append(f"live weights sum to {weights}, but {len(covered)} originals are covered")
+    lost = {str(i) for i in must_hold} - covered.keys()
+    if lost:
+        problems.append(f"acknowledged memories lost: {sorted(lost)[:10]} ({len(lost)} in all)")
+    if may_hold is not None:
+        unknown = covered.keys() - {str(i) for i in may_hold}
+        if unknown:
+            problems.append(f"originals nobody wrote: {sorted(unknown)[:10]}")
+    live_ids = {str(r.id) for r in live}
+    if store.collection_exists(archive):
+        copies = list(store.scroll(archive))
+        archived_ids = {str(r.id) for r in copies}
+        for copy in copies:
+            into = str(p.meta(copy.payload).get("archived", {}).get("merged_into"))
+            if into not in live_ids and into not in archived_ids:
+                problems.append(f"archived {copy.id} points to {into}, which exists nowhere")
+        live_ids |= archived_ids
+    problems += _run_log_problems(run_log, live, live_ids)
+    return problems
+
+
+def _run_log_problems(run_log: RunLog, live: list, existing: set[str]) -> list[str]:
+    problems = [
+        f"run {r.run_id} still marked running" for r in run_log.runs(limit=1_000_000) if r.status == "running"
+    ]
+    for status in ("applying", "undoing"):
+        left = run_log.merges_in_status(status)
+        if left:
+            problems.append(f"{len(left)} merges left {status} in the run log")
+    merged = [
+        (str(r.id), p.meta(r.payload)["run_id"]) for r in live if p.meta(r.payload).get("kind") == p.MERGED
+    ]
+    on_record = {
+        run: {m.merge_id: m.status for m in run_log.merges(run)} for run in {run for _, run in merged}
+    }
+    problems += [
+        f"live merged point {merge_id} is not on record as applied"
+        for merge_id, run in merged
+        if on_record[run].get(merge_id) != "applied"
+    ]
+    gone = {m.merge_id for m in run_log.merges_in_status("applied")} - existing
+    if gone:
+        problems.append(f"merges on record as applied but gone: {sorted(gone)[:10]}")
+    return problems

@@ -269,3 +269,46 @@ def test_a_partition_over_the_exact_limit_is_paired_by_cells_with_the_same_resul
     assert report.cell_partitions == 1
     assert live_clusters(rv) == [[3 * g, 3 * g + 1, 3 * g + 2] for g in range(40)]
     check_invariants(rv, set(range(120)))
+
+
+def test_writers_and_consolidation_at_once_lose_nothing(rv: Reverie) -> None:
+    """Agents keep writing while consolidation runs back to back, as in a daemon (API
+    threads and the scheduler share one store). qdrant-client's local mode raised
+    IndexError from inside its arrays here until its calls were serialised."""
+    import threading
+
+    vectors, labels = near_duplicates(groups=40, per_group=6, seed=9)
+    batches = [memories(vectors, labels)[i::20] for i in range(20)]
+    errors: list[Exception] = []
+    writing = threading.Event()
+    writing.set()
+
+    def write(part: list) -> None:
+        try:
+            for start in range(0, len(part), 3):
+                rv.write(part[start : start + 3])
+        except Exception as exc:
+            errors.append(exc)
+
+    def consolidate() -> None:
+        while writing.is_set():
+            try:
+                rv.consolidate()
+            except Exception as exc:
+                errors.append(exc)
+                return
+
+    consolidator = threading.Thread(target=consolidate)
+    rv.write(batches[0][:1])  # the collection exists before the consolidator starts
+    consolidator.start()
+    writers = [threading.Thread(target=write, args=(b if i else b[1:],)) for i, b in enumerate(batches)]
+    for t in writers:
+        t.start()
+    for t in writers:
+        t.join()
+    writing.clear()
+    consolidator.join()
+    assert errors == []
+    rv.consolidate()
+    check_invariants(rv, set(range(240)))
+    assert rv.stats()["live"] == 40

@@ -15,7 +15,8 @@ class _Section(BaseModel):
 class StorageSettings(_Section):
     url: str | None = Field(
         default=None,
-        description="Qdrant server URL. Unset: embedded storage (qdrant-edge) in data_dir.",
+        description='Qdrant server URL ("file:DIR": qdrant-client local mode on disk, for tests). '
+        "Unset: embedded storage (qdrant-edge) in data_dir.",
     )
     api_key: str | None = Field(default=None, description="Qdrant API key (server mode).")
     data_dir: Path = Field(

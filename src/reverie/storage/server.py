@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import warnings
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -28,15 +29,37 @@ from reverie.storage.base import (
 )
 
 
-class ServerStore:
+class _OneCallAtATime:
+    """qdrant-client's local mode is not thread-safe: a daemon's API threads writing while
+    its scheduler scrolls made it raise IndexError from its own arrays (found by
+    bench/crash_torture.py). A Qdrant server needs no such lock."""
+
     def __init__(self, client: QdrantClient) -> None:
+        self._client = client
+        self._lock = threading.Lock()
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self._client, name)
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            with self._lock:
+                return method(*args, **kwargs)
+
+        return call
+
+
+class ServerStore:
+    def __init__(self, client: QdrantClient | _OneCallAtATime) -> None:
         self._client = client
 
     @classmethod
     def connect(cls, url: str, api_key: str | None = None) -> ServerStore:
-        """`url` is an http(s) address, or ":memory:" for qdrant-client's local mode."""
+        """`url` is an http(s) address, or qdrant-client's local mode: ":memory:", or
+        "file:DIR" on disk (no server; for tests and small single-process setups)."""
         if url == ":memory:":
-            return cls(QdrantClient(location=":memory:"))
+            return cls(_OneCallAtATime(QdrantClient(location=":memory:")))
+        if url.startswith("file:"):
+            return cls(_OneCallAtATime(QdrantClient(path=url.removeprefix("file:"))))
         return cls(QdrantClient(url=url, api_key=api_key))
 
     def collection_exists(self, name: str) -> bool:

@@ -75,8 +75,9 @@ class Writer:
         self.next_id += BATCH
         centres = self.centres[self.rng.integers(0, CENTRES, BATCH)]
         vectors = centres + self.rng.normal(scale=0.05 / np.sqrt(DIM), size=(BATCH, DIM))
+        payload = {"agent": "torture"}
         body = [
-            {"id": i, "vector": v.tolist(), "payload": {"agent": "torture"}} for i, v in zip(ids, vectors)
+            {"id": i, "vector": v.tolist(), "payload": payload} for i, v in zip(ids, vectors, strict=True)
         ]
         return ids, body
 

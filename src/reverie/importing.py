@@ -22,6 +22,10 @@ from reverie.storage.base import as_vector
 
 
 def read_import(path: Path, payloads: Path | None = None) -> list[NewMemory]:
+    for given in (path, payloads):
+        # a device or a pipe could be read forever (/dev/zero has no line ends)
+        if given is not None and given.exists() and not given.is_file():
+            raise InvalidInputError(f"{given} is not a regular file")
     if path.suffix == ".npy":
         return _read_npy(path, payloads)
     if payloads is not None:

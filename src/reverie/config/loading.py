@@ -70,9 +70,11 @@ def _describe(exc: ValidationError, sources: dict[tuple[str, ...], str]) -> str:
     for err in exc.errors():
         loc = tuple(str(part) for part in err["loc"])
         key = ".".join(loc) or "settings"
-        origin = sources.get(loc[:2])
-        suffix = f" (from {origin})" if origin else ""
         message = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
+        # a check across keys names them in its message: say which variables set them
+        origins = [sources[loc[:2]]] if loc[:2] in sources else []
+        origins += [name for keys, name in sources.items() if not loc and ".".join(keys) in message]
+        suffix = f" (from {', '.join(origins)})" if origins else ""
         lines.append(f"{key}: {message}{suffix}")
     return "invalid settings: " + "; ".join(lines)
 

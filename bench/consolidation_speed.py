@@ -25,6 +25,7 @@ import resource
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -83,13 +84,44 @@ def write_phase(n: int, tmp: Path, args: argparse.Namespace) -> dict[str, Any]:
     return {"n": n, "write_per_s": round(n / seconds)}
 
 
+class RssSampler(threading.Thread):
+    """Resident memory every 0.1 s, anonymous (ours) and file-backed (the engine's mapped
+    segments) apart: where in a pass the memory goes."""
+
+    def __init__(self) -> None:
+        super().__init__(daemon=True)
+        self.samples: list[tuple[float, int, int]] = []  # seconds, anon MiB, file MiB
+        self.stopped = threading.Event()
+        self.started_at = time.perf_counter()
+
+    def run(self) -> None:
+        while not self.stopped.wait(0.1):
+            status = dict(line.split(":", 1) for line in Path("/proc/self/status").read_text().splitlines())
+            anon, mapped = (int(status[k].split()[0]) // 1024 for k in ("RssAnon", "RssFile"))
+            self.samples.append((round(time.perf_counter() - self.started_at, 2), anon, mapped))
+
+    def peaks_by_stage(self, stages: dict[str, float]) -> dict[str, int]:
+        """Peak RSS within each stage (one partition: the stages run one after another)."""
+        peaks, start = {}, 0.0
+        for stage, seconds in stages.items():
+            inside = [a + f for t, a, f in self.samples if start <= t <= start + seconds]
+            peaks[stage] = max(inside, default=0)
+            start += seconds
+        return peaks
+
+
 def pass_phase(n: int, tmp: Path, args: argparse.Namespace) -> dict[str, Any]:
     """The full pass in a process of its own (its peak RSS is the pass's), then the index
     build and the incremental pass."""
     out: dict[str, Any] = {}
     settings = settings_for(tmp)
     with Reverie.open(settings) as rv:
+        rv.store.count(rv.collection)  # the engine opens the collection
+        opened_mib = round(peak_rss_mib())
+        sampler = RssSampler()
+        sampler.start()
         report, seconds = timed(lambda: rv.consolidate(full=True))
+        sampler.stopped.set()
         out["full"] = {
             "seconds": round(seconds, 2),
             "stages": report.timings,
@@ -97,6 +129,9 @@ def pass_phase(n: int, tmp: Path, args: argparse.Namespace) -> dict[str, Any]:
             "points_out": report.points_after,
             "merges": len(report.merges),
             "peak_rss_mib": round(peak_rss_mib()),
+            "opened_rss_mib": opened_mib,
+            "rss_by_stage_mib": sampler.peaks_by_stage(report.timings),
+            "rss_samples": sampler.samples,
         }
         _, out["optimize_seconds"] = timed(lambda: rv.store.optimize(rv.collection))
         fresh = np.load(tmp / "fresh.npy")
@@ -277,6 +312,17 @@ def write_docs(results: list[dict[str, Any]], args: argparse.Namespace) -> None:
                 lines.append(f"| {r['n']:,} | {name} | {c['seconds']:.1f} | {ratio:.2f} | {quality} |")
     lines += ["", "![full pass time by size](consolidation-speed.png)"]
     _plot(results)
+    largest = max(results, key=lambda r: r["n"])
+    if largest["full"].get("rss_samples"):
+        peaks = ", ".join(f"{k} {v:,}" for k, v in largest["full"]["rss_by_stage_mib"].items())
+        lines += [
+            "",
+            f"Memory during the full pass at {largest['n']:,} (peak RSS MiB by stage: {peaks}; "
+            f"{largest['full']['opened_rss_mib']:,} MiB with the store open, before the pass):",
+            "",
+            "![resident memory during the largest full pass](consolidation-memory.png)",
+        ]
+        _plot_memory(largest)
     write_section(ROOT / "docs" / "benchmarks.md", "consolidation-speed", lines, "Benchmarks")
 
 
@@ -303,6 +349,28 @@ def _plot(results: list[dict[str, Any]]) -> None:
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(ROOT / "docs" / "consolidation-speed.png", dpi=110)
+
+
+def _plot_memory(result: dict[str, Any]) -> None:
+    """Resident memory over the pass, ours (anonymous) and the engine's mapped files, with
+    the stages marked."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    seconds, anon, mapped = zip(*result["full"]["rss_samples"], strict=True)
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ax.stackplot(seconds, anon, mapped, labels=["anonymous (reverie)", "mapped files (engine)"], alpha=0.7)
+    start = 0.0
+    for stage, duration in result["full"]["stages"].items():
+        ax.axvline(start, color="grey", lw=0.8)
+        ax.text(start + duration / 2, ax.get_ylim()[1] * 0.95, stage, ha="center", fontsize=8)
+        start += duration
+    ax.set(xlabel="seconds", ylabel="MiB", title=f"Resident memory, full pass of {result['n']:,} memories")
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(ROOT / "docs" / "consolidation-memory.png", dpi=110)
 
 
 if __name__ == "__main__":

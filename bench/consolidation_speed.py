@@ -36,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from datagen import generate  # noqa: E402
 from report import write_section  # noqa: E402
 
-from reverie.config import Settings  # noqa: E402
+from reverie.config import ConsolidationSettings, Settings  # noqa: E402
 from reverie.consolidation.candidates import exact_pairs  # noqa: E402
 from reverie.memory import NewMemory, Reverie  # noqa: E402
 from reverie.storage import QueryRequest  # noqa: E402
@@ -137,7 +137,7 @@ def pass_phase(n: int, tmp: Path, args: argparse.Namespace) -> dict[str, Any]:
         fresh = np.load(tmp / "fresh.npy")
         ids = range(n, n + len(fresh))
         rv.write([NewMemory(v, {}, i) for i, v in zip(ids, fresh, strict=True)])
-        recall = neighbour_recall(rv, fresh, set(ids), settings.consolidation.neighbors)
+        recall = neighbour_recall(rv, fresh, set(ids), settings.consolidation)
         report, seconds = timed(rv.consolidate)
         out["incremental"] = {
             "fresh": len(fresh),
@@ -182,7 +182,7 @@ def rv_merges(tmp: str) -> list[dict[str, Any]]:
         log.close()
 
 
-def neighbour_recall(rv: Reverie, fresh: np.ndarray, fresh_ids: set[int], k: int) -> float:
+def neighbour_recall(rv: Reverie, fresh: np.ndarray, fresh_ids: set[int], c: ConsolidationSettings) -> float:
     """Of the pairs (fresh point, live point) above the threshold, the share the index's
     neighbour queries find (what the incremental route sees), before the run changes them."""
     live = [r for r in rv.live_records() if r.id not in fresh_ids]
@@ -192,7 +192,9 @@ def neighbour_recall(rv: Reverie, fresh: np.ndarray, fresh_ids: set[int], k: int
     exact = {(int(r), live[c].id) for r, c in zip(rows, cols, strict=True)}
     if not exact:
         return 1.0
-    requests = [QueryRequest(v, k + 1, score_threshold=THRESHOLD) for v in fresh]
+    requests = [
+        QueryRequest(v, c.neighbors + 1, score_threshold=THRESHOLD, hnsw_ef=c.search_ef) for v in fresh
+    ]
     found = set()
     for row, hits in enumerate(rv.store.query_batch(rv.collection, requests)):
         found.update((row, h.id) for h in hits if h.id not in fresh_ids)

@@ -58,6 +58,13 @@ class ConsolidationSettings(_Section):
     neighbors: int = Field(
         default=16, ge=1, le=1000, description="Neighbours asked of the index per fresh point."
     )
+    search_ef: int = Field(
+        default=256,
+        ge=1,
+        le=100_000,
+        description="HNSW search breadth of those neighbour queries (Qdrant's hnsw_ef): higher finds more "
+        "near-duplicates in a large store, slower.",
+    )
     block_size: int = Field(default=2048, ge=16, description="Rows per exact matrix block.")
     exact_limit: int = Field(
         default=50_000,

@@ -272,6 +272,7 @@ class Consolidator:
             limit=s.neighbors + 1,
             score_threshold=threshold,
             filter=p.searchable_filter(p.partition_filter(partition, s.partition_keys)),
+            hnsw_ef=s.search_ef,
         )
 
 

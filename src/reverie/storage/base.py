@@ -85,6 +85,7 @@ class QueryRequest:
     score_threshold: float | None = None
     filter: Filter | None = None
     with_vectors: bool = False
+    hnsw_ef: int | None = None  # the index's search breadth; None: the collection's default
 
 
 class Store(Protocol):

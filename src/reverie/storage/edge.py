@@ -186,6 +186,7 @@ def _query(r: QueryRequest) -> qe.QueryRequest:
         score_threshold=r.score_threshold,
         with_payload=True,
         with_vector=r.with_vectors,
+        params=qe.SearchParams(hnsw_ef=r.hnsw_ef) if r.hnsw_ef else None,
     )
 
 

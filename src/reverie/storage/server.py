@@ -141,6 +141,7 @@ class ServerStore:
                 filter=_filter(r.filter),
                 with_payload=True,
                 with_vector=r.with_vectors,
+                params=models.SearchParams(hnsw_ef=r.hnsw_ef) if r.hnsw_ef else None,
             )
             for r in requests
         ]

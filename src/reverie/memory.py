@@ -10,6 +10,7 @@ with Reverie.open(load_settings()) as rv:
 
 from __future__ import annotations
 
+import json
 import threading
 import uuid
 from collections.abc import Iterable, Sequence
@@ -42,6 +43,7 @@ from reverie.storage import (
 )
 from reverie.storage import payload as p
 from reverie.storage.base import normalize_id
+from reverie.storage.space import ensure_free_space
 
 WRITE_BATCH = 256
 
@@ -163,6 +165,10 @@ class Reverie:
         if problems:
             first = min(problems)
             raise InvalidInputError(f"memory {first}: {problems[first]}")
+        # what the engine writes for them (log, segment, payload), with room to spare
+        payload_bytes = sum(len(json.dumps(m.payload, default=str)) for m in memories)
+        needed = 3 * (sum(v.nbytes for v in vectors) + payload_bytes)
+        ensure_free_space(self.settings.storage.data_dir, self.settings.storage.min_free_mb, needed)
         created_at = p.now()
         records = [
             self._record(i, m, v, text_key, created_at)
@@ -244,7 +250,13 @@ class Reverie:
             )
         # An agent may have created the collection with a plain Qdrant client: the
         # archive and the payload indexes are reverie's to add.
-        self.ensure_collections(self.store.vector_size(self.collection))  # type: ignore[arg-type]
+        dimension: int = self.store.vector_size(self.collection)  # type: ignore[assignment]
+        self.ensure_collections(dimension)
+        # a run stamps what it considers and writes merged points and archive copies
+        # before it deletes anything: room for a copy of each point it may touch
+        touched = self.store.count(self.collection, None if options.get("full") else p.FRESH_FILTER)
+        needed = 2 * touched * (4 * dimension + 1024)
+        ensure_free_space(self.settings.storage.data_dir, self.settings.storage.min_free_mb, needed)
         self.consolidator.recover()
         return self.consolidator.run(**options)
 

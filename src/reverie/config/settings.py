@@ -28,6 +28,12 @@ class StorageSettings(_Section):
         pattern=r"^[A-Za-z0-9_-]{1,64}$",
         description="Live collection; retired originals go to <collection>__archive.",
     )
+    min_free_mb: int = Field(
+        default=256,
+        ge=0,
+        description="Writes and runs are refused while data_dir's disk has less free space than this "
+        "(the embedded engine writes through memory maps: a full disk would crash it). 0: no check.",
+    )
 
 
 class EmbedderSettings(_Section):

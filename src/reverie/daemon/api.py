@@ -30,6 +30,7 @@ from reverie.errors import (
     NotFoundError,
     ReverieError,
     StorageError,
+    StorageFullError,
     UnauthorizedError,
 )
 from reverie.inversion.embedders import embedder_id
@@ -122,6 +123,7 @@ STATUS = {  # most specific first
     UnauthorizedError: 401,
     NotFoundError: 404,
     BusyError: 409,
+    StorageFullError: 507,
     StorageError: 503,
     InverterError: 503,
 }

@@ -33,11 +33,15 @@ from reverie.storage.base import (
     paged,
     record_from,
 )
+from reverie.storage.space import ensure_free_space
 
 
 class EdgeStore:
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, min_free_mb: int = 0) -> None:
+        """`min_free_mb`: opening or creating a collection is refused below this much free
+        disk (the engine allocates through memory maps; see space.py)."""
         self._root = Path(root)
+        self._min_free_mb = min_free_mb
         self._shards: dict[str, qe.EdgeShard] = {}
         self._lock = threading.Lock()
 
@@ -64,6 +68,7 @@ class EdgeStore:
             self._shard(name)
             return
         directory = self._dir(name)
+        ensure_free_space(self._root, self._min_free_mb)
         directory.mkdir(parents=True, exist_ok=True)
         config = qe.EdgeConfig(vectors=qe.EdgeVectorParams(size=vector_size, distance=qe.Distance.Cosine))
         with self._lock:
@@ -83,6 +88,7 @@ class EdgeStore:
                 return shard
             if not self.collection_exists(name):
                 raise StorageError(f"collection {name!r} does not exist in {self._root}")
+            ensure_free_space(self._root, self._min_free_mb)  # loading allocates log segments
             try:
                 shard = qe.EdgeShard.load(str(self._dir(name) / "shard"))
             except Exception as exc:

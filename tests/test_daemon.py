@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -165,10 +166,13 @@ def received(sock: socket.socket) -> list[str]:
             return messages
 
 
-def start_serve(data_dir: Path, port: int, env: dict[str, str] | None = None) -> tuple[Popen, httpx.Client]:
+def start_serve(
+    data_dir: Path, port: int, env: dict[str, str] | None = None, log: Path | None = None
+) -> tuple[Popen, httpx.Client]:
     """`reverie serve` as a real process on a loopback port, once it answers /readyz."""
     command = [sys.executable, "-m", "reverie.cli", "--data-dir", str(data_dir), "serve", "--port", str(port)]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    output = log.open("ab") if log else subprocess.DEVNULL
+    process = subprocess.Popen(command, stdout=output, stderr=output, env=env)
     client = httpx.Client(base_url=f"http://127.0.0.1:{port}")
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -179,6 +183,40 @@ def start_serve(data_dir: Path, port: int, env: dict[str, str] | None = None) ->
             time.sleep(0.1)
     process.kill()
     raise AssertionError("reverie serve did not become ready")
+
+
+def test_secrets_never_reach_logs_run_records_or_files(tmp_path: Path) -> None:
+    """The API key and the Qdrant key, right or wrong, appear nowhere the daemon writes:
+    its debug logs, run records, registration file, collections."""
+    key, storage_key, wrong = (f"{name}-{secrets.token_hex(8)}" for name in ("key", "qdrant", "wrong"))
+    env = {
+        **os.environ,
+        "REVERIE_DAEMON__API_KEY": key,
+        "REVERIE_STORAGE__API_KEY": storage_key,
+        "REVERIE_LOGGING__LEVEL": "debug",
+    }
+    log = tmp_path / "serve.log"
+    process, client = start_serve(tmp_path / "data", free_port(), env, log)
+    try:
+        assert client.get("/stats", headers={"Authorization": f"Bearer {wrong}"}).status_code == 401
+        assert client.get("/stats", headers={"Authorization": wrong}).status_code == 401
+        client.headers["Authorization"] = f"Bearer {key}"
+        client.post("/memories", json={"memories": [{"vector": v} for v in NEAR]}).raise_for_status()
+        client.post("/runs", json={}).raise_for_status()
+        client.get("/metrics").raise_for_status()
+        show = [sys.executable, "-m", "reverie.cli", "config", "show"]
+        shown = subprocess.run(show, capture_output=True, text=True, env=env, check=True).stdout
+        assert "api_key" in shown and key not in shown and storage_key not in shown
+    finally:
+        os.kill(process.pid, signal.SIGTERM)
+        assert process.wait(timeout=20) == 0
+        client.close()
+    assert "run.summary" in log.read_text(), "the daemon logged nothing: the test would prove nothing"
+    for path in [log, *(tmp_path / "data").rglob("*")]:
+        if path.is_file():
+            content = path.read_bytes()
+            for secret in (key, storage_key, wrong):
+                assert secret.encode() not in content, f"{secret.split('-')[0]} found in {path}"
 
 
 def test_serve_process_survives_sigterm_and_restart(tmp_path: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
@@ -23,6 +24,12 @@ def test_systemd_unit_verifies(tmp_path: Path) -> None:
     )
     result = subprocess.run(["systemd-analyze", "verify", str(local)], capture_output=True, text=True)
     assert result.returncode == 0 and not result.stderr.strip(), result.stderr
+    # systemd's own exposure score of the sandbox (0 safest, 10 unprotected): 1.2 today
+    security = subprocess.run(
+        ["systemd-analyze", "security", "--offline=yes", str(local)], capture_output=True, text=True
+    )
+    exposure = float(re.search(r"Overall exposure level for \S+: ([\d.]+)", security.stdout).group(1))
+    assert exposure <= 2.0, security.stdout[-3000:]
     # verify only warns (exit 0) on a bad value: the warning itself is the signal
     broken = tmp_path / "broken.service"
     broken.write_text(local.read_text().replace("Type=notify", "Type=notfy"))

@@ -55,14 +55,24 @@ def adopt(store: Store, collection: str, fresh: list[Record], run_id: str, dry_r
     return result
 
 
-def mark_adopted(store: Store, collection: str, records: Iterable[Record]) -> None:
-    """Stamp considered fresh points live, one write per distinct stamp (almost always
-    one: originals of weight 1)."""
-    batches: dict[tuple[str, float], list[PointId]] = defaultdict(list)
+Stamps = dict[tuple[str, float], list[PointId]]  # (kind, weight) -> ids
+
+
+def adoption_stamps(records: Iterable[Record]) -> Stamps:
+    """The valid fresh points by the stamp they get once adopted (almost always one:
+    originals of weight 1); ids only, so a run need not hold the records to the end."""
+    stamps: Stamps = defaultdict(list)
     for record in records:
-        kind = p.meta(record.payload).get("kind", p.ORIGINAL)
-        batches[(kind, p.weight(record.payload))].append(record.id)
+        stamps[(p.meta(record.payload).get("kind", p.ORIGINAL), p.weight(record.payload))].append(record.id)
+    return stamps
+
+
+def mark_adopted(store: Store, collection: str, stamps: Stamps, skip: set[PointId]) -> None:
+    """Stamp the considered fresh points live (one write per distinct stamp), but not those
+    in `skip` (merged away, or set fresh again)."""
     adopted_at = p.now()
-    for (kind, weight), ids in batches.items():
-        stamp = {"state": p.LIVE, "kind": kind, "weight": weight, "adopted_at": adopted_at}
-        store.set_payload(collection, ids, stamp, key=p.KEY)
+    for (kind, weight), ids in stamps.items():
+        kept = [i for i in ids if i not in skip]
+        if kept:
+            stamp = {"state": p.LIVE, "kind": kind, "weight": weight, "adopted_at": adopted_at}
+            store.set_payload(collection, kept, stamp, key=p.KEY)

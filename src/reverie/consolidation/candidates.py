@@ -153,11 +153,17 @@ def _kmeans(unit: np.ndarray, cells: int, seed: int) -> np.ndarray:
     return unit_rows(kmeans.cluster_centers_)
 
 
-def _nearest_cells(unit: np.ndarray, centres: np.ndarray, probes: int, block: int = 65536) -> np.ndarray:
+def _nearest_cells(unit: np.ndarray, centres: np.ndarray, probes: int) -> np.ndarray:
+    """The `probes` nearest cells of each row, nearest first. In blocks of rows sized so
+    the scores and argpartition's full index array stay near BLOCK_BYTES."""
     out = np.empty((unit.shape[0], probes), dtype=np.int64)
+    block = max(1, BLOCK_BYTES // (12 * len(centres)))  # float32 scores + int64 indices
     for start in range(0, unit.shape[0], block):
         scores = unit[start : start + block] @ centres.T
-        top = np.argpartition(-scores, probes - 1, axis=1)[:, :probes]
+        if probes == 1:
+            out[start : start + block, 0] = scores.argmax(axis=1)
+            continue
+        top = np.argpartition(scores, -probes, axis=1)[:, -probes:]
         ranked = np.take_along_axis(scores, top, axis=1).argsort(axis=1)[:, ::-1]
         out[start : start + block] = np.take_along_axis(top, ranked, axis=1)
     return out

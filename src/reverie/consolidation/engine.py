@@ -19,7 +19,7 @@ import numpy as np
 import structlog
 
 from reverie.config import ConsolidationSettings
-from reverie.consolidation.adoption import adopt, find_fresh, mark_adopted
+from reverie.consolidation.adoption import Stamps, adopt, adoption_stamps, find_fresh, mark_adopted
 from reverie.consolidation.apply import MergeApplier
 from reverie.consolidation.candidates import cell_pairs, exact_pairs
 from reverie.consolidation.clustering import ClusterParams, cluster
@@ -137,14 +137,39 @@ class Consolidator:
         return report
 
     def _run(self, report: RunReport, params: ClusterParams, full: bool, dry_run: bool) -> None:
-        timings = report.timings
         report.points_before = self.store.count(self.collection, p.searchable_filter())
         # Neighbour queries pay off when little is new; when most points are new (a first
         # run, a bulk import), exact blocked products over everything are cheaper.
         fresh = self.store.count(self.collection, p.FRESH_FILTER)
         exact = full or 2 * fresh > report.points_before
         report.route = "exact" if exact else "neighbours"
-        with _timed(timings, "scroll"):
+        # everything gathered is dropped once planned: the apply stage holds only the plans
+        plans, to_stamp = self._gather_and_plan(report, params, exact, dry_run)
+        with _timed(report.timings, "apply"):
+            consumed: set[PointId] = set()
+            progress = _Progress("run.progress", total=len(plans))
+            for start in range(0, len(plans), self.settings.apply_batch):
+                if self.stopping.is_set():
+                    report.stopped = True
+                    log.warning("run.stopped", applied=len(report.merges), left=len(plans) - start)
+                    break
+                batch = plans[start : start + self.settings.apply_batch]
+                consumed.update(self._apply(batch, report, dry_run))
+                progress.step(len(batch), merges=len(report.merges))
+            # A stopped run leaves its fresh points fresh: the next run plans them again.
+            if not dry_run and not report.stopped:
+                mark_adopted(self.store, self.collection, to_stamp, skip=consumed)
+        report.points_after = self.store.count(self.collection, p.searchable_filter())
+        if dry_run:
+            report.points_after = report.points_before - sum(m["size"] - 1 for m in report.merges)
+
+    def _gather_and_plan(
+        self, report: RunReport, params: ClusterParams, exact: bool, dry_run: bool
+    ) -> tuple[list[MergePlan], Stamps]:
+        """Adopt the fresh points, gather what to consider, plan the merges. Returns the
+        plans (their members' vectors copied out of the gathered matrix, so it can go) and
+        the stamps the fresh points get once the run has applied its merges."""
+        with _timed(report.timings, "scroll"):
             if exact:  # one pass over everything: the fresh points are among them
                 owned = (r for r in self._scroll_searchable() if self._owns(r))
                 everything = Gathered.pack(owned, capacity=report.points_before)
@@ -161,25 +186,11 @@ class Consolidator:
         plans: list[MergePlan] = []
         for rows in _partition_rows(gathered.records, self.settings.partition_keys):
             plans.extend(self._plan_partition(gathered.select(rows), params, report))
+        for plan in plans:
+            for member in plan.members:
+                member.vector = np.array(member.vector)
         log.info("run.planned", considered=report.considered, pairs=report.pairs, merges=len(plans))
-        with _timed(timings, "apply"):
-            consumed: set[PointId] = set()
-            progress = _Progress("run.progress", total=len(plans))
-            for start in range(0, len(plans), self.settings.apply_batch):
-                if self.stopping.is_set():
-                    report.stopped = True
-                    log.warning("run.stopped", applied=len(report.merges), left=len(plans) - start)
-                    break
-                batch = plans[start : start + self.settings.apply_batch]
-                consumed.update(self._apply(batch, report, dry_run))
-                progress.step(len(batch), merges=len(report.merges))
-            # A stopped run leaves its fresh points fresh: the next run plans them again.
-            if not dry_run and not report.stopped:
-                kept = [r for r in adoption.valid if r.id not in consumed]
-                mark_adopted(self.store, self.collection, kept)
-        report.points_after = self.store.count(self.collection, p.searchable_filter())
-        if dry_run:
-            report.points_after = report.points_before - sum(m["size"] - 1 for m in report.merges)
+        return plans, adoption_stamps(adoption.valid)
 
     def _plan_partition(
         self, partition: Gathered, params: ClusterParams, report: RunReport

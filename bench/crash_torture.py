@@ -35,10 +35,13 @@ from typing import Any
 import httpx
 import numpy as np
 
-from reverie.config import Settings
-from reverie.consolidation.invariants import find_problems
-from reverie.daemon.registration import running_daemon
-from reverie.memory import Reverie
+sys.path.insert(0, str(Path(__file__).parent))
+from report import write_section  # noqa: E402
+
+from reverie.config import Settings  # noqa: E402
+from reverie.consolidation.invariants import find_problems  # noqa: E402
+from reverie.daemon.registration import running_daemon  # noqa: E402
+from reverie.memory import Reverie  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 DIM, CENTRES, BATCH = 32, 64, 8
@@ -223,6 +226,18 @@ def main() -> None:
         tally = torture(args.store, args.kills, args.seed, Path(tmp), progress=True)
     out = ROOT / "bench" / "results" / f"crash-torture-{args.store}.json"
     out.write_text(json.dumps({"args": vars(args), **asdict(tally)}, indent=2))
+    engine = {"edge": "embedded store (qdrant-edge)", "local": "qdrant-client local mode on disk"}
+    lines = [
+        f"`bench/crash_torture.py --kills {args.kills} --store {args.store} --seed {args.seed}`, "
+        f"{engine[args.store]}, {tally.seconds / 60:.0f} minutes on 2 cores:",
+        "",
+        "| kills | acknowledged writes | runs | runs killed mid-run | merges killed mid-merge "
+        "(settled by recovery) | live at the end | merged points | problems |",
+        "|---|---|---|---|---|---|---|---|",
+        f"| {tally.kills} | {tally.acknowledged:,} | {tally.runs} | {tally.runs_interrupted} | "
+        f"{tally.merges_settled_by_recovery} | {tally.live:,} | {tally.merged:,} | {len(tally.problems)} |",
+    ]
+    write_section(ROOT / "docs" / "reliability.md", f"crash-torture-{args.store}", lines, "Reliability")
     print(json.dumps({k: v for k, v in asdict(tally).items() if k != "problems"}))
     for problem in tally.problems[:20]:
         print("PROBLEM", problem)

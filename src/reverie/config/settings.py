@@ -65,7 +65,7 @@ class ConsolidationSettings(_Section):
         default=16, ge=1, le=1000, description="Neighbours asked of the index per fresh point."
     )
     search_ef: int = Field(
-        default=256,
+        default=512,
         ge=1,
         le=100_000,
         description="HNSW search breadth of those neighbour queries (Qdrant's hnsw_ef): higher finds more "

@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -217,6 +218,40 @@ def test_secrets_never_reach_logs_run_records_or_files(tmp_path: Path) -> None:
             content = path.read_bytes()
             for secret in (key, storage_key, wrong):
                 assert secret.encode() not in content, f"{secret.split('-')[0]} found in {path}"
+
+
+def test_serve_waits_for_an_unreachable_qdrant_and_stops_cleanly(tmp_path: Path) -> None:
+    """Qdrant not up (a closed port): no traceback, a clear log line per attempt with a
+    growing wait, and SIGTERM meanwhile ends the process with status 0."""
+    env = {**os.environ, "REVERIE_STORAGE__URL": f"http://127.0.0.1:{free_port()}"}
+    command = [sys.executable, "-m", "reverie.cli", "--data-dir", str(tmp_path), "serve", "--port", "0"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True)
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(process.stdout), daemon=True)  # type: ignore[arg-type]
+    reader.start()
+    deadline = time.monotonic() + 60
+    while sum("storage.unreachable" in line for line in lines) < 2 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    os.kill(process.pid, signal.SIGTERM)
+    assert process.wait(timeout=20) == 0
+    reader.join(timeout=5)
+    output = "".join(lines)
+    waits = [json.loads(line)["retry_in"] for line in output.splitlines() if "storage.unreachable" in line]
+    assert waits[:2] == [1.0, 2.0], output
+    assert "is unreachable" in output and "Traceback" not in output
+
+
+def test_readiness_says_when_storage_stops_answering(tmp_path: Path) -> None:
+    """A Qdrant server that goes away after start: /readyz turns 503 and says why, and a
+    write gets 503 naming the server, not a 500."""
+    settings = Settings()
+    settings.storage.data_dir = tmp_path
+    settings.storage.url = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    with Reverie.open(settings) as rv, running(create_app(Service(rv))) as client:
+        ready = client.get("/readyz")
+        assert ready.status_code == 503 and "unreachable" in ready.json()["storage"]
+        written = client.post("/memories", json={"memories": [{"vector": NEAR[0]}]})
+        assert written.status_code == 503 and "unreachable" in written.json()["error"]
 
 
 def test_serve_process_survives_sigterm_and_restart(tmp_path: Path) -> None:

@@ -21,6 +21,10 @@ class StorageError(ReverieError):
     """Storage that cannot be opened or used (locked, unreachable, mismatched)."""
 
 
+class StorageUnreachableError(StorageError):
+    """A Qdrant server that does not answer: worth retrying."""
+
+
 class StorageFullError(StorageError):
     """The data directory's disk is nearly full: writes stop before the engine fails."""
 

@@ -31,6 +31,7 @@ from reverie.errors import (
     ReverieError,
     StorageError,
     StorageFullError,
+    StorageUnreachableError,
     UnauthorizedError,
 )
 from reverie.inversion.embedders import embedder_id
@@ -177,10 +178,16 @@ def create_app(service: Service, scheduler: BaseScheduler | None = None) -> Fast
         return {"status": "ok"}
 
     @app.get("/readyz")
-    def readyz() -> dict[str, Any]:
-        """Ready: storage open and recovery done (serve finishes both before it listens).
-        Models load in the background; `models` says when each is loaded."""
-        return {"ready": True, "collection": rv.collection, "models": dict(service.models)}
+    def readyz() -> JSONResponse:
+        """Ready: storage open and recovery done (serve finishes both before it listens),
+        and the storage answering now (a Qdrant server can go away). Models load in the
+        background; `models` says when each is loaded."""
+        body: dict[str, Any] = {"ready": True, "collection": rv.collection, "models": dict(service.models)}
+        try:
+            rv.store.collection_exists(rv.collection)
+        except StorageUnreachableError as exc:
+            body.update(ready=False, storage=str(exc))
+        return JSONResponse(body, status_code=200 if body["ready"] else 503)
 
     @protected.post("/memories")
     def write(body: WriteRequest) -> dict[str, Any]:

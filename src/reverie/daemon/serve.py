@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import signal
 import threading
 from pathlib import Path
 from types import FrameType
@@ -20,7 +21,7 @@ from reverie.config import Settings
 from reverie.daemon import systemd
 from reverie.daemon.registration import FILE_NAME, register, unregister
 from reverie.daemon.service import Service
-from reverie.errors import ConfigError
+from reverie.errors import ConfigError, StorageUnreachableError
 from reverie.memory import Reverie
 
 log = structlog.get_logger("reverie.serve")
@@ -64,6 +65,32 @@ class _Server(uvicorn.Server):
         self.service.stop()
 
 
+def _open_when_reachable(settings: Settings, longest_wait: float = 30.0) -> Reverie | None:
+    """Open storage and recover. A daemon started before its Qdrant server (or while it
+    restarts) says so and retries, waiting twice as long each time up to `longest_wait`;
+    SIGTERM or SIGINT meanwhile ends it cleanly (None)."""
+    stop = threading.Event()
+    handlers = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        wait = 1.0
+        while True:
+            rv = Reverie.open(settings)
+            try:
+                if rv.exists:
+                    log.info("serve.recovered", **rv.consolidator.recover())
+                return rv
+            except StorageUnreachableError as exc:
+                rv.close()
+                log.warning("storage.unreachable", error=str(exc), retry_in=wait)
+            if stop.wait(wait):
+                log.info("serve.stopped", reason="signal while waiting for storage")
+                return None
+            wait = min(2 * wait, longest_wait)
+    finally:
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
+
+
 def serve(settings: Settings) -> None:
     from reverie.daemon.api import create_app
     from reverie.daemon.scheduler import start_scheduler
@@ -74,10 +101,10 @@ def serve(settings: Settings) -> None:
             f"daemon.host {d.host!r} is not loopback: set daemon.api_key (REVERIE_DAEMON__API_KEY) "
             "so that every route but health needs it"
         )
-    with Reverie.open(settings) as rv:
-        if rv.exists:
-            counts = rv.consolidator.recover()
-            log.info("serve.recovered", **counts)
+    rv = _open_when_reachable(settings)
+    if rv is None:
+        return
+    with rv:
         service = Service(rv)
         service.load_models_in_background()
         scheduler = start_scheduler(service, settings.scheduler) if settings.scheduler.enabled else None

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import warnings
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+import httpx
 from qdrant_client import QdrantClient, models
-from qdrant_client.http.exceptions import UnexpectedResponse
+from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
-from reverie.errors import InvalidInputError, StorageError
+from reverie.errors import InvalidInputError, StorageError, StorageUnreachableError
 from reverie.storage.base import (
     Condition,
     Filter,
@@ -29,27 +31,33 @@ from reverie.storage.base import (
 )
 
 
-class _OneCallAtATime:
-    """qdrant-client's local mode is not thread-safe: a daemon's API threads writing while
-    its scheduler scrolls made it raise IndexError from its own arrays (found by
-    bench/crash_torture.py). A Qdrant server needs no such lock."""
+class _Client:
+    """qdrant-client with two adjustments. Its local mode is not thread-safe: a daemon's
+    API threads writing while its scheduler scrolls made it raise IndexError from its own
+    arrays (found by bench/crash_torture.py), so there calls go one at a time. And a
+    server that cannot be reached is a StorageError naming it, not a transport traceback,
+    so the daemon can say so and retry."""
 
-    def __init__(self, client: QdrantClient) -> None:
+    def __init__(self, client: QdrantClient, where: str, serialize: bool) -> None:
         self._client = client
-        self._lock = threading.Lock()
+        self._where = where
+        self._lock = threading.Lock() if serialize else contextlib.nullcontext()
 
     def __getattr__(self, name: str) -> Any:
         method = getattr(self._client, name)
 
         def call(*args: Any, **kwargs: Any) -> Any:
             with self._lock:
-                return method(*args, **kwargs)
+                try:
+                    return method(*args, **kwargs)
+                except (ResponseHandlingException, httpx.TransportError) as exc:
+                    raise StorageUnreachableError(f"Qdrant at {self._where} is unreachable: {exc}") from None
 
         return call
 
 
 class ServerStore:
-    def __init__(self, client: QdrantClient | _OneCallAtATime) -> None:
+    def __init__(self, client: _Client) -> None:
         self._client = client
 
     @classmethod
@@ -57,10 +65,10 @@ class ServerStore:
         """`url` is an http(s) address, or qdrant-client's local mode: ":memory:", or
         "file:DIR" on disk (no server; for tests and small single-process setups)."""
         if url == ":memory:":
-            return cls(_OneCallAtATime(QdrantClient(location=":memory:")))
+            return cls(_Client(QdrantClient(location=":memory:"), url, serialize=True))
         if url.startswith("file:"):
-            return cls(_OneCallAtATime(QdrantClient(path=url.removeprefix("file:"))))
-        return cls(QdrantClient(url=url, api_key=api_key))
+            return cls(_Client(QdrantClient(path=url.removeprefix("file:")), url, serialize=True))
+        return cls(_Client(QdrantClient(url=url, api_key=api_key), url, serialize=False))
 
     def collection_exists(self, name: str) -> bool:
         return self._client.collection_exists(name)

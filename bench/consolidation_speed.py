@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 import tempfile
@@ -47,7 +46,13 @@ THRESHOLD = 0.80
 
 
 def peak_rss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    """This process's own peak (VmHWM). Not getrusage's ru_maxrss: Linux carries that over
+    fork and exec, so a phase started by a parent holding 3 GB (the 20k comparison's dense
+    matrix) reported 3 GB before it did anything."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmHWM in /proc/self/status (Linux only)")
 
 
 def timed(work: Any) -> tuple[Any, float]:

@@ -159,7 +159,10 @@ def vector_problem(vector: np.ndarray | None, dimension: int | None = None) -> s
     return None
 
 
-FRESH_FILTER = Filter(should=(IsEmpty(KEY), Match(f"{KEY}.state", FRESH)))
+# Never stamped (no `_reverie.state`: an agent wrote it with a plain client) or fresh. The
+# empty test is on the indexed state, not on `_reverie` itself: Qdrant answers that from
+# the payload index instead of reading every payload (1M points: 3 ms instead of 3.4 s).
+FRESH_FILTER = Filter(should=(IsEmpty(f"{KEY}.state"), Match(f"{KEY}.state", FRESH)))
 UNSEARCHABLE_STATES = MatchAny(f"{KEY}.state", (*IN_FLIGHT, QUARANTINED))
 
 

@@ -109,6 +109,10 @@ def test_write_consolidate_search_review_undo(api: httpx.Client) -> None:
         ("post", "/search", {"vector": [1, 0], "k": 2}, 400, "query vector: wrong dimension"),
         ("post", "/search", {"vector": [1, 0, 0, 0], "k": 0}, 422, "k"),
         ("get", "/memories/12345", None, 404, "unknown memory id"),
+        # found by the schema fuzzer: both answered 500
+        ("get", "/memories/99999999999999999999999", None, 404, "unknown memory id"),
+        ("get", "/memories/\u00b2", None, 404, "unknown memory id"),  # "²".isdigit() is true
+        ("post", "/memories", {"memories": [{"vector": NEAR[0], "id": 2**64}]}, 400, "unsigned integer"),
         ("get", "/runs/r-nope", None, 404, "unknown run id"),
         ("post", "/undo/r-20990101T000000-abcdef", None, 404, "unknown run id"),
         ("post", "/undo/whatever", None, 404, "unknown run or merge id"),

@@ -42,7 +42,7 @@ from reverie.storage import (
     open_store,
 )
 from reverie.storage import payload as p
-from reverie.storage.base import normalize_id
+from reverie.storage.base import normalize_id, parse_point_id
 from reverie.storage.space import ensure_free_space
 
 WRITE_BATCH = 256
@@ -229,9 +229,10 @@ class Reverie:
         return self.store.query(self.collection, request)
 
     def get(self, point_id: str | int) -> tuple[Record, bool]:
-        """A memory by id and whether it is archived (retired into a merged point)."""
+        """A memory by id (an int, or text as typed: digits or a UUID) and whether it is
+        archived (retired into a merged point)."""
         try:
-            pid = normalize_id(point_id)
+            pid = parse_point_id(point_id) if isinstance(point_id, str) else normalize_id(point_id)
         except (TypeError, ValueError):
             raise NotFoundError(f"unknown memory id: {point_id!r}") from None
         if self.exists:

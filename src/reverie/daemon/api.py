@@ -92,7 +92,7 @@ class BodyLimit:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         declared = dict(scope["headers"]).get(b"content-length", b"0")
-        if declared.isdigit() and int(declared) > self.limit:
+        if declared.isascii() and declared.isdigit() and int(declared) > self.limit:
             response = JSONResponse({"error": self._message(int(declared))}, status_code=413)
             return await response(scope, receive, send)
         received, refused = 0, False
@@ -213,7 +213,7 @@ def create_app(service: Service, scheduler: BaseScheduler | None = None) -> Fast
 
     @protected.get("/memories/{point_id}")
     def get(point_id: str) -> dict[str, Any]:
-        record, archived = rv.get(int(point_id) if point_id.isdigit() else point_id)
+        record, archived = rv.get(point_id)
         text = cached_text(record, text_key) if archived else rv.text(record)
         return _memory_out(record, text_key, text) | {"archived": archived}
 

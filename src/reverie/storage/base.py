@@ -21,8 +21,16 @@ def normalize_id(raw: Any) -> PointId:
     if isinstance(raw, bool):
         raise TypeError("a point id cannot be a boolean")
     if isinstance(raw, int):
+        if not 0 <= raw < 2**64:
+            raise ValueError(f"a point id must be an unsigned 64-bit integer or a UUID, not {raw}")
         return raw
     return str(uuid.UUID(str(raw)))
+
+
+def parse_point_id(text: str) -> PointId:
+    """An id typed in a path or on the command line: ASCII digits are an integer id
+    ("²".isdigit() is true, but it is no id), anything else a UUID."""
+    return normalize_id(int(text) if text.isascii() and text.isdigit() else text)
 
 
 @dataclass

@@ -197,7 +197,8 @@ def test_writes_check_every_memory_before_writing_any(rv: Reverie) -> None:
         (NewMemory(np.zeros(32, dtype=np.float32), {}), "zero vector"),
         (NewMemory(vectors[1], {"text": "  "}), "empty text"),
         (NewMemory(vectors[1], {}, id="not-a-uuid"), "neither an unsigned integer nor a UUID"),
-        (NewMemory(vectors[1], {}, id=-4), "negative"),
+        (NewMemory(vectors[1], {}, id=-4), "id -4 is neither an unsigned integer"),
+        (NewMemory(vectors[1], {}, id=2**64), "neither an unsigned integer"),
         (NewMemory(vectors[1], {"_reverie": {}}), "reserved"),
     ]
     for bad, message in cases:

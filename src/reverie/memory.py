@@ -197,8 +197,6 @@ class Reverie:
             raise InvalidInputError(
                 f"memory {index}: id {memory.id!r} is neither an unsigned integer nor a UUID"
             ) from None
-        if isinstance(point_id, int) and point_id < 0:
-            raise InvalidInputError(f"memory {index}: id {point_id} is negative")
         stamp = p.fresh_meta("agent" if text is not None else None, memory.embedder, created_at)
         return Record(point_id, vector, {**memory.payload, p.KEY: stamp})
 

@@ -84,9 +84,10 @@ class Writer:
         ]
         return ids, body
 
-    def write_until(self, url: str, stop: threading.Event) -> None:
+    def write_until(self, url: str, stop: threading.Event, pause: float = 0.0) -> None:
+        """Post batches until `stop` (or the daemon dies), `pause` seconds apart."""
         with httpx.Client(base_url=url, timeout=10) as client:
-            while not stop.is_set():
+            while not stop.wait(pause):
                 ids, body = self.batch()
                 self.attempted.update(ids)
                 try:

@@ -4,7 +4,8 @@ flat, no request may fail, and every invariant must hold at the end.
     .venv/bin/python bench/soak.py --minutes 30
 
 `reverie serve` (embedded store, consolidation every 2 s) takes near-duplicate writes from
-one writer thread and searches and reads from another, over HTTP. Every 10 s its resident
+one writer thread at a bounded rate (so the data stops growing and memory can level off)
+and searches and reads from another as fast as it goes, over HTTP. Every 10 s its resident
 memory and open file descriptors are sampled from /proc. At the end it is stopped with
 SIGTERM (it must exit 0) and the invariants are checked with every acknowledged write as
 must-hold. Writes a section of docs/reliability.md, bench/results/soak.json and a plot.
@@ -26,7 +27,7 @@ import httpx
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from crash_torture import Writer, daemon_env, settings_for, start_daemon  # noqa: E402
+from crash_torture import BATCH, Writer, daemon_env, settings_for, start_daemon  # noqa: E402
 from report import write_section  # noqa: E402
 
 from reverie.consolidation.invariants import find_problems  # noqa: E402
@@ -61,12 +62,12 @@ def sample(pid: int) -> tuple[int, int]:
     return rss, len(os.listdir(f"/proc/{pid}/fd"))
 
 
-def soak(minutes: float, work: Path) -> dict:
+def soak(minutes: float, write_rate: float, work: Path) -> dict:
     env = {**daemon_env("edge", work), "REVERIE_SCHEDULER__CONSOLIDATE_EVERY": "2"}
     process, url = start_daemon(work, env)
     writer, stop, errors, counts = Writer(0), threading.Event(), [], {"reads": 0}
     threads = [
-        threading.Thread(target=writer.write_until, args=(url, stop)),
+        threading.Thread(target=writer.write_until, args=(url, stop, BATCH / write_rate)),
         threading.Thread(target=read_and_search, args=(url, writer, stop, errors, counts)),
     ]
     for thread in threads:
@@ -120,7 +121,8 @@ def report(result: dict, args: argparse.Namespace) -> None:
     rss = f"{samples[0][1]} / {min(s[1] for s in half)}-{max(s[1] for s in half)} / {samples[-1][1]}"
     files = f"{samples[0][2]} / {max(s[2] for s in samples)} / {samples[-1][2]}"
     lines = [
-        f"`bench/soak.py --minutes {args.minutes:g}` (embedded store, consolidation every 2 s; 2 cores):",
+        f"`bench/soak.py --minutes {args.minutes:g} --write-rate {args.write_rate:g}` (embedded store, "
+        "consolidation every 2 s, searches and reads as fast as one client goes; 2 cores):",
         "",
         "| minutes | acknowledged writes | reads and searches | failed requests | runs (failed) "
         "| RSS MiB first / second-half min-max / last | open files first / max / last | exit | problems |",
@@ -152,9 +154,12 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--minutes", type=float, default=30)
+    parser.add_argument(
+        "--write-rate", type=float, default=40, help="memories/s: bounded, so the store stops growing"
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        result = soak(args.minutes, Path(tmp))
+        result = soak(args.minutes, args.write_rate, Path(tmp))
     (ROOT / "bench" / "results" / "soak.json").write_text(json.dumps(result, indent=2))
     report(result, args)
     print(json.dumps({k: v for k, v in result.items() if k != "samples"}, indent=2))

@@ -39,7 +39,6 @@ sys.path.insert(0, str(Path(__file__).parent))
 from report import write_section  # noqa: E402
 
 from reverie.config import Settings  # noqa: E402
-from reverie.consolidation.invariants import find_problems  # noqa: E402
 from reverie.daemon.registration import running_daemon  # noqa: E402
 from reverie.memory import Reverie  # noqa: E402
 
@@ -148,14 +147,7 @@ def check(store: str, work: Path, writer: Writer, tally: Tally, recover: bool) -
         if recover:
             for key, value in rv.consolidator.recover().items():
                 tally.recovered[key] = tally.recovered.get(key, 0) + value
-        problems = find_problems(
-            rv.store,
-            rv.collection,
-            rv.archive,
-            rv.run_log,
-            must_hold=writer.acknowledged,
-            may_hold=writer.attempted,
-        )
+        problems = rv.invariant_problems(must_hold=writer.acknowledged, may_hold=writer.attempted)
         tally.problems += [f"kill {tally.kills}: {problem}" for problem in problems]
         stats = rv.stats()
         tally.live, tally.merged = stats["live"], stats["merged"]

@@ -30,7 +30,6 @@ sys.path.insert(0, str(Path(__file__).parent))
 from crash_torture import BATCH, Writer, daemon_env, settings_for, start_daemon  # noqa: E402
 from report import write_section  # noqa: E402
 
-from reverie.consolidation.invariants import find_problems  # noqa: E402
 from reverie.memory import Reverie  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -90,14 +89,7 @@ def soak(minutes: float, write_rate: float, work: Path) -> dict:
     exit_status = process.wait(timeout=120)
     print()
     with Reverie.open(settings_for("edge", work)) as rv:
-        problems = find_problems(
-            rv.store,
-            rv.collection,
-            rv.archive,
-            rv.run_log,
-            must_hold=writer.acknowledged,
-            may_hold=writer.attempted,
-        )
+        problems = rv.invariant_problems(must_hold=writer.acknowledged, may_hold=writer.attempted)
         stats = rv.stats()
         runs = rv.run_log.runs(limit=1_000_000)
     return {

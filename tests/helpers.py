@@ -13,7 +13,6 @@ import numpy as np
 import uvicorn
 from fastapi import FastAPI
 
-from reverie.consolidation.invariants import find_problems
 from reverie.memory import NewMemory, Reverie
 
 
@@ -40,9 +39,7 @@ def memories(vectors: np.ndarray, labels: np.ndarray, **payload: object) -> list
 def check_invariants(rv: Reverie, originals: set[object]) -> None:
     """Exactly `originals` are covered, and every store invariant holds
     (reverie.consolidation.invariants)."""
-    problems = find_problems(
-        rv.store, rv.collection, rv.archive, rv.run_log, must_hold=originals, may_hold=originals
-    )
+    problems = rv.invariant_problems(must_hold=originals, may_hold=originals)
     assert not problems, problems
 
 

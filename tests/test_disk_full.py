@@ -20,7 +20,6 @@ import sys
 from pathlib import Path
 import numpy as np
 from reverie.config import Settings
-from reverie.consolidation.invariants import find_problems
 from reverie.errors import StorageFullError
 from reverie.memory import NewMemory, Reverie
 
@@ -52,7 +51,7 @@ with Reverie.open(settings) as rv:  # still full: a clear refusal, not a crash
         pass
 ballast.unlink()
 with Reverie.open(settings) as rv:
-    problems = find_problems(rv.store, rv.collection, rv.archive, rv.run_log, must_hold=range(acknowledged))
+    problems = rv.invariant_problems(must_hold=range(acknowledged))
     assert not problems, problems
     print("acknowledged", acknowledged, "live", rv.stats()["live"])
 """

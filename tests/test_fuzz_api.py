@@ -17,7 +17,6 @@ from hypothesis import strategies as st
 from hypothesis.errors import Unsatisfiable
 
 from reverie.config import Settings
-from reverie.consolidation.invariants import find_problems
 from reverie.daemon.api import create_app
 from reverie.daemon.service import Service
 from reverie.inversion.embedders import Embedder
@@ -103,4 +102,4 @@ def test_a_write_is_stored_whole_or_refused_with_a_4xx(
 
 def test_the_store_holds_its_invariants_after_the_fuzzing(daemon: tuple[Reverie, httpx.Client]) -> None:
     rv = daemon[0]
-    assert not find_problems(rv.store, rv.collection, rv.archive, rv.run_log, must_hold=range(12))
+    assert not rv.invariant_problems(must_hold=range(12))

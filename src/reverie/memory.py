@@ -22,6 +22,7 @@ from tqdm import tqdm
 
 from reverie.config import Settings
 from reverie.consolidation.engine import Consolidator, RunReport
+from reverie.consolidation.invariants import find_problems
 from reverie.consolidation.runs import RunLog
 from reverie.consolidation.undo import UndoReport, undo
 from reverie.errors import InvalidInputError, NotFoundError
@@ -263,6 +264,14 @@ class Reverie:
         if self.exists:
             self.consolidator.recover()
         return undo(self.consolidator.applier, self.run_log, target)
+
+    def invariant_problems(
+        self, must_hold: Iterable[PointId] = (), may_hold: Iterable[PointId] | None = None
+    ) -> list[str]:
+        """Every broken store invariant, as a sentence (consolidation/invariants.py);
+        run recovery first. `must_hold`: originals that must be covered (acknowledged
+        writes); `may_hold`: all that may be (every write attempted)."""
+        return find_problems(self.store, self.collection, self.archive, self.run_log, must_hold, may_hold)
 
     def stats(self) -> dict[str, Any]:
         runs = self.run_log.runs(limit=1)

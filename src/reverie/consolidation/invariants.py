@@ -1,8 +1,8 @@
 """The invariants a store must keep whatever happened to the process that wrote it.
 
-Checked by the crash and concurrency tests, the torture harness (bench/crash_torture.py)
-and `reverie check`; recovery must have run first (a crash legitimately leaves merges in
-flight until then).
+Checked (through `Reverie.invariant_problems`) by the crash, concurrency, fuzzing and
+disk-full tests and by bench/crash_torture.py and bench/soak.py; recovery must have run
+first (a crash legitimately leaves merges in flight until then).
 - every original memory is live, or archived with a live merged point holding it in its
   lineage (exactly once: live weights sum to the number of originals covered);
 - nothing is left in flight (`committing`, `verified`, `undoing`);

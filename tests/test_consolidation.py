@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from reverie.consolidation.lineage import store_lineage_map
 from reverie.consolidation.planning import merged_id
 from reverie.errors import InvalidInputError, NotFoundError
 from reverie.memory import NewMemory, Reverie
@@ -13,7 +14,8 @@ from helpers import assert_same_points, check_invariants, memories, near_duplica
 
 
 def live_clusters(rv: Reverie) -> list[list[int]]:
-    return sorted(sorted(int(i) for i in p.originals(r)) for r in rv.live_records())
+    lineages = store_lineage_map(rv.store, rv.collection, rv.archive)
+    return sorted(sorted(int(i) for i in originals) for originals in lineages.values())
 
 
 def test_merges_groups_and_archives_originals(rv: Reverie) -> None:
@@ -30,7 +32,7 @@ def test_merges_groups_and_archives_originals(rv: Reverie) -> None:
     assert stamp["kind"] == p.MERGED and stamp["state"] == p.LIVE and stamp["weight"] == 3
     assert merged.id == merged_id(stamp["merged_from"])
     assert "text" not in merged.payload and stamp["text_source"] == "pending"
-    assert merged.payload["group"] == int(stamp["originals"][0]) // 3  # shared agent keys kept
+    assert merged.payload["group"] == int(stamp["merged_from"][0]) // 3  # shared agent keys kept
     stats = rv.stats()
     assert stats["live"] == 5 and stats["merged"] == 5 and stats["archived"] == 15
     assert stats["pending_text"] == 5 and stats["last_run"]["run_id"] == report.run_id
@@ -183,7 +185,11 @@ def test_weighted_centroid_of_merged_points(rv: Reverie) -> None:
     expected /= np.linalg.norm(expected)
     np.testing.assert_allclose(merged.vector, expected, atol=1e-5)
     assert p.weight(merged.payload) == 3
-    assert sorted(int(i) for i in p.originals(merged)) == [0, 1, 2]
+    assert sorted(int(i) for i in rv.lineage(merged)) == [0, 1, 2]
+    # the second merge wrote only its own members: the first merged point and the new one
+    first_merged = merged_id([0, 1])
+    assert sorted(map(str, p.meta(merged.payload)["merged_from"])) == sorted([first_merged, "2"])
+    assert "originals" not in p.meta(merged.payload)
 
 
 def test_writes_check_every_memory_before_writing_any(rv: Reverie) -> None:

@@ -12,7 +12,6 @@ import pytest
 from reverie.config import Settings
 from reverie.memory import Reverie
 from reverie.storage import PointId, Record, Store
-from reverie.storage import payload as p
 
 from conftest import make_store
 from helpers import check_invariants, memories, near_duplicates
@@ -85,7 +84,7 @@ def test_crash_at_every_write_then_restart(store_kind: str, tmp_path: Path, torn
             check_invariants(rv, set(range(9)))
             rv.consolidate()  # the next run finishes the job
             check_invariants(rv, set(range(9)))
-            clusters = sorted(sorted(int(i) for i in p.originals(r)) for r in rv.live_records())
+            clusters = sorted(sorted(int(i) for i in rv.lineage(r)) for r in rv.live_records())
             assert clusters == expected_clusters(labels), f"crash at write {crash_at}"
         crash_at += 1
     # five writes, each for the three merges together (write merged, archive, mark

@@ -55,7 +55,8 @@ def test_write_consolidate_search_review_undo(api: httpx.Client) -> None:
         and hits[0]["text"] is None
         and hits[0]["text_source"] == "pending"
     )
-    assert sorted(hits[0]["lineage"]) == sorted(ids[:2])
+    assert sorted(hits[0]["meta"]["merged_from"]) == sorted(ids[:2])
+    assert sorted(api.get(f"/memories/{merged_id}").json()["lineage"]) == sorted(ids[:2])
     archived = api.get(f"/memories/{ids[0]}").json()
     assert archived["archived"] is True
     assert api.get("/runs").json()["runs"][0]["run_id"] == run["run_id"]

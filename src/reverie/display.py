@@ -22,7 +22,7 @@ def lineage(record: Record) -> str:
     stamp = p.meta(record.payload)
     if stamp.get("kind") != p.MERGED:
         return "original"
-    return f"merged from {len(stamp.get('merged_from', []))} ({len(p.originals(record))} originals)"
+    return f"merged from {len(stamp.get('merged_from', []))} ({p.weight(record.payload):g} originals)"
 
 
 def hit_lines(hits: list[Hit], text_key: str) -> list[str]:

@@ -23,6 +23,7 @@ from tqdm import tqdm
 from reverie.config import Settings
 from reverie.consolidation.engine import Consolidator, RunReport
 from reverie.consolidation.invariants import find_problems
+from reverie.consolidation.lineage import original_ids
 from reverie.consolidation.runs import RunLog
 from reverie.consolidation.undo import UndoReport, undo
 from reverie.errors import InvalidInputError, NotFoundError
@@ -312,6 +313,10 @@ class Reverie:
             quarantined=count(self.collection, Filter(must=(Match(state, p.QUARANTINED),))),
         )
         return stats
+
+    def lineage(self, record: Record) -> list[PointId]:
+        """The original memories a point stands for: itself, or a merged point's lineage."""
+        return original_ids(self.store, self.archive, record)
 
     def live_records(self) -> Iterable[Record]:
         return self.store.scroll(self.collection, p.searchable_filter(), with_vectors=True)

@@ -28,6 +28,7 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
 from reverie.config import Settings
+from reverie.consolidation.lineage import store_lineage_map
 from reverie.errors import InvalidInputError
 from reverie.storage import payload as p
 
@@ -168,8 +169,9 @@ def evaluate_config(
             started = time.perf_counter()
             report = rv.consolidate(algorithm=algorithm, linkage=linkage, threshold=threshold)
             seconds = time.perf_counter() - started
-            after = _retrieval(rv, queries, data)
-            clusters = [p.originals(r) for r in rv.live_records()]
+            lineages = store_lineage_map(rv.store, rv.collection, rv.archive)
+            after = _retrieval(rv, queries, data, lineages)
+            clusters = list(lineages.values())
     precision, recall, f1 = _pair_scores(clusters, data)
     t_precision, t_recall, t_f1 = _transitive_scores(clusters, data)
     return {
@@ -273,7 +275,10 @@ def _norm(text: str) -> str:
     return " ".join(text.lower().split())
 
 
-def _retrieval(rv: Any, queries: np.ndarray, data: Dataset) -> tuple[float, float]:
+def _retrieval(
+    rv: Any, queries: np.ndarray, data: Dataset, lineages: dict[str, list[Any]] | None = None
+) -> tuple[float, float]:
+    """Hit@1 and hit@5 of the queries; `lineages`: live id -> originals, once merged."""
     from reverie.storage import QueryRequest
 
     groups = data.memory_groups
@@ -283,7 +288,9 @@ def _retrieval(rv: Any, queries: np.ndarray, data: Dataset) -> tuple[float, floa
         results = rv.store.query_batch(rv.collection, requests[start : start + 512])
         for offset, hits in enumerate(results):
             target = data.query_groups[start + offset]
-            found = [any(groups[int(i)] == target for i in p.originals(h)) for h in hits]
+            found = [
+                any(groups[int(i)] == target for i in (lineages or {}).get(str(h.id), [h.id])) for h in hits
+            ]
             hits1 += bool(found[:1] and found[0])
             hits5 += any(found)
     n = max(len(queries), 1)

@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable
 
+from reverie.consolidation.lineage import lineage_map
 from reverie.consolidation.runs import RunLog
 from reverie.storage import PointId, Store
 from reverie.storage import payload as p
@@ -36,7 +37,9 @@ def find_problems(
     in_flight = sorted({p.state(r.payload) for r in live} & set(p.IN_FLIGHT))
     if in_flight:
         problems.append(f"points left in flight: {in_flight}")
-    covered = Counter(str(i) for r in live for i in p.originals(r))
+    copies = list(store.scroll(archive)) if store.collection_exists(archive) else []
+    lineages = lineage_map(live, copies)
+    covered = Counter(str(i) for originals in lineages.values() for i in originals)
     twice = [i for i, n in covered.items() if n > 1]
     if twice:
         problems.append(f"originals in more than one live lineage: {twice[:10]}")
@@ -51,14 +54,12 @@ def find_problems(
         if unknown:
             problems.append(f"originals nobody wrote: {sorted(unknown)[:10]}")
     live_ids = {str(r.id) for r in live}
-    if store.collection_exists(archive):
-        copies = list(store.scroll(archive))
-        archived_ids = {str(r.id) for r in copies}
-        for copy in copies:
-            into = str(p.meta(copy.payload).get("archived", {}).get("merged_into"))
-            if into not in live_ids and into not in archived_ids:
-                problems.append(f"archived {copy.id} points to {into}, which exists nowhere")
-        live_ids |= archived_ids
+    archived_ids = {str(r.id) for r in copies}
+    for copy in copies:
+        into = str(p.meta(copy.payload).get("archived", {}).get("merged_into"))
+        if into not in live_ids and into not in archived_ids:
+            problems.append(f"archived {copy.id} points to {into}, which exists nowhere")
+    live_ids |= archived_ids
     problems += _run_log_problems(run_log, live, live_ids)
     return problems
 

@@ -36,15 +36,11 @@ class MergePlan:
 
     def merged_record(self, run_id: str, text_key: str) -> Record:
         """The merged point as first written: state `committing`, with its lineage."""
-        lineage: list[PointId] = []
-        for member in self.members:
-            lineage.extend(p.originals(member))
         stamp = {
             "kind": p.MERGED,
             "state": p.COMMITTING,
             "weight": self.weight,
             "merged_from": self.member_ids,
-            "originals": lineage,
             "member_fingerprints": {str(m.id): p.fingerprint(m) for m in self.members},
             "run_id": run_id,
             "merged_at": p.now(),

@@ -215,7 +215,7 @@ def create_app(service: Service, scheduler: BaseScheduler | None = None) -> Fast
     def get(point_id: str) -> dict[str, Any]:
         record, archived = rv.get(point_id)
         text = cached_text(record, text_key) if archived else rv.text(record)
-        return _memory_out(record, text_key, text) | {"archived": archived}
+        return _memory_out(record, text_key, text) | {"archived": archived, "lineage": rv.lineage(record)}
 
     @protected.get("/runs")
     def runs(limit: int = 20) -> dict[str, Any]:
@@ -332,7 +332,6 @@ def _memory_out(record: Record, text_key: str, text: MemoryText) -> dict[str, An
         "weight": p.weight(record.payload),
         "kind": stamp.get("kind", p.ORIGINAL),
         "state": stamp.get("state", p.FRESH),
-        "lineage": p.originals(record),
         "payload": p.agent_payload(record.payload),
         "meta": stamp,
     }

@@ -22,6 +22,7 @@ import numpy as np
 import structlog
 
 from reverie.config import InversionSettings
+from reverie.consolidation.lineage import original_records
 from reverie.errors import InverterError
 from reverie.storage import Filter, Match, Record, Store
 from reverie.storage import payload as p
@@ -111,7 +112,7 @@ class LazyInversion:
 
     def label(self, record: Record) -> MemoryText | None:
         """The archived member text closest to the merged point's vector, if any member had text."""
-        members = self.store.retrieve(self.archive, p.originals(record), with_vectors=True)
+        members = original_records(self.store, self.archive, record, with_vectors=True)
         texted = [
             m for m in members if isinstance(m.payload.get(self.text_key), str) and m.vector is not None
         ]

@@ -6,8 +6,8 @@ Agents' own keys are never touched. Under `_reverie`:
                | "verified" (in flight, members checked) | "undoing" (an undo in flight)
                | "quarantined" (invalid vector)
   weight       how many original memories this point stands for
-  merged_from  ids of the points a merged point replaced (merged points only)
-  originals    ids of the original memories behind a merged point (its lineage)
+  merged_from  ids of the points a merged point replaced (merged points only); the
+               originals behind it are found through the archive (consolidation/lineage.py)
   member_fingerprints  what each member looked like when the merge was planned
   run_id, created_at, merged_at, text_source ("agent" | "pending" | "inversion"), reason (quarantine)
   embedder     the model reverie embedded the text with (a merged point: its members' common one)
@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from reverie.storage.base import Filter, IsEmpty, Match, MatchAny, PointId, Record
+from reverie.storage.base import Filter, IsEmpty, Match, MatchAny, Record
 
 KEY = "_reverie"
 
@@ -56,11 +56,6 @@ def state(payload: dict[str, Any]) -> str:
 
 def weight(payload: dict[str, Any]) -> float:
     return float(meta(payload).get("weight", 1.0))
-
-
-def originals(record: Record) -> list[PointId]:
-    """The original memories a point stands for: itself, or a merged point's lineage."""
-    return list(meta(record.payload).get("originals") or [record.id])
 
 
 def agent_payload(payload: dict[str, Any]) -> dict[str, Any]:

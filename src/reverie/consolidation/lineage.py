@@ -1,0 +1,79 @@
+"""A merged point's lineage: the original memories behind it.
+
+A merged point names only its direct members (`merged_from`); a member that was itself a
+merged point sits in the archive with its own `merged_from`, and so on down to the
+originals. Each merge therefore writes only its own members. (Keeping the whole list of
+originals on every merged point made a concept merged again and again rewrite its
+lineage each time: storage grew with the square of its merges.)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+from reverie.storage import PointId, Record, Store
+from reverie.storage import payload as p
+
+Lookup = Callable[[list[PointId]], dict[str, Record]]
+
+
+def members_of(record: Record) -> list[PointId]:
+    """A merged point's direct members; none for an original."""
+    stamp = p.meta(record.payload)
+    return list(stamp.get("merged_from") or []) if stamp.get("kind") == p.MERGED else []
+
+
+def walk(record: Record, lookup: Lookup) -> list[Record | PointId]:
+    """The originals under `record`, level by level (one lookup per level): the archive
+    copy of each one found there, else its bare id (a member not archived yet)."""
+    if not members_of(record):
+        return [record]
+    found: list[Record | PointId] = []
+    frontier = members_of(record)
+    while frontier:
+        copies = lookup(frontier)
+        below: list[PointId] = []
+        for member in frontier:
+            copy = copies.get(str(member))
+            if copy is None:
+                found.append(member)
+            elif members_of(copy):
+                below += members_of(copy)
+            else:
+                found.append(copy)
+        frontier = below
+    return found
+
+
+def original_records(store: Store, archive: str, record: Record, with_vectors: bool = False) -> list[Record]:
+    """The archive copies of the originals under a merged point (itself, for an original)."""
+
+    def lookup(ids: list[PointId]) -> dict[str, Record]:
+        return {str(r.id): r for r in store.retrieve(archive, ids, with_vectors=with_vectors)}
+
+    return [r for r in walk(record, lookup) if isinstance(r, Record)]
+
+
+def original_ids(store: Store, archive: str, record: Record) -> list[PointId]:
+    def lookup(ids: list[PointId]) -> dict[str, Record]:
+        return {str(r.id): r for r in store.retrieve(archive, ids, with_vectors=False)}
+
+    return [r.id if isinstance(r, Record) else r for r in walk(record, lookup)]
+
+
+def lineage_map(live: Iterable[Record], archived: Iterable[Record]) -> dict[str, list[PointId]]:
+    """Live id -> the originals it stands for, from points already read (one pass over
+    the archive instead of a store call per level per point)."""
+    copies = {str(r.id): r for r in archived}
+
+    def lookup(ids: list[PointId]) -> dict[str, Record]:
+        return {str(i): copies[str(i)] for i in ids if str(i) in copies}
+
+    return {str(r.id): [o.id if isinstance(o, Record) else o for o in walk(r, lookup)] for r in live}
+
+
+def store_lineage_map(store: Store, collection: str, archive: str) -> dict[str, list[PointId]]:
+    """`lineage_map` of every point a search may return (quarantine and merges in
+    flight left out)."""
+    archived = store.scroll(archive) if store.collection_exists(archive) else []
+    return lineage_map(store.scroll(collection, p.searchable_filter()), archived)

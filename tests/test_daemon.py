@@ -77,6 +77,26 @@ def test_write_consolidate_search_review_undo(api: httpx.Client) -> None:
     assert api.get("/stats").json()["live"] == 3
 
 
+def test_rewrite_and_delete_of_merged_memories_over_http(api: httpx.Client) -> None:
+    ids = api.post("/memories", json={"memories": [{"vector": v} for v in NEAR]}).json()["ids"]
+    merged_id = api.post("/runs", json={}).json()["merges"][0]["merge_id"]
+    refused = api.post("/memories", json={"memories": [{"vector": NEAR[2], "id": merged_id}]})
+    assert refused.status_code == 409 and "is a merged point" in refused.json()["error"]
+    # rewriting a merged-away memory undoes the merge; the rewrite is the live version
+    rewritten = api.post("/memories", json={"memories": [{"vector": NEAR[2], "id": ids[0]}]})
+    assert rewritten.status_code == 200
+    assert api.get(f"/memories/{merged_id}").status_code == 404
+    assert api.get(f"/memories/{ids[0]}").json()["archived"] is False
+    runs = api.get("/runs").json()["runs"]
+    assert runs[0]["kind"] == "release" and runs[0]["summary"]["reason"] == "rewritten"
+    deleted = api.delete(f"/memories/{ids[1]}").json()
+    assert deleted == {"deleted": [ids[1]], "run_id": None, "undone": []}
+    assert api.get(f"/memories/{ids[1]}").status_code == 404
+    missing = api.delete(f"/memories/{ids[1]}")
+    assert missing.status_code == 404 and "unknown memory id" in missing.json()["error"]
+    assert api.get("/stats").json()["live"] == 2
+
+
 @pytest.mark.parametrize(
     ("method", "path", "body", "status", "message"),
     [
@@ -313,6 +333,10 @@ def test_cli_commands_go_through_a_running_daemon(tmp_path: Path) -> None:
         assert json.loads(cli(tmp_path, "stats", "--json").stdout)["merged"] == 1
         assert run["run_id"] in cli(tmp_path, "runs").stdout  # the run log is read directly
         assert "undid 1 merge(s)" in cli(tmp_path, "undo", run["run_id"]).stdout
+        forgotten = cli(
+            tmp_path, "forget", str(json.loads(cli(tmp_path, "recall", "tea", "--json").stdout)[0]["id"])
+        )
+        assert forgotten.stdout.startswith("deleted 1 memories"), forgotten.stderr
         assert "consolidate" in cli(tmp_path, "jobs").stdout
         assert "job maintain: started" in cli(tmp_path, "jobs", "run", "maintain").stdout
         (tmp_path / "x.jsonl").write_text(json.dumps({"vector": [0.1] * 384}) + "\n")
@@ -323,7 +347,7 @@ def test_cli_commands_go_through_a_running_daemon(tmp_path: Path) -> None:
         assert process.wait(timeout=20) == 0
         client.close()
     assert not (tmp_path / "daemon.json").exists()
-    assert json.loads(cli(tmp_path, "stats", "--json").stdout)["live"] == 2  # storage itself again
+    assert json.loads(cli(tmp_path, "stats", "--json").stdout)["live"] == 1  # storage itself again
     no_daemon = cli(tmp_path, "jobs")
     assert no_daemon.returncode == 1 and "no reverie serve is running" in no_daemon.stderr
 

@@ -143,6 +143,15 @@ def cmd_show(args: argparse.Namespace, settings: Settings) -> None:
             print(line)
 
 
+def cmd_forget(args: argparse.Namespace, settings: Settings) -> None:
+    with _open(settings) as rv:
+        released = rv.forget(args.ids)
+    line = f"deleted {len(released.ids)} memories"
+    if released.undone:
+        line += f"; undid {len(released.undone)} merge(s) to reach them (run {released.run_id})"
+    print(line)
+
+
 def cmd_consolidate(args: argparse.Namespace, settings: Settings) -> None:
     from reverie.display import report_lines
 
@@ -388,6 +397,9 @@ def _parser() -> argparse.ArgumentParser:
 
     show_memory = add("show", cmd_show, "show one memory with its lineage")
     show_memory.add_argument("id")
+
+    forget = add("forget", cmd_forget, "delete memories, also merged away ones (their merges are undone)")
+    forget.add_argument("ids", nargs="+", metavar="ID")
 
     consolidate = add("consolidate", cmd_consolidate, "merge near-duplicate memories now")
     consolidate.add_argument("--full", action="store_true", help="every point, not only new ones")

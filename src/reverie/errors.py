@@ -29,7 +29,12 @@ class StorageFullError(StorageError):
     """The data directory's disk is nearly full: writes stop before the engine fails."""
 
 
-class BusyError(ReverieError):
+class ConflictError(ReverieError):
+    """A request the memory's state forbids now: writing over a merged point, or touching
+    a merge another process is applying."""
+
+
+class BusyError(ConflictError):
     """A consolidation, undo or maintenance is already running."""
 
 

@@ -18,15 +18,17 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import structlog
 from tqdm import tqdm
 
 from reverie.config import Settings
 from reverie.consolidation.engine import Consolidator, RunReport
 from reverie.consolidation.invariants import find_problems
 from reverie.consolidation.lineage import original_ids
+from reverie.consolidation.release import Release, release
 from reverie.consolidation.runs import RunLog
 from reverie.consolidation.undo import UndoReport, undo
-from reverie.errors import InvalidInputError, NotFoundError
+from reverie.errors import ConflictError, InvalidInputError, NotFoundError
 from reverie.inversion.embedders import Embedder, embedder_id
 from reverie.inversion.lazy import PENDING_FILTER, LazyInversion, MemoryText
 
@@ -48,6 +50,8 @@ from reverie.storage.base import normalize_id, parse_point_id
 from reverie.storage.space import ensure_free_space
 
 WRITE_BATCH = 256
+
+log = structlog.get_logger("reverie.memory")
 
 
 @dataclass
@@ -177,12 +181,52 @@ class Reverie:
             for i, (m, v) in enumerate(zip(memories, vectors, strict=True))
         ]
         self.ensure_collections(dimension)
-        with _progress(len(records), "writing", progress) as bar:
-            for start in range(0, len(records), WRITE_BATCH):
-                batch = records[start : start + WRITE_BATCH]
-                self.store.upsert(self.collection, batch)
-                bar.update(len(batch))
+        named = [r.id for r, m in zip(records, memories, strict=True) if m.id is not None]
+        # under the merge lock: a memory rewritten between a merge's check and its delete
+        # would be deleted with the old version
+        with self.consolidator.applier.lock:
+            if named:
+                self._make_way(named)
+            with _progress(len(records), "writing", progress) as bar:
+                for start in range(0, len(records), WRITE_BATCH):
+                    batch = records[start : start + WRITE_BATCH]
+                    self.store.upsert(self.collection, batch)
+                    bar.update(len(batch))
         return [r.id for r in records]
+
+    def _make_way(self, ids: list[PointId]) -> None:
+        """Before memories are rewritten: one merged away is brought back (the merges above
+        it undone, release.py), so its new version replaces the old one everywhere instead
+        of sitting beside it in a merged point. A merged point is reverie's: not rewritable."""
+        existing = self.store.retrieve(self.collection, ids, with_vectors=False)
+        existing += self.store.retrieve(self.archive, ids, with_vectors=False)
+        merged = [r.id for r in existing if p.meta(r.payload).get("kind") == p.MERGED]
+        if merged:
+            raise ConflictError(
+                f"memory {merged[0]} is a merged point reverie made and cannot be written over; "
+                "write a new memory, or delete this one (it takes its originals with it)"
+            )
+        release(self.consolidator.applier, self.run_log, ids, reason="rewritten")
+
+    def forget(self, ids: Sequence[PointId | str]) -> Release:
+        """Delete memories for good, wherever they are. A live original is deleted; one
+        merged away is brought back first (the merges above it undone, the rest of their
+        members fresh, to be merged again without it); a merged point is dissolved down to
+        its originals, and they are all deleted. Unknown ids: nothing is deleted."""
+        if not ids:
+            raise InvalidInputError("no memory ids to forget")
+        wanted = [self._parse_id(i) for i in ids]
+        with self.consolidator.applier.lock:
+            known = {
+                str(r.id) for name in (self.collection, self.archive) for r in self._retrieve(name, wanted)
+            }
+            unknown = [i for i in wanted if str(i) not in known]
+            if unknown:
+                raise NotFoundError(f"unknown memory id: {unknown[0]!r} (nothing was deleted)")
+            released = release(self.consolidator.applier, self.run_log, wanted, "deleted", dissolve=True)
+            self.store.delete(self.collection, released.ids)
+        log.info("memory.forgotten", asked=len(wanted), deleted=len(released.ids), run_id=released.run_id)
+        return released
 
     def _record(
         self, index: int, memory: NewMemory, vector: np.ndarray, text_key: str, created_at: str
@@ -231,16 +275,24 @@ class Reverie:
     def get(self, point_id: str | int) -> tuple[Record, bool]:
         """A memory by id (an int, or text as typed: digits or a UUID) and whether it is
         archived (retired into a merged point)."""
-        try:
-            pid = parse_point_id(point_id) if isinstance(point_id, str) else normalize_id(point_id)
-        except (TypeError, ValueError):
-            raise NotFoundError(f"unknown memory id: {point_id!r}") from None
+        pid = self._parse_id(point_id)
         if self.exists:
             for name, archived in ((self.collection, False), (self.archive, True)):
                 found = self.store.retrieve(name, [pid])
                 if found:
                     return found[0], archived
         raise NotFoundError(f"unknown memory id: {point_id!r}")
+
+    def _retrieve(self, name: str, ids: list[PointId]) -> list[Record]:
+        return self.store.retrieve(name, ids, with_vectors=False) if self.exists else []
+
+    @staticmethod
+    def _parse_id(point_id: PointId | str) -> PointId:
+        """An id as given: an int, or text as typed (digits or a UUID)."""
+        try:
+            return parse_point_id(point_id) if isinstance(point_id, str) else normalize_id(point_id)
+        except (TypeError, ValueError):
+            raise NotFoundError(f"unknown memory id: {point_id!r}") from None
 
     # -- consolidation ------------------------------------------------------------------
     def consolidate(self, **options: Any) -> RunReport:

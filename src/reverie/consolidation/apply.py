@@ -19,6 +19,7 @@ Recovery settles each in-flight merge with steps 2-5 and finishes each undo.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 
 import structlog
@@ -43,11 +44,18 @@ class MergeApplier:
         self.collection = collection
         self.archive = archive
         self.text_key = text_key
+        # Held while merges are applied, recovered or undone, and by writes that name ids:
+        # a memory rewritten between a merge's verify and its delete would be deleted.
+        self.lock = threading.RLock()
 
     # -- apply --------------------------------------------------------------------------
     def apply(self, plans: list[MergePlan], run_id: str) -> list[Outcome]:
         """Apply merges together: each step is one store call for all of them (a round trip
         per step, not per merge), and every merge passes through the same states as alone."""
+        with self.lock:
+            return self._apply(plans, run_id)
+
+    def _apply(self, plans: list[MergePlan], run_id: str) -> list[Outcome]:
         merged = [plan.merged_record(run_id, self.text_key) for plan in plans]
         self.store.upsert(self.collection, merged)
         copies = [
@@ -137,6 +145,10 @@ class MergeApplier:
     # -- recovery -----------------------------------------------------------------------
     def recover(self) -> dict[str, int]:
         """Finish or roll back every merge and undo a crash left in flight."""
+        with self.lock:
+            return self._recover()
+
+    def _recover(self) -> dict[str, int]:
         counts = {"rolled_forward": 0, "rolled_back": 0, "undo_finished": 0}
         flight = Filter(should=tuple(Match(f"{p.KEY}.state", s) for s in p.IN_FLIGHT))
         for record in list(self.store.scroll(self.collection, flight, with_vectors=True)):
@@ -156,15 +168,28 @@ class MergeApplier:
         return counts
 
     # -- undo ---------------------------------------------------------------------------
-    def undo(self, merged: Record) -> list[PointId]:
-        """Restore a live merged point's members from the archive and remove it."""
-        self.store.set_payload(self.collection, [merged.id], {"state": p.UNDOING}, key=p.KEY)
-        return self._finish_undo(merged)
+    def undo(self, merged: Record, restore_as: str | None = None) -> list[PointId]:
+        """Restore a live merged point's members from the archive and remove it. The members
+        come back as they were adopted (`live`), or in state `restore_as` (`fresh`: for the
+        next run to merge again)."""
+        mark = {"state": p.UNDOING} | ({"restore_as": restore_as} if restore_as else {})  # for recovery
+        with self.lock:
+            self.store.set_payload(self.collection, [merged.id], mark, key=p.KEY)
+            return self._finish_undo(merged, restore_as)
 
-    def _finish_undo(self, merged: Record) -> list[PointId]:
-        ids: list[PointId] = p.meta(merged.payload)["merged_from"]
+    def _finish_undo(self, merged: Record, restore_as: str | None = None) -> list[PointId]:
+        stamp = p.meta(merged.payload)
+        ids: list[PointId] = stamp["merged_from"]
+        restore_as = restore_as or stamp.get("restore_as")
         archived = self._archive_copies(ids, merged.id)
-        self.store.upsert(self.collection, [self._restored(r) for r in archived.values()])
+        # a member live already was restored before a crash, or rewritten since: it stands
+        live = {r.id for r in self.store.retrieve(self.collection, list(archived), with_vectors=False)}
+        restored = [
+            self._restored(r, **({"state": restore_as} if restore_as else {}))
+            for r in archived.values()
+            if r.id not in live
+        ]
+        self.store.upsert(self.collection, restored)
         self.store.delete(self.archive, list(archived))
         self.store.delete(self.collection, [merged.id])
         return list(archived)

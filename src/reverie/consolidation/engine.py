@@ -26,6 +26,7 @@ from reverie.consolidation.clustering import ClusterParams, cluster
 from reverie.consolidation.gathering import Gathered
 from reverie.consolidation.planning import MergePlan, plan_merges
 from reverie.consolidation.reconcile import reconcile
+from reverie.consolidation.release import release_rewritten
 from reverie.consolidation.replica import Replica
 from reverie.consolidation.runs import RunLog, new_run_id
 from reverie.errors import InvalidInputError
@@ -137,6 +138,8 @@ class Consolidator:
         return report
 
     def _run(self, report: RunReport, params: ClusterParams, full: bool, dry_run: bool) -> None:
+        if not dry_run:
+            release_rewritten(self.applier, self.run_log, self._owns)
         report.points_before = self.store.count(self.collection, p.searchable_filter())
         # Neighbour queries pay off when little is new; when most points are new (a first
         # run, a bulk import), exact blocked products over everything are cheaper.

@@ -18,14 +18,14 @@ def reconcile(run_log: RunLog, store: Store, collection: str) -> dict[str, int]:
     applying = run_log.merges_in_status("applying")
     undoing = run_log.merges_in_status("undoing")
     ids = [m.merge_id for m in applying + undoing]
-    live = {
-        str(r.id) for r in store.retrieve(collection, ids, with_vectors=False) if p.state(r.payload) == p.LIVE
-    }
+    found = store.retrieve(collection, ids, with_vectors=False)
+    live = {str(r.id) for r in found if p.state(r.payload) == p.LIVE}
+    present = {str(r.id) for r in found}  # a merged point brought back by a release is fresh
     for merge in applying:
         status = "applied" if merge.merge_id in live else "skipped"
         run_log.add_merge(merge.run_id, merge.merge_id, status, {**merge.detail, "settled_by": "recovery"})
     for merge in undoing:
-        if merge.merge_id in live:  # the undo never reached the store
+        if merge.merge_id in present:  # the undo never reached the store
             run_log.set_merge_status(merge.run_id, merge.merge_id, "skipped")
         else:
             run_log.set_merge_status(str(merge.detail["from_run"]), merge.merge_id, "undone")

@@ -34,17 +34,31 @@ def undo(applier: MergeApplier, run_log: RunLog, target: str) -> UndoReport:
     with structlog.contextvars.bound_contextvars(run_id=report.run_id):
         run_log.start(report.run_id, "undo", applier.collection, p.now())
         for merge, point in zip(reversed(merges), reversed(merged), strict=True):
-            entry: dict[str, object] = {"merge_id": merge.merge_id, "from_run": merge.run_id}
-            run_log.add_merge(report.run_id, merge.merge_id, "undoing", entry)  # settled by reconcile
-            entry["restored"] = applier.undo(point)
-            run_log.set_merge_status(merge.run_id, merge.merge_id, "undone")
-            run_log.add_merge(report.run_id, merge.merge_id, "undone", entry)
-            report.undone.append(entry)
-            log.info("undo.merge", **entry)
+            report.undone.append(undo_on_record(applier, run_log, report.run_id, point, merge.run_id))
         summary = {"target": target, "undone": len(report.undone)}
         run_log.finish(report.run_id, "done", p.now(), summary)
         log.info("undo.summary", **summary)
     return report
+
+
+def undo_on_record(
+    applier: MergeApplier,
+    run_log: RunLog,
+    run_id: str,
+    merged: Record,
+    from_run: str,
+    restore_as: str | None = None,
+) -> dict[str, object]:
+    """Undo one live merge with the run log kept in step: on record as `undoing` before
+    the store is touched (reconcile settles it after a crash), `undone` in the run that
+    made it and in `run_id` after."""
+    entry: dict[str, object] = {"merge_id": str(merged.id), "from_run": from_run}
+    run_log.add_merge(run_id, str(merged.id), "undoing", entry)
+    entry["restored"] = applier.undo(merged, restore_as)
+    run_log.set_merge_status(from_run, str(merged.id), "undone")
+    run_log.add_merge(run_id, str(merged.id), "undone", entry)
+    log.info("undo.merge", **entry)
+    return entry
 
 
 def _merges_to_undo(run_log: RunLog, target: str) -> list[MergeRecord]:

@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from reverie import __version__
 from reverie.daemon.service import Service
 from reverie.errors import (
-    BusyError,
+    ConflictError,
     InvalidInputError,
     InverterError,
     NotFoundError,
@@ -123,7 +123,7 @@ STATUS = {  # most specific first
     InvalidInputError: 400,
     UnauthorizedError: 401,
     NotFoundError: 404,
-    BusyError: 409,
+    ConflictError: 409,
     StorageFullError: 507,
     StorageError: 503,
     InverterError: 503,
@@ -216,6 +216,13 @@ def create_app(service: Service, scheduler: BaseScheduler | None = None) -> Fast
         record, archived = rv.get(point_id)
         text = cached_text(record, text_key) if archived else rv.text(record)
         return _memory_out(record, text_key, text) | {"archived": archived, "lineage": rv.lineage(record)}
+
+    @protected.delete("/memories/{point_id}")
+    def forget(point_id: str) -> dict[str, Any]:
+        """Delete a memory wherever it is: merged away, the merges above it are undone
+        first (a `release` run); a merged point goes with all its originals."""
+        released = rv.forget([point_id])
+        return {"deleted": released.ids, "run_id": released.run_id, "undone": released.undone}
 
     @protected.get("/runs")
     def runs(limit: int = 20) -> dict[str, Any]:

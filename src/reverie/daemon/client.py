@@ -11,7 +11,7 @@ import httpx
 
 from reverie.daemon.registration import Registration
 from reverie.errors import (
-    BusyError,
+    ConflictError,
     InvalidInputError,
     NotFoundError,
     ReverieError,
@@ -26,7 +26,7 @@ ERRORS: dict[int, type[ReverieError]] = {
     400: InvalidInputError,
     401: UnauthorizedError,
     404: NotFoundError,
-    409: BusyError,
+    409: ConflictError,
     413: InvalidInputError,
     422: InvalidInputError,
     503: StorageError,
@@ -66,6 +66,17 @@ class DaemonClient:
     def text(self, record: Record) -> MemoryText:
         """The text the daemon read with the memory (inverting it there, if pending)."""
         return self._texts[record.id]
+
+    def forget(self, ids: Sequence[PointId | str]) -> Any:
+        from reverie.consolidation.release import Release
+
+        found = [self._call("DELETE", f"/memories/{point_id}") for point_id in ids]
+        return Release(
+            "deleted",
+            [i for f in found for i in f["deleted"]],
+            ", ".join(f["run_id"] for f in found if f["run_id"]) or None,
+            [u for f in found for u in f["undone"]],
+        )
 
     def consolidate(self, **options: Any) -> Any:
         from reverie.consolidation.engine import RunReport

@@ -1,0 +1,135 @@
+"""Bring merged-away memories back to the live collection, for an agent that rewrites or
+deletes a memory reverie has already merged.
+
+Without this, a rewrite of an archived memory would leave the old version inside a live
+merged point (and a second, live copy beside it), and a delete could not reach it at all.
+Every merge above the memory is undone, top down, each with the crash-safe undo of
+apply.py; what comes back is `fresh`, so the next run merges again whatever still belongs
+together, now with the new version or without the deleted one. The undone merges are on
+record in a run of kind `release`, so a review shows why they went.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import structlog
+
+from reverie.consolidation.apply import MergeApplier
+from reverie.consolidation.lineage import members_of
+from reverie.consolidation.runs import RunLog, new_run_id
+from reverie.consolidation.undo import undo_on_record
+from reverie.errors import ConflictError
+from reverie.storage import PointId, Record
+from reverie.storage import payload as p
+
+log = structlog.get_logger("reverie.release")
+
+LOOKUP_BATCH = 4096
+
+
+@dataclass
+class Release:
+    """What a release did: the merges it undid (in a run of its own, when any)."""
+
+    reason: str
+    ids: list[PointId]  # the ids asked for, live now; dissolving, the originals in their place
+    run_id: str | None = None
+    undone: list[str] = field(default_factory=list)
+
+
+def release(
+    applier: MergeApplier, run_log: RunLog, ids: list[PointId], reason: str, dissolve: bool = False
+) -> Release:
+    """Undo every merge above the archived `ids`, so each is live again; with `dissolve`,
+    also every merge below the merged points among them, down to their originals. A merge
+    in flight above one of them (another process applying it) is a ConflictError."""
+    result = Release(reason, list(ids))
+    with applier.lock:
+        merged = _merges_to_undo(applier, ids, dissolve)
+        if not merged:
+            return result
+        result.run_id = new_run_id()
+        run_log.start(result.run_id, "release", applier.collection, p.now())
+        status = "failed"
+        try:
+            while merged:
+                for point in merged:
+                    undo_on_record(applier, run_log, result.run_id, point, _run_of(point), p.FRESH)
+                    result.undone.append(str(point.id))
+                if dissolve:  # dissolved points give way to their members, down to originals
+                    gone = {str(m.id) for m in merged} & {str(i) for i in result.ids}
+                    kept = [i for i in result.ids if str(i) not in gone]
+                    result.ids = kept + [i for m in merged if str(m.id) in gone for i in members_of(m)]
+                merged = _merges_to_undo(applier, result.ids, dissolve)
+            status = "done"
+        finally:
+            summary = {"reason": reason, "undone": len(result.undone)}
+            run_log.finish(result.run_id, status, p.now(), summary)
+            log.info("release.done", run_id=result.run_id, status=status, **summary)
+    return result
+
+
+def release_rewritten(
+    applier: MergeApplier, run_log: RunLog, owns: Callable[[Record], bool]
+) -> Release | None:
+    """Fresh points whose id is in the archive too: an agent rewrote a memory reverie had
+    merged without asking reverie (a plain Qdrant client, another daemon). The new version
+    stands (an undo never restores over a live point); the merges above the old one are
+    undone so that it counts in them no more. A merge another process is applying right
+    now: left for the next run."""
+    store = applier.store
+    fresh = [r.id for r in store.scroll(applier.collection, p.FRESH_FILTER) if owns(r)]
+    rewritten = [
+        r.id
+        for start in range(0, len(fresh), LOOKUP_BATCH)
+        for r in store.retrieve(applier.archive, fresh[start : start + LOOKUP_BATCH], with_vectors=False)
+    ]
+    if not rewritten:
+        return None
+    try:
+        return release(applier, run_log, rewritten, "rewritten")
+    except ConflictError as exc:
+        log.warning("release.deferred", reason=str(exc))
+        return None
+
+
+def _merges_to_undo(applier: MergeApplier, ids: list[PointId], dissolve: bool) -> list[Record]:
+    """The merged points to undo, in an order that undoes each only once it is live: the
+    chain above each archived id, top first (also above one live already: rewritten by an
+    agent that did not ask reverie); dissolving, the live merged points among `ids` too."""
+    store = applier.store
+    by_depth: dict[str, tuple[int, Record]] = {}
+    if dissolve:
+        live = store.retrieve(applier.collection, ids, with_vectors=False)
+        by_depth.update({str(r.id): (0, r) for r in live if members_of(r)})
+    for copy in store.retrieve(applier.archive, ids, with_vectors=False):
+        for depth, point in enumerate(_chain_above(applier, copy)):
+            by_depth[str(point.id)] = (depth, point)
+    for _, point in by_depth.values():
+        if p.state(point.payload) in p.IN_FLIGHT:
+            raise ConflictError(
+                f"merge {point.id} is {p.state(point.payload)} (being applied or undone elsewhere); try again"
+            )
+    return [point for _, point in sorted(by_depth.values(), key=lambda item: item[0])]
+
+
+def _chain_above(applier: MergeApplier, copy: Record) -> list[Record]:
+    """The merged points above an archive copy, top (the live one) first: merged into,
+    merged again into, and so on."""
+    chain: list[Record] = []
+    while True:
+        into = p.meta(copy.payload).get("archived", {}).get("merged_into")
+        live = applier.store.retrieve(applier.collection, [into], with_vectors=False)
+        if live:
+            return [live[0], *reversed(chain)]
+        above = applier.store.retrieve(applier.archive, [into], with_vectors=False)
+        if not above:
+            raise ConflictError(f"archived memory {copy.id} points to merge {into}, which exists nowhere")
+        copy = above[0]
+        chain.append(copy)
+
+
+def _run_of(merged: Record) -> str:
+    return str(p.meta(merged.payload).get("run_id"))

@@ -3,12 +3,14 @@ flat, no request may fail, and every invariant must hold at the end.
 
     .venv/bin/python bench/soak.py --minutes 30
 
-`reverie serve` (embedded store, consolidation every 2 s) takes near-duplicate writes from
-one writer thread at a bounded rate (so the data stops growing and memory can level off)
-and searches and reads from another as fast as it goes, over HTTP. Every 10 s its resident
-memory and open file descriptors are sampled from /proc. At the end it is stopped with
-SIGTERM (it must exit 0) and the invariants are checked with every acknowledged write as
-must-hold. Writes a section of docs/reliability.md, bench/results/soak.json and a plot.
+`reverie serve` (embedded store, consolidation every 2 s) takes creates, rewrites and
+deletes of near-duplicate memories from two agents at a bounded rate (each agent holds at
+most `--keep` memories and deletes as often as it creates past that, so the data stops
+growing and memory can level off) and searches and reads from a third client as fast as
+it goes, over HTTP. Every 10 s its resident memory and open file descriptors are sampled
+from /proc. At the end it is stopped with SIGTERM (it must exit 0) and the store is
+checked against every acknowledged answer (bench/agents.py). Writes a section of
+docs/reliability.md, bench/results/soak.json and a plot.
 """
 
 from __future__ import annotations
@@ -27,7 +29,8 @@ import httpx
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from crash_torture import BATCH, Writer, daemon_env, settings_for, start_daemon  # noqa: E402
+from agents import Agent, check_agents, concepts  # noqa: E402
+from crash_torture import daemon_env, settings_for, start_daemon  # noqa: E402
 from report import write_section  # noqa: E402
 
 from reverie.memory import Reverie  # noqa: E402
@@ -35,49 +38,58 @@ from reverie.memory import Reverie  # noqa: E402
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def read_and_search(url: str, writer: Writer, stop: threading.Event, errors: list[str], counts: dict) -> None:
+def read_and_search(
+    url: str, agents: list[Agent], stop: threading.Event, errors: list[str], counts: dict
+) -> None:
     rng = np.random.default_rng(1)
     with httpx.Client(base_url=url, timeout=30) as client:
         while not stop.is_set():
-            if not writer.acknowledged:
+            agent = agents[rng.integers(0, len(agents))]
+            if not agent.versions:
                 time.sleep(0.1)
                 continue
-            query = writer.centres[rng.integers(0, len(writer.centres))].tolist()
+            query = agent.centres[rng.integers(0, len(agent.centres))].tolist()
+            point_id = int(rng.choice(list(agent.versions)))
             for response in (
                 client.post("/search", json={"vector": query, "k": 5}),
-                client.get(f"/memories/{rng.choice(sorted(writer.acknowledged)[-500:])}"),
+                client.get(f"/memories/{point_id}"),
                 client.get("/stats"),
             ):
                 counts["reads"] += 1
+                if response.status_code == 404 and point_id not in agent.versions:
+                    continue  # deleted by its agent while this read was on its way
                 if response.status_code != 200:
                     errors.append(
                         f"{response.request.url.path}: {response.status_code} {response.text[:200]}"
                     )
 
 
-def sample(pid: int) -> tuple[int, int]:
-    status = Path(f"/proc/{pid}/status").read_text()
-    rss = next(int(line.split()[1]) // 1024 for line in status.splitlines() if line.startswith("VmRSS"))
-    return rss, len(os.listdir(f"/proc/{pid}/fd"))
+def sample(pid: int) -> tuple[int, int, int]:
+    """Resident MiB, of it anonymous (the heap: what a leak grows; the rest is the engine's
+    mapped files, which follow the data), and open file descriptors."""
+    status = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines())
+    rss, anon = (int(status[key].split()[0]) // 1024 for key in ("VmRSS", "RssAnon"))
+    return rss, anon, len(os.listdir(f"/proc/{pid}/fd"))
 
 
-def soak(minutes: float, write_rate: float, work: Path) -> dict:
+def soak(minutes: float, write_rate: float, keep: int, work: Path) -> dict:
     env = {**daemon_env("edge", work), "REVERIE_SCHEDULER__CONSOLIDATE_EVERY": "2"}
     process, url = start_daemon(work, env)
-    writer, stop, errors, counts = Writer(0), threading.Event(), [], {"reads": 0}
-    threads = [
-        threading.Thread(target=writer.write_until, args=(url, stop, BATCH / write_rate)),
-        threading.Thread(target=read_and_search, args=(url, writer, stop, errors, counts)),
-    ]
+    centres = concepts()
+    agents = [Agent(i, centres, keep=keep) for i in range(2)]
+    stop, errors, counts = threading.Event(), [], {"reads": 0}
+    threads = [threading.Thread(target=a.run, args=(url, stop, len(agents) / write_rate)) for a in agents]
+    threads.append(threading.Thread(target=read_and_search, args=(url, agents, stop, errors, counts)))
     for thread in threads:
         thread.start()
-    samples: list[tuple[float, int, int, int]] = []  # seconds, RSS MiB, open files, acknowledged
+    samples: list[tuple[float, int, int, int, int]] = []  # s, RSS, anon MiB, open files, writes+deletes
     started = time.monotonic()
     while time.monotonic() - started < minutes * 60:
-        rss, files = sample(process.pid)
-        samples.append((round(time.monotonic() - started), rss, files, len(writer.acknowledged)))
+        rss, anon, files = sample(process.pid)
+        requests = sum(len(v) for a in agents for v in a.latencies.values())
+        samples.append((round(time.monotonic() - started), rss, anon, files, requests))
         print(
-            f"\r{samples[-1][0]:>5} s  RSS {rss} MiB  files {files}  written {samples[-1][3]}",
+            f"\r{samples[-1][0]:>5} s  RSS {rss} MiB (anon {anon})  files {files}  requests {requests}",
             end="",
             flush=True,
         )
@@ -89,17 +101,20 @@ def soak(minutes: float, write_rate: float, work: Path) -> dict:
     exit_status = process.wait(timeout=120)
     print()
     with Reverie.open(settings_for("edge", work)) as rv:
-        problems = rv.invariant_problems(must_hold=writer.acknowledged, may_hold=writer.attempted)
+        problems = check_agents(rv, agents)
         stats = rv.stats()
         runs = rv.run_log.runs(limit=1_000_000)
     return {
         "minutes": minutes,
         "exit_status": exit_status,
-        "acknowledged": len(writer.acknowledged),
+        "writes_and_deletes": samples[-1][4],
+        "failed_writes": [f for a in agents for f in a.failures][:20],
+        "failed_write_count": sum(len(a.failures) for a in agents),
         "reads": counts["reads"],
         "failed_requests": errors[:20],
         "failed_request_count": len(errors),
-        "runs": len(runs),
+        "runs": sum(r.kind == "consolidate" for r in runs),
+        "release_runs": sum(r.kind == "release" for r in runs),  # a rewrite or delete undid merges
         "runs_failed": sum(r.status == "failed" for r in runs),  # "stopped": the SIGTERM at the end
         "live": stats["live"],
         "problems": problems,
@@ -110,18 +125,25 @@ def soak(minutes: float, write_rate: float, work: Path) -> dict:
 def report(result: dict, args: argparse.Namespace) -> None:
     samples = result["samples"]
     half = samples[len(samples) // 2 :]
-    rss = f"{samples[0][1]} / {min(s[1] for s in half)}-{max(s[1] for s in half)} / {samples[-1][1]}"
-    files = f"{samples[0][2]} / {max(s[2] for s in samples)} / {samples[-1][2]}"
+    rss, anon = (
+        f"{samples[0][k]} / {min(s[k] for s in half)}-{max(s[k] for s in half)} / {samples[-1][k]}"
+        for k in (1, 2)
+    )
+    files = f"{samples[0][3]} / {max(s[3] for s in samples)} / {samples[-1][3]}"
+    failed = result["failed_request_count"] + result["failed_write_count"]
     lines = [
-        f"`bench/soak.py --minutes {args.minutes:g} --write-rate {args.write_rate:g}` (embedded store, "
+        f"`bench/soak.py --minutes {args.minutes:g} --write-rate {args.write_rate:g} --keep {args.keep}` "
+        "(embedded store, creates 50% / rewrites 30% / deletes 20% from two agents, each holding at most "
+        f"{args.keep} memories, "
         "consolidation every 2 s, searches and reads as fast as one client goes; 2 cores):",
         "",
-        "| minutes | acknowledged writes | reads and searches | failed requests | runs (failed) "
-        "| RSS MiB first / second-half min-max / last | open files first / max / last | exit | problems |",
-        "|---|---|---|---|---|---|---|---|---|",
-        f"| {args.minutes:g} | {result['acknowledged']:,} | {result['reads']:,} "
-        f"| {result['failed_request_count']} | {result['runs']} ({result['runs_failed']}) | {rss} | {files} "
-        f"| {result['exit_status']} | {len(result['problems'])} |",
+        "| minutes | writes and deletes | reads and searches | failed requests | runs (failed) | releases "
+        "| RSS MiB first / second-half min-max / last | of it anonymous (the heap), same | "
+        "open files first / max / last | exit | problems |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+        f"| {args.minutes:g} | {result['writes_and_deletes']:,} | {result['reads']:,} | {failed} "
+        f"| {result['runs']} ({result['runs_failed']}) | {result['release_runs']:,} | {rss} | {anon} "
+        f"| {files} | {result['exit_status']} | {len(result['problems'])} |",
         "",
         "![daemon memory and open files during the soak](soak.png)",
     ]
@@ -131,11 +153,12 @@ def report(result: dict, args: argparse.Namespace) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    seconds, rss, files, written = zip(*samples, strict=True)
+    seconds, rss, anon, files, written = zip(*samples, strict=True)
     fig, ax = plt.subplots(figsize=(7, 4))
     ax.plot([s / 60 for s in seconds], rss, label="RSS MiB")
+    ax.plot([s / 60 for s in seconds], anon, label="of it anonymous MiB")
     ax.plot([s / 60 for s in seconds], files, label="open files")
-    ax.set(xlabel="minutes", title=f"reverie serve under load ({written[-1]:,} memories written)")
+    ax.set(xlabel="minutes", title=f"reverie serve under load ({written[-1]:,} writes and deletes)")
     ax.legend()
     fig.tight_layout()
     fig.savefig(ROOT / "docs" / "soak.png", dpi=110)
@@ -147,15 +170,17 @@ def main() -> None:
     )
     parser.add_argument("--minutes", type=float, default=30)
     parser.add_argument(
-        "--write-rate", type=float, default=40, help="memories/s: bounded, so the store stops growing"
+        "--write-rate", type=float, default=40, help="writes and deletes per second, all agents together"
     )
+    parser.add_argument("--keep", type=int, default=1_000, help="memories each agent holds at most")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        result = soak(args.minutes, args.write_rate, Path(tmp))
+        result = soak(args.minutes, args.write_rate, args.keep, Path(tmp))
     (ROOT / "bench" / "results" / "soak.json").write_text(json.dumps(result, indent=2))
     report(result, args)
     print(json.dumps({k: v for k, v in result.items() if k != "samples"}, indent=2))
-    sys.exit(1 if result["problems"] or result["failed_request_count"] or result["exit_status"] else 0)
+    failed = result["failed_request_count"] + result["failed_write_count"]
+    sys.exit(1 if result["problems"] or failed or result["exit_status"] else 0)
 
 
 if __name__ == "__main__":

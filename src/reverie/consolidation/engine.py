@@ -20,7 +20,7 @@ import structlog
 
 from reverie.config import ConsolidationSettings
 from reverie.consolidation.adoption import Stamps, adopt, adoption_stamps, find_fresh, mark_adopted
-from reverie.consolidation.apply import MergeApplier
+from reverie.consolidation.apply import MergeApplier, Outcome
 from reverie.consolidation.candidates import cell_pairs, exact_pairs
 from reverie.consolidation.clustering import ClusterParams, cluster
 from reverie.consolidation.gathering import Gathered
@@ -226,7 +226,20 @@ class Consolidator:
         # on record before the first store write: a crash leaves them `applying`, and
         # recovery settles the record with the store (see reconcile)
         self.run_log.add_merges(report.run_id, [(d["merge_id"], "applying", d) for d in details])
-        outcomes = self.applier.apply(plans, report.run_id)
+        # on record as applied before a rewrite or delete can release them (release.py)
+        with self.applier.lock:
+            outcomes = self.applier.apply(plans, report.run_id)
+            self.run_log.add_merges(report.run_id, self._settled(plans, details, outcomes, report))
+        return [i for plan in plans for i in plan.member_ids]
+
+    def _settled(
+        self,
+        plans: list[MergePlan],
+        details: list[dict[str, Any]],
+        outcomes: list[Outcome],
+        report: RunReport,
+    ) -> list[tuple[str, str, dict[str, Any]]]:
+        """Each merge's record once applied or voided, logged and added to the report."""
         settled: list[tuple[str, str, dict[str, Any]]] = []
         for plan, detail, outcome in zip(plans, details, outcomes, strict=True):
             if outcome.applied:
@@ -244,8 +257,7 @@ class Consolidator:
                 changed=outcome.changed,
                 vanished=outcome.vanished,
             )
-        self.run_log.add_merges(report.run_id, settled)
-        return [i for plan in plans for i in plan.member_ids]
+        return settled
 
     # -- gathering ----------------------------------------------------------------------
     def _scroll_searchable(self) -> Iterator[Record]:

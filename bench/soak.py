@@ -72,8 +72,12 @@ def sample(pid: int) -> tuple[int, int, int]:
     return rss, anon, len(os.listdir(f"/proc/{pid}/fd"))
 
 
-def soak(minutes: float, write_rate: float, keep: int, work: Path) -> dict:
-    env = {**daemon_env("edge", work), "REVERIE_SCHEDULER__CONSOLIDATE_EVERY": "2"}
+def soak(minutes: float, write_rate: float, keep: int, maintain_every: int, work: Path) -> dict:
+    env = {
+        **daemon_env("edge", work),
+        "REVERIE_SCHEDULER__CONSOLIDATE_EVERY": "2",
+        "REVERIE_SCHEDULER__MAINTAIN_EVERY": str(maintain_every),
+    }
     process, url = start_daemon(work, env)
     centres = concepts()
     agents = [Agent(i, centres, keep=keep) for i in range(2)]
@@ -132,10 +136,12 @@ def report(result: dict, args: argparse.Namespace) -> None:
     files = f"{samples[0][3]} / {max(s[3] for s in samples)} / {samples[-1][3]}"
     failed = result["failed_request_count"] + result["failed_write_count"]
     lines = [
-        f"`bench/soak.py --minutes {args.minutes:g} --write-rate {args.write_rate:g} --keep {args.keep}` "
+        f"`bench/soak.py --minutes {args.minutes:g} --write-rate {args.write_rate:g} --keep {args.keep} "
+        f"--maintain-every {args.maintain_every}` "
         "(embedded store, creates 50% / rewrites 30% / deletes 20% from two agents, each holding at most "
         f"{args.keep} memories, "
-        "consolidation every 2 s, searches and reads as fast as one client goes; 2 cores):",
+        f"consolidation every 2 s, maintenance every {args.maintain_every} s, searches and reads as fast "
+        "as one client goes; 2 cores):",
         "",
         "| minutes | writes and deletes | reads and searches | failed requests | runs (failed) | releases "
         "| RSS MiB first / second-half min-max / last | of it anonymous (the heap), same | "
@@ -173,9 +179,15 @@ def main() -> None:
         "--write-rate", type=float, default=40, help="writes and deletes per second, all agents together"
     )
     parser.add_argument("--keep", type=int, default=1_000, help="memories each agent holds at most")
+    parser.add_argument(
+        "--maintain-every",
+        type=int,
+        default=300,
+        help="seconds between storage maintenance (scheduler.maintain_every): it compacts what deletes leave",
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        result = soak(args.minutes, args.write_rate, args.keep, Path(tmp))
+        result = soak(args.minutes, args.write_rate, args.keep, args.maintain_every, Path(tmp))
     (ROOT / "bench" / "results" / "soak.json").write_text(json.dumps(result, indent=2))
     report(result, args)
     print(json.dumps({k: v for k, v in result.items() if k != "samples"}, indent=2))

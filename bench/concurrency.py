@@ -100,10 +100,10 @@ def _percentiles(seconds: list[float]) -> dict[str, float]:
 def report(results: list[dict], args: argparse.Namespace) -> None:
     lines = [
         f"`bench/concurrency.py --agents {args.agents} --seconds {args.seconds:g}` (embedded store, one "
-        "memory per request, create 50% / rewrite 30% / delete 20%; 2 cores shared by agents and daemon):",
+        "memory per request, create 50% / update 30% / delete 20%; 2 cores shared by agents and daemon):",
         "",
-        "| phase | requests/s | create p50 / p99 ms | rewrite p50 / p99 ms | delete p50 / p99 ms "
-        "| failed requests | runs | merges | merges undone by rewrites and deletes | problems |",
+        "| phase | requests/s | create p50 / p99 ms | update p50 / p99 ms | delete p50 / p99 ms "
+        "| failed requests | runs | merges | merges undone by updates and deletes | problems |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:

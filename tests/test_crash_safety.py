@@ -3,7 +3,7 @@ restart: no memory is ever lost, and recovery leaves nothing in flight."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -57,36 +57,59 @@ def expected_clusters(labels: Any) -> list[list[int]]:
     return sorted([[i for i, g in enumerate(labels) if g == k] for k in set(labels.tolist())])
 
 
-@pytest.mark.parametrize("torn", [False, True], ids=["clean", "torn"])
-def test_crash_at_every_write_then_restart(store_kind: str, tmp_path: Path, torn: bool) -> None:
-    vectors, labels = near_duplicates(groups=3, per_group=3, seed=11)
-    crash_at, crashes = 1, 0
+def crash_at_every_write(
+    store_kind: str,
+    tmp_path: Path,
+    prepare: Callable[[Reverie], Any],
+    act: Callable[[Reverie, Any], object],
+    check: Callable[[Reverie, int], None],
+    torn: bool = True,
+) -> int:
+    """For N = 1, 2, ...: a fresh store set up by `prepare`, then `act` on it through a
+    store that dies at its Nth write; then a restart (the edge store reopened from disk),
+    recovery, and `check`. Stops at the first N that `act` survives; returns the crashes."""
+    crash_at = 1
     while True:
         root = tmp_path / f"{crash_at}"
         settings = Settings()
         settings.storage.data_dir = root / "data"
         store = make_store(store_kind, root)
-        Reverie(settings, store).write(memories(vectors, labels))
-        crashing = CrashingStore(store, crash_at, torn)
+        context = prepare(Reverie(settings, store))
         try:
-            Reverie(settings, crashing).consolidate()  # type: ignore[arg-type]
+            act(Reverie(settings, CrashingStore(store, crash_at, torn)), context)  # type: ignore[arg-type]
         except InjectedCrash:
-            crashes += 1
+            pass
         else:
             store.close()
-            break
-        # restart: a new process opens the same storage (edge: reopened from disk)
+            return crash_at - 1
         if store_kind == "edge":
             store.close()
             store = make_store(store_kind, root)
         with Reverie(settings, store) as rv:
             rv.consolidator.recover()
-            check_invariants(rv, set(range(9)))
-            rv.consolidate()  # the next run finishes the job
-            check_invariants(rv, set(range(9)))
-            clusters = sorted(sorted(int(i) for i in rv.lineage(r)) for r in rv.live_records())
-            assert clusters == expected_clusters(labels), f"crash at write {crash_at}"
+            check(rv, crash_at)
         crash_at += 1
+
+
+@pytest.mark.parametrize("torn", [False, True], ids=["clean", "torn"])
+def test_crash_at_every_write_then_restart(store_kind: str, tmp_path: Path, torn: bool) -> None:
+    vectors, labels = near_duplicates(groups=3, per_group=3, seed=11)
+
+    def check(rv: Reverie, crash_at: int) -> None:
+        check_invariants(rv, set(range(9)))
+        rv.consolidate()  # the next run finishes the job
+        check_invariants(rv, set(range(9)))
+        clusters = sorted(sorted(int(i) for i in rv.lineage(r)) for r in rv.live_records())
+        assert clusters == expected_clusters(labels), f"crash at write {crash_at}"
+
+    crashes = crash_at_every_write(
+        store_kind,
+        tmp_path,
+        prepare=lambda rv: rv.write(memories(vectors, labels)),
+        act=lambda rv, _: rv.consolidate(),
+        check=check,
+        torn=torn,
+    )
     # five writes, each for the three merges together (write merged, archive, mark
     # verified, delete, mark live); every fresh point was merged, so none is left to stamp
     assert crashes == 5

@@ -9,16 +9,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from reverie.config import Settings
 from reverie.consolidation.lineage import store_lineage_map
 from reverie.consolidation.planning import merged_id
 from reverie.errors import ConflictError, NotFoundError
 from reverie.memory import NewMemory, Reverie
 from reverie.storage import Record
 from reverie.storage import payload as p
-from test_crash_safety import CrashingStore, InjectedCrash
+from test_crash_safety import crash_at_every_write
 
-from conftest import make_store
 from helpers import assert_same_points, check_invariants, memories, near_duplicates, snapshot
 
 
@@ -131,33 +129,18 @@ def test_a_plain_client_rewrite_is_released_by_the_next_run(rv: Reverie) -> None
 def test_a_crash_at_every_write_of_a_release_loses_nothing(
     store_kind: str, tmp_path: Path, action: str
 ) -> None:
-    crash_at = 1
-    while True:
-        root = tmp_path / f"{crash_at}"
-        settings = Settings()
-        settings.storage.data_dir = root / "data"
-        store = make_store(store_kind, root)
-        vectors, _ = chained(Reverie(settings, store))
-        crashing = Reverie(settings, CrashingStore(store, crash_at, torn=True))  # type: ignore[arg-type]
-        try:
-            if action == "rewrite":
-                crashing.write([NewMemory(far_from(vectors), {"text": "new"}, id=0)])
-            else:
-                crashing.forget([0])
-        except InjectedCrash:
-            pass
+    def act(rv: Reverie, vectors: np.ndarray) -> None:
+        if action == "rewrite":
+            rv.write([NewMemory(far_from(vectors), {"text": "new"}, id=0)])
         else:
-            store.close()
-            break
-        if store_kind == "edge":
-            store.close()
-            store = make_store(store_kind, root)
-        with Reverie(settings, store) as rv:
-            rv.consolidator.recover()
-            # the write or delete was never acknowledged: 0 may be there or not
+            rv.forget([0])
+
+    def check(rv: Reverie, crash_at: int) -> None:
+        # the write or delete was never acknowledged: 0 may be there or not
+        for _ in range(2):  # after recovery, and after the next run
             problems = rv.invariant_problems(must_hold={1, 2, 3, 4, 5}, may_hold=set(range(6)))
             assert not problems, f"crash at write {crash_at}: {problems}"
             rv.consolidate()
-            assert not rv.invariant_problems(must_hold={1, 2, 3, 4, 5}, may_hold=set(range(6)))
-        crash_at += 1
-    assert crash_at > 8  # two undos, each several writes, before the final write or delete
+
+    crashes = crash_at_every_write(store_kind, tmp_path, lambda rv: chained(rv)[0], act, check)
+    assert crashes >= 8  # two undos, each several writes, before the final write or delete

@@ -42,12 +42,16 @@ class Agent:
 
     def __post_init__(self) -> None:
         self.rng = np.random.default_rng(1000 + self.index)
-        self.next_id = self.index * 1_000_000_000
+        self.next_id = (self.index + 1) * 1_000_000_000  # below: the crash harness's bulk writer
 
     def run(self, url: str, stop: threading.Event, pause: float = 0.0) -> None:
+        """Until `stop`, or until the daemon stops answering (a harness killed it)."""
         with httpx.Client(base_url=url, timeout=30) as client:
             while not stop.wait(pause):
-                self.step(client)
+                try:
+                    self.step(client)
+                except httpx.HTTPError:
+                    return
 
     def step(self, client: httpx.Client) -> None:
         op = self._choose()
@@ -66,7 +70,7 @@ class Agent:
                 response = client.post("/memories", json={"memories": [memory]})
         except httpx.HTTPError as exc:
             self._unsure(point_id, f"{op} {point_id}: {exc!r}")
-            return
+            raise
         self.latencies[op].append(time.perf_counter() - started)
         if response.status_code != 200:
             self._unsure(point_id, f"{op} {point_id}: {response.status_code} {response.text[:200]}")
@@ -94,13 +98,16 @@ class Agent:
         self.versions.pop(point_id, None)
 
 
-def check_agents(rv: Reverie, agents: list[Agent]) -> list[str]:
+def check_agents(
+    rv: Reverie, agents: list[Agent], must_hold: set[int] | None = None, may_hold: set[int] | None = None
+) -> list[str]:
     """The store against what agents were told: every acknowledged memory there (live, or
     archived under a live merged point) in its last acknowledged version, every
-    acknowledged delete gone, plus every store invariant."""
-    must = {i for a in agents for i in a.versions}
+    acknowledged delete gone, plus every store invariant. `must_hold`, `may_hold`: ids
+    other writers wrote (acknowledged, attempted)."""
+    must = {i for a in agents for i in a.versions} | (must_hold or set())
     gone = {i for a in agents for i in a.deleted - a.uncertain - a.versions.keys()}
-    attempted = {i for a in agents for i in a.attempted}
+    attempted = {i for a in agents for i in a.attempted} | (may_hold or set())
     problems = rv.invariant_problems(must_hold=must, may_hold=attempted - gone)
     stale = []
     for agent in agents:

@@ -5,10 +5,12 @@ runs every second, restart, and check every store invariant after each kill.
 
 Each cycle starts `reverie serve` (a real subprocess on a loopback port), writes batches
 of near-duplicate vectors over HTTP from a writer thread (an id counts as acknowledged
-once its batch got 200), and kills the daemon with SIGKILL after a random 0.2-4 s.
+once its batch got 200) while two agents create, update and delete single memories
+(bench/agents.py), and kills the daemon with SIGKILL after a random 0.2-4 s.
 Then the invariants (reverie.consolidation.invariants): every acknowledged memory is
-live or archived under a live merged point; nothing nobody wrote appears; live weights
-sum to the originals covered; nothing in flight; the run log agrees with the store.
+live or archived under a live merged point, in its last acknowledged version; every
+acknowledged delete is gone; nothing nobody wrote appears; live weights sum to the
+originals covered; nothing in flight; the run log agrees with the store.
 Recovery alternates between the two ways it runs in production: on even kills this
 process opens the storage and recovers (as `reverie consolidate` would); on odd kills a
 fresh daemon starts (it recovers before listening), is killed again once ready, and the
@@ -36,6 +38,7 @@ import httpx
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
+from agents import Agent, check_agents  # noqa: E402
 from report import write_section  # noqa: E402
 
 from reverie.config import Settings  # noqa: E402
@@ -44,15 +47,19 @@ from reverie.memory import Reverie  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 DIM, CENTRES, BATCH = 32, 64, 8
+AGENTS = 2  # beside the bulk writer: one memory per request, updates and deletes too
 
 
 @dataclass
 class Tally:
     kills: int = 0
-    acknowledged: int = 0
+    acknowledged: int = 0  # the bulk writer's
+    agent_requests: int = 0  # the agents' answered creates, updates and deletes
+    agent_deletes: int = 0
     attempted: int = 0
     recovered: dict[str, int] = field(default_factory=dict)  # this process's recoveries, summed
     runs: int = 0
+    releases: int = 0  # runs that undid merges for an update or delete
     runs_interrupted: int = 0  # killed mid-run
     merges_settled_by_recovery: int = 0  # killed mid-merge: finished or voided by recovery
     problems: list[str] = field(default_factory=list)
@@ -140,19 +147,20 @@ def kill(process: subprocess.Popen[bytes]) -> None:
     process.wait()
 
 
-def check(store: str, work: Path, writer: Writer, tally: Tally, recover: bool) -> None:
+def check(store: str, work: Path, writer: Writer, agents: list[Agent], tally: Tally, recover: bool) -> None:
     with Reverie.open(settings_for(store, work)) as rv:
         if not rv.exists:
             return
         if recover:
             for key, value in rv.consolidator.recover().items():
                 tally.recovered[key] = tally.recovered.get(key, 0) + value
-        problems = rv.invariant_problems(must_hold=writer.acknowledged, may_hold=writer.attempted)
+        problems = check_agents(rv, agents, writer.acknowledged, writer.attempted)
         tally.problems += [f"kill {tally.kills}: {problem}" for problem in problems]
         stats = rv.stats()
         tally.live, tally.merged = stats["live"], stats["merged"]
         runs = rv.run_log.runs(limit=1_000_000)
-        tally.runs = len(runs)
+        tally.runs = sum(r.kind == "consolidate" for r in runs)
+        tally.releases = sum(r.kind == "release" for r in runs)
         tally.runs_interrupted = sum(r.status == "interrupted" for r in runs)
         tally.merges_settled_by_recovery = sum(
             "settled_by" in m.detail for r in runs for m in rv.run_log.merges(r.run_id)
@@ -162,16 +170,20 @@ def check(store: str, work: Path, writer: Writer, tally: Tally, recover: bool) -
 def torture(store: str, kills: int, seed: int, work: Path, progress: bool = False) -> Tally:
     rng = np.random.default_rng(seed)
     writer, tally, env = Writer(seed), Tally(), daemon_env(store, work)
+    agents = [Agent(i, writer.centres, keep=500) for i in range(AGENTS)]
     started = time.perf_counter()
     for cycle in range(kills):
         process, url = start_daemon(work, env)
         stop = threading.Event()
-        thread = threading.Thread(target=writer.write_until, args=(url, stop))
-        thread.start()
+        threads = [threading.Thread(target=writer.write_until, args=(url, stop))]
+        threads += [threading.Thread(target=a.run, args=(url, stop)) for a in agents]
+        for thread in threads:
+            thread.start()
         time.sleep(rng.uniform(0.2, 4.0))
         kill(process)
         stop.set()
-        thread.join()
+        for thread in threads:
+            thread.join()
         tally.kills += 1
         recover_here = cycle % 2 == 0
         if not recover_here:  # a fresh daemon recovers; killed once it is up, it leaves no work
@@ -179,7 +191,7 @@ def torture(store: str, kills: int, seed: int, work: Path, progress: bool = Fals
             process, url = start_daemon(work, quiet)
             _wait_ready(url)
             kill(process)
-        check(store, work, writer, tally, recover=recover_here)
+        check(store, work, writer, agents, tally, recover=recover_here)
         if progress:
             print(
                 f"\rkill {tally.kills}/{kills}: acknowledged {len(writer.acknowledged)}, live {tally.live}, "
@@ -189,6 +201,8 @@ def torture(store: str, kills: int, seed: int, work: Path, progress: bool = Fals
                 flush=True,
             )
     tally.acknowledged, tally.attempted = len(writer.acknowledged), len(writer.attempted)
+    tally.agent_requests = sum(len(v) for a in agents for v in a.latencies.values())
+    tally.agent_deletes = sum(len(a.deleted) for a in agents)
     tally.seconds = round(time.perf_counter() - started, 1)
     if progress:
         print()
@@ -224,10 +238,12 @@ def main() -> None:
         f"`bench/crash_torture.py --kills {args.kills} --store {args.store} --seed {args.seed}`, "
         f"{engine[args.store]}, {tally.seconds / 60:.0f} minutes on 2 cores:",
         "",
-        "| kills | acknowledged writes | runs | runs killed mid-run | merges killed mid-merge "
-        "(settled by recovery) | live at the end | merged points | problems |",
-        "|---|---|---|---|---|---|---|---|",
-        f"| {tally.kills} | {tally.acknowledged:,} | {tally.runs} | {tally.runs_interrupted} | "
+        "| kills | acknowledged bulk writes | agents' creates, updates, deletes (deletes) | runs "
+        "| runs killed mid-run | merges killed mid-merge (settled by recovery) | live at the end "
+        "| merged points | problems |",
+        "|---|---|---|---|---|---|---|---|---|",
+        f"| {tally.kills} | {tally.acknowledged:,} | {tally.agent_requests:,} ({tally.agent_deletes:,}) "
+        f"| {tally.runs} | {tally.runs_interrupted} | "
         f"{tally.merges_settled_by_recovery} | {tally.live:,} | {tally.merged:,} | {len(tally.problems)} |",
     ]
     write_section(ROOT / "docs" / "reliability.md", f"crash-torture-{args.store}", lines, "Reliability")

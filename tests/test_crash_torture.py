@@ -1,5 +1,5 @@
 """A small sample of the crash torture harness (bench/crash_torture.py runs 200 kills):
-a daemon SIGKILLed at random moments under writes and consolidation, on both engines,
+a daemon SIGKILLed at random moments under writes, updates, deletes and consolidation, on both engines,
 with every invariant checked after each kill."""
 
 from __future__ import annotations
@@ -21,4 +21,5 @@ def test_random_sigkills_under_load_lose_nothing(store: str, tmp_path: Path) -> 
     assert tally.problems == []
     assert tally.kills == KILLS
     assert tally.acknowledged > 100, "the writer barely wrote: the test tested nothing"
+    assert tally.agent_deletes > 0, "the agents never deleted: updates and deletes went untested"
     assert tally.merged > 0, "nothing was consolidated between the kills"

@@ -34,6 +34,12 @@ class StorageSettings(_Section):
         description="Writes and runs are refused while data_dir's disk has less free space than this "
         "(the embedded engine writes through memory maps: a full disk would crash it). 0: no check.",
     )
+    flush_every: float = Field(
+        default=60.0,
+        gt=0,
+        description="Embedded store: seconds between flushes of a collection being written. Until a "
+        "flush the engine keeps its whole write-ahead log and does not reuse space that updates free.",
+    )
 
 
 class EmbedderSettings(_Section):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -37,13 +38,20 @@ from reverie.storage.space import ensure_free_space
 
 
 class EdgeStore:
-    def __init__(self, root: Path, min_free_mb: int = 0) -> None:
+    def __init__(self, root: Path, min_free_mb: int = 0, flush_every: float = 60.0) -> None:
         """`min_free_mb`: opening or creating a collection is refused below this much free
-        disk (the engine allocates through memory maps; see space.py)."""
+        disk (the engine allocates through memory maps; see space.py). `flush_every`:
+        seconds between flushes of a collection that is being written (see `_update`)."""
         self._root = Path(root)
         self._min_free_mb = min_free_mb
+        self._flush_every = flush_every
         self._shards: dict[str, qe.EdgeShard] = {}
+        self._flushed_at: dict[str, float] = {}
         self._lock = threading.Lock()
+        # The engine's flush fails (a panic) when it meets a write or an optimization in
+        # progress: writes and flushes go one at a time, and a flush skips a busy optimizer.
+        self._writing = threading.Lock()
+        self._optimizing = threading.Lock()
 
     # -- collections -------------------------------------------------------------------
     def _dir(self, name: str) -> Path:
@@ -76,6 +84,7 @@ class EdgeStore:
                 self._shards[name] = qe.EdgeShard.create(str(directory / "shard"), config)
             except Exception as exc:
                 raise StorageError(f"cannot create collection {name!r}: {exc}") from None
+            self._flushed_at[name] = time.monotonic()
         # meta.json last: its presence marks a complete collection.
         tmp = directory / "meta.json.tmp"
         tmp.write_text(json.dumps({"vector_size": vector_size}))
@@ -99,13 +108,31 @@ class EdgeStore:
                     ) from None
                 raise StorageError(f"cannot open collection {name!r}: {exc}") from None
             self._shards[name] = shard
+            self._flushed_at[name] = time.monotonic()
             return shard
 
     def create_payload_index(self, name: str, key: str) -> None:
         shard = self._shard(name)
         if key in shard.info().payload_schema:
             return
-        shard.update(qe.UpdateOperation.create_field_index(key, qe.PayloadSchemaType.Keyword))
+        self._update(name, qe.UpdateOperation.create_field_index(key, qe.PayloadSchemaType.Keyword))
+
+    def _update(self, name: str, operation: qe.UpdateOperation) -> None:
+        """Apply a write; flush the collection when the last flush is `flush_every` old.
+        Until it is flushed, the engine neither truncates its write-ahead log nor reuses
+        the payload space that updates free: a daemon that never closes its store grew
+        without bound (both files, and the memory that maps them) before this."""
+        shard = self._shard(name)
+        with self._writing:
+            shard.update(operation)
+            if time.monotonic() - self._flushed_at[name] < self._flush_every:
+                return
+            if self._optimizing.acquire(blocking=False):  # else: at a later write
+                try:
+                    shard.flush()
+                    self._flushed_at[name] = time.monotonic()
+                finally:
+                    self._optimizing.release()
 
     # -- points ------------------------------------------------------------------------
     def upsert(self, name: str, records: Sequence[Record]) -> None:
@@ -115,7 +142,7 @@ class EdgeStore:
         vectors = np.stack([as_vector(r.vector) for r in records]).tolist()
         points = [qe.Point(r.id, v, r.payload) for r, v in zip(records, vectors, strict=True)]
         try:
-            self._shard(name).update(qe.UpdateOperation.upsert_points(points))
+            self._update(name, qe.UpdateOperation.upsert_points(points))
         except StorageError:
             raise
         except Exception as exc:
@@ -160,7 +187,7 @@ class EdgeStore:
 
     def delete(self, name: str, ids: Sequence[PointId]) -> None:
         if ids:
-            self._shard(name).update(qe.UpdateOperation.delete_points(list(ids)))
+            self._update(name, qe.UpdateOperation.delete_points(list(ids)))
 
     def set_payload(
         self, name: str, ids: Sequence[PointId], payload: dict[str, Any], key: str | None = None
@@ -168,16 +195,18 @@ class EdgeStore:
         if ids:
             # by filter, so an id deleted meanwhile is skipped, as delete skips it
             only = qe.Filter(must=[qe.HasIdCondition(set(ids))])
-            self._shard(name).update(qe.UpdateOperation.set_payload_by_filter(only, payload, key=key))
+            self._update(name, qe.UpdateOperation.set_payload_by_filter(only, payload, key=key))
 
     def count(self, name: str, filter: Filter | None = None) -> int:
         return self._shard(name).count(qe.CountRequest(exact=True, filter=_filter(filter)))
 
     def optimize(self, name: str) -> None:
-        self._shard(name).optimize()
+        shard = self._shard(name)
+        with self._optimizing:
+            shard.optimize()
 
     def close(self) -> None:
-        with self._lock:
+        with self._lock, self._writing:
             for shard in self._shards.values():
                 shard.flush()
                 shard.close()

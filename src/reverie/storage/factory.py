@@ -18,4 +18,4 @@ def open_store(settings: StorageSettings) -> Store:
         return ServerStore.connect(settings.url, api_key=settings.api_key)
     from reverie.storage.edge import EdgeStore
 
-    return EdgeStore(settings.data_dir / "collections", settings.min_free_mb)
+    return EdgeStore(settings.data_dir / "collections", settings.min_free_mb, settings.flush_every)

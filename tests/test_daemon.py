@@ -16,14 +16,15 @@ from pathlib import Path
 from subprocess import Popen
 
 import httpx
+import numpy as np
 import pytest
 
 from reverie.config import Settings
 from reverie.daemon.api import create_app
 from reverie.daemon.serve import serve
 from reverie.daemon.service import Service
-from reverie.errors import ConfigError
-from reverie.memory import Reverie
+from reverie.errors import BusyError, ConfigError
+from reverie.memory import NewMemory, Reverie
 
 from helpers import free_port, running
 
@@ -385,3 +386,45 @@ def test_bad_crontab_names_the_key(tmp_path: Path) -> None:
 
     with pytest.raises(ConfigError, match="scheduler.consolidate_cron"):
         load_settings(environ={"REVERIE_SCHEDULER__CONSOLIDATE_CRON": '"every minute"'})
+
+
+def test_maintenance_waits_for_its_turn_beside_back_to_back_runs(tmp_path: Path) -> None:
+    """With a run every few seconds, a maintenance that skipped when busy never ran (the
+    soak found it: both jobs fire on the same second and the run always won)."""
+    settings = Settings()
+    settings.storage.data_dir = tmp_path
+    with Reverie.open(settings) as rv:
+        rv.write([NewMemory(np.asarray(v, dtype=np.float32), {}) for v in NEAR])
+        service = Service(rv)
+        stop, in_run = threading.Event(), threading.Event()
+
+        def scheduled_runs() -> None:  # runs back to back, a scheduler tick apart
+            while not stop.is_set():
+                with service._turn():
+                    in_run.set()
+                    service.rv.consolidate()
+                    time.sleep(0.3)  # a run that takes a while
+                time.sleep(0.05)
+
+        runner = threading.Thread(target=scheduled_runs)
+        runner.start()
+        try:
+            in_run.wait()
+            service.maintain()  # waits for the run in progress instead of giving up
+        finally:
+            stop.set()
+            runner.join()
+        gave_up: list[BusyError] = []
+
+        def waiting_maintenance() -> None:
+            try:
+                service.maintain()
+            except BusyError as exc:
+                gave_up.append(exc)
+
+        holder = threading.Thread(target=waiting_maintenance)
+        with service._turn():  # a long run holds the turn; a shutdown begins
+            holder.start()
+            service.stop()
+            holder.join(5)
+        assert not holder.is_alive() and gave_up, "a waiting maintenance must give up on shutdown"

@@ -1,7 +1,8 @@
 """What the API and the scheduler share: one Reverie and the one-at-a-time rule.
 
 A consolidation or undo that would overlap another is refused at once (BusyError), never
-queued: the scheduler logs and skips it, the API answers 409.
+queued: the scheduler logs and skips it, the API answers 409. Maintenance waits for its
+turn instead: with a consolidation every few seconds, a skipped maintenance never ran.
 """
 
 from __future__ import annotations
@@ -20,12 +21,15 @@ from reverie.memory import Reverie
 
 log = structlog.get_logger("reverie.service")
 
+MAINTENANCE_WAIT = 600.0  # seconds: consolidation runs take seconds, a long one minutes
+
 
 class Service:
     def __init__(self, rv: Reverie) -> None:
         self.rv = rv
         self.metrics = Metrics()
         self._exclusive = threading.Lock()
+        self._stopping = threading.Event()
         self.models: dict[str, str] = {"embedder": "not loaded"}
         if rv.settings.inversion.model is not None:
             self.models["inverter"] = "not loaded"
@@ -56,6 +60,7 @@ class Service:
 
     def stop(self) -> None:
         """A shutdown began: a running consolidation stops before its next merge."""
+        self._stopping.set()
         self.rv.consolidator.stopping.set()
         self.rv.inversion.stopping.set()
 
@@ -83,23 +88,30 @@ class Service:
             return self.rv.undo(target)
 
     def maintain(self) -> None:
-        """Storage upkeep after changes (the embedded engine builds its index here)."""
-        with self._turn():
+        """Storage upkeep after changes (the embedded engine builds its index and compacts
+        deleted points here). Waits for a running consolidation to finish."""
+        with self._turn(wait=MAINTENANCE_WAIT):
             if self.rv.exists:
                 self.rv.store.optimize(self.rv.collection)
                 self.rv.store.optimize(self.rv.archive)
 
-    def _turn(self) -> _Turn:
-        return _Turn(self._exclusive)
+    def _turn(self, wait: float = 0.0) -> _Turn:
+        return _Turn(self._exclusive, wait, self._stopping)
 
 
 class _Turn:
-    def __init__(self, lock: threading.Lock) -> None:
+    """The exclusive turn: taken at once, or within `wait` seconds unless a shutdown begins."""
+
+    def __init__(self, lock: threading.Lock, wait: float, stopping: threading.Event) -> None:
         self.lock = lock
+        self.wait = wait
+        self.stopping = stopping
 
     def __enter__(self) -> None:
-        if not self.lock.acquire(blocking=False):
-            raise BusyError("a consolidation, undo or maintenance is already running; try again later")
+        deadline = time.monotonic() + self.wait
+        while not self.lock.acquire(timeout=min(1.0, max(0.0, deadline - time.monotonic()))):
+            if self.stopping.is_set() or time.monotonic() >= deadline:
+                raise BusyError("a consolidation, undo or maintenance is already running; try again later")
 
     def __exit__(self, *exc: object) -> None:
         self.lock.release()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import httpx
@@ -34,6 +34,25 @@ def memories(vectors: np.ndarray, labels: np.ndarray, **payload: object) -> list
         NewMemory(v, {"text": f"memory {i} of group {g}", "group": int(g), **payload}, i)
         for i, (v, g) in enumerate(zip(vectors, labels, strict=True))
     ]
+
+
+def errors_in_threads(work: Callable[[int], object], count: int) -> list[BaseException]:
+    """Run work(0..count-1) on as many threads at once; what each raised (an engine's
+    panic arrives as a BaseException)."""
+    errors: list[BaseException] = []
+
+    def guarded(index: int) -> None:
+        try:
+            work(index)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=guarded, args=(i,)) for i in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return errors
 
 
 def check_invariants(rv: Reverie, originals: set[object]) -> None:

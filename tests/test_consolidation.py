@@ -10,7 +10,14 @@ from reverie.memory import NewMemory, Reverie
 from reverie.storage import Record
 from reverie.storage import payload as p
 
-from helpers import assert_same_points, check_invariants, memories, near_duplicates, snapshot
+from helpers import (
+    assert_same_points,
+    check_invariants,
+    errors_in_threads,
+    memories,
+    near_duplicates,
+    snapshot,
+)
 
 
 def live_clusters(rv: Reverie) -> list[list[int]]:
@@ -248,23 +255,9 @@ def test_a_stop_ends_the_run_at_a_merge_boundary_and_the_next_run_finishes(rv: R
 
 
 def test_concurrent_first_writes_create_the_collections_once(rv: Reverie) -> None:
-    import threading
-
     vectors, labels = near_duplicates(groups=8, per_group=4)
-    errors: list[Exception] = []
-
-    def write(part: int) -> None:
-        try:
-            rv.write(memories(vectors, labels)[part::8])
-        except Exception as exc:  # what the API would have answered 503 for
-            errors.append(exc)
-
-    threads = [threading.Thread(target=write, args=(i,)) for i in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert errors == [] and rv.stats()["live"] == 32
+    errors = errors_in_threads(lambda part: rv.write(memories(vectors, labels)[part::8]), 8)
+    assert errors == [] and rv.stats()["live"] == 32  # the API answered 503 for what failed
 
 
 def test_a_partition_over_the_exact_limit_is_paired_by_cells_with_the_same_result(rv: Reverie) -> None:

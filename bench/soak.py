@@ -138,7 +138,7 @@ def report(result: dict, args: argparse.Namespace) -> None:
     lines = [
         f"`bench/soak.py --minutes {args.minutes:g} --write-rate {args.write_rate:g} --keep {args.keep} "
         f"--maintain-every {args.maintain_every}` "
-        "(embedded store, creates 50% / rewrites 30% / deletes 20% from two agents, each holding at most "
+        "(embedded store, creates 50% / updates 30% / deletes 20% from two agents, each holding at most "
         f"{args.keep} memories, "
         f"consolidation every 2 s, maintenance every {args.maintain_every} s, searches and reads as fast "
         "as one client goes; 2 cores):",
@@ -183,7 +183,7 @@ def main() -> None:
         "--maintain-every",
         type=int,
         default=300,
-        help="seconds between storage maintenance (scheduler.maintain_every): it compacts what deletes leave",
+        help="seconds between storage maintenance (scheduler.maintain_every, whose default it is)",
     )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:

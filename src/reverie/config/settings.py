@@ -159,7 +159,12 @@ class SchedulerSettings(_Section):
     consolidate_cron: str | None = Field(
         default=None, description='Crontab (UTC), e.g. "*/10 * * * *"; wins over consolidate_every.'
     )
-    maintain_every: int = Field(default=3600, ge=1, description="Seconds between storage maintenance.")
+    maintain_every: int = Field(
+        default=300,
+        ge=1,
+        description="Seconds between storage maintenance (compacts deleted points, builds the index); "
+        "it waits for a running consolidation.",
+    )
     invert_every: int = Field(
         default=60, ge=1, description="Seconds between ticks of the pending-inversion job."
     )

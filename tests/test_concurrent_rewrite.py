@@ -67,3 +67,36 @@ def test_deleted_member_voids_the_merge_and_stays_deleted(rv: Reverie) -> None:
     check_invariants(rv, {0, 2})
     again = rv.consolidate()
     assert [sorted(m["id"] for m in merge["members"]) for merge in again.merges] == [[0, 2]]
+
+
+class AgentBeforeDelete:
+    """The real store; just before the merge deletes its members from the live collection
+    (after it checked them), an agent rewrites one with a plain call."""
+
+    def __init__(self, inner: Store, rewrite: Record) -> None:
+        self._inner = inner
+        self._rewrite: Record | None = rewrite
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    def delete(self, name: str, ids: Sequence[Any], only: Any = None) -> None:
+        if self._rewrite is not None and not name.endswith("__archive"):
+            self._inner.upsert(name, [self._rewrite])
+            self._rewrite = None
+        self._inner.delete(name, ids, only)
+
+
+def test_a_rewrite_between_the_check_and_the_delete_is_kept(rv: Reverie) -> None:
+    vectors, labels = near_duplicates(groups=1, per_group=3, seed=4)
+    rv.write(memories(vectors, labels))
+    rewrite = Record(1, vectors[1], {"text": "memory 1, corrected too late for the check"})
+    report = Reverie(rv.settings, AgentBeforeDelete(rv.store, rewrite)).consolidate()  # type: ignore[arg-type]
+    assert len(report.merges) == 1  # the check passed before the agent wrote
+    kept = rv.store.retrieve(rv.collection, [1])[0]
+    assert kept.payload["text"] == "memory 1, corrected too late for the check"
+    assert not rv.store.retrieve(rv.collection, [0, 2])  # the unchanged members went
+    rv.consolidate()  # the next run releases the merge that still holds the old version
+    kept, archived = rv.get(1)
+    assert kept.payload["text"] == "memory 1, corrected too late for the check"
+    check_invariants(rv, {0, 1, 2})

@@ -11,7 +11,7 @@ import pytest
 
 from reverie.config import Settings
 from reverie.memory import Reverie
-from reverie.storage import PointId, Record, Store
+from reverie.storage import Filter, PointId, Record, Store
 
 from conftest import make_store
 from helpers import check_invariants, memories, near_duplicates
@@ -46,8 +46,8 @@ class CrashingStore:
     def upsert(self, name: str, records: Sequence[Record]) -> None:
         self._write("upsert", name, records)
 
-    def delete(self, name: str, ids: Sequence[PointId]) -> None:
-        self._write("delete", name, ids)
+    def delete(self, name: str, ids: Sequence[PointId], only: Filter | None = None) -> None:
+        self._write("delete", name, ids, only)
 
     def set_payload(self, name: str, ids: Sequence[PointId], payload: dict, key: str | None = None) -> None:
         self._write("set_payload", name, ids, payload, key)
@@ -110,9 +110,10 @@ def test_crash_at_every_write_then_restart(store_kind: str, tmp_path: Path, torn
         check=check,
         torn=torn,
     )
-    # five writes, each for the three merges together (write merged, archive, mark
-    # verified, delete, mark live); every fresh point was merged, so none is left to stamp
-    assert crashes == 5
+    # six writes, each for the three merges together (write merged, archive, mark the
+    # members, mark verified, delete, mark live); every fresh point was merged, so none
+    # is left to stamp
+    assert crashes == 6
 
 
 def test_crash_at_every_write_of_undo_then_restart(store_kind: str, tmp_path: Path) -> None:

@@ -97,7 +97,7 @@ def test_an_outage_at_every_write_of_a_run_loses_nothing(tmp_path: Path, reply_l
             assert lineages == expected_clusters(labels), f"outage at write {down_at}"
             assert {r.status for r in rv.run_log.runs()} == {"failed", "done"}
         down_at += 1
-    assert outages >= 5  # each step of apply (write merged, archive, verify, delete, live)
+    assert outages >= 6  # each step of apply (write merged, archive, mark, verified, delete, live)
 
 
 def _assert_unavailable(get: Callable[..., Any], post: Callable[..., Any]) -> None:

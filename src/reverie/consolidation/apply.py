@@ -8,11 +8,16 @@ between any two leaves a state recovery can finish, merge by merge):
                    that order a crash mid-archive would leave archive copies nobody
                    finds again).
   2. archive       copy every member to the archive with `archived.merged_into`.
-  3. verify        re-read members; one an agent changed or deleted meanwhile voids
-                   the merge: roll it back, mark the other members fresh. Passing marks
-                   the merged point `verified`, so recovery knows that members missing
-                   from then on were deleted by step 4, not by an agent.
-  4. delete        remove the members from the live collection.
+  3. verify        mark the members with the run (`_reverie.merging`), then re-read
+                   them; one an agent changed or deleted meanwhile voids the merge: roll
+                   it back, mark the other members fresh. Passing marks the merged point
+                   `verified`, so recovery knows that members missing from then on were
+                   deleted by step 4, not by an agent.
+  4. delete        remove the members from the live collection, only those still marked:
+                   a member an agent rewrote after the check (its write replaced the mark)
+                   stays, and the next run releases the merge (release.py). Within one
+                   process writes also wait for the merge lock; the mark covers agents
+                   writing to Qdrant directly and other daemons.
   5. mark live     the merged point becomes `live`.
 Recovery settles each in-flight merge with steps 2-5 and finishes each undo.
 """
@@ -20,6 +25,7 @@ Recovery settles each in-flight merge with steps 2-5 and finishes each undo.
 from __future__ import annotations
 
 import threading
+from collections import defaultdict
 from dataclasses import dataclass, field
 
 import structlog
@@ -29,6 +35,8 @@ from reverie.storage import Filter, Match, PointId, Record, Store
 from reverie.storage import payload as p
 
 log = structlog.get_logger("reverie.apply")
+
+MERGING = f"{p.KEY}.merging"  # the run whose merge is taking the member (steps 3-4)
 
 
 @dataclass
@@ -73,6 +81,7 @@ class MergeApplier:
         stamp = p.meta(member.payload)
         payload = p.with_meta(
             member.payload,
+            merging=None,
             state=p.LIVE,
             kind=stamp.get("kind", p.ORIGINAL),
             weight=p.weight(member.payload),
@@ -84,6 +93,8 @@ class MergeApplier:
         """Verify each merge, then roll the sound ones forward together (archive what is
         missing, mark verified, delete members, mark live) and the others back."""
         members = [i for record in merged for i in p.meta(record.payload)["merged_from"]]
+        for run_id, marked in _members_by_run(merged).items():  # before the check: see step 4
+            self.store.set_payload(self.collection, marked, {"merging": run_id}, key=p.KEY)
         live = {r.id: r for r in self.store.retrieve(self.collection, members)}
         copies = {r.id: r for r in self.store.retrieve(self.archive, members)}
         outcomes: list[Outcome] = []
@@ -98,7 +109,8 @@ class MergeApplier:
             verified = stamp.get("state") == p.VERIFIED
             vanished = [] if verified else [i for i in ids if i not in live]  # before verify: an agent's
             if changed or vanished:
-                self._roll_back(record, ids, live, archived, restore_missing=verified)
+                own = {i: live[i] for i in ids if i in live}  # not the other merges' members
+                self._roll_back(record, ids, own, archived, restore_missing=verified)
                 outcomes.append(Outcome(applied=False, changed=changed, vanished=vanished))
                 continue
             outcomes.append(Outcome(applied=True))
@@ -108,8 +120,9 @@ class MergeApplier:
             self.store.upsert(self.archive, unarchived)
             unverified = [r.id for r in forward if p.state(r.payload) != p.VERIFIED]
             self.store.set_payload(self.collection, unverified, {"state": p.VERIFIED}, key=p.KEY)
-            gone = [i for r in forward for i in p.meta(r.payload)["merged_from"] if i in live]
-            self.store.delete(self.collection, gone)
+            for run_id, taken in _members_by_run(forward).items():
+                gone = [i for i in taken if i in live]
+                self.store.delete(self.collection, gone, only=Filter(must=(Match(MERGING, run_id),)))
             self.store.set_payload(self.collection, [r.id for r in forward], {"state": p.LIVE}, key=p.KEY)
         return outcomes
 
@@ -129,8 +142,8 @@ class MergeApplier:
         reconsiders them. Missing members come back only when this merge deleted them
         (`restore_missing`, once verified): before that, only an agent deletes, and its
         delete stands. The merged point goes last, so a crash here is recovered again."""
+        self.store.set_payload(self.collection, list(live), {"state": p.FRESH, "merging": None}, key=p.KEY)
         fresh = {"state": p.FRESH}
-        self.store.set_payload(self.collection, list(live), fresh, key=p.KEY)
         if restore_missing:
             gone = [archived[i] for i in ids if i not in live and i in archived]
             self.store.upsert(self.collection, [self._restored(r, **fresh) for r in gone])
@@ -193,6 +206,16 @@ class MergeApplier:
         self.store.delete(self.archive, list(archived))
         self.store.delete(self.collection, [merged.id])
         return list(archived)
+
+
+def _members_by_run(merged: list[Record]) -> dict[str, list[PointId]]:
+    """The merged points' members by the run that made each (recovery settles merges of
+    several runs at once)."""
+    by_run: dict[str, list[PointId]] = defaultdict(list)
+    for record in merged:
+        stamp = p.meta(record.payload)
+        by_run[stamp["run_id"]] += stamp["merged_from"]
+    return by_run
 
 
 def _merged_into(copy: Record) -> PointId | None:

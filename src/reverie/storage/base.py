@@ -128,7 +128,9 @@ class Store(Protocol):
 
     def query_batch(self, name: str, requests: Sequence[QueryRequest]) -> list[list[Hit]]: ...
 
-    def delete(self, name: str, ids: Sequence[PointId]) -> None: ...
+    def delete(self, name: str, ids: Sequence[PointId], only: Filter | None = None) -> None:
+        """Delete the points among `ids` (those that also match `only`, when given: a
+        point rewritten since it was marked is left alone)."""
 
     def set_payload(
         self, name: str, ids: Sequence[PointId], payload: dict[str, Any], key: str | None = None

@@ -185,9 +185,14 @@ class EdgeStore:
         batch = qe.QueryBatchRequest([_query(r) for r in requests])
         return [[hit_from(p) for p in result] for result in self._shard(name).query_batch(batch)]
 
-    def delete(self, name: str, ids: Sequence[PointId]) -> None:
-        if ids:
+    def delete(self, name: str, ids: Sequence[PointId], only: Filter | None = None) -> None:
+        if not ids:
+            return
+        if only is None:
             self._update(name, qe.UpdateOperation.delete_points(list(ids)))
+        else:
+            which = _filter(Filter(must=(HasId(tuple(ids)), only)))
+            self._update(name, qe.UpdateOperation.delete_points_by_filter(which))
 
     def set_payload(
         self, name: str, ids: Sequence[PointId], payload: dict[str, Any], key: str | None = None

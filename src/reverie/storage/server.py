@@ -156,9 +156,14 @@ class ServerStore:
         responses = self._client.query_batch_points(name, requests=batch)
         return [[hit_from(p) for p in response.points] for response in responses]
 
-    def delete(self, name: str, ids: Sequence[PointId]) -> None:
-        if ids:
+    def delete(self, name: str, ids: Sequence[PointId], only: Filter | None = None) -> None:
+        if not ids:
+            return
+        if only is None:
             self._client.delete(name, models.PointIdsList(points=list(ids)), wait=True)
+        else:
+            which = _filter(Filter(must=(HasId(tuple(ids)), only)))
+            self._client.delete(name, models.FilterSelector(filter=which), wait=True)
 
     def set_payload(
         self, name: str, ids: Sequence[PointId], payload: dict[str, Any], key: str | None = None

@@ -161,7 +161,7 @@ def check(store: str, work: Path, writer: Writer, agents: list[Agent], tally: Ta
         runs = rv.run_log.runs(limit=1_000_000)
         tally.runs = sum(r.kind == "consolidate" for r in runs)
         tally.releases = sum(r.kind == "release" for r in runs)
-        tally.runs_interrupted = sum(r.status == "interrupted" for r in runs)
+        tally.runs_interrupted = sum(r.status == "interrupted" and r.kind == "consolidate" for r in runs)
         tally.merges_settled_by_recovery = sum(
             "settled_by" in m.detail for r in runs for m in rv.run_log.merges(r.run_id)
         )

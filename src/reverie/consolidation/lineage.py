@@ -47,18 +47,11 @@ def walk(record: Record, lookup: Lookup) -> list[Record | PointId]:
 
 def original_records(store: Store, archive: str, record: Record, with_vectors: bool = False) -> list[Record]:
     """The archive copies of the originals under a merged point (itself, for an original)."""
-
-    def lookup(ids: list[PointId]) -> dict[str, Record]:
-        return {str(r.id): r for r in store.retrieve(archive, ids, with_vectors=with_vectors)}
-
-    return [r for r in walk(record, lookup) if isinstance(r, Record)]
+    return [r for r in walk(record, _archive_lookup(store, archive, with_vectors)) if isinstance(r, Record)]
 
 
 def original_ids(store: Store, archive: str, record: Record) -> list[PointId]:
-    def lookup(ids: list[PointId]) -> dict[str, Record]:
-        return {str(r.id): r for r in store.retrieve(archive, ids, with_vectors=False)}
-
-    return [r.id if isinstance(r, Record) else r for r in walk(record, lookup)]
+    return _ids(walk(record, _archive_lookup(store, archive, with_vectors=False)))
 
 
 def lineage_map(live: Iterable[Record], archived: Iterable[Record]) -> dict[str, list[PointId]]:
@@ -69,7 +62,18 @@ def lineage_map(live: Iterable[Record], archived: Iterable[Record]) -> dict[str,
     def lookup(ids: list[PointId]) -> dict[str, Record]:
         return {str(i): copies[str(i)] for i in ids if str(i) in copies}
 
-    return {str(r.id): [o.id if isinstance(o, Record) else o for o in walk(r, lookup)] for r in live}
+    return {str(r.id): _ids(walk(r, lookup)) for r in live}
+
+
+def _archive_lookup(store: Store, archive: str, with_vectors: bool) -> Lookup:
+    def lookup(ids: list[PointId]) -> dict[str, Record]:
+        return {str(r.id): r for r in store.retrieve(archive, ids, with_vectors=with_vectors)}
+
+    return lookup
+
+
+def _ids(found: list[Record | PointId]) -> list[PointId]:
+    return [r.id if isinstance(r, Record) else r for r in found]
 
 
 def store_lineage_map(store: Store, collection: str, archive: str) -> dict[str, list[PointId]]:

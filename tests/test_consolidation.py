@@ -38,11 +38,18 @@ def test_merges_groups_and_archives_originals(rv: Reverie) -> None:
     stamp = p.meta(merged.payload)
     assert stamp["kind"] == p.MERGED and stamp["state"] == p.LIVE and stamp["weight"] == 3
     assert merged.id == merged_id(stamp["merged_from"])
-    assert "text" not in merged.payload and stamp["text_source"] == "pending"
+    # the text field holds the label: the member text closest to the merged vector
+    assert stamp["text_source"] == "label" and stamp["label"]["id"] in stamp["merged_from"]
+    assert merged.payload["text"] == f"memory {stamp['label']['id']} of group {merged.payload['group']}"
+    member_vectors = {r.id: r.vector for r in rv.store.retrieve(rv.archive, stamp["merged_from"])}
+    cosines = {i: float(v @ merged.vector) for i, v in member_vectors.items()}
+    assert stamp["label"]["id"] == max(cosines, key=cosines.get)
+    assert stamp["label"]["cosine"] == pytest.approx(max(cosines.values()), abs=1e-3)
     assert merged.payload["group"] == int(stamp["merged_from"][0]) // 3  # shared agent keys kept
     stats = rv.stats()
     assert stats["live"] == 5 and stats["merged"] == 5 and stats["archived"] == 15
-    assert stats["pending_text"] == 5 and stats["last_run"]["run_id"] == report.run_id
+    assert stats["labelled_text"] == 5 and stats["pending_text"] == 0
+    assert stats["last_run"]["run_id"] == report.run_id and stats["layout"]["layout"] == "reverie"
 
 
 def test_second_run_changes_nothing(rv: Reverie) -> None:

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from reverie.storage import Record
+from reverie.storage.base import VectorSchema
 from reverie.storage.edge import EdgeStore
 
 from helpers import errors_in_threads
@@ -30,7 +31,7 @@ def megabytes(path: Path) -> int:
 
 def test_an_open_store_under_updates_stays_bounded(tmp_path: Path) -> None:
     store = EdgeStore(tmp_path, flush_every=0.2)
-    store.ensure_collection("c", 32)
+    store.ensure_collection("c", VectorSchema.single(32))
     rng = np.random.default_rng(0)
     sizes = []
     for round_ in range(120):  # each round rewrites every point: about 1.5 MB of log
@@ -44,7 +45,7 @@ def test_an_open_store_under_updates_stays_bounded(tmp_path: Path) -> None:
 
 def test_flushes_meet_concurrent_writers_and_optimization_safely(tmp_path: Path) -> None:
     store = EdgeStore(tmp_path, flush_every=0.001)  # a flush at almost every write
-    store.ensure_collection("c", 32)
+    store.ensure_collection("c", VectorSchema.single(32))
 
     def work(seed: int) -> None:
         rng = np.random.default_rng(seed)

@@ -66,7 +66,7 @@ def test_eval_input_errors(tmp_path: Path, capsys) -> None:
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"no": "texts"}\n')
     assert main(["--data-dir", str(tmp_path), "eval", "consolidation", "--data", str(bad)]) == 1
-    assert "expected lines like" in capsys.readouterr().err
+    assert "bad.jsonl line 1: expected" in capsys.readouterr().err
     assert main(["eval", "consolidation", "--data", str(tmp_path / "missing.jsonl")]) == 1
     assert "cannot read" in capsys.readouterr().err
 

@@ -125,7 +125,7 @@ def test_text_is_inverted_on_first_read_cached_and_never_at_merge_time(lazy_rv: 
     rv.write([NewMemory(near(target, 1), {}), NewMemory(near(target, 2), {})])
     rv.consolidate()
     merged = merged_point(rv)
-    assert cached_text(merged, "text").source == "pending" and calls == []
+    assert cached_text(merged, rv.layout).source == "pending" and calls == []
     first = rv.text(merged)
     assert first.source == "inversion" and first.text == SENTENCES[4] and first.fidelity > 0.99
     cached = p.meta(merged_point(rv).payload)["inversion"]
@@ -136,7 +136,7 @@ def test_text_is_inverted_on_first_read_cached_and_never_at_merge_time(lazy_rv: 
     assert rv.stats()["inverted_text"] == 1 and rv.stats()["pending_text"] == 0
     changed = merged_point(rv)
     changed.vector = near(changed.vector, 3)
-    assert cached_text(changed, "text").source == "pending", "text cached for another vector is stale"
+    assert cached_text(changed, rv.layout).source == "pending", "text cached for another vector is stale"
 
 
 def test_a_point_merged_again_before_anyone_reads_it_is_never_inverted(lazy_rv: Reverie, embedder) -> None:
@@ -166,7 +166,7 @@ def test_the_job_inverts_settled_points_within_its_budget(lazy_rv: Reverie, embe
     rv.settings.inversion.per_tick = 2
     assert rv.inversion.invert_pending() == {"inverted": 2, "pending": 1}
     assert rv.inversion.invert_pending() == {"inverted": 1, "pending": 0}
-    texts = sorted(cached_text(r, "text").text for r in rv.live_records())
+    texts = sorted(cached_text(r, rv.layout).text for r in rv.live_records())
     assert texts == sorted(SENTENCES[:3])
 
 
@@ -188,8 +188,8 @@ def test_without_an_inverter_a_merged_point_shows_a_marked_label(rv: Reverie) ->
     label = rv.text(merged)
     assert label.source == "label" and label.text in texts and label.fidelity > 0.9
     assert "not an inversion" in label.shown()
-    rv.settings.inversion.labels = False
-    assert rv.text(merged).shown() == "(text pending)"
+    assert merged.payload["text"] == label.text, "the label is in the writer's text field"
+    assert cached_text(merged, rv.layout) == label, "search results show the same text as a read"
 
 
 def reverie(data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:

@@ -75,9 +75,8 @@ def test_two_daemons_adopt_plain_points_and_never_share_a_partition(tmp_path: Pa
 
 
 def test_replica_hash_is_stable_and_covers_every_partition() -> None:
-    keys = ["agent_id", "user_id"]
-    payloads = [{"agent_id": f"agent-{i}"} for i in range(1000)]
-    owners = [[Replica(i, 3).owns(payload, keys) for i in range(3)] for payload in payloads]
+    partitions = [(f"agent-{i}", None) for i in range(1000)]
+    owners = [[Replica(i, 3).owns(partition) for i in range(3)] for partition in partitions]
     assert all(sum(row) == 1 for row in owners)
     assert partition_slot(("agent-1", None), 3) == partition_slot(("agent-1", None), 3)
     assert 250 < sum(row[0] for row in owners) < 420

@@ -5,6 +5,7 @@ import pytest
 
 from reverie.errors import InvalidInputError, StorageError
 from reverie.storage import Filter, HasId, IsEmpty, Match, MatchAny, QueryRequest, Record, Store
+from reverie.storage.base import SparseVector, VectorSchema
 
 UUID = "0b6f0d6e-8a57-4a1c-9a43-5b7c5d4b9f10"
 
@@ -16,7 +17,7 @@ def unit(*values: float) -> np.ndarray:
 
 @pytest.fixture
 def filled(store: Store) -> Store:
-    store.ensure_collection("c", 4)
+    store.ensure_collection("c", VectorSchema.single(4))
     store.upsert(
         "c",
         [
@@ -32,12 +33,38 @@ def filled(store: Store) -> Store:
 def test_collections(store: Store) -> None:
     assert not store.collection_exists("c")
     assert store.vector_size("c") is None
-    store.ensure_collection("c", 4)
-    store.ensure_collection("c", 4)  # idempotent
+    store.ensure_collection("c", VectorSchema.single(4))
+    store.ensure_collection("c", VectorSchema.single(4))  # idempotent
     assert store.collection_exists("c")
     assert store.vector_size("c") == 4
+    assert store.schema("c") == VectorSchema.single(4)
     with pytest.raises(StorageError, match="4-dimensional"):
-        store.ensure_collection("c", 8)
+        store.ensure_collection("c", VectorSchema.single(8))
+    with pytest.raises(StorageError, match="no dense vector named 'dense'"):
+        store.ensure_collection("c", VectorSchema.single(4, "dense"))
+
+
+def test_named_and_sparse_vectors_round_trip(store: Store) -> None:
+    """A collection as agents' tools make them: a named dense vector beside others and a
+    sparse one; the vector in use is the record's, the rest travel in `others`."""
+    schema = VectorSchema((("dense", 4), ("image", 2)), (("bm25", True),))
+    store.ensure_collection("n", schema)
+    assert store.schema("n") == schema
+    store.use_vector("n", "dense")
+    assert store.vector_size("n") == 4
+    sparse = SparseVector.of([3, 17], [0.5, 1.25])
+    store.upsert("n", [Record(1, unit(1, 0, 0, 0), {"t": 1}, {"image": unit(0, 1), "bm25": sparse})])
+    store.upsert("n", [Record(2, unit(0, 1, 0, 0), {"t": 2})])
+    found = {r.id: r for r in store.retrieve("n", [1, 2])}
+    np.testing.assert_allclose(found[1].vector, unit(1, 0, 0, 0), atol=1e-6)
+    np.testing.assert_allclose(found[1].others["image"], unit(0, 1), atol=1e-6)
+    assert found[1].others["bm25"].indices.tolist() == [3, 17]
+    np.testing.assert_allclose(found[1].others["bm25"].values, [0.5, 1.25])
+    assert found[2].others == {}
+    hits = store.query("n", QueryRequest(unit(0, 1, 0, 0), limit=1))
+    assert hits[0].id == 2
+    with pytest.raises(ValueError, match="negative index"):
+        SparseVector.of([-1], [0.5])
 
 
 def test_retrieve_returns_exact_vectors_and_payloads(filled: Store) -> None:

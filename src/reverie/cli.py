@@ -92,6 +92,32 @@ def _daemon(settings: Settings) -> DaemonClient:
 
 def cmd_config_show(args: argparse.Namespace, settings: Settings) -> None:
     print(settings_as_toml(settings, commented=args.commented), end="")
+    if settings.storage.layout == "auto":
+        print(f"# storage.layout auto: {_detected_layout(settings)}")
+
+
+def _detected_layout(settings: Settings) -> str:
+    """What `auto` finds in the collection now (through the daemon when it holds the store)."""
+    from reverie.daemon.registration import running_daemon
+    from reverie.storage import open_store
+    from reverie.storage.detection import CollectionLayout
+
+    s = settings.storage
+    if s.url is None and not (s.data_dir / "collections" / s.collection / "meta.json").is_file():
+        return f"collection {s.collection!r} does not exist yet (reverie's own layout until it does)"
+    try:
+        if running_daemon(s.data_dir) is not None:
+            with _daemon(settings) as daemon:
+                layout = daemon.layout
+        else:
+            store = open_store(s)
+            try:
+                layout = CollectionLayout.of(store, settings).get()
+            finally:
+                store.close()
+    except ReverieError as exc:
+        return f"not detected ({exc})"
+    return f"collection {s.collection!r} reads as {json.dumps(layout.describe())}"
 
 
 def cmd_remember(args: argparse.Namespace, settings: Settings) -> None:
@@ -129,7 +155,7 @@ def cmd_recall(args: argparse.Namespace, settings: Settings) -> None:
             return
         if not hits:
             print("no memories found")
-        for line in hit_lines(hits, settings.consolidation.text_key):
+        for line in hit_lines(hits, rv.layout):
             print(line)
 
 
@@ -139,7 +165,7 @@ def cmd_show(args: argparse.Namespace, settings: Settings) -> None:
     with _open(settings) as rv:
         record, archived = rv.get(args.id)
         text = rv.text(record)
-        for line in memory_lines(record, archived, text, settings.consolidation.text_key):
+        for line in memory_lines(record, archived, text, rv.layout):
             print(line)
 
 

@@ -1,4 +1,5 @@
-"""Plain-text views for the terminal: hits, memories, run reports and run records."""
+"""Views of memories and runs: plain text for the terminal (hits, memories, run reports and
+run records), and the JSON a memory is shown as by the HTTP API and the MCP tools."""
 
 from __future__ import annotations
 
@@ -7,15 +8,34 @@ from typing import TYPE_CHECKING, Any
 from reverie.inversion.lazy import MemoryText, cached_text
 from reverie.storage import Hit, Record
 from reverie.storage import payload as p
+from reverie.storage.layouts import Layout
 
 if TYPE_CHECKING:  # the engine pulls in scikit-learn; `reverie runs` must start fast
     from reverie.consolidation.engine import RunReport
     from reverie.consolidation.runs import MergeRecord, RunRecord
 
 
-def text_of(record: Record, text_key: str) -> str:
+def text_of(record: Record, layout: Layout) -> str:
     """The text a memory shows without running a model (search results, lists)."""
-    return cached_text(record, text_key).shown()
+    return cached_text(record, layout).shown()
+
+
+def memory_json(record: Record, text: MemoryText) -> dict[str, Any]:
+    """A memory as the API and MCP show it. `text` is null while pending; `text_source` says
+    whether it is the agent's, an inversion (with `fidelity` and `inverter`) or a label."""
+    stamp = p.meta(record.payload)
+    return {
+        "id": record.id,
+        "text": text.text,
+        "text_source": text.source,
+        "fidelity": text.fidelity,
+        "inverter": text.inverter,
+        "weight": p.weight(record.payload),
+        "kind": stamp.get("kind", p.ORIGINAL),
+        "state": stamp.get("state", p.FRESH),
+        "payload": p.agent_payload(record.payload),
+        "meta": stamp,
+    }
 
 
 def lineage(record: Record) -> str:
@@ -25,16 +45,16 @@ def lineage(record: Record) -> str:
     return f"merged from {len(stamp.get('merged_from', []))} ({p.weight(record.payload):g} originals)"
 
 
-def hit_lines(hits: list[Hit], text_key: str) -> list[str]:
+def hit_lines(hits: list[Hit], layout: Layout) -> list[str]:
     lines = []
     for rank, hit in enumerate(hits, start=1):
         weight = p.weight(hit.payload)
-        lines.append(f"{rank}. {hit.score:.3f}  {text_of(hit, text_key)}")
+        lines.append(f"{rank}. {hit.score:.3f}  {text_of(hit, layout)}")
         lines.append(f"   id {hit.id}  weight {weight:g}  {lineage(hit)}")
     return lines
 
 
-def memory_lines(record: Record, archived: bool, text: MemoryText, text_key: str) -> list[str]:
+def memory_lines(record: Record, archived: bool, text: MemoryText, layout: Layout) -> list[str]:
     stamp = p.meta(record.payload)
     lines = [
         f"id        {record.id}",
@@ -49,7 +69,7 @@ def memory_lines(record: Record, archived: bool, text: MemoryText, text_key: str
     if archived:
         into = stamp.get("archived", {})
         lines.append(f"merged into {into.get('merged_into')} by run {into.get('run_id')}")
-    agent = {k: v for k, v in p.agent_payload(record.payload).items() if k != text_key}
+    agent = {k: v for k, v in p.agent_payload(record.payload).items() if k != layout.text}
     if agent:
         lines.append(f"payload   {agent}")
     return lines

@@ -30,7 +30,13 @@ from reverie.consolidation.runs import RunLog
 from reverie.consolidation.undo import UndoReport, undo
 from reverie.errors import ConflictError, InvalidInputError, NotFoundError
 from reverie.inversion.embedders import Embedder, embedder_id
-from reverie.inversion.lazy import PENDING_FILTER, LazyInversion, MemoryText
+from reverie.inversion.lazy import (
+    INVERTED_FILTER,
+    LABEL_FILTER,
+    PENDING_FILTER,
+    LazyInversion,
+    MemoryText,
+)
 
 if TYPE_CHECKING:
     from reverie.inversion.inverter import Inverter
@@ -47,6 +53,8 @@ from reverie.storage import (
 )
 from reverie.storage import payload as p
 from reverie.storage.base import normalize_id, parse_point_id
+from reverie.storage.detection import CollectionLayout
+from reverie.storage.layouts import Layout, PayloadError
 from reverie.storage.space import ensure_free_space
 
 WRITE_BATCH = 256
@@ -67,24 +75,20 @@ class NewMemory:
 class Reverie:
     def __init__(self, settings: Settings, store: Store, embedder: Embedder | None = None) -> None:
         self.settings = settings
-        self.store = store
         self.collection = settings.storage.collection
         self.archive = archive_name(self.collection)
         self._embedder = embedder
         self._ensured_size: int | None = None
         self._ensuring = threading.Lock()
         self.run_log = RunLog(settings.storage.data_dir / "runs.sqlite")
+        self.layouts = CollectionLayout.of(store, settings)
+        self.store = self.layouts.bound(store)
         self.consolidator = Consolidator(
-            store, self.collection, self.archive, settings.consolidation, self.run_log
+            self.store, self.collection, self.archive, settings.consolidation, self.run_log, self.layouts
         )
         self._inverter: Inverter | None = None
         self.inversion = LazyInversion(
-            store,
-            self.collection,
-            self.archive,
-            settings.inversion,
-            settings.consolidation.text_key,
-            self.inverter,
+            self.store, self.collection, self.archive, settings.inversion, self.layouts, self.inverter
         )
 
     @classmethod
@@ -122,6 +126,11 @@ class Reverie:
         return self.inversion.text(record)
 
     @property
+    def layout(self) -> Layout:
+        """The collection's layout (configured, or read off the collection), bound to the store."""
+        return self.layouts.get()
+
+    @property
     def exists(self) -> bool:
         return self.store.collection_exists(self.collection)
 
@@ -133,9 +142,11 @@ class Reverie:
         with self._ensuring:  # concurrent first writes (API threads) create them once
             if self._ensured_size == vector_size:
                 return
-            self.store.ensure_collection(self.collection, vector_size)
-            self.store.ensure_collection(self.archive, vector_size)
-            for key in (f"{p.KEY}.state", f"{p.KEY}.kind", *self.settings.consolidation.partition_keys):
+            # an agent's tool may have made the collection: the archive mirrors its vectors
+            schema = self.store.schema(self.collection) or self.layouts.new_schema(vector_size)
+            self.store.ensure_collection(self.collection, schema)
+            self.store.ensure_collection(self.archive, schema)
+            for key in (f"{p.KEY}.state", f"{p.KEY}.kind", *self.layout.tenant_keys):
                 self.store.create_payload_index(self.collection, key)
             self._ensured_size = vector_size
 
@@ -151,21 +162,30 @@ class Reverie:
         if not texts:
             raise InvalidInputError("no text to remember")
         vectors = self.embedder.encode(list(texts), progress=progress)
-        text_key = self.settings.consolidation.text_key
-        base = {**(payload or {}), **self.partition_payload(partition)}
+        tenant = self.partition_payload(partition)
         model = embedder_id(self.settings.embedder.model)
         memories = [
-            NewMemory(vector, {**base, text_key: text}, embedder=model)
+            NewMemory(vector, self.new_payload(text, payload or {}, tenant), embedder=model)
             for text, vector in zip(texts, vectors, strict=True)
         ]
         return self.write(memories, progress=progress)
+
+    def new_payload(
+        self, text: str | None, metadata: dict[str, Any], tenant: dict[str, Any]
+    ) -> dict[str, Any]:
+        """A memory's payload in the collection's layout (LangChain's page_content and
+        metadata, mem0's data and hash, ...), so the agents' own tools read it too."""
+        try:
+            return self.layout.new_payload(text, metadata, tenant)
+        except PayloadError as exc:
+            raise InvalidInputError(f"payload: {exc}") from None
 
     def write(self, memories: Sequence[NewMemory], progress: bool = False) -> list[PointId]:
         """Validate every memory first, then write in batches: all or nothing is checked."""
         if not memories:
             raise InvalidInputError("no memories to write")
+        layout = self.layout  # an agent's first write may have just given the collection its layout
         dimension = self.store.vector_size(self.collection) or int(memories[0].vector.size)
-        text_key = self.settings.consolidation.text_key
         vectors = [np.asarray(m.vector, dtype=np.float32).reshape(-1) for m in memories]
         problems = p.vector_problems(vectors, dimension)
         if problems:
@@ -177,7 +197,7 @@ class Reverie:
         ensure_free_space(self.settings.storage.data_dir, self.settings.storage.min_free_mb, needed)
         created_at = p.now()
         records = [
-            self._record(i, m, v, text_key, created_at)
+            self._record(i, m, v, layout, created_at)
             for i, (m, v) in enumerate(zip(memories, vectors, strict=True))
         ]
         self.ensure_collections(dimension)
@@ -229,14 +249,17 @@ class Reverie:
         return released
 
     def _record(
-        self, index: int, memory: NewMemory, vector: np.ndarray, text_key: str, created_at: str
+        self, index: int, memory: NewMemory, vector: np.ndarray, layout: Layout, created_at: str
     ) -> Record:
         """The record to store; the vector is already checked."""
         if p.KEY in memory.payload:
             raise InvalidInputError(f"memory {index}: payload key {p.KEY!r} is reserved")
-        text = memory.payload.get(text_key)
-        if text is not None and (not isinstance(text, str) or not text.strip()):
-            raise InvalidInputError(f"memory {index}: empty text under {text_key!r}")
+        problem = layout.problem(memory.payload)
+        if problem:
+            raise InvalidInputError(f"memory {index}: {problem}")
+        text = layout.text_of(memory.payload)
+        if text is not None and not text.strip():
+            raise InvalidInputError(f"memory {index}: empty text under {layout.text!r}")
         try:
             point_id = normalize_id(memory.id) if memory.id is not None else _new_id()
         except (TypeError, ValueError):
@@ -247,13 +270,17 @@ class Reverie:
         return Record(point_id, vector, {**memory.payload, p.KEY: stamp})
 
     def partition_payload(self, partition: dict[str, Any] | None) -> dict[str, Any]:
-        keys = self.settings.consolidation.partition_keys
-        for key in partition or {}:
-            if key not in keys:
-                raise InvalidInputError(
-                    f"{key!r} is not a partition key (configured: {', '.join(keys) or 'none'})"
-                )
-        return dict(partition or {})
+        """Tenant values by their payload path (`user_id` is `metadata.user_id` where the
+        layout keeps metadata in an object); an unknown key is an error naming the keys."""
+        layout = self.layout
+        paths: dict[str, Any] = {}
+        for key, value in (partition or {}).items():
+            try:
+                paths[layout.tenant_path(key)] = value
+            except KeyError:
+                keys = ", ".join(layout.tenant_keys) or "none"
+                raise InvalidInputError(f"{key!r} is not a partition key (configured: {keys})") from None
+        return paths
 
     # -- reading ------------------------------------------------------------------------
     def recall(
@@ -263,12 +290,12 @@ class Reverie:
             raise InvalidInputError("k must be at least 1")
         if not self.exists:
             return []
+        conditions = tuple(Match(k_, v) for k_, v in self.partition_payload(partition).items())
         vector = self.embedder.encode([query])[0] if isinstance(query, str) else query
         vector = np.asarray(vector, dtype=np.float32).reshape(-1)
         problem = p.vector_problem(vector, self.store.vector_size(self.collection))
         if problem:
             raise InvalidInputError(f"query vector: {problem}")
-        conditions = tuple(Match(k_, v) for k_, v in self.partition_payload(partition).items())
         request = QueryRequest(vector, k, filter=p.searchable_filter(Filter(must=conditions)))
         return self.store.query(self.collection, request)
 
@@ -331,10 +358,12 @@ class Reverie:
         last = runs[0] if runs else None
         stats: dict[str, Any] = {
             "collection": self.collection,
+            "layout": self.layout.describe() | {"absent_keys": self.layouts.absent_keys},
             "live": 0,
             "merged": 0,
             "archived": 0,
             "pending_text": 0,
+            "labelled_text": 0,
             "inverted_text": 0,
             "fresh": 0,
             "quarantined": 0,
@@ -349,18 +378,17 @@ class Reverie:
         }
         if not self.exists:
             return stats
+        archived = self.store.count(self.archive) if self.store.collection_exists(self.archive) else 0
         state, kind = f"{p.KEY}.state", f"{p.KEY}.kind"
         merged = Filter(must=(Match(kind, p.MERGED),))
         count = self.store.count
         stats.update(
             live=count(self.collection, p.searchable_filter()),
             merged=count(self.collection, p.searchable_filter(merged)),
-            archived=count(self.archive),
+            archived=archived,
             pending_text=count(self.collection, PENDING_FILTER),
-            inverted_text=count(
-                self.collection,
-                p.searchable_filter(Filter(must=(Match(f"{p.KEY}.text_source", "inversion"),))),
-            ),
+            labelled_text=count(self.collection, LABEL_FILTER),
+            inverted_text=count(self.collection, INVERTED_FILTER),
             fresh=count(self.collection, p.FRESH_FILTER),
             quarantined=count(self.collection, Filter(must=(Match(state, p.QUARANTINED),))),
         )

@@ -3,13 +3,32 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+PATH_PATTERN = r"^[^.\s]+(\.[^.\s]+)*$"  # a payload key or a dotted path into nested objects
+
+LayoutName = Literal["auto", "reverie", "langchain", "llamaindex", "mcp-server-qdrant", "mem0"]
+
+
+class ExplicitLayout(_Section):
+    """Where a writer reverie does not know keeps its memories' text, metadata and vectors."""
+
+    text: str = Field(pattern=PATH_PATTERN, description="Payload path of the text (a key or a dotted path).")
+    metadata: str | None = Field(
+        default=None, pattern=PATH_PATTERN, description="Path of the metadata object (unset: top level)."
+    )
+    vector: str | None = Field(default=None, description="Dense vector name (unset: the only one).")
+    sparse: str | None = Field(default=None, description="Sparse vector name (unset: none, or the only one).")
+    tenant_keys: list[Annotated[str, Field(pattern=PATH_PATTERN)]] | None = Field(
+        default=None, description="Tenant key paths (unset: consolidation.partition_keys)."
+    )
 
 
 class StorageSettings(_Section):
@@ -28,6 +47,22 @@ class StorageSettings(_Section):
         pattern=r"^[A-Za-z0-9_-]{1,64}$",
         description="Live collection; retired originals go to <collection>__archive.",
     )
+    layout: LayoutName | ExplicitLayout = Field(
+        default="auto",
+        description='Who writes the collection: "auto" (read off its vectors and payloads), "reverie", '
+        '"langchain", "llamaindex", "mcp-server-qdrant", "mem0", or a [storage.layout] table.',
+    )
+
+    @field_validator("layout", mode="before")
+    @classmethod
+    def _known_layout(cls, value: Any) -> Any:
+        names = LayoutName.__args__  # type: ignore[attr-defined]
+        if isinstance(value, str) and value not in names:
+            raise ValueError(
+                f"unknown layout {value!r}: one of {', '.join(names)}, or a [storage.layout] table"
+            )
+        return value
+
     min_free_mb: int = Field(
         default=256,
         ge=0,
@@ -90,12 +125,23 @@ class ConsolidationSettings(_Section):
         ge=1,
         description="Merges applied together (one store call per step); a stop waits for one batch.",
     )
-    partition_keys: list[str] = Field(
-        default_factory=lambda: ["agent_id", "user_id"],
-        description="Payload keys that separate memories which must never merge.",
+    partition_keys: list[Annotated[str, Field(pattern=PATH_PATTERN)]] | None = Field(
+        default=None,
+        description="Payload keys that separate memories which must never merge (tenants): names, put "
+        "under the layout's metadata object, or dotted paths. Unset: the layout's own tenant keys.",
     )
     pin_key: str = Field(default="pinned", description="Payload key; true means never merge.")
-    text_key: str = Field(default="text", description="Payload key that holds a memory's text.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _text_key_moved(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "text_key" in data:
+            raise ValueError(
+                "consolidation.text_key moved to storage.layout: a writer's name "
+                '(layout = "langchain"), or [storage.layout] text = "KEY.OR.PATH"'
+            )
+        return data
+
     replica: str | None = Field(
         default=None,
         pattern=r"^\d+/\d+$",
@@ -123,9 +169,6 @@ class InversionSettings(_Section):
     beam_width: int = Field(
         default=1, ge=1, le=16, description="Candidates per vector; the one closest in embedding wins."
     )
-    labels: bool = Field(
-        default=True, description="Without inversion, show the member text closest to the centroid, marked."
-    )
     settle_seconds: int = Field(
         default=600, ge=0, description="The job skips points merged more recently (they may merge again)."
     )
@@ -138,6 +181,10 @@ class DaemonSettings(_Section):
     host: str = Field(default="127.0.0.1", description="Bind address; off loopback an api_key is required.")
     port: int = Field(default=8765, ge=0, le=65535, description="HTTP API port (0: any free one).")
     api_key: str | None = Field(default=None, description="Bearer token required on every route but health.")
+    mcp_port: int = Field(default=8766, ge=0, le=65535, description="`reverie mcp --transport http` port.")
+    mcp_find_limit: int = Field(
+        default=10, ge=1, le=1000, description="Results of the MCP tool qdrant-find (as mcp-server-qdrant's)."
+    )
     max_batch: int = Field(default=1000, ge=1, description="Most memories one write request may carry.")
     max_body_bytes: int = Field(
         default=16 * 1024 * 1024, ge=1024, description="Largest request body accepted (bytes)."

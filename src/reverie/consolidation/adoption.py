@@ -2,9 +2,11 @@
 
 A point is fresh when it has no `_reverie` key (an agent wrote it with a plain Qdrant
 client) or its state is `fresh` (written by reverie, or changed under a planned merge).
-Invalid vectors (NaN, infinite, zero) are quarantined at once: never merged, never
-deleted. Valid fresh points stay fresh until the run that considered them has applied
-its merges (`mark_adopted`), so a crash mid-run leaves them for the next run.
+Invalid vectors (NaN, infinite, zero, missing) and payloads the collection's layout cannot
+read (a text path holding no string, an unparseable `_node_content`, a tenant path into a
+non-object) are quarantined at once, with the reason: never merged, never deleted. Valid
+fresh points stay fresh until the run that considered them has applied its merges
+(`mark_adopted`), so a crash mid-run leaves them for the next run.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import structlog
 
 from reverie.storage import PointId, Record, Store
 from reverie.storage import payload as p
+from reverie.storage.layouts import Layout
 
 log = structlog.get_logger("reverie.adoption")
 
@@ -29,22 +32,30 @@ class Adoption:
 
 
 def find_fresh(
-    store: Store, collection: str, run_id: str, dry_run: bool, owns: Callable[[Record], bool]
+    store: Store,
+    collection: str,
+    run_id: str,
+    dry_run: bool,
+    owns: Callable[[Record], bool],
+    layout: Layout,
 ) -> Adoption:
     """Fresh points this replica owns, split into valid and quarantined (stamped so unless
     a dry run). Another replica's points are its own to adopt."""
     fresh = [r for r in store.scroll(collection, p.FRESH_FILTER, with_vectors=True) if owns(r)]
-    return adopt(store, collection, fresh, run_id, dry_run)
+    return adopt(store, collection, fresh, run_id, dry_run, layout)
 
 
-def adopt(store: Store, collection: str, fresh: list[Record], run_id: str, dry_run: bool) -> Adoption:
+def adopt(
+    store: Store, collection: str, fresh: list[Record], run_id: str, dry_run: bool, layout: Layout
+) -> Adoption:
     """Split fresh points into valid and quarantined, stamping the quarantined (unless a
     dry run); the vectors are checked in one pass."""
     result = Adoption()
-    problems = p.vector_problems([np.asarray(r.vector) for r in fresh])
+    problems = _vector_problems(fresh, layout)
     for index, record in enumerate(fresh):
-        if index in problems:
-            result.quarantined.append((record.id, problems[index]))
+        problem = problems.get(index) or layout.problem(record.payload)
+        if problem:
+            result.quarantined.append((record.id, problem))
         else:
             result.valid.append(record)
     if not dry_run:
@@ -53,6 +64,16 @@ def adopt(store: Store, collection: str, fresh: list[Record], run_id: str, dry_r
             stamp = {"state": p.QUARANTINED, "reason": reason, "run_id": run_id, "at": p.now()}
             store.set_payload(collection, [point_id], stamp, key=p.KEY)
     return result
+
+
+def _vector_problems(records: list[Record], layout: Layout) -> dict[int, str]:
+    """Index -> why a record's vector cannot be merged, in one pass over those it has."""
+    missing = f"no vector named {layout.vector!r}" if layout.vector else "no vector"
+    problems = {i: missing for i, r in enumerate(records) if r.vector is None}
+    present = [i for i in range(len(records)) if i not in problems]
+    found = p.vector_problems([np.asarray(records[i].vector) for i in present])
+    problems.update({present[k]: why for k, why in found.items()})
+    return problems
 
 
 Stamps = dict[tuple[str, float], list[PointId]]  # (kind, weight) -> ids

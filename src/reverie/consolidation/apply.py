@@ -30,9 +30,11 @@ from dataclasses import dataclass, field
 
 import structlog
 
+from reverie.consolidation.labels import choose_labels
 from reverie.consolidation.planning import MergePlan
 from reverie.storage import Filter, Match, PointId, Record, Store
 from reverie.storage import payload as p
+from reverie.storage.detection import CollectionLayout
 
 log = structlog.get_logger("reverie.apply")
 
@@ -47,11 +49,11 @@ class Outcome:
 
 
 class MergeApplier:
-    def __init__(self, store: Store, collection: str, archive: str, text_key: str) -> None:
+    def __init__(self, store: Store, collection: str, archive: str, layouts: CollectionLayout) -> None:
         self.store = store
         self.collection = collection
         self.archive = archive
-        self.text_key = text_key
+        self.layouts = layouts
         # Held while merges are applied, recovered or undone, and by writes that name ids:
         # a memory rewritten between a merge's verify and its delete would be deleted.
         self.lock = threading.RLock()
@@ -64,7 +66,11 @@ class MergeApplier:
             return self._apply(plans, run_id)
 
     def _apply(self, plans: list[MergePlan], run_id: str) -> list[Outcome]:
-        merged = [plan.merged_record(run_id, self.text_key) for plan in plans]
+        layout = self.layouts.get()
+        labels = choose_labels(self.store, self.archive, layout, plans)
+        merged = [
+            plan.merged_record(run_id, layout, label) for plan, label in zip(plans, labels, strict=True)
+        ]
         self.store.upsert(self.collection, merged)
         copies = [
             self._archived(m, into, run_id)
@@ -87,7 +93,7 @@ class MergeApplier:
             weight=p.weight(member.payload),
             archived=archived,
         )
-        return Record(member.id, member.vector, payload)
+        return Record(member.id, member.vector, payload, member.others)
 
     def _settle(self, merged: list[Record]) -> list[Outcome]:
         """Verify each merge, then roll the sound ones forward together (archive what is
@@ -153,7 +159,7 @@ class MergeApplier:
     @staticmethod
     def _restored(copy: Record, **stamp: str) -> Record:
         """A member back from the archive, with `stamp` applied (undo keeps it live)."""
-        return Record(copy.id, copy.vector, p.with_meta(copy.payload, archived=None, **stamp))
+        return Record(copy.id, copy.vector, p.with_meta(copy.payload, archived=None, **stamp), copy.others)
 
     # -- recovery -----------------------------------------------------------------------
     def recover(self) -> dict[str, int]:

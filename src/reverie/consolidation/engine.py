@@ -32,6 +32,8 @@ from reverie.consolidation.runs import RunLog, new_run_id
 from reverie.errors import InvalidInputError
 from reverie.storage import PointId, QueryRequest, Record, Store
 from reverie.storage import payload as p
+from reverie.storage.detection import CollectionLayout
+from reverie.storage.layouts import Layout, PayloadError
 
 log = structlog.get_logger("reverie.consolidation")
 
@@ -45,6 +47,7 @@ class RunReport:
     dry_run: bool
     params: dict[str, Any]
     route: str = ""
+    layout: dict[str, Any] = field(default_factory=dict)
     points_before: int = 0
     points_after: int = 0
     adopted: int = 0
@@ -74,12 +77,14 @@ class Consolidator:
         archive: str,
         settings: ConsolidationSettings,
         run_log: RunLog,
+        layouts: CollectionLayout,
     ) -> None:
         self.store = store
         self.collection = collection
         self.settings = settings
         self.run_log = run_log
-        self.applier = MergeApplier(store, collection, archive, settings.text_key)
+        self.layouts = layouts
+        self.applier = MergeApplier(store, collection, archive, layouts)
         self.replica = Replica.parse(settings.replica)
         # Set by a shutdown: a run stops before its next merge (a safe point) and leaves
         # the rest for the next run.
@@ -119,9 +124,17 @@ class Consolidator:
             mode="full" if full else "incremental",
             dry_run=dry_run,
             params=asdict(params),
+            layout=self.layouts.get().describe(),
         )
         with structlog.contextvars.bound_contextvars(run_id=report.run_id):
-            log.info("run.start", mode=report.mode, dry_run=dry_run, replica=s.replica, **report.params)
+            log.info(
+                "run.start",
+                mode=report.mode,
+                dry_run=dry_run,
+                replica=s.replica,
+                layout=report.layout["layout"],
+                **report.params,
+            )
             if not dry_run:
                 self.run_log.start(report.run_id, "consolidate", self.collection, p.now())
             try:
@@ -172,22 +185,23 @@ class Consolidator:
         """Adopt the fresh points, gather what to consider, plan the merges. Returns the
         plans (their members' vectors copied out of the gathered matrix, so it can go) and
         the stamps the fresh points get once the run has applied its merges."""
+        layout = self.layouts.get()
         with _timed(report.timings, "scroll"):
             if exact:  # one pass over everything: the fresh points are among them
                 owned = (r for r in self._scroll_searchable() if self._owns(r))
                 everything = Gathered.pack(owned, capacity=report.points_before)
                 fresh_records = [r for r in everything.records if _is_fresh(r)]
-                adoption = adopt(self.store, self.collection, fresh_records, report.run_id, dry_run)
-                rows = p.consolidatable_rows(everything.records, self.settings.pin_key)
+                adoption = adopt(self.store, self.collection, fresh_records, report.run_id, dry_run, layout)
+                rows = p.consolidatable_rows(everything.records, layout.mergeable)
                 gathered = everything.select(np.asarray(rows, dtype=np.int64))
             else:
-                adoption = find_fresh(self.store, self.collection, report.run_id, dry_run, self._owns)
-                gathered = Gathered.pack(self._fresh_and_neighbours(adoption.valid, params.threshold))
+                adoption = find_fresh(self.store, self.collection, report.run_id, dry_run, self._owns, layout)
+                gathered = Gathered.pack(self._fresh_and_neighbours(adoption.valid, params.threshold, layout))
         report.adopted = len(adoption.valid)
         report.quarantined = len(adoption.quarantined)
         report.considered = len(gathered)
         plans: list[MergePlan] = []
-        for rows in _partition_rows(gathered.records, self.settings.partition_keys):
+        for rows in _partition_rows(gathered.records, layout):
             plans.extend(self._plan_partition(gathered.select(rows), params, report))
         for plan in plans:
             for member in plan.members:
@@ -217,7 +231,7 @@ class Consolidator:
     def _apply(self, plans: list[MergePlan], report: RunReport, dry_run: bool) -> list[PointId]:
         """Apply a batch of plans; return the ids they consumed (merged away, or set fresh
         again)."""
-        details = [plan.describe(self.settings.text_key) for plan in plans]
+        details = [plan.describe(self.layouts.get()) for plan in plans]
         if dry_run:
             report.merges.extend(details)
             for detail in details:
@@ -264,48 +278,57 @@ class Consolidator:
         return self.store.scroll(self.collection, p.searchable_filter(), with_vectors=True)
 
     def _owns(self, record: Record) -> bool:
-        return self.replica.owns(record.payload, self.settings.partition_keys)
+        """This replica's point; one whose tenant cannot be read is owned (adoption
+        quarantines it)."""
+        try:
+            return self.replica.owns(self.layouts.get().tenant(record.payload))
+        except PayloadError:
+            return True
 
-    def _fresh_and_neighbours(self, fresh: list[Record], threshold: float) -> list[Record]:
-        s = self.settings
-        seeds = p.consolidatable(fresh, s.pin_key)
+    def _fresh_and_neighbours(self, fresh: list[Record], threshold: float, layout: Layout) -> list[Record]:
+        seeds = p.consolidatable(fresh, layout.mergeable)
         found: dict[PointId, Record] = {r.id: r for r in seeds}
         neighbours: set[PointId] = set()
         for start in range(0, len(seeds), QUERY_BATCH):
             batch = seeds[start : start + QUERY_BATCH]
-            requests = [self._neighbour_query(r, threshold) for r in batch]
+            requests = [self._neighbour_query(r, threshold, layout) for r in batch]
             results = self.store.query_batch(self.collection, requests)
             for seed, hits in zip(batch, results, strict=True):
-                partition = p.partition_of(seed.payload, s.partition_keys)
+                partition = _partition(seed, layout)
                 neighbours.update(
-                    hit.id
-                    for hit in hits
-                    if hit.id not in found and p.partition_of(hit.payload, s.partition_keys) == partition
+                    hit.id for hit in hits if hit.id not in found and _partition(hit, layout) == partition
                 )
         # Re-read neighbours: a query may return vectors rounded differently from a
         # retrieve, and apply verifies members against exactly what was read here.
         ids = list(neighbours)
         for start in range(0, len(ids), QUERY_BATCH):
             batch = self.store.retrieve(self.collection, ids[start : start + QUERY_BATCH])
-            found.update((r.id, r) for r in p.consolidatable(batch, s.pin_key))
+            found.update((r.id, r) for r in p.consolidatable(batch, layout.mergeable))
         return list(found.values())
 
-    def _neighbour_query(self, record: Record, threshold: float) -> QueryRequest:
+    def _neighbour_query(self, record: Record, threshold: float, layout: Layout) -> QueryRequest:
         s = self.settings
-        partition = p.partition_of(record.payload, s.partition_keys)
         return QueryRequest(
             vector=record.vector,  # type: ignore[arg-type]
             limit=s.neighbors + 1,
             score_threshold=threshold,
-            filter=p.searchable_filter(p.partition_filter(partition, s.partition_keys)),
+            filter=p.searchable_filter(p.partition_filter(layout.tenant(record.payload), layout.tenant_keys)),
             hnsw_ef=s.search_ef,
         )
 
 
-def _partition_rows(records: list[Record], keys: list[str]) -> list[np.ndarray]:
+def _partition(record: Record, layout: Layout) -> tuple[Any, ...]:
+    """Memories that may merge share this: their tenant, and the names of their other dense
+    vectors (points whose vectors differ are never merged together). The records here
+    were checked by the layout already."""
+    dense = tuple(sorted(n for n, v in record.others.items() if isinstance(v, np.ndarray)))
+    return (*layout.tenant(record.payload), dense)
+
+
+def _partition_rows(records: list[Record], layout: Layout) -> list[np.ndarray]:
     groups: dict[tuple[Any, ...], list[int]] = defaultdict(list)
     for row, record in enumerate(records):
-        groups[p.partition_of(record.payload, keys)].append(row)
+        groups[_partition(record, layout)].append(row)
     return [np.asarray(rows, dtype=np.int64) for rows in groups.values()]
 
 

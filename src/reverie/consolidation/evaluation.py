@@ -18,7 +18,7 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -52,32 +52,55 @@ class Dataset:
     query_groups: list[str]
     memory_variants: list[str]
     query_variant: str
+    skipped: list[str] = field(default_factory=list)  # "line N (group G): why", groups left out
 
 
 def load_dataset(path: Path, limit: int | None, query_variant: str | None) -> Dataset:
+    """The file's groups; a group with a missing or empty variant (a verse a translation
+    omits) is left out and counted, and a line that is no group is an error naming it."""
     opener = gzip.open if path.suffix == ".gz" else open
     try:
         with opener(path, "rt", encoding="utf-8") as handle:  # type: ignore[operator]
-            rows = [json.loads(line) for line in itertools.islice(handle, limit)]
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            lines = [(n, line) for n, line in enumerate(itertools.islice(handle, limit), 1) if line.strip()]
+    except (OSError, UnicodeDecodeError) as exc:
         raise InvalidInputError(f"cannot read {path}: {exc}") from None
-    if not rows or not isinstance(rows[0], dict) or "texts" not in rows[0]:
-        raise InvalidInputError(f'{path}: expected lines like {{"group": ..., "texts": {{...}}}}')
-    variants = list(rows[0]["texts"])
+    rows = [(n, _group_row(path, n, line)) for n, line in lines]
+    if not rows:
+        raise InvalidInputError(f'{path}: no groups (expected lines like {{"group": ..., "texts": {{...}}}})')
+    variants = list(rows[0][1]["texts"])
     query = query_variant or variants[-1]
     if query not in variants or len(variants) < 2:
         raise InvalidInputError(f"{path}: query variant {query!r} not among {variants}")
     memory_variants = [v for v in variants if v != query]
     data = Dataset([], [], [], [], [], memory_variants, query)
-    for row in rows:
-        group = str(row["group"])
+    for number, row in rows:
+        group, texts = str(row["group"]), row["texts"]
+        empty = [v for v in variants if not isinstance(texts.get(v), str) or not texts[v].strip()]
+        if empty:
+            data.skipped.append(f"line {number} (group {group}): no text for {', '.join(empty)}")
+            continue
         data.groups.append(group)
         for variant in memory_variants:
-            data.memory_texts.append(row["texts"][variant])
+            data.memory_texts.append(texts[variant])
             data.memory_groups.append(group)
-        data.query_texts.append(row["texts"][query])
+        data.query_texts.append(texts[query])
         data.query_groups.append(group)
+    if data.skipped:
+        log.warning("eval.groups_skipped", count=len(data.skipped), first=data.skipped[:3])
     return data
+
+
+def _group_row(path: Path, number: int, line: str) -> dict[str, Any]:
+    try:
+        row = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise InvalidInputError(f"{path} line {number}: not JSON ({exc.msg})") from None
+    if not isinstance(row, dict) or "group" not in row or not isinstance(row.get("texts"), dict):
+        where = f" (group {row['group']})" if isinstance(row, dict) and "group" in row else ""
+        raise InvalidInputError(
+            f'{path} line {number}{where}: expected {{"group": ..., "texts": {{variant: text}}}}'
+        )
+    return row
 
 
 def evaluate_file(
@@ -154,12 +177,12 @@ def evaluate_config(
         local = settings.model_copy(deep=True)
         local.storage.url = None
         local.storage.data_dir = Path(tmp)
+        local.storage.layout = "reverie"
         local.consolidation.partition_keys = []
-        text_key = local.consolidation.text_key
         with Reverie.open(local) as rv:
             rv.write(
                 [
-                    NewMemory(vector, {text_key: text, "group": group}, index)
+                    NewMemory(vector, rv.new_payload(text, {"group": group}, {}), index)
                     for index, (vector, text, group) in enumerate(
                         zip(memories, data.memory_texts, data.memory_groups, strict=True)
                     )
@@ -178,6 +201,8 @@ def evaluate_config(
         "algorithm": name,
         "threshold": threshold,
         "groups": len(data.groups),
+        "groups_skipped": len(data.skipped),
+        "skipped_examples": data.skipped[:EXAMPLES],
         "memories": len(data.memory_texts),
         "queries_from": data.query_variant,
         "precision": round(precision, 4),
@@ -324,4 +349,8 @@ def result_lines(results: list[dict[str, Any]]) -> list[str]:
             f"{r['recall_at_1_after']:>10.3f}{r['recall_at_5_before']:>11.3f}"
             f"{r['recall_at_5_after']:>10.3f}{r['consolidate_seconds']:>7.1f}"
         )
+    skipped = results[0]["groups_skipped"] if results else 0
+    if skipped:
+        example = results[0]["skipped_examples"][0]
+        lines.append(f"{skipped} group(s) left out for a missing or empty variant, e.g. {example}")
     return lines

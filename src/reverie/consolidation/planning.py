@@ -11,6 +11,10 @@ import numpy as np
 from reverie.consolidation.clustering import centroid
 from reverie.storage import PointId, Record
 from reverie.storage import payload as p
+from reverie.storage.base import SparseVector, Vector
+from reverie.storage.layouts import Layout
+
+SPARSE_KEEP = 2.0  # a merged sparse vector keeps this many times its largest member's terms
 
 # Merged ids are uuid5 names under this namespace, so one set of members always
 # yields the same id and re-applying a plan cannot create a second merged point.
@@ -34,9 +38,10 @@ class MergePlan:
     def member_ids(self) -> list[PointId]:
         return [m.id for m in self.members]
 
-    def merged_record(self, run_id: str, text_key: str) -> Record:
-        """The merged point as first written: state `committing`, with its lineage."""
-        stamp = {
+    def merged_record(self, run_id: str, layout: Layout, label: Label | None) -> Record:
+        """The merged point as first written: state `committing`, with its lineage, in the
+        writer's own shape (its text field holds the label until an inversion arrives)."""
+        stamp: dict[str, Any] = {
             "kind": p.MERGED,
             "state": p.COMMITTING,
             "weight": self.weight,
@@ -44,15 +49,22 @@ class MergePlan:
             "member_fingerprints": {str(m.id): p.fingerprint(m) for m in self.members},
             "run_id": run_id,
             "merged_at": p.now(),
-            "text_source": "pending",
+            "text_source": "pending" if label is None else "label",
         }
+        if label is not None:
+            stamp["label"] = {"id": label.source, "cosine": label.cosine}
         embedders = {p.meta(m.payload).get("embedder") for m in self.members}
         if len(embedders) == 1 and None not in embedders:
             stamp["embedder"] = embedders.pop()
-        payload = {**common_payload(self.members, text_key), p.KEY: stamp}
-        return Record(id=self.merge_id, vector=self.vector, payload=payload)
+        text = None if label is None else label.text
+        payload = {
+            **layout.merged_payload(self.members, text, self.merge_id, stamp["merged_at"]),
+            p.KEY: stamp,
+        }
+        weights = np.array([p.weight(m.payload) for m in self.members], dtype=np.float64)
+        return Record(self.merge_id, self.vector, payload, merged_others(self.members, weights))
 
-    def describe(self, text_key: str) -> dict[str, Any]:
+    def describe(self, layout: Layout) -> dict[str, Any]:
         """The plan as a run record and a log event show it."""
         return {
             "merge_id": self.merge_id,
@@ -64,7 +76,7 @@ class MergePlan:
                     "id": m.id,
                     "weight": p.weight(m.payload),
                     "similarity": round(s, 4),
-                    "text": _preview(m.payload.get(text_key)),
+                    "text": _preview(layout.shown_text(m.payload)),
                 }
                 for m, s in zip(self.members, self.member_similarities, strict=True)
             ],
@@ -93,14 +105,46 @@ def plan_merges(
     return plans
 
 
-def common_payload(members: list[Record], text_key: str) -> dict[str, Any]:
-    """Agent keys whose value every member shares (partition keys among them)."""
-    first = p.agent_payload(members[0].payload)
-    return {
-        key: value
-        for key, value in first.items()
-        if key != text_key and all(m.payload.get(key) == value for m in members[1:])
-    }
+@dataclass(frozen=True)
+class Label:
+    """The text a merged point shows until it is inverted: the original member text
+    closest to its vector, with that member's id and cosine."""
+
+    text: str
+    source: PointId
+    cosine: float
+
+
+def merged_others(members: list[Record], weights: np.ndarray) -> dict[str, Vector]:
+    """The merged point's other vectors: each named dense vector the members share as its
+    weighted centroid, each sparse vector as the weighted mean of the members that have
+    one, pruned to its strongest terms (so the writer's hybrid search finds it)."""
+    out: dict[str, Vector] = {}
+    for name in members[0].others:
+        values = [m.others.get(name) for m in members]
+        if all(isinstance(v, np.ndarray) for v in values):
+            unit = np.stack([v / max(float(np.linalg.norm(v)), 1e-12) for v in values])  # type: ignore[operator]
+            out[name] = centroid(unit, weights, np.arange(len(members)))
+    sparse_names = {n for m in members for n, v in m.others.items() if isinstance(v, SparseVector)}
+    for name in sorted(sparse_names):
+        out[name] = _sparse_mean(
+            [(m.others[name], w) for m, w in zip(members, weights, strict=True) if name in m.others]  # type: ignore[misc]
+        )
+    return out
+
+
+def _sparse_mean(vectors: list[tuple[SparseVector, float]]) -> SparseVector:
+    total = sum(w for _, w in vectors)
+    indices = np.concatenate([v.indices for v, _ in vectors])
+    values = np.concatenate([v.values * (w / total) for v, w in vectors])
+    terms, where = np.unique(indices, return_inverse=True)
+    summed = np.zeros(terms.size, dtype=np.float64)
+    np.add.at(summed, where, values)
+    keep = int(SPARSE_KEEP * max(v.indices.size for v, _ in vectors))
+    if terms.size > keep:
+        strongest = np.sort(np.argsort(-np.abs(summed), kind="stable")[:keep])
+        terms, summed = terms[strongest], summed[strongest]
+    return SparseVector(terms, summed.astype(np.float32))
 
 
 def _preview(text: Any, limit: int = 80) -> str | None:

@@ -12,8 +12,6 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from reverie.storage.payload import partition_of
-
 
 @dataclass(frozen=True)
 class Replica:
@@ -28,10 +26,10 @@ class Replica:
         index, count = (int(part) for part in spec.split("/"))
         return cls(index, count)
 
-    def owns(self, payload: dict[str, Any], keys: list[str]) -> bool:
-        """Whether the partition of a point with this payload is this replica's (the
-        only replica owns everything and skips the hash)."""
-        return self.count == 1 or partition_slot(partition_of(payload, keys), self.count) == self.index
+    def owns(self, partition: tuple[Any, ...]) -> bool:
+        """Whether this partition (its tenant key values) is this replica's (the only
+        replica owns everything and skips the hash)."""
+        return self.count == 1 or partition_slot(partition, self.count) == self.index
 
 
 def partition_slot(partition: tuple[Any, ...], count: int) -> int:

@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from reverie import __version__
 from reverie.daemon.service import Service
+from reverie.display import memory_json
 from reverie.errors import (
     ConflictError,
     InvalidInputError,
@@ -35,10 +36,8 @@ from reverie.errors import (
     UnauthorizedError,
 )
 from reverie.inversion.embedders import embedder_id
-from reverie.inversion.lazy import MemoryText, cached_text
+from reverie.inversion.lazy import cached_text
 from reverie.memory import NewMemory, Reverie
-from reverie.storage import Record
-from reverie.storage import payload as p
 from reverie.storage.base import as_vector
 
 log = structlog.get_logger("reverie.api")
@@ -133,7 +132,6 @@ STATUS = {  # most specific first
 def create_app(service: Service, scheduler: BaseScheduler | None = None) -> FastAPI:
     rv = service.rv
     settings = rv.settings
-    text_key = settings.consolidation.text_key
     app = FastAPI(title="reverie", version=__version__)
     app.add_middleware(BodyLimit, limit=settings.daemon.max_body_bytes)
     limits = _Limits(settings.daemon.max_payload_bytes, settings.daemon.max_text_chars)
@@ -198,7 +196,7 @@ def create_app(service: Service, scheduler: BaseScheduler | None = None) -> Fast
         partition = rv.partition_payload(dict(body.partition))
         for index, memory in enumerate(body.memories):
             limits.check(memory, index)
-        return {"ids": rv.write(_memories(body.memories, partition, rv, text_key))}
+        return {"ids": rv.write(_memories(body.memories, partition, rv))}
 
     @protected.post("/search")
     def search(body: SearchRequest) -> dict[str, Any]:
@@ -207,15 +205,14 @@ def create_app(service: Service, scheduler: BaseScheduler | None = None) -> Fast
         limits.check_text(body.text, "query")
         query = body.text if body.text is not None else as_vector(body.vector)
         hits = rv.recall(query, k=body.k, partition=dict(body.partition))
-        return {
-            "hits": [_memory_out(h, text_key, cached_text(h, text_key)) | {"score": h.score} for h in hits]
-        }
+        layout = rv.layout
+        return {"hits": [memory_json(h, cached_text(h, layout)) | {"score": h.score} for h in hits]}
 
     @protected.get("/memories/{point_id}")
     def get(point_id: str) -> dict[str, Any]:
         record, archived = rv.get(point_id)
-        text = cached_text(record, text_key) if archived else rv.text(record)
-        return _memory_out(record, text_key, text) | {"archived": archived, "lineage": rv.lineage(record)}
+        text = cached_text(record, rv.layout) if archived else rv.text(record)
+        return memory_json(record, text) | {"archived": archived, "lineage": rv.lineage(record)}
 
     @protected.delete("/memories/{point_id}")
     def forget(point_id: str) -> dict[str, Any]:
@@ -305,9 +302,7 @@ class _Limits:
             )
 
 
-def _memories(
-    items: list[MemoryIn], partition: dict[str, Any], rv: Reverie, text_key: str
-) -> list[NewMemory]:
+def _memories(items: list[MemoryIn], partition: dict[str, Any], rv: Reverie) -> list[NewMemory]:
     """Memories to write; texts without a vector are embedded in one batch."""
     for index, m in enumerate(items):
         if m.vector is None and m.text is None:
@@ -316,29 +311,9 @@ def _memories(
     embedded = iter(rv.embedder.encode(to_embed) if to_embed else [])  # type: ignore[arg-type]
     memories = []
     for m in items:
-        payload = {**m.payload, **partition}
-        if m.text is not None:
-            payload[text_key] = m.text
+        payload = rv.new_payload(m.text, m.payload, partition)
         if m.vector is None:
             memories.append(NewMemory(next(embedded), payload, m.id, embedder_id(rv.embedder.model_name)))
         else:
             memories.append(NewMemory(as_vector(m.vector), payload, m.id))
     return memories
-
-
-def _memory_out(record: Record, text_key: str, text: MemoryText) -> dict[str, Any]:
-    """A memory as the API shows it. `text` is null while pending; `text_source` says
-    whether it is the agent's, an inversion (with `fidelity` and `inverter`) or a label."""
-    stamp = p.meta(record.payload)
-    return {
-        "id": record.id,
-        "text": text.text,
-        "text_source": text.source,
-        "fidelity": text.fidelity,
-        "inverter": text.inverter,
-        "weight": p.weight(record.payload),
-        "kind": stamp.get("kind", p.ORIGINAL),
-        "state": stamp.get("state", p.FRESH),
-        "payload": p.agent_payload(record.payload),
-        "meta": stamp,
-    }

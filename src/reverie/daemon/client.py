@@ -5,6 +5,7 @@ holds it."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import cached_property
 from typing import Any
 
 import httpx
@@ -21,6 +22,7 @@ from reverie.errors import (
 from reverie.inversion.lazy import MemoryText
 from reverie.storage import Hit, PointId, Record
 from reverie.storage import payload as p
+from reverie.storage.layouts import Layout, from_description
 
 ERRORS: dict[int, type[ReverieError]] = {
     400: InvalidInputError,
@@ -38,7 +40,7 @@ class DaemonClient:
         self.daemon = daemon
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._http = httpx.Client(base_url=daemon.url, headers=headers, timeout=timeout)
-        self._texts: dict[PointId, MemoryText] = {}
+        self._read: dict[PointId, dict[str, Any]] = {}  # GET /memories answers, by id
 
     def __enter__(self) -> DaemonClient:
         return self
@@ -47,9 +49,14 @@ class DaemonClient:
         self._http.close()
 
     def remember(
-        self, texts: Sequence[str], partition: dict[str, Any] | None = None, progress: bool = False
+        self,
+        texts: Sequence[str],
+        partition: dict[str, Any] | None = None,
+        payload: dict[str, Any] | None = None,
+        progress: bool = False,
     ) -> list[PointId]:
-        body = {"memories": [{"text": t} for t in texts], "partition": partition or {}}
+        memories = [{"text": t, "payload": payload or {}} for t in texts]
+        body = {"memories": memories, "partition": partition or {}}
         return self._call("POST", "/memories", json=body)["ids"]
 
     def recall(self, query: str, k: int = 5, partition: dict[str, Any] | None = None) -> list[Hit]:
@@ -58,14 +65,17 @@ class DaemonClient:
 
     def get(self, point_id: str | int) -> tuple[Record, bool]:
         found = self._call("GET", f"/memories/{point_id}")
-        self._texts[found["id"]] = MemoryText(
-            found["text"], found["text_source"], found.get("fidelity"), found.get("inverter")
-        )
+        self._read[found["id"]] = found
         return Record(found["id"], None, _payload(found)), found["archived"]
 
     def text(self, record: Record) -> MemoryText:
         """The text the daemon read with the memory (inverting it there, if pending)."""
-        return self._texts[record.id]
+        found = self._read[record.id]
+        return MemoryText(found["text"], found["text_source"], found.get("fidelity"), found.get("inverter"))
+
+    def lineage(self, record: Record) -> list[PointId]:
+        """The originals the daemon found behind the memory when it was read."""
+        return self._read[record.id]["lineage"]
 
     def forget(self, ids: Sequence[PointId | str]) -> Any:
         from reverie.consolidation.release import Release
@@ -92,6 +102,11 @@ class DaemonClient:
 
     def stats(self) -> dict[str, Any]:
         return self._call("GET", "/stats")
+
+    @cached_property
+    def layout(self) -> Layout:
+        """The daemon's collection layout (how its memories' text is read)."""
+        return from_description(self.stats()["layout"])
 
     def jobs(self) -> list[dict[str, Any]]:
         return self._call("GET", "/jobs")["jobs"]

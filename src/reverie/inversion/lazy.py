@@ -1,12 +1,14 @@
 """Lazy text for merged memories: inverted when read (or by a budgeted job), then cached.
 
-A merged point starts with text pending. Reading it inverts its vector once and caches the
-text under `_reverie.inversion` with the inverter id, the settings used, the fidelity and a
-digest of the vector it was made from; a cache whose digest no longer matches the vector
-is ignored, so a changed memory never shows stale text. A point merged again is a new
-point with text pending: nothing was spent on the one it replaced unless someone read it.
-Without an inverter, a merged point may show a label: the member text closest to its
-centroid, read from the archive and marked as a label, never passed off as an inversion.
+A merged point is written with its label in the writer's text field: the original member
+text closest to its vector, marked `text_source: label` (consolidation/labels.py), or with
+no text when no member had any (`pending`). With an inverter configured, reading it
+inverts its vector once: the text goes into the writer's text field (so the agent's own
+tool reads it too) and under `_reverie.inversion` with the inverter id, the settings
+used, the fidelity and a digest of the vector it was made from; a cache whose digest no
+longer matches the vector is ignored, so a changed memory never shows stale text. A point
+merged again is a new point: nothing was spent on the one it replaced unless someone read
+it. A label is never passed off as an inversion.
 """
 
 from __future__ import annotations
@@ -24,8 +26,10 @@ import structlog
 from reverie.config import InversionSettings
 from reverie.consolidation.lineage import original_records
 from reverie.errors import InverterError
-from reverie.storage import Filter, Match, Record, Store
+from reverie.storage import Filter, Match, MatchAny, Record, Store
 from reverie.storage import payload as p
+from reverie.storage.detection import CollectionLayout
+from reverie.storage.layouts import Layout
 
 if TYPE_CHECKING:  # torch: not for commands that never invert
     from reverie.inversion.inverter import Inverter
@@ -33,9 +37,20 @@ if TYPE_CHECKING:  # torch: not for commands that never invert
 log = structlog.get_logger("reverie.inversion")
 
 PENDING = "pending"
-PENDING_FILTER = p.searchable_filter(
-    Filter(must=(Match(f"{p.KEY}.kind", p.MERGED), Match(f"{p.KEY}.text_source", PENDING)))
-)
+LABEL = "label"
+INVERSION = "inversion"
+
+
+def _merged_with_text(*sources: str) -> Filter:
+    return p.searchable_filter(
+        Filter(must=(Match(f"{p.KEY}.kind", p.MERGED), MatchAny(f"{p.KEY}.text_source", sources)))
+    )
+
+
+PENDING_FILTER = _merged_with_text(PENDING)  # no text at all: no member had any
+LABEL_FILTER = _merged_with_text(LABEL)
+INVERTED_FILTER = _merged_with_text(INVERSION)
+UNINVERTED_FILTER = _merged_with_text(PENDING, LABEL)  # what the invert job works on
 
 
 @dataclass(frozen=True)
@@ -58,22 +73,25 @@ class MemoryText:
         return self.text if self.text is not None else "(no text)"
 
 
-def cached_text(record: Record, text_key: str) -> MemoryText:
-    """What a memory shows without running a model."""
-    own = record.payload.get(text_key)
-    if isinstance(own, str):
-        return MemoryText(own, "agent")
+def cached_text(record: Record, layout: Layout) -> MemoryText:
+    """What a memory shows without running a model: the text in the writer's field, and
+    where it came from (reverie's key says so for a merged point)."""
+    text = layout.shown_text(record.payload)
     stamp = p.meta(record.payload)
     if stamp.get("kind") != p.MERGED:
-        return MemoryText(None, "none")
+        return MemoryText(text, "agent") if text is not None else MemoryText(None, "none")
+    source = stamp.get("text_source", PENDING)
     cached = stamp.get("inversion")
-    if (
-        isinstance(cached, dict)
-        and record.vector is not None
-        and cached.get("vector") == p.vector_digest(record.vector)
-    ):
-        return MemoryText(cached["text"], "inversion", cached["fidelity"], cached["inverter"])
+    if source == INVERSION and isinstance(cached, dict) and _made_for(cached, record):
+        return MemoryText(cached["text"], INVERSION, cached["fidelity"], cached["inverter"])
+    label = stamp.get("label")
+    if text is not None and isinstance(label, dict):
+        return MemoryText(text, LABEL, label.get("cosine"))
     return MemoryText(None, PENDING)
+
+
+def _made_for(cached: dict[str, object], record: Record) -> bool:
+    return record.vector is not None and cached.get("vector") == p.vector_digest(record.vector)
 
 
 class LazyInversion:
@@ -83,20 +101,21 @@ class LazyInversion:
         collection: str,
         archive: str,
         settings: InversionSettings,
-        text_key: str,
+        layouts: CollectionLayout,
         inverter: Callable[[], Inverter | None],
     ) -> None:
         self.store, self.collection, self.archive = store, collection, archive
-        self.settings, self.text_key = settings, text_key
+        self.settings, self.layouts = settings, layouts
         self._inverter = inverter  # loads the model on first need
         self.stopping = threading.Event()  # a shutdown: the job ends after its current batch
         self.on_inverted: Callable[[int, float], None] = lambda points, seconds: None
 
     def text(self, record: Record) -> MemoryText:
-        """The memory's text, inverting (and caching) a pending merged point when an
-        inverter is configured, else its label when labels are on."""
-        found = cached_text(record, self.text_key)
-        if found.source != PENDING:
+        """The memory's text, inverting (and caching) a merged point's when an inverter is
+        configured, else its label (for a point merged before labels were written, looked
+        up in the archive)."""
+        found = cached_text(record, self.layouts.get())
+        if found.source not in (PENDING, LABEL):
             return found
         inverter = self._inverter()
         if inverter is not None and record.vector is not None:
@@ -106,23 +125,24 @@ class LazyInversion:
                     f"inverter ({inverter.id}) inverts {inverter.embedder_id!r} embeddings"
                 )
             return self._invert([record], inverter)[0]
-        if self.settings.labels:
+        if found.source == PENDING:
             return self.label(record) or found
         return found
 
     def label(self, record: Record) -> MemoryText | None:
         """The archived member text closest to the merged point's vector, if any member had text."""
+        layout = self.layouts.get()
         members = original_records(self.store, self.archive, record, with_vectors=True)
         texted = [
-            m for m in members if isinstance(m.payload.get(self.text_key), str) and m.vector is not None
+            (m, text) for m in members if (text := layout.shown_text(m.payload)) and m.vector is not None
         ]
         if not texted or record.vector is None:
             return None
-        vectors = np.stack([m.vector for m in texted]).astype(np.float64)  # type: ignore[misc]
+        vectors = np.stack([m.vector for m, _ in texted]).astype(np.float64)  # type: ignore[misc]
         centre = np.asarray(record.vector, dtype=np.float64)
         cosines = vectors @ centre / (np.linalg.norm(vectors, axis=1) * np.linalg.norm(centre))
         best = int(np.argmax(cosines))
-        return MemoryText(texted[best].payload[self.text_key], "label", round(float(cosines[best]), 4))
+        return MemoryText(texted[best][1], LABEL, round(float(cosines[best]), 4))
 
     def invert_pending(self) -> dict[str, int]:
         """The scheduled job: pending merged points, oldest first, older than the settle
@@ -133,7 +153,7 @@ class LazyInversion:
         s = self.settings
         settled = datetime.now(UTC) - timedelta(seconds=s.settle_seconds)
         settled_before = settled.isoformat(timespec="milliseconds")  # as merged_at is written
-        pending = list(self.store.scroll(self.collection, PENDING_FILTER, with_vectors=True))
+        pending = list(self.store.scroll(self.collection, UNINVERTED_FILTER, with_vectors=True))
         foreign = [r for r in pending if not _compatible(r, inverter)]
         if foreign:
             log.warning("inversion.foreign_embedder", points=len(foreign), inverter=inverter.id)
@@ -164,6 +184,7 @@ class LazyInversion:
         elapsed = time.perf_counter() - started
         self.on_inverted(len(records), elapsed)
         s = self.settings
+        layout = self.layouts.get()
         texts = []
         for record, result in zip(records, results, strict=True):
             cache = {
@@ -175,11 +196,15 @@ class LazyInversion:
                 "vector": p.vector_digest(record.vector),  # type: ignore[arg-type]
                 "at": p.now(),
             }
-            # by filter: a point merged away meanwhile is skipped, not recreated
+            # by filter: a point merged away meanwhile is skipped, not recreated. The writer's
+            # text field first: its tool reads the inversion too
             self.store.set_payload(
-                self.collection, [record.id], {"inversion": cache, "text_source": "inversion"}, key=p.KEY
+                self.collection, [record.id], layout.text_fields(record.payload, result.text)
             )
-            texts.append(MemoryText(result.text, "inversion", result.fidelity, inverter.id))
+            self.store.set_payload(
+                self.collection, [record.id], {"inversion": cache, "text_source": INVERSION}, key=p.KEY
+            )
+            texts.append(MemoryText(result.text, INVERSION, result.fidelity, inverter.id))
         log.info("inversion.done", points=len(records), seconds=round(elapsed, 3), inverter=inverter.id)
         return texts
 

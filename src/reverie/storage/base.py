@@ -34,10 +34,60 @@ def parse_point_id(text: str) -> PointId:
 
 
 @dataclass
+class SparseVector:
+    """A sparse vector as Qdrant stores it (BM25 and SPLADE slots of hybrid search)."""
+
+    indices: np.ndarray  # int64, unique, >= 0
+    values: np.ndarray  # float32
+
+    @classmethod
+    def of(cls, indices: Any, values: Any) -> SparseVector:
+        """Checked: the same number of indices and values, no negative index, finite values."""
+        idx = np.asarray(indices, dtype=np.int64).reshape(-1)
+        val = np.asarray(values, dtype=np.float32).reshape(-1)
+        if idx.size != val.size:
+            raise ValueError(f"sparse vector: {idx.size} indices but {val.size} values")
+        if idx.size and int(idx.min()) < 0:
+            raise ValueError(f"sparse vector: negative index {int(idx.min())}")
+        if not np.all(np.isfinite(val)):
+            raise ValueError("sparse vector holds NaN or infinite values")
+        return cls(idx, val)
+
+
+Vector = Union[np.ndarray, SparseVector]  # noqa: UP007
+
+
+@dataclass
 class Record:
+    """A point. `vector` is the dense vector consolidation works on (the layout's named
+    one, or the unnamed one); `others` holds every other vector the point carries (named
+    dense vectors, sparse vectors), kept and written back as they are."""
+
     id: PointId
     vector: np.ndarray | None
     payload: dict[str, Any] = field(default_factory=dict)
+    others: dict[str, Vector] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class VectorSchema:
+    """A collection's vectors as Qdrant configures them: dense vectors by name ("" is the
+    unnamed one) with their sizes, and sparse vectors by name (with IDF weighting or not)."""
+
+    dense: tuple[tuple[str, int], ...]
+    sparse: tuple[tuple[str, bool], ...] = ()
+
+    @classmethod
+    def single(cls, size: int, name: str = "") -> VectorSchema:
+        return cls(dense=((name, size),))
+
+    def size_of(self, name: str) -> int | None:
+        return dict(self.dense).get(name)
+
+    def describe(self) -> str:
+        dense = ", ".join(f"{n or '(unnamed)'}: {s}" for n, s in self.dense) or "none"
+        sparse = ", ".join(n for n, _ in self.sparse) or "none"
+        return f"dense vectors {dense}; sparse vectors {sparse}"
 
 
 @dataclass
@@ -99,13 +149,21 @@ class QueryRequest:
 class Store(Protocol):
     """What reverie needs from a vector store, named after Qdrant's own client methods."""
 
-    def ensure_collection(self, name: str, vector_size: int) -> None:
-        """Create the collection if missing; fail if it exists with another vector size."""
+    def ensure_collection(self, name: str, schema: VectorSchema) -> None:
+        """Create the collection with `schema` if missing; fail, naming the difference, if
+        it exists and cannot hold such points."""
 
     def collection_exists(self, name: str) -> bool: ...
 
+    def schema(self, name: str) -> VectorSchema | None:
+        """The collection's vectors, or None if it does not exist."""
+
+    def use_vector(self, name: str, vector_name: str) -> None:
+        """Which dense vector of the collection is a Record's `vector` (reads, writes and
+        queries); "" (the default) is the unnamed one."""
+
     def vector_size(self, name: str) -> int | None:
-        """The collection's vector size, or None if it does not exist."""
+        """The size of the collection's vector in use, or None if it does not exist."""
 
     def create_payload_index(self, name: str, key: str) -> None:
         """Keyword index on a payload key (partition keys, reverie's state)."""
@@ -152,23 +210,62 @@ def as_vector(values: Any) -> np.ndarray:
         return np.asarray(values, dtype=np.float32)
 
 
-def record_from(point: Any) -> Record:
-    """Convert either client's record type (anything with id, vector, payload)."""
+def record_from(point: Any, vector_name: str = "") -> Record:
+    """Convert either client's record type (anything with id, vector, payload); with named
+    vectors, `vector_name`'s is the record's vector and the rest go to `others`."""
     # read back from storage: finite float32 already, no overflow to guard against
-    vector = None if point.vector is None else np.asarray(point.vector, dtype=np.float32)
-    return Record(id=normalize_id(point.id), vector=vector, payload=dict(point.payload or {}))
+    raw = point.vector
+    others: dict[str, Vector] = {}
+    if isinstance(raw, dict):
+        named = dict(raw)
+        raw = named.pop(vector_name, None)
+        others = {name: _vector_from(value) for name, value in named.items()}
+    vector = None if raw is None else np.asarray(raw, dtype=np.float32)
+    return Record(normalize_id(point.id), vector, dict(point.payload or {}), others)
 
 
-def hit_from(point: Any) -> Hit:
-    record = record_from(point)
-    return Hit(id=record.id, vector=record.vector, payload=record.payload, score=point.score)
+def _vector_from(value: Any) -> Vector:
+    if hasattr(value, "indices"):
+        return SparseVector.of(value.indices, value.values)
+    return np.asarray(value, dtype=np.float32)
 
 
-def paged(fetch: Callable[[Any], tuple[Sequence[Any], Any]]) -> Iterator[Record]:
+def point_vector(record: Record, vector_name: str, sparse: Callable[[SparseVector], Any]) -> Any:
+    """What a client's point takes as its vector: a plain list for a collection with only
+    the unnamed vector, else a dict by name (`sparse` makes the client's sparse type)."""
+    dense = as_vector(record.vector).tolist()
+    if not vector_name and not record.others:
+        return dense
+    named: dict[str, Any] = {vector_name: dense}
+    for name, value in record.others.items():
+        named[name] = sparse(value) if isinstance(value, SparseVector) else as_vector(value).tolist()
+    return named
+
+
+def hit_from(point: Any, vector_name: str = "") -> Hit:
+    record = record_from(point, vector_name)
+    return Hit(record.id, record.vector, record.payload, record.others, score=point.score)
+
+
+def paged(fetch: Callable[[Any], tuple[Sequence[Any], Any]], vector_name: str = "") -> Iterator[Record]:
     """Every record of a paginated scroll; `fetch(offset)` returns (page, next offset)."""
     offset = None
     while True:
         page, offset = fetch(offset)
-        yield from (record_from(r) for r in page)
+        yield from (record_from(r, vector_name) for r in page)
         if offset is None:
             return
+
+
+def schema_problem(existing: VectorSchema, wanted: VectorSchema) -> str | None:
+    """Why a collection with `existing` vectors cannot hold points shaped for `wanted`."""
+    have = dict(existing.dense)
+    for name, size in wanted.dense:
+        if name not in have:
+            return f"has no dense vector named {name!r} ({existing.describe()})"
+        if have[name] != size:
+            return f"holds {have[name]}-dimensional vectors{f' under {name!r}' if name else ''}, not {size}"
+    missing = [n for n, _ in wanted.sparse if n not in dict(existing.sparse)]
+    if missing:
+        return f"has no sparse vector named {missing[0]!r} ({existing.describe()})"
+    return None

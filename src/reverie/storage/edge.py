@@ -1,7 +1,7 @@
 """Embedded storage: qdrant-edge-py, Qdrant's Rust engine in-process.
 
-One directory per collection (`<root>/<name>/shard`, plus `meta.json` with the vector
-size, which the engine does not report back). Only one process may open a shard: a
+One directory per collection (`<root>/<name>/shard`, plus `meta.json` with its vectors'
+names and sizes, which the engine does not report back). Only one process may open a shard: a
 second one gets a StorageError that says so.
 """
 
@@ -29,10 +29,14 @@ from reverie.storage.base import (
     PointId,
     QueryRequest,
     Record,
+    SparseVector,
+    VectorSchema,
     as_vector,
     hit_from,
     paged,
+    point_vector,
     record_from,
+    schema_problem,
 )
 from reverie.storage.space import ensure_free_space
 
@@ -47,6 +51,7 @@ class EdgeStore:
         self._flush_every = flush_every
         self._shards: dict[str, qe.EdgeShard] = {}
         self._flushed_at: dict[str, float] = {}
+        self._vector_names: dict[str, str] = {}  # collection -> the dense vector in use
         self._lock = threading.Lock()
         # The engine's flush fails (a panic) when it meets a write or an optimization in
         # progress: writes and flushes go one at a time, and a flush skips a busy optimizer.
@@ -60,25 +65,44 @@ class EdgeStore:
     def collection_exists(self, name: str) -> bool:
         return (self._dir(name) / "meta.json").is_file()
 
-    def vector_size(self, name: str) -> int | None:
+    def schema(self, name: str) -> VectorSchema | None:
         if not self.collection_exists(name):
             return None
-        return int(json.loads((self._dir(name) / "meta.json").read_text())["vector_size"])
+        meta = json.loads((self._dir(name) / "meta.json").read_text())
+        if "vector_size" in meta:  # written before named vectors
+            return VectorSchema.single(int(meta["vector_size"]))
+        return VectorSchema(
+            tuple((n, int(s)) for n, s in meta["dense"]), tuple((n, bool(i)) for n, i in meta["sparse"])
+        )
 
-    def ensure_collection(self, name: str, vector_size: int) -> None:
-        existing = self.vector_size(name)
+    def use_vector(self, name: str, vector_name: str) -> None:
+        self._vector_names[name] = vector_name
+
+    def vector_size(self, name: str) -> int | None:
+        schema = self.schema(name)
+        return None if schema is None else schema.size_of(self._vector_names.get(name, ""))
+
+    def ensure_collection(self, name: str, schema: VectorSchema) -> None:
+        existing = self.schema(name)
         if existing is not None:
-            if existing != vector_size:
+            problem = schema_problem(existing, schema)
+            if problem:
                 raise StorageError(
-                    f"collection {name!r} holds {existing}-dimensional vectors, "
-                    f"not {vector_size}: use another collection or the matching embedder"
+                    f"collection {name!r} {problem}: use another collection or the matching embedder"
                 )
             self._shard(name)
             return
         directory = self._dir(name)
         ensure_free_space(self._root, self._min_free_mb)
         directory.mkdir(parents=True, exist_ok=True)
-        config = qe.EdgeConfig(vectors=qe.EdgeVectorParams(size=vector_size, distance=qe.Distance.Cosine))
+        dense = {n: qe.EdgeVectorParams(size=s, distance=qe.Distance.Cosine) for n, s in schema.dense}
+        sparse = {
+            n: qe.EdgeSparseVectorParams(modifier=qe.Modifier.Idf if idf else None)
+            for n, idf in schema.sparse
+        }
+        config = qe.EdgeConfig(
+            vectors=dense[""] if list(dense) == [""] else dense, sparse_vectors=sparse or None
+        )
         with self._lock:
             try:
                 self._shards[name] = qe.EdgeShard.create(str(directory / "shard"), config)
@@ -87,7 +111,7 @@ class EdgeStore:
             self._flushed_at[name] = time.monotonic()
         # meta.json last: its presence marks a complete collection.
         tmp = directory / "meta.json.tmp"
-        tmp.write_text(json.dumps({"vector_size": vector_size}))
+        tmp.write_text(json.dumps({"dense": schema.dense, "sparse": schema.sparse}))
         tmp.replace(directory / "meta.json")
 
     def _shard(self, name: str) -> qe.EdgeShard:
@@ -138,9 +162,13 @@ class EdgeStore:
     def upsert(self, name: str, records: Sequence[Record]) -> None:
         if not records:
             return
-        # one conversion of the whole batch to lists: a third of the cost of one per point
-        vectors = np.stack([as_vector(r.vector) for r in records]).tolist()
-        points = [qe.Point(r.id, v, r.payload) for r, v in zip(records, vectors, strict=True)]
+        using = self._vector_names.get(name, "")
+        if using or any(r.others for r in records):
+            points = [qe.Point(r.id, point_vector(r, using, _sparse), r.payload) for r in records]
+        else:
+            # one conversion of the whole batch to lists: a third of the cost of one per point
+            vectors = np.stack([as_vector(r.vector) for r in records]).tolist()
+            points = [qe.Point(r.id, v, r.payload) for r, v in zip(records, vectors, strict=True)]
         try:
             self._update(name, qe.UpdateOperation.upsert_points(points))
         except StorageError:
@@ -154,7 +182,7 @@ class EdgeStore:
         if not ids:
             return []
         found = self._shard(name).retrieve(list(ids), True, with_vectors)
-        return [record_from(r) for r in found]
+        return [record_from(r, self._vector_names.get(name, "")) for r in found]
 
     def scroll(
         self,
@@ -173,7 +201,8 @@ class EdgeStore:
                     with_payload=True,
                     with_vector=with_vectors,
                 )
-            )
+            ),
+            self._vector_names.get(name, ""),
         )
 
     def query(self, name: str, request: QueryRequest) -> list[Hit]:
@@ -182,8 +211,9 @@ class EdgeStore:
     def query_batch(self, name: str, requests: Sequence[QueryRequest]) -> list[list[Hit]]:
         if not requests:
             return []
-        batch = qe.QueryBatchRequest([_query(r) for r in requests])
-        return [[hit_from(p) for p in result] for result in self._shard(name).query_batch(batch)]
+        using = self._vector_names.get(name, "")
+        batch = qe.QueryBatchRequest([_query(r, using) for r in requests])
+        return [[hit_from(p, using) for p in result] for result in self._shard(name).query_batch(batch)]
 
     def delete(self, name: str, ids: Sequence[PointId], only: Filter | None = None) -> None:
         if not ids:
@@ -218,16 +248,20 @@ class EdgeStore:
             self._shards.clear()
 
 
-def _query(r: QueryRequest) -> qe.QueryRequest:
+def _query(r: QueryRequest, using: str) -> qe.QueryRequest:
     return qe.QueryRequest(
         limit=r.limit,
-        query=qe.Query.Nearest(as_vector(r.vector).tolist()),
+        query=qe.Query.Nearest(as_vector(r.vector).tolist(), using=using or None),
         filter=_filter(r.filter),
         score_threshold=r.score_threshold,
         with_payload=True,
         with_vector=r.with_vectors,
         params=qe.SearchParams(hnsw_ef=r.hnsw_ef) if r.hnsw_ef else None,
     )
+
+
+def _sparse(vector: SparseVector) -> qe.SparseVector:
+    return qe.SparseVector(vector.indices.tolist(), vector.values.tolist())
 
 
 def _filter(f: Filter | None) -> qe.Filter | None:

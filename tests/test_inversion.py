@@ -130,6 +130,7 @@ def test_text_is_inverted_on_first_read_cached_and_never_at_merge_time(lazy_rv: 
     assert first.source == "inversion" and first.text == SENTENCES[4] and first.fidelity > 0.99
     cached = p.meta(merged_point(rv).payload)["inversion"]
     assert cached["text"] == SENTENCES[4] and cached["inverter"] == first.inverter
+    assert merged_point(rv).payload["text"] == SENTENCES[4], "the writer's text field follows"
     assert (cached["steps"], cached["beam_width"]) == (0, 1)
     again = rv.text(merged_point(rv))
     assert again == first and calls == [1], "a cached text is not inverted again"

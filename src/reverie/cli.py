@@ -36,6 +36,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             logging = logging.model_copy(update={"level": "info"})
         elif "level" not in logging.model_fields_set and args.handler is not cmd_serve:
             logging = logging.model_copy(update={"level": "warning"})  # commands print their results
+        # MCP over stdio speaks on stdout: logs go to stderr there, as for every command but serve
         configure_logging(logging, to_stdout=args.handler is cmd_serve)
         return int(args.handler(args, settings) or 0)
     except ReverieError as exc:
@@ -256,6 +257,17 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> None:
     serve(settings)
 
 
+def cmd_mcp(args: argparse.Namespace, settings: Settings) -> None:
+    from reverie.daemon.mcp import create_server, run
+
+    if args.host:
+        settings.daemon.host = args.host
+    if args.port is not None:
+        settings.daemon.mcp_port = args.port
+    with _open(settings) as memory:
+        run(create_server(memory, settings), settings, args.transport)
+
+
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> None:
     from reverie.demo import run_demo
 
@@ -454,6 +466,11 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", help="bind address (default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port (default 8765; 0: any free port)")
     serve.add_argument("--config", default=argparse.SUPPRESS, help="TOML config file (as before the command)")
+
+    mcp = add("mcp", cmd_mcp, "serve the memory over the Model Context Protocol (stdio or HTTP)")
+    mcp.add_argument("--transport", choices=["stdio", "http"], default="stdio", help="default: stdio")
+    mcp.add_argument("--host", help="HTTP bind address (default: daemon.host)")
+    mcp.add_argument("--port", type=int, help="HTTP port (default: daemon.mcp_port, 8766)")
 
     demo = add("demo", cmd_demo, "write sample paraphrased memories, consolidate, show the result")
     demo.add_argument("--keep", action="store_true", help="keep the demo's earlier data")

@@ -2,7 +2,8 @@
 
 Two forms:
   - JSONL with vectors: one object a line, {"vector": [...], "id": optional,
-    "payload": {...}} (without "payload", the other keys are the payload);
+    "payload": {...}, "sparse": optional {name: {"indices": [...], "values": [...]}}}
+    (without "payload", the other keys are the payload);
   - a .npy matrix plus a JSONL of payloads, line i for row i (an "id" key is the id).
 Everything is parsed and checked before anything is written; errors name file and line.
 """
@@ -17,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from reverie.errors import InvalidInputError
-from reverie.memory import NewMemory
+from reverie.memory import NewMemory, parse_sparse
 from reverie.storage.base import as_vector
 
 
@@ -65,8 +66,10 @@ def _from_object(obj: Any, path: Path, line: int) -> NewMemory:
         if not isinstance(payload, dict):
             raise InvalidInputError(f'{path}:{line}: "payload" must be an object')
     else:
-        payload = {k: v for k, v in obj.items() if k not in ("vector", "id")}
-    return NewMemory(vector, dict(payload), obj.get("id"))
+        payload = {k: v for k, v in obj.items() if k not in ("vector", "id", "sparse")}
+    return NewMemory(
+        vector, dict(payload), obj.get("id"), sparse=parse_sparse(obj.get("sparse"), f"{path}:{line}")
+    )
 
 
 def _jsonl(path: Path) -> Iterator[tuple[int, Any]]:

@@ -14,7 +14,7 @@ import json
 import threading
 import uuid
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -52,7 +52,7 @@ from reverie.storage import (
     open_store,
 )
 from reverie.storage import payload as p
-from reverie.storage.base import normalize_id, parse_point_id
+from reverie.storage.base import SparseVector, normalize_id, parse_point_id
 from reverie.storage.detection import CollectionLayout
 from reverie.storage.layouts import Layout, PayloadError
 from reverie.storage.space import ensure_free_space
@@ -64,12 +64,31 @@ log = structlog.get_logger("reverie.memory")
 
 @dataclass
 class NewMemory:
-    """A memory to write: a vector (already embedded) and the agent's payload."""
+    """A memory to write: a vector (already embedded), the agent's payload, and sparse
+    vectors by name for a collection whose writer searches hybrid (mem0's `bm25`, ...)."""
 
     vector: np.ndarray
     payload: dict[str, Any]
     id: PointId | None = None
     embedder: str | None = None  # the model reverie embedded the text with, if it did
+    sparse: dict[str, SparseVector] = field(default_factory=dict)
+
+
+def parse_sparse(raw: Any, where: str) -> dict[str, SparseVector]:
+    """`{name: {"indices": [...], "values": [...]}}` as given in a write or an import."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise InvalidInputError(f'{where}: "sparse" must be an object of named sparse vectors')
+    vectors = {}
+    for name, value in raw.items():
+        if not isinstance(value, dict) or not {"indices", "values"} <= set(value):
+            raise InvalidInputError(f"{where}: sparse vector {name!r} needs indices and values")
+        try:
+            vectors[name] = SparseVector.of(value["indices"], value["values"])
+        except (TypeError, ValueError) as exc:
+            raise InvalidInputError(f"{where}: sparse vector {name!r}: {exc}") from None
+    return vectors
 
 
 class Reverie:
@@ -191,6 +210,7 @@ class Reverie:
         if problems:
             first = min(problems)
             raise InvalidInputError(f"memory {first}: {problems[first]}")
+        self._check_sparse_names(memories)
         # what the engine writes for them (log, segment, payload), with room to spare
         payload_bytes = sum(len(json.dumps(m.payload, default=str)) for m in memories)
         needed = 3 * (sum(v.nbytes for v in vectors) + payload_bytes)
@@ -213,6 +233,18 @@ class Reverie:
                     self.store.upsert(self.collection, batch)
                     bar.update(len(batch))
         return [r.id for r in records]
+
+    def _check_sparse_names(self, memories: Sequence[NewMemory]) -> None:
+        """Sparse vectors go only into slots the collection has (or the layout will make)."""
+        schema = self.store.schema(self.collection)
+        slots = {n for n, _ in schema.sparse} if schema else {self.layout.sparse} - {None}
+        for index, memory in enumerate(memories):
+            unknown = sorted(set(memory.sparse) - slots)
+            if unknown:
+                have = ", ".join(sorted(slots)) or "none"
+                raise InvalidInputError(
+                    f"memory {index}: the collection has no sparse vector named {unknown[0]!r} (has: {have})"
+                )
 
     def _make_way(self, ids: list[PointId]) -> None:
         """Before memories are rewritten: one merged away is brought back (the merges above
@@ -267,7 +299,7 @@ class Reverie:
                 f"memory {index}: id {memory.id!r} is neither an unsigned integer nor a UUID"
             ) from None
         stamp = p.fresh_meta("agent" if text is not None else None, memory.embedder, created_at)
-        return Record(point_id, vector, {**memory.payload, p.KEY: stamp})
+        return Record(point_id, vector, {**memory.payload, p.KEY: stamp}, dict(memory.sparse))
 
     def partition_payload(self, partition: dict[str, Any] | None) -> dict[str, Any]:
         """Tenant values by their payload path (`user_id` is `metadata.user_id` where the

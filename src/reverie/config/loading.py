@@ -67,8 +67,15 @@ def _parse_env_value(raw: str) -> Any:
 
 def _describe(exc: ValidationError, sources: dict[tuple[str, ...], str]) -> str:
     lines = []
-    for err in exc.errors():
-        loc = tuple(str(part) for part in err["loc"])
+    errors = exc.errors()
+    # A value for a union (a layout name or table): name the branch the value was meant for
+    # (a table: its keys), not every branch it failed.
+    if len(errors) > 1:
+        errors = [
+            e for e in errors if not any(str(part).startswith("literal[") for part in e["loc"])
+        ] or errors
+    for err in errors:
+        loc = tuple(str(part) for part in err["loc"] if part != "ExplicitLayout")
         key = ".".join(loc) or "settings"
         message = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
         # a check across keys names them in its message: say which variables set them

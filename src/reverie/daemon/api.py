@@ -37,7 +37,7 @@ from reverie.errors import (
 )
 from reverie.inversion.embedders import embedder_id
 from reverie.inversion.lazy import cached_text
-from reverie.memory import NewMemory, Reverie
+from reverie.memory import NewMemory, Reverie, parse_sparse
 from reverie.storage.base import as_vector
 
 log = structlog.get_logger("reverie.api")
@@ -49,11 +49,17 @@ class _Body(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class SparseIn(_Body):
+    indices: list[int]
+    values: list[float]
+
+
 class MemoryIn(_Body):
     text: str | None = None
     vector: list[float] | None = None
     payload: dict[str, Any] = Field(default_factory=dict)
     id: int | str | None = None
+    sparse: dict[str, SparseIn] | None = None  # by name, for a collection searched hybrid
 
 
 class WriteRequest(_Body):
@@ -310,10 +316,12 @@ def _memories(items: list[MemoryIn], partition: dict[str, Any], rv: Reverie) -> 
     to_embed = [m.text for m in items if m.vector is None]
     embedded = iter(rv.embedder.encode(to_embed) if to_embed else [])  # type: ignore[arg-type]
     memories = []
-    for m in items:
+    for index, m in enumerate(items):
         payload = rv.new_payload(m.text, m.payload, partition)
+        sparse = parse_sparse(m.model_dump()["sparse"], f"memory {index}")
         if m.vector is None:
-            memories.append(NewMemory(next(embedded), payload, m.id, embedder_id(rv.embedder.model_name)))
+            model = embedder_id(rv.embedder.model_name)
+            memories.append(NewMemory(next(embedded), payload, m.id, model, sparse))
         else:
-            memories.append(NewMemory(as_vector(m.vector), payload, m.id))
+            memories.append(NewMemory(as_vector(m.vector), payload, m.id, sparse=sparse))
     return memories

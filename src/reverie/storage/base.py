@@ -46,11 +46,11 @@ class SparseVector:
         idx = np.asarray(indices, dtype=np.int64).reshape(-1)
         val = np.asarray(values, dtype=np.float32).reshape(-1)
         if idx.size != val.size:
-            raise ValueError(f"sparse vector: {idx.size} indices but {val.size} values")
+            raise ValueError(f"{idx.size} indices but {val.size} values")
         if idx.size and int(idx.min()) < 0:
-            raise ValueError(f"sparse vector: negative index {int(idx.min())}")
+            raise ValueError(f"negative index {int(idx.min())}")
         if not np.all(np.isfinite(val)):
-            raise ValueError("sparse vector holds NaN or infinite values")
+            raise ValueError("NaN or infinite values")
         return cls(idx, val)
 
 

@@ -1,0 +1,193 @@
+"""`reverie mcp`: reverie's memory as a Model Context Protocol server (the official `mcp` SDK),
+over stdio or streamable HTTP.
+
+Two sets of tools. reverie's own, in the names agents already use for memory servers
+(`add_memory`, `search_memories`, `get_memory`, `delete_memory`, `consolidate`, `undo`,
+`stats`); and mcp-server-qdrant's `qdrant-store` / `qdrant-find` with its arguments and
+its answer format, so an agent configured for that server works unchanged.
+
+The tools work on whatever holds the storage: the storage itself, or a running `reverie
+serve` through its API (the CLI's rule). Over HTTP off loopback, every request needs the
+daemon's API key, as the HTTP API does.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+from typing import TYPE_CHECKING, Annotated, Any
+
+from mcp.server.fastmcp import FastMCP
+from pydantic import Field
+
+from reverie.config import Settings
+from reverie.display import memory_json
+from reverie.errors import ConfigError, InvalidInputError
+from reverie.inversion.lazy import cached_text
+
+if TYPE_CHECKING:
+    from reverie.daemon.client import DaemonClient
+    from reverie.memory import Reverie
+
+INSTRUCTIONS = (
+    "Long-term memory that consolidates itself: near-duplicate memories are merged into one "
+    "(reversibly: `undo`), so a search returns one memory per idea. Store facts with add_memory, "
+    "find them with search_memories, read one with its lineage with get_memory."
+)
+MAX_MERGES_SHOWN = 50
+
+Text = Annotated[str, Field(description="The memory's text")]
+Tenant = Annotated[str | None, Field(description="Whose memory it is (a partition: never merged across)")]
+Extra = Annotated[dict[str, Any] | None, Field(description="Other partition keys and values")]
+
+
+def create_server(memory: Reverie | DaemonClient, settings: Settings) -> FastMCP:
+    """The MCP server over `memory` (a Reverie, or a client of the running daemon)."""
+    d = settings.daemon
+    server = FastMCP("reverie", instructions=INSTRUCTIONS, host=d.host, port=d.mcp_port, log_level="WARNING")
+    collection = settings.storage.collection
+
+    def partition(user_id: str | None, agent_id: str | None, extra: dict[str, Any] | None) -> dict:
+        given = {"user_id": user_id, "agent_id": agent_id, **(extra or {})}
+        return {k: v for k, v in given.items() if v is not None}
+
+    @server.tool(description="Store a memory (text, with optional metadata and its owner).")
+    def add_memory(
+        text: Text,
+        user_id: Tenant = None,
+        agent_id: Tenant = None,
+        metadata: Annotated[dict[str, Any] | None, Field(description="Anything else to keep")] = None,
+        partition_keys: Extra = None,
+    ) -> dict[str, Any]:
+        ids = memory.remember([text], partition(user_id, agent_id, partition_keys), payload=metadata)
+        return {"id": ids[0], "stored": text}
+
+    @server.tool(description="Find memories by meaning; each result says where its text came from.")
+    def search_memories(
+        query: Annotated[str, Field(description="What to look for")],
+        limit: Annotated[int, Field(ge=1, le=100, description="How many results")] = 5,
+        user_id: Tenant = None,
+        agent_id: Tenant = None,
+        partition_keys: Extra = None,
+    ) -> dict[str, Any]:
+        hits = memory.recall(query, k=limit, partition=partition(user_id, agent_id, partition_keys))
+        layout = memory.layout
+        return {"results": [memory_json(h, cached_text(h, layout)) | {"score": h.score} for h in hits]}
+
+    @server.tool(description="One memory by id: its text, where the text came from, fidelity, lineage.")
+    def get_memory(memory_id: Annotated[str, Field(description="The memory's id")]) -> dict[str, Any]:
+        record, archived = memory.get(memory_id)
+        return memory_json(record, memory.text(record)) | {
+            "archived": archived,
+            "lineage": memory.lineage(record),
+        }
+
+    @server.tool(description="Delete a memory for good (a merged one takes its originals with it).")
+    def delete_memory(memory_id: Annotated[str, Field(description="The memory's id")]) -> dict[str, Any]:
+        released = memory.forget([memory_id])
+        return {"deleted": released.ids, "undone_merges": released.undone, "run_id": released.run_id}
+
+    @server.tool(description="Merge near-duplicate memories. A dry run (the default) only shows the plan.")
+    def consolidate(
+        dry_run: Annotated[bool, Field(description="Only show what would merge")] = True,
+        full: Annotated[bool, Field(description="Every memory, not only new ones")] = False,
+    ) -> dict[str, Any]:
+        report = memory.consolidate(dry_run=dry_run, full=full)
+        return report.summary() | {"merge_details": report.merges[:MAX_MERGES_SHOWN]}
+
+    @server.tool(description="Undo a consolidation run (its run id) or one merge (the merged memory's id).")
+    def undo(target: Annotated[str, Field(description="A run id (r-...) or a merged memory's id")]) -> dict:
+        report = memory.undo(target)
+        return {"run_id": report.run_id, "target": report.target, "undone": report.undone}
+
+    @server.tool(description="Counts: live, merged, archived memories, texts pending, the last run.")
+    def stats() -> dict[str, Any]:
+        return memory.stats()
+
+    def only_ours(collection_name: str | None) -> None:
+        if collection_name not in (None, "", collection):
+            raise InvalidInputError(f"this server keeps collection {collection!r}, not {collection_name!r}")
+
+    @server.tool(
+        name="qdrant-store",
+        description="Keep the memory for later use, when you are asked to remember something.",
+    )
+    def qdrant_store(
+        information: Annotated[str, Field(description="Text to store")],
+        metadata: Annotated[
+            dict[str, Any] | None,
+            Field(
+                description="Extra metadata stored along with memorised information. Any json is accepted."
+            ),
+        ] = None,
+        collection_name: Annotated[str | None, Field(description="The collection to store it in")] = None,
+    ) -> str:
+        only_ours(collection_name)
+        memory.remember([information], {}, payload=metadata)
+        return f"Remembered: {information}"
+
+    @server.tool(
+        name="qdrant-find",
+        description="Look up memories in Qdrant. Use this tool when you need to find memories by their "
+        "content.",
+    )
+    def qdrant_find(
+        query: Annotated[str, Field(description="What to search for")],
+        collection_name: Annotated[str | None, Field(description="The collection to search in")] = None,
+    ) -> list[str] | None:
+        only_ours(collection_name)
+        hits = memory.recall(query, k=d.mcp_find_limit)
+        if not hits:
+            return None
+        layout = memory.layout
+        entries = [f"Results for the query '{query}'"]
+        for hit in hits:
+            text = cached_text(hit, layout).text or ""
+            meta = layout.metadata_of(hit.payload)
+            shown = json.dumps(meta) if meta else ""
+            entries.append(f"<entry><content>{text}</content><metadata>{shown}</metadata></entry>")
+        return entries
+
+    return server
+
+
+def run(server: FastMCP, settings: Settings, transport: str) -> None:
+    """Serve until stopped: stdio for a client that starts this process, HTTP otherwise."""
+    if transport == "stdio":
+        server.run("stdio")
+        return
+    import uvicorn
+
+    from reverie.daemon.serve import is_loopback
+
+    d = settings.daemon
+    if not is_loopback(d.host) and not d.api_key:
+        raise ConfigError(f"daemon.host {d.host!r} is off loopback: set daemon.api_key to serve MCP there")
+    app = server.streamable_http_app()
+    uvicorn.run(
+        BearerKey(app, d.api_key) if d.api_key else app, host=d.host, port=d.mcp_port, log_level="warning"
+    )
+
+
+class BearerKey:
+    """Refuse HTTP requests without `Authorization: Bearer <api_key>` (401, JSON)."""
+
+    def __init__(self, app: Any, key: str) -> None:
+        self.app, self.key = app, key.encode()
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            header = dict(scope["headers"]).get(b"authorization", b"")
+            token = header[7:] if header[:7].lower() == b"bearer " else b""
+            if not hmac.compare_digest(token, self.key):
+                body = json.dumps({"error": "missing or wrong API key (send Authorization: Bearer <key>)"})
+                await send(
+                    {
+                        "type": "http.response.start",
+                        "status": 401,
+                        "headers": [(b"content-type", b"application/json")],
+                    }
+                )
+                await send({"type": "http.response.body", "body": body.encode()})
+                return
+        await self.app(scope, receive, send)

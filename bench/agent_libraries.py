@@ -28,6 +28,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from qdrant_client import QdrantClient, models
 
 from reverie.config import Settings
@@ -95,10 +96,13 @@ class Result:
     points_before: int
     points_after: int
     questions: int
-    answered_before: int
-    answered_after: int  # with text, the asking tenant's only, about the right group
+    answered_before: int  # answers with text, from the asking tenant's memories only
+    answered_after: int
+    right_group_before: int  # ... whose best answer is about the group asked (and says so)
+    right_group_after: int
     from_merged_after: int | None
-    undo_restores_view: bool
+    undo_restores_points: bool  # every point back as it was (ids, payloads, vectors)
+    same_answers_after_undo: int  # questions answered with the same texts as before
     consolidate_seconds: float
     wrong: list[str] = field(default_factory=list)
 
@@ -347,24 +351,38 @@ def views(search: Search, scenario: Scenario) -> dict[tuple[str, str], list[Foun
     return {(q.tenant, q.group): search(q.text, q.tenant) for q in scenario.questions}
 
 
-def seen(found: dict[tuple[str, str], list[Found]]) -> dict[tuple[str, str], list[tuple[str | None, str]]]:
-    """What a library showed, sorted per question (identical wordings tie in any order)."""
-    return {key: sorted((f.id or "", f.text) for f in hits) for key, hits in found.items()}
+def texts_seen(found: dict[tuple[str, str], list[Found]]) -> dict[tuple[str, str], list[str]]:
+    """The texts a library showed per question, sorted: identical wordings (KJV and ASV
+    often are) tie, and tied points come back in any order."""
+    return {key: sorted(f.text for f in hits) for key, hits in found.items()}
 
 
-def wrong_answers(found: dict[tuple[str, str], list[Found]], scenario: Scenario) -> list[str]:
-    """Questions whose best answer has no text or another group's, or whose answers
-    include another tenant's memory or lose the group's metadata."""
+def unanswered(found: dict[tuple[str, str], list[Found]]) -> list[str]:
+    """Questions answered without text, or with another tenant's memory among the answers."""
+    return [
+        f"{tenant} {group}: {'no text' if not hits or not hits[0].text else 'another tenant'}"
+        for (tenant, group), hits in found.items()
+        if not hits or not hits[0].text or any(h.metadata.get("user_id") != tenant for h in hits)
+    ]
+
+
+def wrong_group(found: dict[tuple[str, str], list[Found]], scenario: Scenario) -> list[str]:
+    """Questions whose best answer is another group's text, or does not say its group (a
+    merge of two groups keeps only what they share: near-identical verses do merge)."""
     wrong = []
     for (tenant, group), hits in found.items():
         top = hits[0] if hits else None
-        if top is None or top.text not in scenario.wordings[group]:
+        if top is None or top.text not in scenario.wordings[group] or top.metadata.get("group") != group:
             wrong.append(f"{tenant} {group}: got {top.text[:60] if top else None!r}")
-        elif any(h.metadata.get("user_id") != tenant for h in hits):
-            wrong.append(f"{tenant} {group}: another tenant's memory among the answers")
-        elif top.metadata.get("group") != group:
-            wrong.append(f"{tenant} {group}: the answer lost its metadata ({top.metadata})")
     return wrong
+
+
+def snapshot(settings: Settings, embedder: Embedder) -> dict[str, tuple[str, list[float]]]:
+    with Reverie.open(settings, embedder) as rv:
+        return {
+            str(r.id): (json.dumps(r.payload, sort_keys=True), np.round(r.vector, 5).tolist())
+            for r in rv.store.scroll(rv.collection, with_vectors=True)
+        }
 
 
 def round_trip(library: Library, scenario: Scenario, embedder: Embedder) -> Result:
@@ -374,6 +392,7 @@ def round_trip(library: Library, scenario: Scenario, embedder: Embedder) -> Resu
     before = views(search, scenario)
     close()
     settings = settings_for(library.path)
+    points = snapshot(settings, embedder)
     with Reverie.open(settings, embedder) as rv:
         started = time.perf_counter()
         report = rv.consolidate(full=True)
@@ -387,10 +406,12 @@ def round_trip(library: Library, scenario: Scenario, embedder: Embedder) -> Resu
     close()
     with Reverie.open(settings, embedder) as rv:
         rv.undo(report.run_id)
+    restored = snapshot(settings, embedder)
     search, close = library.reader()
     undone = views(search, scenario)
     close()
     shows_ids = all(f.id is not None for hits in after.values() for f in hits)
+    first_answers = texts_seen(before)
     return Result(
         library=library.name,
         layout=report.layout["layout"],
@@ -398,13 +419,24 @@ def round_trip(library: Library, scenario: Scenario, embedder: Embedder) -> Resu
         points_before=report.points_before,
         points_after=report.points_after,
         questions=len(scenario.questions),
-        answered_before=len(scenario.questions) - len(wrong_answers(before, scenario)),
-        answered_after=len(scenario.questions) - len(wrong_answers(after, scenario)),
+        answered_before=len(scenario.questions) - len(unanswered(before)),
+        answered_after=len(scenario.questions) - len(unanswered(after)),
+        right_group_before=len(scenario.questions) - len(wrong_group(before, scenario)),
+        right_group_after=len(scenario.questions) - len(wrong_group(after, scenario)),
         from_merged_after=sum(hits[0].id in merged for hits in after.values() if hits) if shows_ids else None,
-        undo_restores_view=seen(undone) == seen(before),
+        undo_restores_points=_without_stamps(restored) == _without_stamps(points),
+        same_answers_after_undo=sum(t == first_answers[k] for k, t in texts_seen(undone).items()),
         consolidate_seconds=round(seconds, 2),
-        wrong=wrong_answers(after, scenario)[:5],
+        wrong=(unanswered(after) + wrong_group(after, scenario))[:5],
     )
+
+
+def _without_stamps(points: dict[str, tuple[str, list[float]]]) -> dict[str, tuple[Any, list[float]]]:
+    """Points as their writer made them: reverie's own key (adoption stamps) left out."""
+    return {
+        i: ({k: v for k, v in json.loads(body).items() if k != "_reverie"}, v)
+        for i, (body, v) in points.items()
+    }
 
 
 def paraphrase_groups(path: Path, count: int) -> list[tuple[str, list[str]]]:
@@ -462,18 +494,24 @@ def table(results: list[Result], args: argparse.Namespace) -> list[str]:
         "the OT paraphrase file, three wordings each, held by two tenants (a third of the groups by both); "
         "a question per tenant and group, asked through the library's own search and tenant filter.",
         "",
-        "| library | layout detected | memories | points after | answered before | answered after | "
-        "from merged memories | undo restores the view | consolidate s |",
+        "| library | layout detected | memories | points after | answered (text, own tenant only) before / "
+        "after | right group before / after | from merged memories | undo: points restored, same answers | "
+        "consolidate s |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         merged = "n/a (no ids)" if r.from_merged_after is None else f"{r.from_merged_after} / {r.questions}"
         lines.append(
             f"| {r.library} | {r.layout} | {r.points_before} | {r.points_after} | "
-            f"{r.answered_before} / {r.questions} | {r.answered_after} / {r.questions} | {merged} | "
-            f"{'yes' if r.undo_restores_view else 'no'} | {r.consolidate_seconds} |"
+            f"{r.answered_before} / {r.answered_after} of {r.questions} | "
+            f"{r.right_group_before} / {r.right_group_after} | {merged} | "
+            f"{_yes(r.undo_restores_points)}, {r.same_answers_after_undo} | {r.consolidate_seconds} |"
         )
     return lines
+
+
+def _yes(flag: bool) -> str:
+    return "yes" if flag else "no"
 
 
 if __name__ == "__main__":

@@ -260,3 +260,17 @@ def test_writes_with_sparse_vectors_through_the_api(tmp_path: Path, embedder) ->
             and "no sparse vector named 'splade' (has: bm25)" in unknown.json()["error"]
         )
         assert rv.store.count(rv.collection) == 1, "refused writes stored nothing"
+
+
+def test_config_show_says_which_layout_auto_found(tmp_path: Path, capsys, monkeypatch) -> None:
+    from reverie.cli import main
+
+    monkeypatch.setenv("REVERIE_STORAGE__URL", f"file:{tmp_path / 'q'}")
+    monkeypatch.setenv("REVERIE_STORAGE__DATA_DIR", str(tmp_path / "data"))
+    assert main(["config", "show"]) == 0
+    assert "# storage.layout auto: collection 'memories' does not exist yet" in capsys.readouterr().out
+    collection(tmp_path / "q", [{"page_content": "tea", "metadata": {"user_id": "u1"}}] * 2)
+    assert main(["config", "show"]) == 0
+    shown = capsys.readouterr().out
+    assert '# storage.layout auto: collection \'memories\' reads as {"layout": "langchain"' in shown
+    assert '"tenant_keys": ["metadata.agent_id", "metadata.user_id"]' in shown

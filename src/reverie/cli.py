@@ -104,8 +104,6 @@ def _detected_layout(settings: Settings) -> str:
     from reverie.storage.detection import CollectionLayout
 
     s = settings.storage
-    if s.url is None and not (s.data_dir / "collections" / s.collection / "meta.json").is_file():
-        return f"collection {s.collection!r} does not exist yet (reverie's own layout until it does)"
     try:
         if running_daemon(s.data_dir) is not None:
             with _daemon(settings) as daemon:
@@ -113,6 +111,10 @@ def _detected_layout(settings: Settings) -> str:
         else:
             store = open_store(s)
             try:
+                if not store.collection_exists(s.collection):
+                    return (
+                        f"collection {s.collection!r} does not exist yet (reverie's own layout until it does)"
+                    )
                 layout = CollectionLayout.of(store, settings).get()
             finally:
                 store.close()

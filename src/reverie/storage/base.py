@@ -204,6 +204,26 @@ class Store(Protocol):
     def close(self) -> None: ...
 
 
+class VectorNames:
+    """Which dense vector of each collection a Record's `vector` is (both adapters)."""
+
+    def __init__(self) -> None:
+        self._vector_names: dict[str, str] = {}
+
+    def schema(self, name: str) -> VectorSchema | None:
+        raise NotImplementedError
+
+    def use_vector(self, name: str, vector_name: str) -> None:
+        self._vector_names[name] = vector_name
+
+    def vector_in_use(self, name: str) -> str:
+        return self._vector_names.get(name, "")
+
+    def vector_size(self, name: str) -> int | None:
+        schema = self.schema(name)
+        return None if schema is None else schema.size_of(self.vector_in_use(name))
+
+
 def as_vector(values: Any) -> np.ndarray:
     """float32, as Qdrant stores it; a value too large becomes inf, which validation names."""
     with np.errstate(over="ignore"):

@@ -195,34 +195,38 @@ def _new_vector_name(layout: str, embedder: str) -> str:
 
 def _dense(schema: VectorSchema, layout: Layout, wanted: str | None, collection: str) -> str:
     names = [name for name, _ in schema.dense]
-    if wanted is not None:
-        if wanted not in names:
-            raise ConfigError(
-                f"storage.layout names dense vector {wanted!r}, which collection {collection!r} lacks "
-                f"({schema.describe()})"
-            )
-        return wanted
-    if len(names) == 1:
-        return names[0]
-    preferred = {"llamaindex": "text-dense"}.get(layout.name)
-    if preferred in names:
-        return preferred  # type: ignore[return-value]
-    raise ConfigError(
-        f"collection {collection!r} has several dense vectors ({schema.describe()}): name the one to "
-        "consolidate with [storage.layout] vector = NAME"
-    )
+    picked = _pick("dense", names, layout.default_dense, wanted, schema, collection)
+    if picked is None:
+        raise ConfigError(
+            f"collection {collection!r} has several dense vectors ({schema.describe()}): name the one to "
+            "consolidate with [storage.layout] vector = NAME"
+        )
+    return picked
 
 
 def _sparse(schema: VectorSchema, layout: Layout, wanted: str | None, collection: str) -> str | None:
     names = [name for name, _ in schema.sparse]
+    return _pick("sparse", names, layout.default_sparse, wanted, schema, collection)
+
+
+def _pick(
+    kind: str,
+    names: list[str],
+    defaults: tuple[str, ...],
+    wanted: str | None,
+    schema: VectorSchema,
+    collection: str,
+) -> str | None:
+    """The vector named in the layout (which must exist), else the writer's usual one, else
+    the only one; None when that leaves several or none."""
     if wanted is not None:
         if wanted not in names:
             raise ConfigError(
-                f"storage.layout names sparse vector {wanted!r}, which collection {collection!r} lacks "
+                f"storage.layout names {kind} vector {wanted!r}, which collection {collection!r} lacks "
                 f"({schema.describe()})"
             )
         return wanted
-    for name in layout.default_sparse:
-        if name in names:
-            return name
+    found = [name for name in defaults if name in names]
+    if found:
+        return found[0]
     return names[0] if len(names) == 1 else None

@@ -30,6 +30,7 @@ from reverie.storage.base import (
     QueryRequest,
     Record,
     SparseVector,
+    VectorNames,
     VectorSchema,
     as_vector,
     hit_from,
@@ -41,17 +42,17 @@ from reverie.storage.base import (
 from reverie.storage.space import ensure_free_space
 
 
-class EdgeStore:
+class EdgeStore(VectorNames):
     def __init__(self, root: Path, min_free_mb: int = 0, flush_every: float = 60.0) -> None:
         """`min_free_mb`: opening or creating a collection is refused below this much free
         disk (the engine allocates through memory maps; see space.py). `flush_every`:
         seconds between flushes of a collection that is being written (see `_update`)."""
+        super().__init__()
         self._root = Path(root)
         self._min_free_mb = min_free_mb
         self._flush_every = flush_every
         self._shards: dict[str, qe.EdgeShard] = {}
         self._flushed_at: dict[str, float] = {}
-        self._vector_names: dict[str, str] = {}  # collection -> the dense vector in use
         self._lock = threading.Lock()
         # The engine's flush fails (a panic) when it meets a write or an optimization in
         # progress: writes and flushes go one at a time, and a flush skips a busy optimizer.
@@ -74,13 +75,6 @@ class EdgeStore:
         return VectorSchema(
             tuple((n, int(s)) for n, s in meta["dense"]), tuple((n, bool(i)) for n, i in meta["sparse"])
         )
-
-    def use_vector(self, name: str, vector_name: str) -> None:
-        self._vector_names[name] = vector_name
-
-    def vector_size(self, name: str) -> int | None:
-        schema = self.schema(name)
-        return None if schema is None else schema.size_of(self._vector_names.get(name, ""))
 
     def ensure_collection(self, name: str, schema: VectorSchema) -> None:
         existing = self.schema(name)
@@ -162,7 +156,7 @@ class EdgeStore:
     def upsert(self, name: str, records: Sequence[Record]) -> None:
         if not records:
             return
-        using = self._vector_names.get(name, "")
+        using = self.vector_in_use(name)
         if using or any(r.others for r in records):
             points = [qe.Point(r.id, point_vector(r, using, _sparse), r.payload) for r in records]
         else:
@@ -182,7 +176,7 @@ class EdgeStore:
         if not ids:
             return []
         found = self._shard(name).retrieve(list(ids), True, with_vectors)
-        return [record_from(r, self._vector_names.get(name, "")) for r in found]
+        return [record_from(r, self.vector_in_use(name)) for r in found]
 
     def scroll(
         self,
@@ -202,7 +196,7 @@ class EdgeStore:
                     with_vector=with_vectors,
                 )
             ),
-            self._vector_names.get(name, ""),
+            self.vector_in_use(name),
         )
 
     def query(self, name: str, request: QueryRequest) -> list[Hit]:
@@ -211,7 +205,7 @@ class EdgeStore:
     def query_batch(self, name: str, requests: Sequence[QueryRequest]) -> list[list[Hit]]:
         if not requests:
             return []
-        using = self._vector_names.get(name, "")
+        using = self.vector_in_use(name)
         batch = qe.QueryBatchRequest([_query(r, using) for r in requests])
         return [[hit_from(p, using) for p in result] for result in self._shard(name).query_batch(batch)]
 

@@ -86,6 +86,7 @@ class Layout:
     sparse: str | None = None
     tenant_keys: tuple[str, ...] = ("agent_id", "user_id")
     pin: str = "pinned"
+    default_dense: tuple[str, ...] = field(default=(), compare=False)  # the writer's usual names
     default_sparse: tuple[str, ...] = field(default=(), compare=False)
 
     # -- reading ----------------------------------------------------------------------
@@ -330,7 +331,10 @@ LAYOUTS: dict[str, Layout] = {
         default_sparse=("langchain-sparse",),
     ),
     "llamaindex": LlamaIndexLayout(
-        "llamaindex", text="_node_content", default_sparse=("text-sparse-new", "text-sparse")
+        "llamaindex",
+        text="_node_content",
+        default_dense=("text-dense",),
+        default_sparse=("text-sparse-new", "text-sparse"),
     ),
     "mcp-server-qdrant": Layout(
         "mcp-server-qdrant",
@@ -342,7 +346,6 @@ LAYOUTS: dict[str, Layout] = {
         "mem0", text="data", tenant_keys=("user_id", "agent_id", "run_id"), default_sparse=("bm25",)
     ),
 }
-DENSE_DEFAULTS = {"llamaindex": "text-dense"}
 
 
 def recognise(payload: Mapping[str, Any]) -> str | None:

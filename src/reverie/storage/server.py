@@ -25,6 +25,7 @@ from reverie.storage.base import (
     QueryRequest,
     Record,
     SparseVector,
+    VectorNames,
     VectorSchema,
     as_vector,
     hit_from,
@@ -60,10 +61,10 @@ class _Client:
         return call
 
 
-class ServerStore:
+class ServerStore(VectorNames):
     def __init__(self, client: _Client) -> None:
+        super().__init__()
         self._client = client
-        self._vector_names: dict[str, str] = {}  # collection -> the dense vector in use
 
     @classmethod
     def connect(cls, url: str, api_key: str | None = None) -> ServerStore:
@@ -91,13 +92,6 @@ class ServerStore:
             (n, v.modifier == models.Modifier.IDF) for n, v in sorted((params.sparse_vectors or {}).items())
         )
         return VectorSchema(dense, sparse)
-
-    def use_vector(self, name: str, vector_name: str) -> None:
-        self._vector_names[name] = vector_name
-
-    def vector_size(self, name: str) -> int | None:
-        schema = self.schema(name)
-        return None if schema is None else schema.size_of(self._vector_names.get(name, ""))
 
     def ensure_collection(self, name: str, schema: VectorSchema) -> None:
         existing = self.schema(name)
@@ -128,7 +122,7 @@ class ServerStore:
     def upsert(self, name: str, records: Sequence[Record]) -> None:
         if not records:
             return
-        using = self._vector_names.get(name, "")
+        using = self.vector_in_use(name)
         points = [
             models.PointStruct(id=r.id, vector=point_vector(r, using, _sparse), payload=r.payload)
             for r in records
@@ -144,7 +138,7 @@ class ServerStore:
         if not ids:
             return []
         found = self._client.retrieve(name, ids=list(ids), with_vectors=with_vectors)
-        return [record_from(r, self._vector_names.get(name, "")) for r in found]
+        return [record_from(r, self.vector_in_use(name)) for r in found]
 
     def scroll(
         self,
@@ -161,7 +155,7 @@ class ServerStore:
                 offset=offset,
                 with_vectors=with_vectors,
             ),
-            self._vector_names.get(name, ""),
+            self.vector_in_use(name),
         )
 
     def query(self, name: str, request: QueryRequest) -> list[Hit]:
@@ -170,7 +164,7 @@ class ServerStore:
     def query_batch(self, name: str, requests: Sequence[QueryRequest]) -> list[list[Hit]]:
         if not requests:
             return []
-        using = self._vector_names.get(name, "")
+        using = self.vector_in_use(name)
         batch = [
             models.QueryRequest(
                 query=as_vector(r.vector).tolist(),

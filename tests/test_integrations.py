@@ -22,6 +22,7 @@ import pytest
 from qdrant_client import QdrantClient, models
 
 from reverie.demo import sample
+from reverie.errors import InvalidInputError
 from reverie.inversion.embedders import Embedder
 from reverie.memory import Reverie
 
@@ -96,6 +97,19 @@ def test_mem0_bookkeeping_on_merged_memories(tmp_path: Path, embedder: Embedder)
             members = rv.store.retrieve(rv.archive, payload["_reverie"]["merged_from"])
             assert payload["created_at"] == min(m.payload["created_at"] for m in members)
             assert payload["updated_at"] > payload["created_at"] and payload["user_id"] in ("u1", "u2")
+        run_id, rewritten = rv.run_log.runs(limit=1)[0].run_id, merged[0].id
+    # mem0 updates a merged memory with its own update(): undo then refuses to delete that update
+    memory = library._memory()
+    memory.update(str(rewritten), "The user now prefers coffee.")
+    memory.vector_store.client.close()
+    with Reverie.open(settings_for(library.path), embedder) as rv:
+        with pytest.raises(
+            InvalidInputError, match=f"merged memory {rewritten} was rewritten since the merge"
+        ):
+            rv.undo(run_id)
+        assert (
+            rv.store.retrieve(rv.collection, [rewritten])[0].payload["data"] == "The user now prefers coffee."
+        )
 
 
 UNREADABLE = {

@@ -62,7 +62,9 @@ class MergePlan:
             p.KEY: stamp,
         }
         weights = np.array([p.weight(m.payload) for m in self.members], dtype=np.float64)
-        return Record(self.merge_id, self.vector, payload, merged_others(self.members, weights))
+        record = Record(self.merge_id, self.vector, payload, merged_others(self.members, weights))
+        stamp["fingerprint"] = p.fingerprint(record)  # an agent's rewrite of it shows (undo.py)
+        return record
 
     def describe(self, layout: Layout) -> dict[str, Any]:
         """The plan as a run record and a log event show it."""

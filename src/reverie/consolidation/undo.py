@@ -96,6 +96,12 @@ def _check(applier: MergeApplier, merge: MergeRecord) -> Record:
     point = found[0]
     if p.state(point.payload) != p.LIVE:
         raise InvalidInputError(f"merge {merge.merge_id} is {p.state(point.payload)}, not live")
+    made = p.meta(point.payload).get("fingerprint")
+    if made is not None and made != p.fingerprint(point):
+        raise InvalidInputError(
+            f"merged memory {merge.merge_id} was rewritten since the merge (by an agent's own tool?): "
+            "undoing would delete that rewrite; its originals stay in the archive"
+        )
     member_ids: list[PointId] = p.meta(point.payload)["merged_from"]
     rewritten = [r.id for r in store.retrieve(applier.collection, member_ids, with_vectors=False)]
     if rewritten:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
@@ -198,12 +198,11 @@ class LazyInversion:
             }
             # by filter: a point merged away meanwhile is skipped, not recreated. The writer's
             # text field first: its tool reads the inversion too
-            self.store.set_payload(
-                self.collection, [record.id], layout.text_fields(record.payload, result.text)
-            )
-            self.store.set_payload(
-                self.collection, [record.id], {"inversion": cache, "text_source": INVERSION}, key=p.KEY
-            )
+            text_fields = layout.text_fields(record.payload, result.text)
+            self.store.set_payload(self.collection, [record.id], text_fields)
+            rewritten = p.fingerprint(replace(record, payload={**record.payload, **text_fields}))
+            stamp = {"inversion": cache, "text_source": INVERSION, "fingerprint": rewritten}
+            self.store.set_payload(self.collection, [record.id], stamp, key=p.KEY)
             texts.append(MemoryText(result.text, INVERSION, result.fidelity, inverter.id))
         log.info("inversion.done", points=len(records), seconds=round(elapsed, 3), inverter=inverter.id)
         return texts

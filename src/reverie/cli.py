@@ -259,6 +259,26 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> None:
     serve(settings)
 
 
+def cmd_blend(args: argparse.Namespace, settings: Settings) -> None:
+    from reverie.inversion.blending import parse_weights
+
+    with _open(settings) as rv:
+        result = rv.blend(args.parents, parse_weights(args.weights), args.save, _partition(args.partition))
+    shown = result.as_json()
+    if args.json:
+        print(json.dumps(shown))
+        return
+    fidelity = (
+        "" if shown["fidelity"] is None else f"  [{shown['text_source']}, fidelity {shown['fidelity']:.2f}]"
+    )
+    print(f"{shown['text'] or '(no text: no parent has any and no inverter is configured)'}{fidelity}")
+    for parent in shown["parents"]:
+        print(f"  {parent['cosine']:.2f}  weight {parent['weight']:g}  {parent['text'] or parent['parent']}")
+    if shown["saved_id"]:
+        run = shown["run_id"]
+        print(f"saved as {shown['saved_id']} (run {run}; `reverie undo {run}` removes it)")
+
+
 def cmd_mcp(args: argparse.Namespace, settings: Settings) -> None:
     from reverie.daemon.mcp import create_server, run
 
@@ -280,56 +300,53 @@ def cmd_inverter_train(args: argparse.Namespace, settings: Settings) -> None:
     from reverie.inversion.training import TrainOptions, train
 
     options = TrainOptions(
-        corpus=Path(args.corpus),
-        embedder=args.embedder or settings.embedder.model,
+        corpus=[Path(c) for c in args.corpus],
         out=Path(args.out),
+        embedder=args.embedder or settings.embedder.model,
+        base_lm=args.base_lm or settings.inversion.base_lm,
         holdout=args.holdout,
-        max_steps=args.max_steps,
-        max_minutes=args.max_minutes,
-        batch_size=args.batch_size,
-        learning_rate=args.learning_rate,
-        d_model=args.d_model,
-        layers=args.layers,
-        vocab_size=args.vocab_size,
         seed=args.seed,
         limit=args.limit,
+        max_minutes=args.max_minutes,
+        word_epochs=args.word_epochs,
+        prefix_len=args.prefix_len,
+        prefix_steps=args.prefix_steps,
         progress=_tty(),
     )
     meta = train(options)
     print(
-        f"trained {meta['steps']} steps in {meta['train_seconds']:.0f} s (loss {meta['train_loss']}); "
-        f"model in {Path(args.out) / 'model'}, held-out sentences in {Path(args.out) / 'holdout.txt'}"
+        f"trained {meta['word_epochs']} word epochs and {meta['prefix_steps']} prefix steps "
+        f"({meta['train_hours']:.2f} h); model in {Path(args.out) / 'model'}, held-out sentences in "
+        f"{Path(args.out) / 'holdout.txt'}; a rerun with the same --out continues"
     )
 
 
 def cmd_inverter_eval(args: argparse.Namespace, settings: Settings) -> None:
     from reverie.inversion.embedders import Embedder
     from reverie.inversion.evaluation import (
-        evaluate_centroids,
+        evaluate_blends,
+        evaluate_merges,
         evaluate_sentences,
         read_sentences,
         result_lines,
     )
+    from reverie.inversion.guided import SearchSettings
     from reverie.inversion.inverter import open_inverter
 
-    source = args.model or settings.inversion.model
-    if source is None:
-        raise InvalidInputError("no inverter: name one with --model DIR or set inversion.model")
-    e = settings.embedder
+    i, e = settings.inversion, settings.embedder
     embedder = Embedder(e.model, e.device, e.batch_size)
-    inverter = open_inverter(source, embedder)
-    searched = {"steps": args.steps, "beam_width": args.beam_width}
-    if not hasattr(inverter, "steps"):
-        searched["steps"] = 0  # a trained inverter searches with its beam only
-    searches = [{"steps": 0, "beam_width": 1}, searched]
+    inverter = open_inverter(args.model or i.model, embedder, SearchSettings.of(i), i.base_lm, i.steps)
+    if inverter is None:
+        raise InvalidInputError('inversion.model is "none": name an inverter with --model')
+    sentences = read_sentences(Path(args.data), args.limit)
     result: dict[str, Any] = {
         "inverter": inverter.id,
-        "sentences": evaluate_sentences(
-            inverter, read_sentences(Path(args.data), args.limit), searches, progress=_tty()
-        ),
+        "sentences": evaluate_sentences(inverter, sentences, [None], progress=_tty()),
     }
     if args.paraphrases:
-        result["centroids"] = evaluate_centroids(inverter, Path(args.paraphrases), args.groups, searched)
+        result["merges"] = evaluate_merges(inverter, Path(args.paraphrases), args.groups, progress=_tty())
+    if args.blends:
+        result["blends"] = evaluate_blends(inverter, sentences, args.blends, progress=_tty())
     if args.json:
         print(json.dumps(result))
         return
@@ -469,6 +486,15 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, help="port (default 8765; 0: any free port)")
     serve.add_argument("--config", default=argparse.SUPPRESS, help="TOML config file (as before the command)")
 
+    blend = add("blend", cmd_blend, "blend memories or texts into one vector and read it back as text")
+    blend.add_argument(
+        "parents", nargs="+", metavar="PARENT", help="a memory id or a quoted text (two or more)"
+    )
+    blend.add_argument("--weights", help="one per parent, e.g. 0.5,0.5 (default: equal)")
+    blend.add_argument("--save", action="store_true", help="store the blend as a memory (undo removes it)")
+    blend.add_argument("--json", action="store_true")
+    partition_flag(blend)
+
     mcp = add("mcp", cmd_mcp, "serve the memory over the Model Context Protocol (stdio or HTTP)")
     mcp.add_argument("--transport", choices=["stdio", "http"], default="stdio", help="default: stdio")
     mcp.add_argument("--host", help="HTTP bind address (default: daemon.host)")
@@ -477,32 +503,40 @@ def _parser() -> argparse.ArgumentParser:
     demo = add("demo", cmd_demo, "write sample paraphrased memories, consolidate, show the result")
     demo.add_argument("--keep", action="store_true", help="keep the demo's earlier data")
 
-    inverter = sub.add_parser("inverter", help="train or evaluate an embedding inverter (vec2text)")
+    inverter = sub.add_parser("inverter", help="train or evaluate the embedding inverter")
     inverter_sub = inverter.add_subparsers(title="commands", metavar="COMMAND", required=True)
-    it = inverter_sub.add_parser("train", help="train an inverter for an embedder from a text corpus")
+    it = inverter_sub.add_parser(
+        "train", help="train the inverter's projections for an embedder (resumable; a rerun continues)"
+    )
     it.set_defaults(handler=cmd_inverter_train)
-    it.add_argument("--corpus", required=True, help="text file (.txt or .txt.gz), one sentence a line")
+    it.add_argument(
+        "--corpus",
+        required=True,
+        action="append",
+        help="sentences (.txt[.gz], one a line) or paraphrase groups (.jsonl[.gz]); repeatable",
+    )
+    it.add_argument("--out", required=True, help="run directory (checkpoints; a rerun resumes from them)")
     it.add_argument("--embedder", help="sentence-transformers model (default: embedder.model)")
-    it.add_argument("--out", required=True, help="output directory (checkpoints; resumes from them)")
-    it.add_argument("--holdout", type=int, default=1000, help="sentences kept back (holdout.txt)")
-    it.add_argument("--max-steps", type=int, default=100_000)
+    it.add_argument("--base-lm", help="the LM that writes (default: inversion.base_lm)")
+    it.add_argument("--holdout", type=int, default=1000, help="groups kept back per file (holdout.txt)")
     it.add_argument("--max-minutes", type=float, help="wall-clock budget; stops and saves when spent")
-    it.add_argument("--batch-size", type=int, default=64)
-    it.add_argument("--learning-rate", type=float, default=1e-3)
-    it.add_argument("--d-model", type=int, default=256, help="width of the T5 inside")
-    it.add_argument("--layers", type=int, default=3, help="encoder and decoder layers each")
-    it.add_argument("--vocab-size", type=int, default=8192, help="BPE vocabulary trained on the corpus")
+    it.add_argument("--word-epochs", type=int, default=4, help="epochs of the word projection (minutes each)")
+    it.add_argument("--prefix-len", type=int, default=0, help="prefix vectors and LoRA adapters (0: none)")
+    it.add_argument("--prefix-steps", type=int, default=1_000_000, help="steps of the prefix phase")
     it.add_argument("--seed", type=int, default=0)
-    it.add_argument("--limit", type=int, help="use only the first N sentences")
-    ie = inverter_sub.add_parser("eval", help="BLEU, exact match, token F1 and cosine on held-out text")
+    it.add_argument("--limit", type=int, help="use only the first N groups of each file")
+    ie = inverter_sub.add_parser("eval", help="token F1, cosine and seconds per vector on held-out text")
     ie.set_defaults(handler=cmd_inverter_eval)
-    ie.add_argument("--model", help="inverter directory or gtr-base (default: inversion.model)")
-    ie.add_argument("--data", required=True, help="sentences, one a line (e.g. DIR/holdout.txt)")
+    ie.add_argument(
+        "--model", help="builtin, zero-shot, a trained directory, gtr-base (default: inversion.model)"
+    )
+    ie.add_argument("--data", required=True, help="sentences, one a line (e.g. RUN/holdout.txt)")
     ie.add_argument("--limit", type=int, help="only the first N sentences")
-    ie.add_argument("--steps", type=int, default=20, help="correction steps (gtr-base corrector)")
-    ie.add_argument("--beam-width", type=int, default=4, help="candidates re-ranked by cosine")
-    ie.add_argument("--paraphrases", help="paraphrase groups (JSONL.gz) for centroid fidelity")
-    ie.add_argument("--groups", type=int, default=500, help="paraphrase groups used")
+    ie.add_argument(
+        "--paraphrases", help="paraphrase groups (JSONL[.gz]): consolidate, read merged memories back"
+    )
+    ie.add_argument("--groups", type=int, default=200, help="paraphrase groups used")
+    ie.add_argument("--blends", type=int, default=0, help="blend this many pairs of unrelated sentences")
     ie.add_argument("--json", action="store_true")
 
     evaluate = sub.add_parser("eval", help="measure quality on labelled data")

@@ -17,6 +17,10 @@ from reverie.config import Settings
 from reverie.memory import Reverie
 
 SHOWN_MERGES = 4
+BLEND = (
+    "quantum computing for accelerating drug discovery",
+    "personalized medicine tailored to individual genetic profiles",
+)
 
 
 def sample() -> list[dict[str, Any]]:
@@ -58,14 +62,22 @@ def run_demo(settings: Settings, fresh: bool = True) -> None:
         left = report.points_after - len(report.merges)
         print(f"\n{left} memories were left alone: their wordings differ too much to be sure.")
         print("Every original is archived with its lineage; nothing was deleted.\n")
+        blend = rv.blend(list(BLEND))
+        print(f'blend: "{BLEND[0]}" + "{BLEND[1]}"')
+        print(f"  reads as: {blend.text}  [{blend.source}, fidelity {blend.fidelity:.2f}]")
+        print(
+            "  each parent's cosine to the blend: "
+            + ", ".join(f"{x.cosine:.2f}" for x in blend.parents)
+            + "\n"
+        )
     flags = f"--data-dir {local.storage.data_dir}"
     print("look closer (the demo keeps its own data directory):")
     print(f"  reverie {flags} runs show {report.run_id}")
     print(f'  reverie {flags} recall "a righteous nation"')
     print(f"  reverie {flags} undo {report.run_id}")
-    if local.inversion.model is None:
+    print(f'  reverie {flags} blend "{BLEND[0]}" "{BLEND[1]}" --json')
+    if rv.inverter_status != "not loaded" and not rv.inverter_status.startswith("loaded"):
         print(
-            "\nMerged memories keep no text of their own: with no inverter configured, each shows a\n"
-            "label (its member text closest to the merged vector). Set inversion.model to a model from\n"
-            "`reverie inverter train` to read them back from the vector itself (docs/inversion.md)."
+            f"\nThe inverter is {rv.inverter_status}: merged memories show their labels (the member\n"
+            "text closest to the merged vector), marked as such (docs/inversion.md)."
         )

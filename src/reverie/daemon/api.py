@@ -74,6 +74,13 @@ class SearchRequest(_Body):
     partition: dict[str, PartitionValue] = Field(default_factory=dict)
 
 
+class BlendRequest(_Body):
+    parents: list[str] = Field(min_length=1, description="memory ids or texts")
+    weights: list[float] | None = None
+    save: bool = False
+    partition: dict[str, PartitionValue] = Field(default_factory=dict)
+
+
 class RunRequest(_Body):
     full: bool = False
     dry_run: bool = False
@@ -226,6 +233,14 @@ def create_app(service: Service, scheduler: BaseScheduler | None = None) -> Fast
         first (a `release` run); a merged point goes with all its originals."""
         released = rv.forget([point_id])
         return {"deleted": released.ids, "run_id": released.run_id, "undone": released.undone}
+
+    @protected.post("/blend")
+    def blend(body: BlendRequest) -> dict[str, Any]:
+        """The weighted mean of memories or texts, read back as text; `save` keeps it."""
+        for index, parent in enumerate(body.parents):
+            limits.check_text(parent, f"parent {index}")
+        result = rv.blend(body.parents, body.weights, body.save, dict(body.partition))
+        return result.as_json()
 
     @protected.get("/runs")
     def runs(limit: int = 20) -> dict[str, Any]:

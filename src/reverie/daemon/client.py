@@ -103,6 +103,17 @@ class DaemonClient:
     def stats(self) -> dict[str, Any]:
         return self._call("GET", "/stats")
 
+    def blend(
+        self,
+        parents: Sequence[str],
+        weights: Sequence[float] | None = None,
+        save: bool = False,
+        partition: dict[str, Any] | None = None,
+    ) -> Any:
+        """The daemon's blend, as the same view the library's gives (`as_json`)."""
+        body = {"parents": list(parents), "weights": weights, "save": save, "partition": partition or {}}
+        return _Answered(self._call("POST", "/blend", json=body))
+
     @cached_property
     def layout(self) -> Layout:
         """The daemon's collection layout (how its memories' text is read)."""
@@ -132,6 +143,16 @@ class DaemonClient:
         if error is UnauthorizedError:
             message += "; the CLI sends daemon.api_key from its config (REVERIE_DAEMON__API_KEY)"
         raise error(f"reverie serve at {self.daemon.url}: {message}")
+
+
+class _Answered:
+    """An API answer that is already the view the CLI prints."""
+
+    def __init__(self, body: dict[str, Any]) -> None:
+        self.body = body
+
+    def as_json(self) -> dict[str, Any]:
+        return self.body
 
 
 def _payload(memory: dict[str, Any]) -> dict[str, Any]:

@@ -100,6 +100,17 @@ def create_server(memory: Reverie | DaemonClient, settings: Settings) -> FastMCP
         report = memory.undo(target)
         return {"run_id": report.run_id, "target": report.target, "undone": report.undone}
 
+    @server.tool(
+        description="Blend concepts: the weighted mean of memories or texts, read back as text, with its "
+        "fidelity and each parent's cosine to it. save=true keeps it as a memory (undo removes it)."
+    )
+    def blend_concepts(
+        parents: Annotated[list[str], Field(description="Memory ids or texts, two or more")],
+        weights: Annotated[list[float] | None, Field(description="One per parent (default equal)")] = None,
+        save: Annotated[bool, Field(description="Keep the blend as a memory")] = False,
+    ) -> dict[str, Any]:
+        return memory.blend(parents, weights, save).as_json()
+
     @server.tool(description="Counts: live, merged, archived memories, texts pending, the last run.")
     def stats() -> dict[str, Any]:
         return memory.stats()

@@ -37,7 +37,7 @@ def start_scheduler(service: Service, settings: SchedulerSettings) -> Background
         id="maintain",
         name="maintain",
     )
-    if service.rv.settings.inversion.model is not None:
+    if service.rv.settings.inversion.model != "none":
         scheduler.add_job(
             _job("invert", service.invert_pending),
             IntervalTrigger(seconds=settings.invert_every),

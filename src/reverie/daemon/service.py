@@ -31,7 +31,7 @@ class Service:
         self._exclusive = threading.Lock()
         self._stopping = threading.Event()
         self.models: dict[str, str] = {"embedder": "not loaded"}
-        if rv.settings.inversion.model is not None:
+        if rv.settings.inversion.model != "none":
             self.models["inverter"] = "not loaded"
         rv.inversion.on_inverted = self.metrics.observe_inversion
 
@@ -51,7 +51,8 @@ class Service:
                     self.models[name] = f"failed: {exc}"
                     log.error("models.failed", model=name, error=str(exc))
                     return
-                self.models[name] = "loaded"
+                # the inverter says itself whether it loaded (a failure falls back to labels)
+                self.models[name] = "loaded" if name == "embedder" else self.rv.inverter_status
                 log.info("models.loaded", model=name, seconds=round(time.perf_counter() - started, 2))
 
         thread = threading.Thread(target=load, name="model-loader", daemon=True)

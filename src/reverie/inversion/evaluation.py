@@ -1,21 +1,25 @@
-"""`reverie inverter eval`: how well an inverter turns embeddings back into their text.
+"""`reverie inverter eval`: how well an inverter turns vectors back into text, and how fast.
 
-The metrics of the vec2text paper on held-out sentences: BLEU (sacrebleu), exact match,
-token F1 (lower-cased words, bag overlap per sentence, averaged), and the cosine between
-the re-embedded output and the target embedding; each at plain decoding and with its
-search turned on (correction steps for the gtr-base corrector, a re-ranked beam for a
-trained inverter). Then the case reverie meets in practice: centroids of paraphrase
-groups, which no one ever wrote, compared with the best a label can do (the member text
-closest to the centroid).
+Three measurements, each on real text:
+- sentences: pure inversion of held-out sentences (no hypotheses), with the metrics of the
+  vec2text paper: token F1 (lower-cased words, bag overlap per sentence, averaged), BLEU,
+  exact match, and the cosine of the re-embedded text to the target; per search setting,
+  with the seconds each vector took;
+- merges: paraphrase groups consolidated for real (a temporary embedded store), each
+  merged memory read back; its shown text against its label (the closest member text),
+  which the search must never fall below;
+- blends: pairs of unrelated sentences blended; the text's cosine to the blend against
+  the better parent's (a blend text is good when it beats both parents).
 """
 
 from __future__ import annotations
 
-import copy
 import gzip
 import json
+import tempfile
 import time
 from collections import Counter
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +27,10 @@ import numpy as np
 from tqdm import tqdm
 
 from reverie.errors import InvalidInputError
-from reverie.inversion.inverter import Inverter, invert
+from reverie.inversion.guided import SearchSettings
+from reverie.inversion.inverter import Inverter
+
+EXAMPLES = 8
 
 
 def token_f1(prediction: str, reference: str) -> float:
@@ -35,97 +42,138 @@ def token_f1(prediction: str, reference: str) -> float:
     return 2 * precision * recall / (precision + recall)
 
 
-def score(predictions: list[str], references: list[str], cosines: list[float]) -> dict[str, float]:
-    import sacrebleu
-
-    pairs = list(zip(predictions, references, strict=True))
-    return {
-        "bleu": round(sacrebleu.corpus_bleu(predictions, [references]).score, 2),
-        "exact_match": _mean(p.strip() == r.strip() for p, r in pairs),
-        "token_f1": _mean(token_f1(p, r) for p, r in pairs),
-        "cosine": _mean(cosines),
-    }
-
-
 def _mean(values: Any) -> float:
     return round(float(np.mean(list(values))), 4)
 
 
-def _batched_invert(
-    inverter: Inverter, vectors: np.ndarray, batch: int, desc: str, progress: bool
-) -> tuple[list[Any], float]:
-    results: list[Any] = []
-    started = time.perf_counter()
-    for start in tqdm(range(0, len(vectors), batch), desc=desc, disable=not progress, unit="batch"):
-        results.extend(invert(inverter, vectors[start : start + batch]))
-    return results, time.perf_counter() - started
-
-
 def evaluate_sentences(
-    inverter: Any,
-    sentences: list[str],
-    searches: list[dict[str, int]],
-    batch: int = 32,
-    progress: bool = False,
+    inverter: Inverter, sentences: list[str], settings: list[SearchSettings | None], progress: bool = False
 ) -> list[dict[str, Any]]:
-    """One row per search setting (steps, beam_width) on the same sentences."""
+    """One row per search setting (None: the inverter's own) on the same sentences."""
+    import sacrebleu
+
     vectors = inverter.embedder.encode(sentences)
     rows = []
-    for search in searches:
-        configured = _with_search(inverter, search)
-        results, seconds = _batched_invert(configured, vectors, batch, f"invert {search}", progress)
+    for setting in settings:
+        configured = _configured(inverter, setting)
+        results, seconds = [], []
+        for vector in tqdm(vectors, desc="inverting", disable=not progress, unit="vector"):
+            started = time.perf_counter()
+            results.append(configured.invert(vector[None])[0])
+            seconds.append(time.perf_counter() - started)
         texts = [r.text for r in results]
         rows.append(
             {
-                **search,
+                "search": asdict(setting) if setting else "default",
                 "sentences": len(sentences),
-                **score(texts, sentences, [r.fidelity for r in results]),
-                "ms_per_vector": round(1000 * seconds / len(sentences), 1),
+                "token_f1": _mean(token_f1(t, s) for t, s in zip(texts, sentences, strict=True)),
+                "cosine": _mean(r.fidelity for r in results),
+                "bleu": round(sacrebleu.corpus_bleu(texts, [sentences]).score, 2),
+                "exact_match": _mean(t.strip() == s.strip() for t, s in zip(texts, sentences, strict=True)),
+                "seconds_per_vector": round(float(np.mean(seconds)), 3),
+                "seconds_p90": round(float(np.percentile(seconds, 90)), 3),
                 "examples": [
-                    {"target": t, "inverted": r.text} for t, r in zip(sentences[:8], results[:8], strict=True)
+                    {"target": s, "inverted": t} for s, t in zip(sentences[:EXAMPLES], texts, strict=False)
                 ],
             }
         )
     return rows
 
 
-def evaluate_centroids(
-    inverter: Any, groups_file: Path, limit: int, search: dict[str, int]
+def evaluate_merges(
+    inverter: Inverter, groups_file: Path, groups: int, progress: bool = False
 ) -> dict[str, Any]:
-    """Invert the centroid of each paraphrase group and compare its fidelity with that of
-    the member text closest to the centroid (what a label shows)."""
-    groups = _read_groups(groups_file, limit)
-    embedder = inverter.embedder
-    centroids, label_cosines, labels = [], [], []
-    for texts in groups:
-        vectors = embedder.encode(texts)
-        centre = vectors.mean(axis=0)
-        centre /= np.linalg.norm(centre)
-        cosines = vectors @ centre
-        centroids.append(centre)
-        label_cosines.append(float(cosines.max()))
-        labels.append(texts[int(cosines.argmax())])
-    results = invert(_with_search(inverter, search), np.stack(centroids).astype(np.float32))
+    """Consolidate the first `groups` paraphrase groups for real and read every merged
+    memory back: the text shown against its label."""
+    from reverie.config import Settings
+    from reverie.inversion.lazy import cached_text
+    from reverie.memory import Reverie
+    from reverie.storage import payload as p
+
+    texts = [t for group in read_groups(groups_file, groups) for t in group]
+    settings = Settings()
+    settings.storage.layout = "reverie"
+    settings.consolidation.partition_keys = []
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="reverie-inverter-eval-") as tmp:
+        settings.storage.data_dir = Path(tmp)
+        with Reverie.open(settings, inverter.embedder, inverter) as rv:
+            rv.remember(texts)
+            rv.consolidate(full=True)
+            merged = [r for r in rv.live_records() if p.meta(r.payload).get("kind") == p.MERGED]
+            for record in tqdm(merged, desc="merged memories", disable=not progress, unit="merge"):
+                label = cached_text(record, rv.layout)
+                started = time.perf_counter()
+                shown = rv.text(record)
+                seconds = time.perf_counter() - started
+                rows.append((label, shown, seconds, p.weight(record.payload)))
+    if not rows:
+        raise InvalidInputError(f"the first {groups} groups of {groups_file} gave no merges to read back")
     return {
-        **search,
-        "groups": len(groups),
-        "inversion_fidelity": _mean(r.fidelity for r in results),
-        "label_fidelity": _mean(label_cosines),
-        "inversion_beats_label": _mean(r.fidelity > c for r, c in zip(results, label_cosines, strict=True)),
+        "groups": groups,
+        "merges": len(rows),
+        "label_fidelity": _mean(label.fidelity for label, *_ in rows),
+        "shown_fidelity": _mean(shown.fidelity for _, shown, *_ in rows),
+        "below_label": sum(shown.fidelity < label.fidelity - 1e-4 for label, shown, *_ in rows),
+        "written_beats_label": _mean(shown.source != "label" for _, shown, *_ in rows),
+        "seconds_per_merge": _mean(seconds for *_, seconds, _ in rows),
         "examples": [
-            {"label": label, "inverted": r.text, "fidelity": r.fidelity}
-            for label, r in zip(labels[:8], results[:8], strict=True)
+            {
+                "label": label.text,
+                "label_fidelity": label.fidelity,
+                "shown": shown.text,
+                "source": shown.source,
+                "fidelity": shown.fidelity,
+                "members": weight,
+            }
+            for label, shown, _, weight in rows[:EXAMPLES]
         ],
     }
 
 
-def _with_search(inverter: Any, search: dict[str, int]) -> Any:
-    """The same loaded model with other search settings (a shallow copy: no second load)."""
-    configured = copy.copy(inverter)
-    configured.beam_width = search.get("beam_width", 1)
-    if hasattr(inverter, "steps"):
-        configured.steps = search.get("steps", 0)
-    return configured
+def evaluate_blends(
+    inverter: Inverter, sentences: list[str], pairs: int, seed: int = 0, progress: bool = False
+) -> dict[str, Any]:
+    """Blends of `pairs` pairs of unrelated sentences (cosine under 0.3): the text's cosine
+    to the blend against the better parent's."""
+    vectors = inverter.embedder.encode(sentences)
+    rng = np.random.default_rng(seed)
+    chosen: list[tuple[int, int]] = []
+    while len(chosen) < pairs:
+        a, b = (int(i) for i in rng.choice(len(sentences), size=2, replace=False))
+        if float(vectors[a] @ vectors[b]) < 0.3:
+            chosen.append((a, b))
+    rows = []
+    for a, b in tqdm(chosen, desc="blends", disable=not progress, unit="blend"):
+        blend = vectors[a] + vectors[b]
+        blend /= np.linalg.norm(blend)
+        started = time.perf_counter()
+        found = inverter.invert(blend[None], [[sentences[a], sentences[b]]])[0]
+        parent = max(float(vectors[a] @ blend), float(vectors[b] @ blend))
+        rows.append((a, b, found, parent, time.perf_counter() - started))
+    return {
+        "pairs": pairs,
+        "blend_fidelity": _mean(found.fidelity for _, _, found, *_ in rows),
+        "better_parent_cosine": _mean(parent for *_, parent, _ in rows),
+        "beats_both_parents": _mean(found.fidelity > parent + 1e-4 for _, _, found, parent, _ in rows),
+        "seconds_per_blend": _mean(seconds for *_, seconds in rows),
+        "examples": [
+            {
+                "a": sentences[a],
+                "b": sentences[b],
+                "blend": found.text,
+                "fidelity": found.fidelity,
+                "better_parent": round(parent, 4),
+            }
+            for a, b, found, parent, _ in rows[:EXAMPLES]
+        ],
+    }
+
+
+def _configured(inverter: Inverter, settings: SearchSettings | None) -> Inverter:
+    if settings is None or not hasattr(inverter, "with_settings"):
+        return inverter
+    return inverter.with_settings(settings)
 
 
 def read_sentences(path: Path, limit: int | None) -> list[str]:
@@ -140,12 +188,14 @@ def read_sentences(path: Path, limit: int | None) -> list[str]:
     return sentences[:limit] if limit else sentences
 
 
-def _read_groups(path: Path, limit: int) -> list[list[str]]:
+def read_groups(path: Path, limit: int) -> list[list[str]]:
+    """The first `limit` paraphrase groups with every variant non-empty."""
     groups = []
-    with gzip.open(path, "rt", encoding="utf-8") as f:
+    with gzip.open(path, "rt", encoding="utf-8") if path.suffix == ".gz" else path.open() as f:
         for line in f:
-            texts = list(json.loads(line)["texts"].values())
-            groups.append(texts)
+            texts = [t for t in json.loads(line)["texts"].values() if isinstance(t, str) and t.strip()]
+            if len(texts) > 1:
+                groups.append(texts)
             if len(groups) >= limit:
                 break
     return groups
@@ -153,21 +203,40 @@ def _read_groups(path: Path, limit: int) -> list[list[str]]:
 
 def result_lines(result: dict[str, Any]) -> list[str]:
     lines = [f"inverter {result['inverter']}"]
-    columns = ("steps", 5), ("beam", 4), ("n", 6), ("BLEU", 6), ("exact", 6), ("tok F1", 6), ("cosine", 6)
-    lines.append(" ".join(f"{name:>{width}}" for name, width in columns) + f" {'ms/vec':>7}")
+    lines.append(f"{'search':<40} {'n':>5} {'tok F1':>7} {'cosine':>7} {'BLEU':>6} {'s/vec':>6}")
     for row in result["sentences"]:
+        search = row["search"] if isinstance(row["search"], str) else _short(row["search"])
         lines.append(
-            f"{row['steps']:>5} {row['beam_width']:>4} {row['sentences']:>6} {row['bleu']:>6.2f} "
-            f"{row['exact_match']:>6.3f} {row['token_f1']:>6.3f} {row['cosine']:>6.3f} "
-            f"{row['ms_per_vector']:>7.1f}"
+            f"{search:<40} {row['sentences']:>5} {row['token_f1']:>7.3f} {row['cosine']:>7.3f} "
+            f"{row['bleu']:>6.2f} {row['seconds_per_vector']:>6.2f}"
         )
     for example in result["sentences"][-1]["examples"][:5]:
         lines.append(f"  {example['target']!r}\n    -> {example['inverted']!r}")
-    centroids = result.get("centroids")
-    if centroids:
+    merges = result.get("merges")
+    if merges:
+        m = merges
         lines.append(
-            f"centroids of {centroids['groups']} paraphrase groups: inversion fidelity "
-            f"{centroids['inversion_fidelity']:.3f}, closest-member label {centroids['label_fidelity']:.3f} "
-            f"(inversion closer in {100 * centroids['inversion_beats_label']:.0f}% of groups)"
+            f"{m['merges']} merged memories: shown fidelity {m['shown_fidelity']:.3f} against their labels' "
+            f"{m['label_fidelity']:.3f}; below the label: {m['below_label']}; a written text beat the label "
+            f"in {100 * m['written_beats_label']:.0f}%"
+        )
+    blends = result.get("blends")
+    if blends:
+        b = blends
+        lines.append(
+            f"{b['pairs']} blends of unrelated sentences: fidelity {b['blend_fidelity']:.3f} against the "
+            f"better parent's {b['better_parent_cosine']:.3f}; closer than both parents in "
+            f"{100 * b['beats_both_parents']:.0f}%"
         )
     return lines
+
+
+def _short(search: dict[str, Any]) -> str:
+    keys = {
+        "beam_width": "beam",
+        "expand": "expand",
+        "patience": "patience",
+        "keywords": "kw",
+        "polish": "polish",
+    }
+    return " ".join(f"{short} {search[key]}" for key, short in keys.items())

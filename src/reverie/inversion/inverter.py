@@ -1,39 +1,48 @@
-"""Inverters: embedding vectors back to text, with the fidelity of each result.
+"""Inverters: embedding vectors back to text, each with its fidelity and where it came from.
 
 Fidelity is cosine(embed(text), vector): the text is embedded again with the real
-embedder, so an operator sees how far an inverted text stands from the memory it names.
-Two kinds: a model trained by `reverie inverter train` (inversion only; with a beam, the
-candidates are re-ranked by fidelity), and vec2text's pretrained gtr-base corrector
-(inversion plus N correction steps).
+embedder, so an operator sees how far a text stands from the memory it names. The source
+says what the text is: `inversion` (written for the vector), `inversion from members`
+(written from a merged memory's member texts, which were candidates too), or `label` (a
+member's own text was closest: nothing written came nearer).
+
+`inversion.model` picks one:
+  - "builtin" (the default): the guided search with the model shipped in the package
+    (trained for all-MiniLM-L6-v2, on SmolLM2-135M-Instruct);
+  - a directory made by `reverie inverter train` (the same search, another model);
+  - "zero-shot": the guided search on the LM alone, for any embedder;
+  - "gtr-base", or a directory holding vec2text's gtr-base inversion/ and corrector/:
+    vec2text's pretrained corrector (needs the hub or its cache);
+  - "none": no inversion (labels only).
 """
 
 from __future__ import annotations
 
+import copy
 import hashlib
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 import numpy as np
-import torch
 
 from reverie.errors import InverterError
 from reverie.inversion.embedders import Embedder, embedder_id
-from reverie.inversion.vec2text_adapter import (
-    WEIGHTS,
-    invert_with_corrector,
-    load_inversion_model,
-    load_pretrained_corrector,
-    read_meta,
-)
+from reverie.inversion.guided import GuidedSearch, SearchSettings, Steering
+from reverie.inversion.lazy import FROM_MEMBERS, INVERSION, LABEL
 
 GTR_BASE = "sentence-transformers/gtr-t5-base"
+BUILTIN = "builtin"
+ZERO_SHOT = "zero-shot"
+NONE = "none"
 
 
 @dataclass(frozen=True)
 class Inversion:
     text: str
     fidelity: float
+    source: str = INVERSION
 
 
 class Inverter(Protocol):
@@ -41,73 +50,84 @@ class Inverter(Protocol):
     embedder: Embedder
     embedder_id: str  # the embedder whose vectors it inverts
 
-    def texts(self, vectors: np.ndarray) -> list[str]: ...
+    def invert(
+        self,
+        vectors: np.ndarray,
+        hypotheses: list[list[str]] | None = None,
+        context: list[list[str]] | None = None,
+    ) -> list[Inversion]:
+        """A text per vector. `hypotheses[i]`: texts that stand for vector i already (a
+        merged memory's members, a blend's parents): candidates, and where the search starts.
+        `context[i]`: texts near it that are not its own (other memories): steering only."""
 
 
-def invert(inverter: Inverter, vectors: np.ndarray) -> list[Inversion]:
-    """Texts for unit or non-unit vectors, each with its fidelity."""
-    vectors = np.asarray(vectors, dtype=np.float32)
-    texts = inverter.texts(vectors)
-    return [Inversion(t, f) for t, f in zip(texts, fidelity(inverter.embedder, texts, vectors), strict=True)]
+def builtin_model_dir() -> Path:
+    return Path(str(resources.files("reverie").joinpath("models/minilm-smollm2")))
 
 
-def fidelity(embedder: Embedder, texts: list[str], vectors: np.ndarray) -> list[float]:
-    unit = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
-    scores = np.zeros(len(texts))
-    present = [i for i, t in enumerate(texts) if t.strip()]  # an empty decode has fidelity 0
-    if present:
-        embedded = embedder.encode([texts[i] for i in present])
-        scores[present] = np.sum(embedded * unit[present], axis=1)
-    return [round(float(s), 4) for s in scores]
-
-
-class TrainedInverter:
-    """A model made by `reverie inverter train`."""
+class GuidedInverter:
+    """The guided search (guided.py), steered by a trained model or zero-shot."""
 
     def __init__(
-        self, directory: Path, embedder: Embedder, beam_width: int = 1, max_length: int = 32
+        self, embedder: Embedder, model_dir: Path | None, base_lm: str, settings: SearchSettings
     ) -> None:
-        meta = read_meta(directory)
-        wanted, have = meta.get("embedder"), embedder_id(embedder.model_name)
-        if wanted != have:
-            raise InverterError(
-                f"the inverter in {directory} was trained for embedder {wanted!r}, "
-                f"but this collection is embedded with {have!r}: train one for it "
-                "(`reverie inverter train --embedder ...`)"
-            )
-        self.meta, self.embedder, self.embedder_id = meta, embedder, have
-        self.beam_width, self.max_length = beam_width, max_length
-        self.model = load_inversion_model(directory, embedder.model)
-        digest = hashlib.sha256((directory / WEIGHTS).read_bytes()).hexdigest()[:12]
-        self.id = f"{directory.name}@{digest}"
+        from reverie.inversion.base_lm import load_base_lm
+        from reverie.inversion.conditioning import load, read_meta
 
-    def texts(self, vectors: np.ndarray) -> list[str]:
-        beams = self.beam_width
-        with torch.no_grad():
-            generated = self.model.generate(
-                inputs={"frozen_embeddings": torch.from_numpy(vectors)},
-                generation_kwargs={
-                    "max_length": self.max_length,
-                    "num_beams": beams,
-                    "num_return_sequences": beams,
-                    "do_sample": False,
-                    "early_stopping": beams > 1,
-                },
+        have = embedder_id(embedder.model_name)
+        if model_dir is not None:
+            wanted = read_meta(model_dir).get("embedder")
+            if wanted != have:
+                raise InverterError(
+                    f"the inverter in {model_dir} was trained for embedder {wanted!r}, but this "
+                    f"collection is embedded with {have!r}: train one for it (`reverie inverter train "
+                    '--embedder ...`) or set inversion.model = "zero-shot"'
+                )
+        lm = load_base_lm(base_lm)
+        self.conditioner, self.meta = load(model_dir, lm) if model_dir is not None else (None, {})
+        self.embedder, self.embedder_id, self.settings = embedder, have, settings
+        self.search = GuidedSearch(lm, embedder, settings)
+        if model_dir is None:
+            self.id = f"zero-shot@{lm.id}"
+        else:
+            digest = hashlib.sha256((model_dir / "inverter.safetensors").read_bytes()).hexdigest()[:12]
+            self.id = f"{model_dir.name}@{digest}"
+
+    def with_settings(self, settings: SearchSettings) -> GuidedInverter:
+        """The same loaded models, searching with other settings."""
+        configured = copy.copy(self)
+        configured.settings, configured.search = (
+            settings,
+            GuidedSearch(self.search.lm, self.embedder, settings),
+        )
+        return configured
+
+    def invert(
+        self,
+        vectors: np.ndarray,
+        hypotheses: list[list[str]] | None = None,
+        context: list[list[str]] | None = None,
+    ) -> list[Inversion]:
+        out = []
+        for row, vector in enumerate(np.asarray(vectors, dtype=np.float32)):
+            given = hypotheses[row] if hypotheses else []
+            steering = (
+                Steering()
+                if self.conditioner is None
+                else self.conditioner.steering(vector, self.settings.keywords)
             )
-        candidates = self.model.tokenizer.batch_decode(generated, skip_special_tokens=True)
-        candidates = [c.strip() for c in candidates]
-        if beams == 1:
-            return candidates
-        # vec2text's sequence-level beam: keep the candidate the embedder puts closest
-        repeated = np.repeat(vectors, beams, axis=0)
-        scores = np.array(fidelity(self.embedder, candidates, repeated)).reshape(-1, beams)
-        return [candidates[row * beams + int(best)] for row, best in enumerate(scores.argmax(axis=1))]
+            found = self.search.run(vector, steering, given, context[row] if context else ())
+            source = LABEL if found.from_hypothesis else FROM_MEMBERS if given else INVERSION
+            out.append(Inversion(found.text, round(found.cosine, 4), source))
+        return out
 
 
 class PretrainedCorrector:
     """vec2text's gtr-base inverter + corrector (hub, cache or a local directory)."""
 
     def __init__(self, source: str, embedder: Embedder, steps: int, beam_width: int = 1) -> None:
+        from reverie.inversion.vec2text_adapter import load_pretrained_corrector
+
         if embedder_id(embedder.model_name) != GTR_BASE:
             raise InverterError(
                 f"vec2text's gtr-base corrector inverts {GTR_BASE} embeddings only; "
@@ -118,21 +138,58 @@ class PretrainedCorrector:
         self.corrector = load_pretrained_corrector(source)
         self.id = f"vec2text-gtr-base@{source}"
 
-    def texts(self, vectors: np.ndarray) -> list[str]:
-        return invert_with_corrector(self.corrector, torch.from_numpy(vectors), self.steps, self.beam_width)
+    def invert(
+        self,
+        vectors: np.ndarray,
+        hypotheses: list[list[str]] | None = None,
+        context: list[list[str]] | None = None,
+    ) -> list[Inversion]:
+        import torch
+
+        from reverie.inversion.vec2text_adapter import invert_with_corrector
+
+        texts = invert_with_corrector(self.corrector, torch.from_numpy(vectors), self.steps, self.beam_width)
+        out = []
+        for row, (text, vector) in enumerate(zip(texts, vectors, strict=True)):
+            candidates = [text, *(hypotheses[row] if hypotheses else [])]
+            scores = fidelity(self.embedder, candidates, np.repeat(vector[None], len(candidates), axis=0))
+            best = int(np.argmax(scores))
+            out.append(Inversion(candidates[best], scores[best], INVERSION if best == 0 else LABEL))
+        return out
 
 
-def open_inverter(source: str, embedder: Embedder, steps: int = 0, beam_width: int = 1) -> Any:
-    """`source`: "gtr-base", a directory with vec2text's gtr-base models, or a directory
-    made by `reverie inverter train` (or its `model/` folder)."""
+def fidelity(embedder: Embedder, texts: list[str], vectors: np.ndarray) -> list[float]:
+    """cosine(embed(text), vector) per pair; an empty text has fidelity 0."""
+    unit = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+    scores = np.zeros(len(texts))
+    present = [i for i, t in enumerate(texts) if t.strip()]
+    if present:
+        embedded = embedder.encode([texts[i] for i in present])
+        scores[present] = np.sum(embedded * unit[present], axis=1)
+    return [round(float(s), 4) for s in scores]
+
+
+def open_inverter(
+    source: str,
+    embedder: Embedder,
+    settings: SearchSettings | None = None,
+    base_lm: str | None = None,
+    steps: int = 0,
+) -> Inverter | None:
+    """The inverter `inversion.model` names (None for "none"); see the module docstring."""
+    from reverie.inversion.base_lm import SMOLLM2
+
+    settings = settings or SearchSettings()
+    base_lm = base_lm or SMOLLM2
+    if source == NONE:
+        return None
     path = Path(source).expanduser()
     if source == "gtr-base" or (path / "corrector").is_dir():
-        return PretrainedCorrector(source, embedder, steps, beam_width)
-    if (path / "model").is_dir() and not (path / WEIGHTS).exists():
-        path = path / "model"
-    if steps:
-        raise InverterError(
-            f"the inverter in {path} has no corrector: set inversion.steps = 0 "
-            "(inversion.beam_width re-ranks candidates instead)"
-        )
-    return TrainedInverter(path, embedder, beam_width)
+        return PretrainedCorrector(source, embedder, steps or 20, settings.beam_width)
+    if source == ZERO_SHOT:
+        return GuidedInverter(embedder, None, base_lm, settings)
+    if source == BUILTIN:
+        path = builtin_model_dir()
+    elif (path / "model").is_dir() and not (path / "inverter.json").exists():
+        path = path / "model"  # a run directory: its exported model
+    return GuidedInverter(embedder, path, base_lm, settings)

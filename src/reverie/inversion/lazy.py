@@ -26,19 +26,21 @@ import structlog
 from reverie.config import InversionSettings
 from reverie.consolidation.lineage import original_records
 from reverie.errors import InverterError
-from reverie.storage import Filter, Match, MatchAny, Record, Store
+from reverie.storage import Filter, Match, MatchAny, QueryRequest, Record, Store
 from reverie.storage import payload as p
 from reverie.storage.detection import CollectionLayout
-from reverie.storage.layouts import Layout
+from reverie.storage.layouts import Layout, PayloadError
 
 if TYPE_CHECKING:  # torch: not for commands that never invert
     from reverie.inversion.inverter import Inverter
 
 log = structlog.get_logger("reverie.inversion")
 
+CONTEXT = 3  # nearest stored texts that steer the inversion of a memory with no member texts
 PENDING = "pending"
 LABEL = "label"
 INVERSION = "inversion"
+FROM_MEMBERS = "inversion from members"
 
 
 def _merged_with_text(*sources: str) -> Filter:
@@ -64,8 +66,10 @@ class MemoryText:
     inverter: str | None = None
 
     def shown(self) -> str:
-        if self.source == "inversion":
+        if self.source == INVERSION:
             return f"{self.text}  [inverted, fidelity {self.fidelity:.2f}]"
+        if self.source == FROM_MEMBERS:
+            return f"{self.text}  [inverted from its members, fidelity {self.fidelity:.2f}]"
         if self.source == "label":
             return f"{self.text}  [label: closest member text, cosine {self.fidelity:.2f}; not an inversion]"
         if self.source == PENDING:
@@ -83,7 +87,8 @@ def cached_text(record: Record, layout: Layout) -> MemoryText:
     source = stamp.get("text_source", PENDING)
     cached = stamp.get("inversion")
     if source == INVERSION and isinstance(cached, dict) and _made_for(cached, record):
-        return MemoryText(cached["text"], INVERSION, cached["fidelity"], cached["inverter"])
+        shown_as = cached.get("source", INVERSION)  # a label the search could not beat stays one
+        return MemoryText(cached["text"], shown_as, cached["fidelity"], cached["inverter"])
     label = stamp.get("label")
     if text is not None and isinstance(label, dict):
         return MemoryText(text, LABEL, label.get("cosine"))
@@ -91,7 +96,9 @@ def cached_text(record: Record, layout: Layout) -> MemoryText:
 
 
 def _made_for(cached: dict[str, object], record: Record) -> bool:
-    return record.vector is not None and cached.get("vector") == p.vector_digest(record.vector)
+    """Whether a cached text was made for this vector (a search hit comes without its
+    vector: its cache stands, as the text field does)."""
+    return record.vector is None or cached.get("vector") == p.vector_digest(record.vector)
 
 
 class LazyInversion:
@@ -115,8 +122,9 @@ class LazyInversion:
         configured, else its label (for a point merged before labels were written, looked
         up in the archive)."""
         found = cached_text(record, self.layouts.get())
-        if found.source not in (PENDING, LABEL):
-            return found
+        stamp = p.meta(record.payload)
+        if stamp.get("kind") != p.MERGED or stamp.get("text_source", PENDING) not in (PENDING, LABEL):
+            return found  # an agent's own text, or inverted already (a cached label stays one)
         inverter = self._inverter()
         if inverter is not None and record.vector is not None:
             if not _compatible(record, inverter):
@@ -177,35 +185,50 @@ class LazyInversion:
         return {"inverted": done, "pending": len(pending) - done}
 
     def _invert(self, records: list[Record], inverter: Inverter) -> list[MemoryText]:
-        from reverie.inversion.inverter import invert
-
         started = time.perf_counter()
-        results = invert(inverter, np.stack([r.vector for r in records]))  # type: ignore[misc]
+        hypotheses, context = zip(*(self._starts(r) for r in records), strict=True)
+        vectors = np.stack([r.vector for r in records])  # type: ignore[misc]
+        results = inverter.invert(vectors, list(hypotheses), list(context))
         elapsed = time.perf_counter() - started
         self.on_inverted(len(records), elapsed)
-        s = self.settings
         layout = self.layouts.get()
         texts = []
         for record, result in zip(records, results, strict=True):
             cache = {
                 "text": result.text,
                 "fidelity": result.fidelity,
+                "source": result.source,
                 "inverter": inverter.id,
-                "steps": s.steps,
-                "beam_width": s.beam_width,
                 "vector": p.vector_digest(record.vector),  # type: ignore[arg-type]
                 "at": p.now(),
             }
             # by filter: a point merged away meanwhile is skipped, not recreated. The writer's
-            # text field first: its tool reads the inversion too
+            # text field first: its tool reads the new text too
             text_fields = layout.text_fields(record.payload, result.text)
             self.store.set_payload(self.collection, [record.id], text_fields)
             rewritten = p.fingerprint(replace(record, payload={**record.payload, **text_fields}))
             stamp = {"inversion": cache, "text_source": INVERSION, "fingerprint": rewritten}
             self.store.set_payload(self.collection, [record.id], stamp, key=p.KEY)
-            texts.append(MemoryText(result.text, INVERSION, result.fidelity, inverter.id))
+            texts.append(MemoryText(result.text, result.source, result.fidelity, inverter.id))
         log.info("inversion.done", points=len(records), seconds=round(elapsed, 3), inverter=inverter.id)
         return texts
+
+    def _starts(self, record: Record) -> tuple[list[str], list[str]]:
+        """Where the search starts for a memory: its members' texts (a merged memory: they
+        are candidates too, so the text shown is never further than its label), else the
+        nearest texts the store holds in the same partition (another tenant's never)."""
+        layout = self.layouts.get()
+        members = original_records(self.store, self.archive, record)
+        texts = [t for m in members if m.id != record.id and (t := layout.shown_text(m.payload))]
+        if texts or record.vector is None:
+            return texts, []
+        try:
+            tenant = p.partition_filter(layout.tenant(record.payload), layout.tenant_keys)
+        except PayloadError:
+            return [], []
+        near = QueryRequest(record.vector, CONTEXT + 1, filter=p.searchable_filter(tenant))
+        hits = self.store.query(self.collection, near)
+        return [], [t for h in hits if h.id != record.id and (t := layout.shown_text(h.payload))][:CONTEXT]
 
 
 def _embedder(record: Record) -> str | None:

@@ -1,18 +1,25 @@
-"""`reverie inverter train`: an inverter for any sentence-transformers embedder, offline.
+"""`reverie inverter train`: teach the projections (conditioning.py) to read embeddings.
 
-The corpus is embedded once with the real embedder (cached in the output directory, so a
-resumed run does not pay for it again); vec2text's InversionModel, a small T5 built from a
-config, learns to decode those embeddings back into the sentences, with vec2text's own
-InversionTrainer. The decoder's tokenizer is a byte-level BPE trained on the corpus: it
-exists offline, and its small vocabulary keeps the model small and fast on a CPU.
+Two phases, both resumable (`checkpoint.pt` in the run directory holds the weights, the
+optimizer, the phase and the position; a rerun with the same `--out` continues), both
+under one wall-clock budget:
+1. words (minutes): which of the LM's tokens a sentence holds, from its embedding
+   (multi-label, every training sentence each epoch);
+2. prefix (hours, optional: `--prefix-len`): input vectors for the LM and LoRA adapters
+   in it, by the LM's own loss on the sentence (vec2text's decoder-only inverter).
+The corpus is embedded once (cached in the run directory); held-out sentences are written
+to `holdout.txt` and never trained on. The model (`model/`) is exported at every
+checkpoint, so the latest weights are usable while training goes on; the prefix phase logs
+held-out loss to `train-log.jsonl` and keeps an hourly copy under `snapshots/`.
 """
 
 from __future__ import annotations
 
-import gzip
 import json
+import math
 import pickle
 import random
+import shutil
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -21,137 +28,251 @@ from typing import Any
 import numpy as np
 import structlog
 import torch
-import transformers
+from tqdm import tqdm
 
 from reverie.errors import InvalidInputError, InverterError
+from reverie.inversion.base_lm import SMOLLM2, BaseLM, load_base_lm
+from reverie.inversion.conditioning import Conditioner, Shape, save
+from reverie.inversion.corpus import load_corpus
 from reverie.inversion.embedders import Embedder, embedder_id
-from reverie.inversion.vec2text_adapter import new_inversion_model, offline_trainer, save_inversion_model
 
 log = structlog.get_logger("reverie.inverter")
 
-SPECIALS = ["<pad>", "</s>", "<unk>"]  # T5's ids: pad 0 (also the decoder start), eos 1
+CHECKPOINT = "checkpoint.pt"
+POSITIVE_WEIGHT = 5.0  # a sentence holds a few dozen of 49,152 tokens: count each one more
 
 
 @dataclass
 class TrainOptions:
-    corpus: Path
-    embedder: str
+    corpus: list[Path]
     out: Path
+    embedder: str = "sentence-transformers/all-MiniLM-L6-v2"
+    base_lm: str = SMOLLM2
     holdout: int = 1000
-    max_steps: int = 100_000
-    max_minutes: float | None = None
-    batch_size: int = 64
-    learning_rate: float = 1e-3
-    max_length: int = 32
-    vocab_size: int = 8192
-    d_model: int = 256
-    layers: int = 3
-    heads: int = 4
-    d_ff: int = 1024
-    repeat_tokens: int = 8
-    dropout: float = 0.1
     seed: int = 0
-    save_every: int = 500
     limit: int | None = None
+    max_minutes: float | None = None
+    max_tokens: int = 40
+    hidden: int = 1024
+    word_rank: int = 64
+    word_epochs: int = 3
+    word_batch: int = 512
+    word_lr: float = 1e-3
+    prefix_len: int = 0
+    lora_rank: int = 8
+    prefix_steps: int = 1_000_000
+    prefix_batch: int = 32
+    prefix_lr: float = 5e-4
+    warmup_steps: int = 200
+    save_minutes: float = 10.0
+    snapshot_minutes: float = 60.0
+    eval_every: int = 200
+    eval_sentences: int = 256
     progress: bool = True
 
-
-def read_corpus(path: Path, limit: int | None = None) -> list[str]:
-    """Distinct non-empty lines of a text file (gzip or plain), in file order."""
-    try:
-        opener = gzip.open if path.suffix == ".gz" else open
-        with opener(path, "rt", encoding="utf-8") as f:  # type: ignore[operator]
-            lines = dict.fromkeys(line.strip() for line in f)
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InvalidInputError(f"cannot read corpus {path}: {exc}") from None
-    texts = [t for t in lines if t]
-    if limit:
-        texts = texts[:limit]
-    if not texts:
-        raise InvalidInputError(f"corpus {path} holds no sentences (one a line)")
-    return texts
+    def check(self) -> None:
+        for name in ("word_epochs", "word_batch", "prefix_batch", "hidden", "max_tokens"):
+            if getattr(self, name) < 1:
+                raise InvalidInputError(f"{name.replace('_', '-')} must be at least 1")
+        if self.prefix_len < 0 or self.word_rank < 0:
+            raise InvalidInputError("prefix-len and word-rank cannot be negative")
 
 
-def split(texts: list[str], holdout: int, seed: int) -> tuple[list[str], list[str]]:
-    """A seeded shuffle, then the last `holdout` sentences kept back for evaluation."""
-    if holdout >= len(texts):
-        raise InvalidInputError(f"holdout {holdout} leaves nothing to train on ({len(texts)} sentences)")
-    shuffled = texts[:]
-    random.Random(seed).shuffle(shuffled)
-    return shuffled[: len(shuffled) - holdout], shuffled[len(shuffled) - holdout :]
+@dataclass
+class _Position:
+    phase: str = "words"  # "words", then "prefix", then "done"
+    epoch: int = 0  # words: epochs finished
+    step: int = 0  # prefix: steps taken
+    seconds: float = 0.0  # training time over every session of this run
 
 
-def train_tokenizer(
-    texts: list[str], vocab_size: int, max_length: int
-) -> transformers.PreTrainedTokenizerFast:
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+class _Run:
+    """One training run in its directory: the model, the data, the clock, the checkpoints."""
 
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size,
-        special_tokens=SPECIALS,
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
-    )
-    tok.train_from_iterator(texts, trainer)
-    tok.post_processor = processors.TemplateProcessing(single="$A </s>", special_tokens=[("</s>", 1)])
-    return transformers.PreTrainedTokenizerFast(
-        tokenizer_object=tok,
-        pad_token="<pad>",
-        eos_token="</s>",
-        unk_token="<unk>",
-        model_max_length=max_length,
-    )
+    def __init__(self, o: TrainOptions) -> None:
+        o.check()
+        self.o = o
+        o.out.mkdir(parents=True, exist_ok=True)
+        corpus = load_corpus(o.corpus, o.holdout, o.seed, o.limit)
+        (o.out / "holdout.txt").write_text("\n".join(corpus.held_out) + "\n")
+        embedder = Embedder(o.embedder)
+        log.info("inverter.embedding", sentences=len(corpus.train), embedder=o.embedder)
+        self.vectors = embed_cached(embedder, corpus.train, o.out / "train-embeddings.npy", o.progress)
+        held = corpus.held_out[: o.eval_sentences]
+        self.held_vectors = embed_cached(embedder, held, o.out / "holdout-embeddings.npy", False)
+        self.lm = load_base_lm(o.base_lm)
+        self.encoded = [_token_ids(self.lm, t, o.max_tokens) for t in corpus.train]
+        self.held = [_token_ids(self.lm, t, o.max_tokens) for t in held]
+        shape = Shape(embedder.dimension, o.hidden, o.word_rank, o.prefix_len, o.lora_rank)
+        self.model = Conditioner(self.lm, shape)
+        self.meta = {
+            "embedder": embedder_id(embedder.model_name),
+            "dimension": embedder.dimension,
+            "base_lm": self.lm.id,
+            "corpus": [str(c) for c in o.corpus],
+            "sentences": len(corpus.train),
+            "options": asdict(o),
+        }
+        self.position, self.optimizer_state = self._resume()
+        self.deadline = None if o.max_minutes is None else time.monotonic() + 60 * o.max_minutes
+        self.started, self.base_seconds = time.monotonic(), self.position.seconds
+        self.last_save = self.last_snapshot = time.monotonic()
+
+    def out_of_time(self) -> bool:
+        return self.deadline is not None and time.monotonic() >= self.deadline
+
+    def tick(self) -> None:
+        self.position.seconds = self.base_seconds + time.monotonic() - self.started
+
+    def checkpoint(self, optimizer: torch.optim.Optimizer | None, force: bool = False) -> None:
+        """Weights, optimizer and position atomically, then the usable export; every
+        `save_minutes` (or now, with `force`)."""
+        if not force and time.monotonic() - self.last_save < 60 * self.o.save_minutes:
+            return
+        state = {
+            "model": self.model.trainable_state(),
+            "optimizer": None if optimizer is None else optimizer.state_dict(),
+            **asdict(self.position),
+        }
+        torch.save(state, self.o.out / f"{CHECKPOINT}.tmp")
+        (self.o.out / f"{CHECKPOINT}.tmp").replace(self.o.out / CHECKPOINT)
+        p = self.position
+        trained = {"word_epochs": p.epoch, "prefix_steps": p.step, "train_hours": round(p.seconds / 3600, 3)}
+        save(self.model, self.o.out / "model", {**self.meta, **trained})
+        self.last_save = time.monotonic()
+        log.info(
+            "inverter.checkpoint", phase=p.phase, epoch=p.epoch, step=p.step, hours=trained["train_hours"]
+        )
+
+    def snapshot(self) -> None:
+        """An hourly copy of the model: the curve of quality against training hours."""
+        if time.monotonic() - self.last_snapshot < 60 * self.o.snapshot_minutes:
+            return
+        target = (
+            self.o.out / "snapshots" / f"{self.position.phase}-{self.position.epoch}-{self.position.step:07d}"
+        )
+        if not target.exists():
+            shutil.copytree(self.o.out / "model", target)
+        self.last_snapshot = time.monotonic()
+
+    def _resume(self) -> tuple[_Position, dict[str, Any] | None]:
+        path = self.o.out / CHECKPOINT
+        if not path.exists():
+            return _Position(), None
+        try:
+            state = torch.load(path, weights_only=True)
+            self.model.load_trainable(state["model"], grown=self.o.prefix_len > 0)
+        except (OSError, RuntimeError, KeyError, ValueError, InverterError, pickle.UnpicklingError) as exc:
+            raise InverterError(
+                f"cannot resume from {path}: {str(exc)[:200]}; move it away to start the run over"
+            ) from None
+        position = _Position(state["phase"], state["epoch"], state["step"], state["seconds"])
+        phase = self._phase(position)  # more epochs or steps asked for than were trained: go on
+        log.info("inverter.resuming", checkpoint=str(path), **asdict(position), now=phase)
+        optimizer = state["optimizer"] if phase == position.phase else None
+        position.phase = phase
+        return position, optimizer
+
+    def _phase(self, position: _Position) -> str:
+        o = self.o
+        if position.epoch < o.word_epochs:
+            return "words"
+        return "prefix" if o.prefix_len and position.step < o.prefix_steps else "done"
 
 
-class _Examples(torch.utils.data.Dataset):
-    """Token ids of each sentence with its frozen embedding."""
-
-    def __init__(self, token_ids: list[list[int]], embeddings: np.ndarray) -> None:
-        self.token_ids, self.embeddings = token_ids, embeddings
-
-    def __len__(self) -> int:
-        return len(self.token_ids)
-
-    def __getitem__(self, i: int) -> dict[str, Any]:
-        return {"ids": self.token_ids[i], "embedding": self.embeddings[i]}
+def train(options: TrainOptions) -> dict[str, Any]:
+    """Train, or resume the run in `options.out`; returns the saved model's description."""
+    run = _Run(options)
+    if run.position.phase == "words":
+        _train_words(run)
+    if run.position.phase == "prefix":
+        _train_prefix(run)
+    run.checkpoint(None, force=True)
+    return json.loads((options.out / "model" / "inverter.json").read_text())
 
 
-def collate(batch: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
-    """Pad to the longest sentence of the batch (most are short: padding to the maximum
-    would triple the work)."""
-    width = max(len(b["ids"]) for b in batch)
-    ids = torch.zeros((len(batch), width), dtype=torch.long)
-    mask = torch.zeros((len(batch), width), dtype=torch.long)
-    for row, b in enumerate(batch):
-        ids[row, : len(b["ids"])] = torch.tensor(b["ids"])
-        mask[row, : len(b["ids"])] = 1
-    return {
-        "input_ids": ids,  # read by the trainer's per-step statistics only
-        "embedder_input_ids": ids,
-        "embedder_attention_mask": mask,
-        "labels": ids.masked_fill(mask == 0, -100),
-        "frozen_embeddings": torch.from_numpy(np.stack([b["embedding"] for b in batch])),
-    }
+def _train_words(run: _Run) -> None:
+    o, model = run.o, run.model
+    params = model.word_parameters()
+    optimizer = torch.optim.AdamW(params, lr=o.word_lr, weight_decay=0.0)
+    if run.optimizer_state is not None:
+        optimizer.load_state_dict(run.optimizer_state)
+    present = [sorted(set(ids)) for ids in run.encoded]
+    vocab = int(run.lm.model.config.vocab_size)
+    weight = torch.tensor(POSITIVE_WEIGHT)
+    total = o.word_epochs * math.ceil(len(present) / o.word_batch)
+    done = run.position.epoch * math.ceil(len(present) / o.word_batch)
+    bar = tqdm(total=total, initial=done, desc="words", disable=not o.progress)
+    while run.position.epoch < o.word_epochs and not run.out_of_time():
+        order = np.random.default_rng(o.seed + run.position.epoch).permutation(len(present))
+        running = None
+        for start in range(0, len(order), o.word_batch):
+            rows = order[start : start + o.word_batch]
+            target = torch.zeros(len(rows), vocab)
+            for r, i in enumerate(rows):
+                target[r, present[i]] = 1.0
+            logits = model.token_logits(torch.from_numpy(run.vectors[rows]))
+            loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, target, pos_weight=weight)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            running = loss.item() if running is None else 0.98 * running + 0.02 * loss.item()
+            bar.update(1)
+            bar.set_postfix(loss=f"{running:.4f}")
+            if run.out_of_time():  # an unfinished epoch is trained again when resumed
+                break
+        else:
+            run.position.epoch += 1
+            run.tick()
+            run.checkpoint(optimizer, force=True)
+            log.info("inverter.words_epoch", epoch=run.position.epoch, loss=round(running or 0.0, 5))
+    bar.close()
+    if run.position.epoch >= o.word_epochs:
+        run.position.phase = run._phase(run.position)
+        run.optimizer_state = None
 
 
-class _TimeBudget(transformers.TrainerCallback):
-    """Stop (and save a checkpoint) once the wall-clock budget is spent."""
-
-    def __init__(self, minutes: float | None) -> None:
-        self.deadline = None if minutes is None else time.monotonic() + 60 * minutes
-
-    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
-        if self.deadline is not None and time.monotonic() >= self.deadline:
-            control.should_training_stop = True
-            control.should_save = True
-        return control
+def _train_prefix(run: _Run) -> None:
+    o, model = run.o, run.model
+    params = model.prefix_parameters()
+    optimizer = torch.optim.AdamW(params, lr=o.prefix_lr, weight_decay=0.0)
+    if run.optimizer_state is not None:
+        optimizer.load_state_dict(run.optimizer_state)
+    order = _batches(run.encoded, o.prefix_batch, o.seed)
+    pad = run.lm.stop_ids[-1]
+    bar = tqdm(total=o.prefix_steps, initial=run.position.step, desc="prefix", disable=not o.progress)
+    running: float | None = None
+    model.train()
+    while run.position.step < o.prefix_steps and not run.out_of_time():
+        batch = order[run.position.step % len(order)]
+        for group in optimizer.param_groups:
+            group["lr"] = o.prefix_lr * min(1.0, (run.position.step + 1) / o.warmup_steps)
+        ids, mask = _padded([run.encoded[i] for i in batch], pad)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            loss = model.prefix_loss(torch.from_numpy(run.vectors[batch]), ids, mask)
+        if not math.isfinite(loss.item()):
+            raise InverterError(f"training diverged at step {run.position.step} (loss {loss.item()})")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        optimizer.step()
+        run.position.step += 1
+        run.tick()
+        running = loss.item() if running is None else 0.98 * running + 0.02 * loss.item()
+        bar.update(1)
+        bar.set_postfix(loss=f"{running:.3f}")
+        if run.position.step % o.eval_every == 0:
+            _log_line(run, running, _held_out_loss(run))
+        run.checkpoint(optimizer)
+        run.snapshot()
+    bar.close()
+    model.eval()
+    if run.position.step >= o.prefix_steps:
+        run.position.phase = "done"
 
 
 def embed_cached(embedder: Embedder, texts: list[str], path: Path, progress: bool) -> np.ndarray:
-    """Embeddings of `texts`, computed once per output directory."""
+    """Embeddings of `texts`, computed once per run directory."""
     if path.exists():
         cached = np.load(path)
         if cached.shape[0] == len(texts):
@@ -161,109 +282,52 @@ def embed_cached(embedder: Embedder, texts: list[str], path: Path, progress: boo
     return vectors
 
 
-def train(options: TrainOptions) -> dict[str, Any]:
-    """Train (or resume) an inverter; returns the description saved beside the weights."""
-    o = options
-    transformers.set_seed(o.seed)
-    texts = read_corpus(o.corpus, o.limit)
-    train_texts, held_out = split(texts, o.holdout, o.seed)
-    o.out.mkdir(parents=True, exist_ok=True)
-    (o.out / "holdout.txt").write_text("\n".join(held_out) + "\n")
-    embedder = Embedder(o.embedder)
-    log.info("inverter.embedding", sentences=len(train_texts), embedder=o.embedder)
-    vectors = embed_cached(embedder, train_texts, o.out / "train-embeddings.npy", o.progress)
+def _token_ids(lm: BaseLM, text: str, max_tokens: int) -> list[int]:
+    """The sentence's tokens, cut to `max_tokens`, then the stop token the LM ends on."""
+    return lm.encode(text)[:max_tokens] + [lm.stop_ids[-1]]
 
-    tokenizer_dir = o.out / "tokenizer"
-    if (tokenizer_dir / "tokenizer.json").exists():
-        tokenizer = transformers.PreTrainedTokenizerFast.from_pretrained(str(tokenizer_dir))
-    else:
-        tokenizer = train_tokenizer(train_texts, o.vocab_size, o.max_length)
-        tokenizer.save_pretrained(str(tokenizer_dir))
-    token_ids = tokenizer(train_texts, truncation=True, max_length=o.max_length)["input_ids"]
 
-    encoder_decoder = {
-        "vocab_size": len(tokenizer),
-        "d_model": o.d_model,
-        "d_kv": o.d_model // o.heads,
-        "d_ff": o.d_ff,
-        "num_layers": o.layers,
-        "num_decoder_layers": o.layers,
-        "num_heads": o.heads,
-        "dropout_rate": o.dropout,
-        "pad_token_id": 0,
-        "eos_token_id": 1,
-        "decoder_start_token_id": 0,
+def _batches(encoded: list[list[int]], batch_size: int, seed: int) -> list[np.ndarray]:
+    """Batches of sentences of similar length (little padding), in a seeded order: a
+    resumed run continues the same sequence of batches."""
+    rng = random.Random(seed)
+    by_length = sorted(range(len(encoded)), key=lambda i: (len(encoded[i]), rng.random()))
+    batches = [np.asarray(by_length[i : i + batch_size]) for i in range(0, len(by_length), batch_size)]
+    rng.shuffle(batches)
+    return batches
+
+
+def _padded(sequences: list[list[int]], pad: int) -> tuple[torch.Tensor, torch.Tensor]:
+    width = max(len(s) for s in sequences)
+    ids = torch.full((len(sequences), width), pad, dtype=torch.long)
+    mask = torch.zeros((len(sequences), width), dtype=torch.long)
+    for row, seq in enumerate(sequences):
+        ids[row, : len(seq)] = torch.tensor(seq)
+        mask[row, : len(seq)] = 1
+    return ids, mask
+
+
+def _held_out_loss(run: _Run) -> float:
+    model, pad, size = run.model, run.lm.stop_ids[-1], run.o.prefix_batch
+    model.eval()
+    total, count = 0.0, 0
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        for start in range(0, len(run.held), size):
+            ids, mask = _padded(run.held[start : start + size], pad)
+            loss = model.prefix_loss(torch.from_numpy(run.held_vectors[start : start + size]), ids, mask)
+            total += loss.item() * len(ids)
+            count += len(ids)
+    model.train()
+    return total / max(count, 1)
+
+
+def _log_line(run: _Run, train_loss: float | None, held_loss: float) -> None:
+    line = {
+        "step": run.position.step,
+        "hours": round(run.position.seconds / 3600, 4),
+        "train_loss": None if train_loss is None else round(train_loss, 4),
+        "heldout_loss": round(held_loss, 4),
     }
-    model = new_inversion_model(
-        embedder_id(embedder.model_name),
-        embedder.model,
-        tokenizer,
-        encoder_decoder,
-        num_repeat_tokens=o.repeat_tokens,
-        max_seq_length=o.max_length,
-    )
-    args = transformers.TrainingArguments(
-        output_dir=str(o.out / "checkpoints"),
-        per_device_train_batch_size=o.batch_size,
-        learning_rate=o.learning_rate,
-        lr_scheduler_type="constant_with_warmup",  # a time budget leaves the step count unknown
-        warmup_steps=min(500, max(1, o.max_steps // 10)),
-        max_steps=o.max_steps,
-        logging_steps=50,
-        save_steps=o.save_every,
-        save_total_limit=2,
-        save_safetensors=False,  # T5's tied embeddings; torch.save handles sharing
-        seed=o.seed,
-        report_to=[],
-        remove_unused_columns=False,
-        dataloader_num_workers=0,
-        disable_tqdm=not o.progress,
-        use_cpu=not torch.cuda.is_available(),
-    )
-    trainer = offline_trainer(
-        model,
-        args,
-        train_dataset=_Examples(token_ids, vectors),
-        data_collator=collate,
-        callbacks=[_TimeBudget(o.max_minutes)],
-    )
-    checkpoints = sorted(
-        (o.out / "checkpoints").glob("checkpoint-*"), key=lambda c: int(c.name.split("-")[1])
-    )
-    started = time.perf_counter()
-    result = _train(trainer, checkpoints[-1] if checkpoints else None)
-    meta = {
-        "format": 1,
-        "kind": "vec2text-inversion",
-        "embedder": embedder_id(embedder.model_name),
-        "dimension": embedder.dimension,
-        "corpus": str(o.corpus),
-        "sentences": len(train_texts),
-        "steps": trainer.state.global_step,
-        "train_loss": round(float(result.training_loss), 4),
-        "train_seconds": round(time.perf_counter() - started, 1),
-        "resumed_from": checkpoints[-1].name if checkpoints else None,
-        "options": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(o).items()},
-    }
-    save_inversion_model(model, o.out / "model", meta)
-    log.info("inverter.saved", path=str(o.out / "model"), steps=meta["steps"], loss=meta["train_loss"])
-    (o.out / "model" / "train-log.json").write_text(json.dumps(trainer.state.log_history))
-    return meta
-
-
-def _step_of(checkpoint: Path) -> int:
-    return int(checkpoint.name.rpartition("-")[2])
-
-
-def _train(trainer: Any, checkpoint: Path | None) -> Any:
-    """Train, resuming from `checkpoint` when there is one; a damaged one is named."""
-    if checkpoint is None:
-        return trainer.train()
-    log.info("inverter.resuming", checkpoint=str(checkpoint))
-    try:
-        return trainer.train(resume_from_checkpoint=str(checkpoint))
-    except (OSError, RuntimeError, ValueError, pickle.UnpicklingError) as exc:
-        raise InverterError(
-            f"cannot resume from {checkpoint}: {str(exc)[:200]}; delete it to resume from an earlier "
-            "checkpoint, or the whole checkpoints directory to start over"
-        ) from None
+    with (run.o.out / "train-log.jsonl").open("a") as f:
+        f.write(json.dumps(line) + "\n")
+    log.info("inverter.progress", **line)

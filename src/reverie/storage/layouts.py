@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from reverie.storage.base import Record
-from reverie.storage.payload import KEY, agent_payload, meta
+from reverie.storage.payload import BLEND, KEY, agent_payload, meta
 
 MISSING = object()
 
@@ -131,7 +131,9 @@ class Layout:
             return False
 
     def mergeable(self, payload: Mapping[str, Any]) -> bool:
-        return not self.pinned(payload) and self.problem(payload) is None
+        """Not pinned, not a saved blend (it stands beside its parents), and readable."""
+        blend = meta(payload).get("kind") == BLEND
+        return not blend and not self.pinned(payload) and self.problem(payload) is None
 
     def problem(self, payload: Mapping[str, Any]) -> str | None:
         """Why consolidation cannot read this payload, or None."""

@@ -40,6 +40,7 @@ IN_FLIGHT = (COMMITTING, VERIFIED, UNDOING)
 
 ORIGINAL = "original"
 MERGED = "merged"
+BLEND = "blend"  # a saved blend: a new memory beside its parents, never merged
 
 
 def now() -> str:

@@ -1,0 +1,189 @@
+"""Guided search: text for a vector, written by a pretrained LM and steered by the embedder.
+
+The LM proposes next tokens; every candidate continuation is embedded and ranked by its
+cosine to the target vector (vec2text's sequence-level beam, ZSInvert's zero-shot guided
+decoding). Two trained parts steer the proposals when present (inversion/conditioning.py):
+a vocabulary bias (which tokens the sentence probably holds) and prefix vectors fed to the
+LM before the text (vec2text's decoder-only inverter). Without them the search still runs,
+zero-shot, on the LM alone.
+
+Texts that already exist (a merged memory's members, a blend's parents, the nearest texts
+in the store) enter as hypotheses: they are candidates themselves, so the text found is
+never further from the vector than the best of them, and their words steer the proposals.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from reverie.config import InversionSettings
+from reverie.inversion.base_lm import BaseLM
+from reverie.inversion.embedders import Embedder
+
+PROMPT = "<|im_start|>user\nWrite one short sentence{hint}.{given}<|im_end|>\n<|im_start|>assistant\n"
+GIVEN = " Say what these say:\n{lines}"
+PROMPT_HYPOTHESES = 3  # the closest hypotheses shown to the LM
+
+
+@dataclass(frozen=True)
+class SearchSettings:
+    """How hard to look. The defaults are the ones measured in docs/inversion.md."""
+
+    beam_width: int = 4  # partial texts kept after each token
+    expand: int = 6  # next tokens tried per kept text
+    max_tokens: int = 40
+    patience: int = 6  # tokens without a closer text before the search stops
+    keywords: int = 8  # words from the vocabulary bias named in the prompt
+    bias: float = 1.0  # weight of the vocabulary bias on the LM's next-token scores
+    repeat_penalty: float = 2.0  # taken off a content word's score once the text holds it
+    polish: int = 3  # rounds of word edits (drop a word, add a keyword) kept while they bring it closer
+
+    @classmethod
+    def of(cls, settings: InversionSettings) -> SearchSettings:
+        s = settings
+        return cls(s.beam_width, s.expand, s.max_tokens, s.patience, s.keywords, polish=s.polish)
+
+
+@dataclass(frozen=True)
+class Found:
+    text: str
+    cosine: float
+    from_hypothesis: bool  # the best text is one given, not one written
+
+
+@dataclass(frozen=True)
+class Steering:
+    """What a trained model tells the search about one vector (both optional)."""
+
+    token_bias: torch.Tensor | None = None  # (vocab,) added to the LM's log-probabilities
+    keywords: tuple[str, ...] = ()
+    prefix: torch.Tensor | None = None  # (k, hidden): input vectors before the text
+
+
+class GuidedSearch:
+    def __init__(self, lm: BaseLM, embedder: Embedder, settings: SearchSettings) -> None:
+        self.lm, self.embedder, self.settings = lm, embedder, settings
+        self._content = _content_tokens(lm) if settings.repeat_penalty else None
+
+    def run(
+        self,
+        vector: np.ndarray,
+        steering: Steering,
+        hypotheses: Sequence[str] = (),
+        context: Sequence[str] = (),
+    ) -> Found:
+        """The text closest to `vector` among the hypotheses and what the beam writes;
+        `context` (texts near the vector that are not its own: another memory's) steers the
+        writing only."""
+        target = np.asarray(vector, dtype=np.float32)
+        target = target / max(float(np.linalg.norm(target)), 1e-12)
+        given = [h for h in dict.fromkeys(h.strip() for h in hypotheses) if h]
+        best = Found("", -1.0, False)
+        closest: list[str] = []
+        if given:
+            scores = self.embedder.encode(given) @ target
+            top = int(np.argmax(scores))
+            best = Found(given[top], float(scores[top]), True)
+            closest = [given[i] for i in np.argsort(-scores)[:PROMPT_HYPOTHESES]]
+        closest = closest or [c for c in context if c.strip()][:PROMPT_HYPOTHESES]
+        written = self._beam(target, steering, closest)
+        if written is not None and written.cosine > best.cosine:
+            best = written
+        return self._polish(best, target, steering.keywords) if best.text else best
+
+    def _polish(self, found: Found, target: np.ndarray, keywords: tuple[str, ...]) -> Found:
+        """Word edits on the text found, each kept only while it brings the text closer."""
+        for _ in range(self.settings.polish):
+            words = found.text.split()
+            edits = (
+                [" ".join(words[:i] + words[i + 1 :]) for i in range(len(words))] if len(words) > 1 else []
+            )
+            present = {w.lower().strip(".,;:") for w in words}
+            edits += [f"{found.text} {k}" for k in keywords if k not in present]
+            if not edits:
+                break
+            cosines = self._cosines(edits, target)
+            top = int(np.argmax(cosines))
+            if cosines[top] <= found.cosine:
+                break
+            found = Found(edits[top], float(cosines[top]), False)
+        return found
+
+    def _beam(self, target: np.ndarray, steering: Steering, closest: list[str]) -> Found | None:
+        s, lm = self.settings, self.lm
+        model = lm.model
+        hint = f" using these words: {', '.join(steering.keywords)}" if steering.keywords else ""
+        given = GIVEN.format(lines="\n".join(f"- {h}" for h in closest)) if closest else ""
+        if steering.prefix is not None:  # the trained prefix stands for the prompt: text follows it
+            embeds = steering.prefix[None].to(model.dtype)
+        else:
+            prompt = torch.tensor([lm.encode(PROMPT.format(hint=hint, given=given))])
+            embeds = model.get_input_embeddings()(prompt)
+        bias = None if steering.token_bias is None else s.bias * steering.token_bias.float()
+        with torch.no_grad():
+            out = model(inputs_embeds=embeds, use_cache=True)
+        cache, logits = out.past_key_values, out.logits[:, -1]
+        beams: list[list[int]] = [[]]
+        best: Found | None = None
+        stale = 0
+        stops = set(lm.stop_ids)
+        for _ in range(s.max_tokens):
+            scores = torch.log_softmax(logits.float(), dim=-1)
+            if bias is not None:
+                scores = scores + bias
+            if self._content is not None:
+                scores = scores - s.repeat_penalty * _used(beams, self._content, scores.shape[-1])
+            top = torch.topk(scores, s.expand, dim=-1).indices.tolist()
+            candidates = [(row, token) for row, tokens in enumerate(top) for token in tokens]
+            finished = [beams[row] for row, token in candidates if token in stops and beams[row]]
+            live = [(row, token) for row, token in candidates if token not in stops]
+            texts = [lm.decode(beams[row] + [token]) for row, token in live]
+            texts += [lm.decode(tokens) for tokens in finished]
+            cosines = self._cosines(texts, target)
+            live_cosines = cosines[: len(live)]
+            improved = False
+            for text, cosine in zip(texts, cosines, strict=True):
+                if text and (best is None or cosine > best.cosine):
+                    best, improved = Found(text, float(cosine), False), True
+            stale = 0 if improved else stale + 1
+            if not live or stale >= s.patience:
+                break
+            keep = np.argsort(-live_cosines, kind="stable")[: s.beam_width]
+            rows = torch.tensor([live[k][0] for k in keep])
+            beams = [beams[live[k][0]] + [live[k][1]] for k in keep]
+            cache.reorder_cache(rows)
+            with torch.no_grad():
+                out = model(
+                    input_ids=torch.tensor([[b[-1]] for b in beams]), past_key_values=cache, use_cache=True
+                )
+            cache, logits = out.past_key_values, out.logits[:, -1]
+        return best
+
+    def _cosines(self, texts: list[str], target: np.ndarray) -> np.ndarray:
+        present = [i for i, t in enumerate(texts) if t.strip()]
+        scores = np.full(len(texts), -1.0, dtype=np.float32)
+        if present:
+            scores[present] = self.embedder.encode([texts[i] for i in present]) @ target
+        return scores
+
+
+def _content_tokens(lm: BaseLM) -> torch.Tensor:
+    """Tokens that start a word of four letters or more: the ones worth not repeating."""
+    size = int(lm.model.config.vocab_size)
+    pieces = lm.tokenizer.convert_ids_to_tokens(list(range(size)))
+    return torch.tensor(
+        [p is not None and p.startswith("Ġ") and p[1:].isalpha() and len(p) > 4 for p in pieces]
+    )
+
+
+def _used(beams: list[list[int]], content: torch.Tensor, size: int) -> torch.Tensor:
+    """(beams, vocab): 1 where a beam already holds that content token."""
+    used = torch.zeros(len(beams), size)
+    for row, tokens in enumerate(beams):
+        if tokens:
+            used[row, tokens] = 1.0
+    return used * content[:size]

@@ -111,6 +111,7 @@ def daemon_env(store: str, work: Path) -> dict[str, str]:
         "REVERIE_CONSOLIDATION__APPLY_BATCH": "1",
         # agents write vectors: no embedder needed (a missing model fails fast, in the background)
         "REVERIE_EMBEDDER__MODEL": str(work / "no-embedder"),
+        "REVERIE_INVERSION__MODEL": "none",  # nor an inverter: labels
         "HF_HUB_OFFLINE": "1",
     }
     if store == "local":

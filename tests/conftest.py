@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,6 +16,10 @@ from reverie.storage.edge import EdgeStore
 from reverie.storage.server import ServerStore
 
 STORE_KINDS = ["edge", "client-local"]
+
+# The suite never reaches the network: a library that would fetch a model from the hub
+# (mem0's fastembed BM25) fails at once instead of retrying with growing sleeps.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
 def make_store(kind: str, root: Path) -> Store:

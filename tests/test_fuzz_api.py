@@ -35,6 +35,7 @@ def daemon(
 ) -> Iterator[tuple[Reverie, httpx.Client]]:
     config = Settings()
     config.storage.data_dir = tmp_path_factory.mktemp("fuzz") / "data"
+    config.inversion.model = "none"  # labels: the requests stay fast; inversion has its own tests
     config.daemon.max_batch = 20
     config.daemon.max_body_bytes = 64 * 1024
     config.daemon.max_text_chars = 200

@@ -32,6 +32,7 @@ FORMAT = 3
 KIND = "guided-lm"
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj")
 PREFIX_PARTS = ("projection.", "norm.", "lm.")
+KEYWORDS_PER_EXTRA_TOKENS = 6  # a longer sentence gets one more keyword per this many tokens
 
 
 @dataclass(frozen=True)
@@ -98,7 +99,11 @@ class Conditioner(nn.Module):
             likely = torch.sigmoid(self.token_logits(embedding))[0]
             prefix = self.prefix(embedding)[0] if self.shape.prefix_len else None
         bias = torch.log(likely.clamp_min(1e-6)).clamp_min(floor)
-        return Steering(bias, self._keywords(likely, keywords), prefix)
+        expected = float(likely.sum())  # distinct tokens the sentence probably has
+        named = self._keywords(
+            likely, keywords + int(expected / KEYWORDS_PER_EXTRA_TOKENS) if keywords else 0
+        )
+        return Steering(bias, named, prefix, expected)
 
     def _keywords(self, likely: torch.Tensor, count: int) -> tuple[str, ...]:
         words: list[str] = []

@@ -95,12 +95,28 @@ class Embedder:
         get = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
         return int(get())
 
-    def encode(self, texts: list[str], progress: bool = False) -> np.ndarray:
+    @cached_property
+    def _ranking_model(self) -> Any:
+        """A bfloat16 copy for ranking many candidates (the inverter's search): 2-3 times
+        faster where the CPU computes in bfloat16 (AVX512-BF16, AMX), cosines within 1e-3;
+        elsewhere the model itself."""
+        import copy
+
+        import torch
+
+        if not (torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()):
+            return self._model
+        return copy.deepcopy(self._model).to(torch.bfloat16)
+
+    def encode(self, texts: list[str], progress: bool = False, ranking: bool = False) -> np.ndarray:
+        """Unit vectors of `texts`; `ranking`: the faster, slightly less exact model, for
+        comparing candidates only (never for what is stored or shown)."""
         for i, text in enumerate(texts):
             if not isinstance(text, str) or not text.strip():
                 raise InvalidInputError(f"empty text (item {i}): a memory needs some words")
         with self._lock:
-            vectors = self._model.encode(
+            model = self._ranking_model if ranking else self._model
+            vectors = model.encode(
                 texts,
                 batch_size=self.batch_size,
                 normalize_embeddings=True,

@@ -27,6 +27,7 @@ from reverie.inversion.embedders import Embedder
 PROMPT = "<|im_start|>user\nWrite one short sentence{hint}.{given}<|im_end|>\n<|im_start|>assistant\n"
 GIVEN = " Say what these say:\n{lines}"
 PROMPT_HYPOTHESES = 3  # the closest hypotheses shown to the LM
+LENGTH_SLACK = 1.4  # a written text may run this much longer than the model expects
 
 
 @dataclass(frozen=True)
@@ -35,7 +36,7 @@ class SearchSettings:
 
     beam_width: int = 4  # partial texts kept after each token
     expand: int = 6  # next tokens tried per kept text
-    max_tokens: int = 40
+    max_tokens: int = 64  # at most; a steered search stops near the length the model expects
     patience: int = 6  # tokens without a closer text before the search stops
     keywords: int = 8  # words from the vocabulary bias named in the prompt
     bias: float = 1.0  # weight of the vocabulary bias on the LM's next-token scores
@@ -62,6 +63,7 @@ class Steering:
     token_bias: torch.Tensor | None = None  # (vocab,) added to the LM's log-probabilities
     keywords: tuple[str, ...] = ()
     prefix: torch.Tensor | None = None  # (k, hidden): input vectors before the text
+    expected_tokens: float | None = None  # how long the sentence probably is (distinct tokens)
 
 
 class GuidedSearch:
@@ -92,8 +94,11 @@ class GuidedSearch:
         closest = closest or [c for c in context if c.strip()][:PROMPT_HYPOTHESES]
         written = self._beam(target, steering, closest)
         if written is not None and written.cosine > best.cosine:
-            best = written
-        return self._polish(best, target, steering.keywords) if best.text else best
+            written = self._polish(written, target, steering.keywords)
+            # ranked by the fast embedder; the fidelity reported is the embedder's own
+            exact = Found(written.text, float(self.embedder.encode([written.text])[0] @ target), False)
+            best = exact if exact.cosine > best.cosine else best
+        return best
 
     def _polish(self, found: Found, target: np.ndarray, keywords: tuple[str, ...]) -> Found:
         """Word edits on the text found, each kept only while it brings the text closer."""
@@ -124,14 +129,17 @@ class GuidedSearch:
             prompt = torch.tensor([lm.encode(PROMPT.format(hint=hint, given=given))])
             embeds = model.get_input_embeddings()(prompt)
         bias = None if steering.token_bias is None else s.bias * steering.token_bias.float()
-        with torch.no_grad():
+        with torch.inference_mode():
             out = model(inputs_embeds=embeds, use_cache=True)
         cache, logits = out.past_key_values, out.logits[:, -1]
         beams: list[list[int]] = [[]]
         best: Found | None = None
         stale = 0
         stops = set(lm.stop_ids)
-        for _ in range(s.max_tokens):
+        limit = s.max_tokens
+        if steering.expected_tokens is not None:
+            limit = min(limit, int(LENGTH_SLACK * steering.expected_tokens) + 8)
+        for _ in range(limit):
             scores = torch.log_softmax(logits.float(), dim=-1)
             if bias is not None:
                 scores = scores + bias
@@ -167,7 +175,7 @@ class GuidedSearch:
         present = [i for i, t in enumerate(texts) if t.strip()]
         scores = np.full(len(texts), -1.0, dtype=np.float32)
         if present:
-            scores[present] = self.embedder.encode([texts[i] for i in present]) @ target
+            scores[present] = self.embedder.encode([texts[i] for i in present], ranking=True) @ target
         return scores
 
 

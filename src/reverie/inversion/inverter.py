@@ -27,7 +27,7 @@ from typing import Protocol
 
 import numpy as np
 
-from reverie.errors import InverterError
+from reverie.errors import InverterError, ReverieError
 from reverie.inversion.embedders import Embedder, embedder_id
 from reverie.inversion.guided import GuidedSearch, SearchSettings, Steering
 from reverie.inversion.lazy import FROM_MEMBERS, INVERSION, LABEL
@@ -75,6 +75,10 @@ class GuidedInverter:
         from reverie.inversion.conditioning import load, read_meta
 
         have = embedder_id(embedder.model_name)
+        try:
+            embedder.load()  # the search embeds every candidate: no embedder, no inverter
+        except ReverieError as exc:
+            raise InverterError(f"the inverter needs the embedder: {exc}") from None
         if model_dir is not None:
             wanted = read_meta(model_dir).get("embedder")
             if wanted != have:

@@ -127,12 +127,13 @@ class LazyInversion:
             return found  # an agent's own text, or inverted already (a cached label stays one)
         inverter = self._inverter()
         if inverter is not None and record.vector is not None:
-            if not _compatible(record, inverter):
+            if _embedder(record) not in (None, inverter.embedder_id):
                 raise InverterError(
                     f"memory {record.id} was embedded with {_embedder(record)!r}; the configured "
                     f"inverter ({inverter.id}) inverts {inverter.embedder_id!r} embeddings"
                 )
-            return self._invert([record], inverter)[0]
+            if _compatible(record, inverter):  # else vectors of another model's size: labels stand
+                return self._invert([record], inverter)[0]
         if found.source == PENDING:
             return self.label(record) or found
         return found
@@ -164,7 +165,9 @@ class LazyInversion:
         pending = list(self.store.scroll(self.collection, UNINVERTED_FILTER, with_vectors=True))
         foreign = [r for r in pending if not _compatible(r, inverter)]
         if foreign:
-            log.warning("inversion.foreign_embedder", points=len(foreign), inverter=inverter.id)
+            log.warning(
+                "inversion.foreign_embedder", points=len(foreign), inverter=inverter.id, note="labels stand"
+            )
         ready = sorted(
             (
                 r
@@ -236,6 +239,8 @@ def _embedder(record: Record) -> str | None:
 
 
 def _compatible(record: Record, inverter: Inverter) -> bool:
-    """Unknown (an agent's own vectors) counts as compatible: the operator configured
-    the inverter for this collection's embedder."""
+    """Unknown (an agent's own vectors) counts as compatible when its size fits: the
+    operator configured the inverter for this collection's embedder."""
+    if record.vector is not None and record.vector.size != inverter.embedder.dimension:
+        return False
     return _embedder(record) in (None, inverter.embedder_id)

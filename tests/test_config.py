@@ -45,6 +45,20 @@ def test_config_env_var_names_file(tmp_path: Path) -> None:
             "min_member_similarity",
         ),
         ("not toml [", {}, "cannot read config file"),
+        ("[memory]\nstability_days = 0\n", {}, "memory.stability_days"),
+        ("[memory]\nstability_days = -1\n", {}, "memory.stability_days"),
+        ("[memory]\nfloor = 1.0\n", {}, "memory.floor"),
+        ("[forget]\nbelow = 0\n", {}, "forget.below"),
+        ("[forget]\nafter_days = -3\n", {}, "forget.after_days"),
+        ("[memory]\nflush_accesses = 0\n", {}, "memory.flush_accesses"),
+        ("[recall]\nrank = 'popularity'\n", {}, "recall.rank"),
+        ("[recall]\nrecency_decay = 1.5\n", {}, "recall.recency_decay"),
+        ("", {"REVERIE_RECALL__RELEVANCE_WEIGHT": "-1"}, "REVERIE_RECALL__RELEVANCE_WEIGHT"),
+        (
+            "[recall]\nrelevance_weight = 0\nrecency_weight = 0\nimportance_weight = 0\n",
+            {},
+            "at least one of the weights",
+        ),
     ],
 )
 def test_bad_settings_name_the_key(tmp_path: Path, text: str, env: dict[str, str], message: str) -> None:

@@ -34,6 +34,7 @@ NEAR = [[1.0, 0.0, 0.0, 0.01], [1.0, 0.0, 0.0, 0.0], [0.0, 1.0, 0.0, 0.0]]
 @pytest.fixture
 def api(tmp_path: Path) -> Iterator[httpx.Client]:
     settings = Settings()
+    settings.inversion.model = "none"  # inversion has its own tests (test_inversion.py)
     settings.storage.data_dir = tmp_path / "data"
     settings.daemon.max_batch = 5
     settings.daemon.max_payload_bytes = 64
@@ -167,6 +168,7 @@ def test_malformed_json_and_nan_are_4xx(api: httpx.Client) -> None:
 
 def test_api_key_guards_every_route_but_health(tmp_path: Path) -> None:
     settings = Settings()
+    settings.inversion.model = "none"  # inversion has its own tests (test_inversion.py)
     settings.storage.data_dir = tmp_path
     settings.daemon.api_key = "s3cret"
     with Reverie.open(settings) as rv, running(create_app(Service(rv))) as client:
@@ -178,6 +180,7 @@ def test_api_key_guards_every_route_but_health(tmp_path: Path) -> None:
 
 def test_serve_refuses_a_public_address_without_a_key(tmp_path: Path) -> None:
     settings = Settings()
+    settings.inversion.model = "none"  # inversion has its own tests (test_inversion.py)
     settings.storage.data_dir = tmp_path
     settings.daemon.host = "0.0.0.0"
     with pytest.raises(ConfigError, match="api_key"):
@@ -199,6 +202,7 @@ def start_serve(
     """`reverie serve` as a real process on a loopback port, once it answers /readyz."""
     command = [sys.executable, "-m", "reverie.cli", "--data-dir", str(data_dir), "serve", "--port", str(port)]
     output = log.open("ab") if log else subprocess.DEVNULL
+    env = {**os.environ, "REVERIE_INVERSION__MODEL": "none", **(env or {})}  # inversion: test_inversion.py
     process = subprocess.Popen(command, stdout=output, stderr=output, env=env)
     client = httpx.Client(base_url=f"http://127.0.0.1:{port}")
     deadline = time.monotonic() + 60
@@ -271,6 +275,7 @@ def test_readiness_says_when_storage_stops_answering(tmp_path: Path) -> None:
     """A Qdrant server that goes away after start: /readyz turns 503 and says why, and a
     write gets 503 naming the server, not a 500."""
     settings = Settings()
+    settings.inversion.model = "none"  # inversion has its own tests (test_inversion.py)
     settings.storage.data_dir = tmp_path
     settings.storage.url = f"http://127.0.0.1:{free_port()}"  # nothing listens there
     with Reverie.open(settings) as rv, running(create_app(Service(rv))) as client:
@@ -357,13 +362,18 @@ def test_scheduler_consolidates_on_its_interval_one_run_at_a_time(tmp_path: Path
     from reverie.daemon.scheduler import start_scheduler
 
     settings = Settings()
+    settings.inversion.model = "none"  # inversion has its own tests (test_inversion.py)
     settings.storage.data_dir = tmp_path
     settings.scheduler.consolidate_every = 1
     with Reverie.open(settings) as rv:
         service = Service(rv)
         scheduler = start_scheduler(service, settings.scheduler)
         with running(create_app(service, scheduler)) as api:
-            assert {j["id"] for j in api.get("/jobs").json()["jobs"]} == {"consolidate", "maintain"}
+            assert {j["id"] for j in api.get("/jobs").json()["jobs"]} == {
+                "consolidate",
+                "maintain",
+                "flush-accesses",
+            }
             api.post("/memories", json={"memories": [{"vector": v} for v in NEAR]})
             deadline = time.monotonic() + 15
             while api.get("/stats").json()["merged"] == 0 and time.monotonic() < deadline:
@@ -392,6 +402,7 @@ def test_maintenance_waits_for_its_turn_beside_back_to_back_runs(tmp_path: Path)
     """With a run every few seconds, a maintenance that skipped when busy never ran (the
     soak found it: both jobs fire on the same second and the run always won)."""
     settings = Settings()
+    settings.inversion.model = "none"  # inversion has its own tests (test_inversion.py)
     settings.storage.data_dir = tmp_path
     with Reverie.open(settings) as rv:
         rv.write([NewMemory(np.asarray(v, dtype=np.float32), {}) for v in NEAR])

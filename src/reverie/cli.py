@@ -8,10 +8,11 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, get_args
 
 from reverie import __version__
 from reverie.config import Settings, load_settings, settings_as_toml
+from reverie.config.settings import Ranking
 from reverie.errors import InvalidInputError, ReverieError, StorageError
 
 if TYPE_CHECKING:
@@ -152,7 +153,7 @@ def cmd_recall(args: argparse.Namespace, settings: Settings) -> None:
     from reverie.display import hit_lines
 
     with _open(settings) as rv:
-        hits = rv.recall(args.query, k=args.k, partition=_partition(args.partition))
+        hits = rv.recall(args.query, k=args.k, partition=_partition(args.partition), rank=args.rank)
         if args.json:
             print(json.dumps([_hit_json(h) for h in hits], default=str))
             return
@@ -163,13 +164,14 @@ def cmd_recall(args: argparse.Namespace, settings: Settings) -> None:
 
 
 def cmd_show(args: argparse.Namespace, settings: Settings) -> None:
-    from reverie.display import memory_lines
+    from reverie.display import memory_lines, use_line
 
     with _open(settings) as rv:
         record, archived = rv.get(args.id)
         text = rv.text(record)
         for line in memory_lines(record, archived, text, rv.layout):
             print(line)
+        print(use_line(record, settings.memory))
 
 
 def cmd_forget(args: argparse.Namespace, settings: Settings) -> None:
@@ -219,15 +221,49 @@ def cmd_undo(args: argparse.Namespace, settings: Settings) -> None:
     with _open(settings) as rv:
         report = rv.undo(args.target)
     restored = sum(len(u["restored"]) for u in report.undone)  # type: ignore[arg-type]
+    if report.undone and all("revived" in u for u in report.undone):
+        print(f"undo {report.run_id}: brought back {restored} dormant memories of {args.target}")
+        return
     print(
         f"undo {report.run_id}: undid {len(report.undone)} merge(s) of {args.target}, "
         f"restored {restored} memories"
     )
 
 
+def cmd_fade(args: argparse.Namespace, settings: Settings) -> None:
+    from reverie.display import forget_json
+
+    with _open(settings) as rv:
+        report = rv.forget_faded(dry_run=args.dry_run)
+    if args.json:
+        print(json.dumps(forget_json(report), default=str))
+        return
+    if args.dry_run:
+        print(f"dry run: {report.considered} faded memories would go dormant; nothing changed")
+        return
+    run = report.run_id
+    print(f"run {run}: {len(report.dormant)} faded memories went dormant (undo: reverie undo {run})")
+    for entry in report.dormant[:20]:
+        used = f"{entry['accesses']} accesses, last {entry['last_access']}"
+        print(f"  {entry['id']}  retention {entry['retention']:.3f}, {used}")
+    if report.kept_rewritten:
+        print(f"  kept {len(report.kept_rewritten)} rewritten meanwhile")
+
+
+def cmd_revive(args: argparse.Namespace, settings: Settings) -> None:
+    with _open(settings) as rv:
+        record = rv.revive(args.id)
+    print(f"revived {record.id}: live again")
+
+
 def cmd_stats(args: argparse.Namespace, settings: Settings) -> None:
     with _open(settings) as rv:
         stats = rv.stats()
+    if args.plot:
+        from reverie.display import plot_strength
+
+        plot_strength(stats["strength"], args.plot)
+        print(f"wrote {args.plot}")
     if args.json:
         print(json.dumps(stats))
         return
@@ -400,7 +436,9 @@ def _partition(pairs: list[str] | None) -> dict[str, Any]:
 
 
 def _hit_json(hit: Any) -> dict[str, Any]:
-    return {"id": hit.id, "score": hit.score, "payload": hit.payload}
+    from reverie.display import score_json
+
+    return {"id": hit.id, "payload": hit.payload} | score_json(hit)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -449,6 +487,11 @@ def _parser() -> argparse.ArgumentParser:
     recall = add("recall", cmd_recall, "search memories by text")
     recall.add_argument("query")
     recall.add_argument("-k", type=int, default=5, help="how many hits (default 5)")
+    recall.add_argument(
+        "--rank",
+        choices=get_args(Ranking),
+        help="similarity, or memory: relevance, recency and importance (default: recall.rank)",
+    )
     recall.add_argument("--json", action="store_true")
     partition_flag(recall)
 
@@ -471,11 +514,19 @@ def _parser() -> argparse.ArgumentParser:
     runs.add_argument("run_id", nargs="?", help=argparse.SUPPRESS)
     runs.add_argument("--limit", type=int, default=20)
 
-    undo = add("undo", cmd_undo, "undo a run (RUN id) or one merge (merged point id)")
+    undo = add("undo", cmd_undo, "undo a run (RUN id: a consolidation, blend or forget) or one merge")
     undo.add_argument("target")
 
-    stats = add("stats", cmd_stats, "counts: live, merged, archived, pending, quarantined")
+    fade = add("fade", cmd_fade, "memories faded below forget.below for forget.after_days go dormant")
+    fade.add_argument("--dry-run", action="store_true", help="say how many, change nothing")
+    fade.add_argument("--json", action="store_true")
+
+    revive = add("revive", cmd_revive, "bring a dormant memory back into the live collection")
+    revive.add_argument("id")
+
+    stats = add("stats", cmd_stats, "counts: live, merged, archived, dormant, pending; strength; accesses")
     stats.add_argument("--json", action="store_true")
+    stats.add_argument("--plot", type=Path, metavar="PNG", help="write a histogram of memory strength")
 
     jobs = add("jobs", cmd_jobs, "list the daemon's scheduled jobs, or `jobs run JOB` to run one now")
     jobs.add_argument("run", nargs="?", choices=["run"], help=argparse.SUPPRESS)

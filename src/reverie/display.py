@@ -3,9 +3,13 @@ run records), and the JSON a memory is shown as by the HTTP API and the MCP tool
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from reverie.config import MemorySettings
 from reverie.inversion.lazy import MemoryText, cached_text
+from reverie.lifecycle.ranking import PARTS
+from reverie.lifecycle.retention import retention, use_of
 from reverie.storage import Hit, Record
 from reverie.storage import payload as p
 from reverie.storage.layouts import Layout
@@ -13,6 +17,7 @@ from reverie.storage.layouts import Layout
 if TYPE_CHECKING:  # the engine pulls in scikit-learn; `reverie runs` must start fast
     from reverie.consolidation.engine import RunReport
     from reverie.consolidation.runs import MergeRecord, RunRecord
+    from reverie.lifecycle.forgetting import ForgetReport
 
 
 def text_of(record: Record, layout: Layout) -> str:
@@ -38,6 +43,29 @@ def memory_json(record: Record, text: MemoryText) -> dict[str, Any]:
     }
 
 
+def use_line(record: Record, settings: MemorySettings) -> str:
+    """How much a memory has been used, and how strong that leaves it now."""
+    use = use_of(record.payload)
+    strength = retention(use, p.utcnow(), settings)
+    last = use.last.isoformat(timespec="seconds")
+    return f"use       {use.count} accesses, last {last}, retention {strength:.3f}"
+
+
+def forget_json(report: ForgetReport) -> dict[str, Any]:
+    return {
+        "run_id": report.run_id,
+        "dry_run": report.dry_run,
+        "due": report.considered,
+        "dormant": report.dormant,
+        "kept_rewritten": report.kept_rewritten,
+    }
+
+
+def score_json(hit: Hit) -> dict[str, Any]:
+    """A hit's score, and what it is made of when ranked by memory."""
+    return {"score": hit.score, "score_parts": hit.parts} if hit.parts else {"score": hit.score}
+
+
 def lineage(record: Record) -> str:
     stamp = p.meta(record.payload)
     if stamp.get("kind") != p.MERGED:
@@ -51,6 +79,9 @@ def hit_lines(hits: list[Hit], layout: Layout) -> list[str]:
         weight = p.weight(hit.payload)
         lines.append(f"{rank}. {hit.score:.3f}  {text_of(hit, layout)}")
         lines.append(f"   id {hit.id}  weight {weight:g}  {lineage(hit)}")
+        if hit.parts:
+            parts = "  ".join(f"{name} {hit.parts[name]:.3f}" for name in PARTS)
+            lines.append(f"   {parts}  (normalised and weighted into the score)")
     return lines
 
 
@@ -139,3 +170,20 @@ def run_detail_lines(run: RunRecord, merges: list[MergeRecord]) -> list[str]:
     if not merges:
         lines.append("  no merges")
     return lines
+
+
+def plot_strength(strength: dict[str, Any] | None, path: Path) -> None:
+    """A bar per tenth of retention: how much of the memory is fresh, how much fading."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    counts = (strength or {}).get("histogram") or [0] * 10
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.bar([(i + 0.5) / len(counts) for i in range(len(counts))], counts, width=0.9 / len(counts))
+    memories = (strength or {}).get("memories", 0)
+    ax.set(xlabel="retention exp(-dt/S)", ylabel="memories", title=f"memory strength ({memories} live)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

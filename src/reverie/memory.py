@@ -10,18 +10,20 @@ with Reverie.open(load_settings()) as rv:
 
 from __future__ import annotations
 
+import itertools
 import json
 import threading
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, get_args
 
 import numpy as np
 import structlog
 from tqdm import tqdm
 
 from reverie.config import Settings
+from reverie.config.settings import Ranking
 from reverie.consolidation.engine import Consolidator, RunReport
 from reverie.consolidation.invariants import find_problems
 from reverie.consolidation.lineage import original_ids
@@ -38,6 +40,10 @@ from reverie.inversion.lazy import (
     MemoryText,
     cached_text,
 )
+from reverie.lifecycle.accesses import AccessLog
+from reverie.lifecycle.forgetting import ForgetReport, Forgetter
+from reverie.lifecycle.ranking import rank_by_memory
+from reverie.lifecycle.retention import strength_summary
 
 if TYPE_CHECKING:
     from reverie.inversion.blending import Blend, Parent
@@ -60,6 +66,8 @@ from reverie.storage.layouts import Layout, PayloadError
 from reverie.storage.space import ensure_free_space
 
 WRITE_BATCH = 256
+STRENGTH_SAMPLE = 20_000  # live memories whose retention stats summarises
+RANKINGS: tuple[str, ...] = get_args(Ranking)
 
 log = structlog.get_logger("reverie.memory")
 
@@ -110,11 +118,13 @@ class Reverie:
         self._ensured_size: int | None = None
         self._ensuring = threading.Lock()
         self.run_log = RunLog(settings.storage.data_dir / "runs.sqlite")
+        self.accesses = AccessLog(settings.memory)
         self.layouts = CollectionLayout.of(store, settings)
         self.store = self.layouts.bound(store)
         self.consolidator = Consolidator(
             self.store, self.collection, self.archive, settings.consolidation, self.run_log, self.layouts
         )
+        self.forgetter = Forgetter(self.consolidator.applier, self.run_log, settings.memory, settings.forget)
         self._inverter = inverter
         self._loading = threading.Lock()
         # "not loaded", "loaded: ID", "off" (inversion.model "none"), "failed: why"
@@ -136,6 +146,7 @@ class Reverie:
         self.close()
 
     def close(self) -> None:
+        self.flush_accesses()
         self.store.close()
         self.run_log.close()
 
@@ -343,10 +354,20 @@ class Reverie:
 
     # -- reading ------------------------------------------------------------------------
     def recall(
-        self, query: str | np.ndarray, k: int = 5, partition: dict[str, Any] | None = None
+        self,
+        query: str | np.ndarray,
+        k: int = 5,
+        partition: dict[str, Any] | None = None,
+        rank: str | None = None,
     ) -> list[Hit]:
+        """The k memories closest to the query; `rank` "memory" (default: `recall.rank`)
+        re-ranks the nearest by relevance, recency and importance (lifecycle/ranking.py).
+        Every hit counts as an access."""
         if k < 1:
             raise InvalidInputError("k must be at least 1")
+        rank = rank or self.settings.recall.rank
+        if rank not in RANKINGS:
+            raise InvalidInputError(f"unknown rank {rank!r}: one of {', '.join(RANKINGS)}")
         if not self.exists:
             return []
         conditions = tuple(Match(k_, v) for k_, v in self.partition_payload(partition).items())
@@ -355,17 +376,39 @@ class Reverie:
         problem = p.vector_problem(vector, self.store.vector_size(self.collection))
         if problem:
             raise InvalidInputError(f"query vector: {problem}")
-        request = QueryRequest(vector, k, filter=p.searchable_filter(Filter(must=conditions)))
-        return self.store.query(self.collection, request)
+        wanted = k * self.settings.recall.candidates if rank == "memory" else k
+        request = QueryRequest(vector, wanted, filter=p.searchable_filter(Filter(must=conditions)))
+        hits = self.store.query(self.collection, request)
+        if rank == "memory":
+            hits = rank_by_memory(hits, k, self.settings.recall, self.settings.memory, p.utcnow())
+        self.used([h.id for h in hits])
+        return hits
+
+    def used(self, ids: Sequence[PointId]) -> None:
+        """Count an access to each; the counts are written together once
+        `memory.flush_accesses` seconds have passed since the last write."""
+        self.accesses.record(ids)
+        if self.accesses.due:
+            self.flush_accesses()
+
+    def flush_accesses(self) -> int:
+        """Write the buffered accesses now (the scheduler, a run, and close do); returns
+        the points written."""
+        return self.accesses.flush(self.store, self.collection, self.consolidator.applier.lock)
 
     def get(self, point_id: str | int) -> tuple[Record, bool]:
         """A memory by id (an int, or text as typed: digits or a UUID) and whether it is
-        archived (retired into a merged point)."""
+        archived (retired into a merged point). A dormant memory read directly comes back
+        to life: the read is an access."""
         pid = self._parse_id(point_id)
         if self.exists:
             for name, archived in ((self.collection, False), (self.archive, True)):
                 found = self.store.retrieve(name, [pid])
+                if found and p.state(found[0].payload) == p.DORMANT:
+                    return self.forgetter.revive(pid), False
                 if found:
+                    if not archived:
+                        self.used([pid])
                     return found[0], archived
         raise NotFoundError(f"unknown memory id: {point_id!r}")
 
@@ -397,12 +440,43 @@ class Reverie:
         needed = 2 * touched * (4 * dimension + 1024)
         ensure_free_space(self.settings.storage.data_dir, self.settings.storage.min_free_mb, needed)
         self.consolidator.recover()
+        self.flush_accesses()  # merged points inherit their members' use as written
         return self.consolidator.run(**options)
 
     def undo(self, target: str) -> UndoReport:
         if self.exists:
             self.consolidator.recover()
+        if target.startswith("r-") and self.run_log.get_run(target).kind == "forget":
+            return self._undo_forget(target)
         return undo(self.consolidator.applier, self.run_log, target)
+
+    # -- fading and forgetting ------------------------------------------------------------
+    def forget_faded(self, dry_run: bool = False) -> ForgetReport:
+        """Memories faded below `forget.below` for `forget.after_days` go dormant (a run)."""
+        if not self.exists:
+            raise NotFoundError(f"collection {self.collection!r} is empty: nothing to forget")
+        self.ensure_collections(self.store.vector_size(self.collection))  # type: ignore[arg-type]
+        self.flush_accesses()  # what was used since the last flush is not faded
+        return self.forgetter.run(dry_run)
+
+    def revive(self, point_id: PointId | str) -> Record:
+        """A dormant memory back into the live collection (an access)."""
+        pid = self._parse_id(point_id)
+        if not self.exists:
+            raise NotFoundError(f"unknown memory id: {point_id!r}")
+        return self.forgetter.revive(pid)
+
+    def _undo_forget(self, run_id: str) -> UndoReport:
+        report = UndoReport(run_id=new_run_id(), target=run_id)
+        self.run_log.start(report.run_id, "undo", self.collection, p.now())
+        revived = self.forgetter.undo(run_id)
+        report.undone = [
+            {"revived": point_id, "from_run": run_id, "restored": [point_id]} for point_id in revived
+        ]
+        self.run_log.finish(report.run_id, "done", p.now(), {"target": run_id, "revived": len(revived)})
+        if not revived:
+            raise InvalidInputError(f"run {run_id} has no dormant memories left to bring back")
+        return report
 
     def invariant_problems(
         self, must_hold: Iterable[PointId] = (), may_hold: Iterable[PointId] | None = None
@@ -427,6 +501,9 @@ class Reverie:
             "inverted_text": 0,
             "fresh": 0,
             "quarantined": 0,
+            "dormant": 0,
+            "accesses_flushed": self.accesses.flushed,
+            "strength": None,
             "last_run": None
             if last is None
             else {
@@ -451,7 +528,11 @@ class Reverie:
             inverted_text=count(self.collection, INVERTED_FILTER),
             fresh=count(self.collection, p.FRESH_FILTER),
             quarantined=count(self.collection, Filter(must=(Match(state, p.QUARANTINED),))),
+            dormant=count(self.archive, Filter(must=(Match(state, p.DORMANT),))) if archived else 0,
         )
+        live = self.store.scroll(self.collection, p.searchable_filter())
+        sample = (r.payload for r in itertools.islice(live, STRENGTH_SAMPLE))
+        stats["strength"] = strength_summary(sample, p.utcnow(), self.settings.memory)
         return stats
 
     # -- blends --------------------------------------------------------------------------

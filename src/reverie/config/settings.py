@@ -14,6 +14,7 @@ class _Section(BaseModel):
 
 PATH_PATTERN = r"^[^.\s]+(\.[^.\s]+)*$"  # a payload key or a dotted path into nested objects
 
+Ranking = Literal["similarity", "memory"]
 LayoutName = Literal["auto", "reverie", "langchain", "llamaindex", "mcp-server-qdrant", "mem0"]
 
 
@@ -176,7 +177,13 @@ class InversionSettings(_Section):
     steps: int = Field(default=0, ge=0, le=50, description="Correction steps (gtr-base corrector only).")
     beam_width: int = Field(default=4, ge=1, le=16, description="Partial texts the search keeps per token.")
     expand: int = Field(default=6, ge=1, le=64, description="Next tokens the search tries per kept text.")
-    max_tokens: int = Field(default=40, ge=1, le=256, description="Longest text the search writes (tokens).")
+    max_tokens: int = Field(
+        default=64,
+        ge=1,
+        le=256,
+        description="Longest text the search writes (tokens); steered, it stops "
+        "near the length the model expects.",
+    )
     patience: int = Field(
         default=6, ge=1, le=256, description="Tokens without a closer text before the search stops."
     )
@@ -188,6 +195,72 @@ class InversionSettings(_Section):
     per_tick: int = Field(default=64, ge=1, description="Most points the job inverts per tick.")
     batch_size: int = Field(default=16, ge=1, le=1024, description="Vectors inverted together.")
     tick_seconds: float = Field(default=30.0, gt=0, description="Time budget of one tick of the job.")
+
+
+class MemorySettings(_Section):
+    """How use strengthens a memory and disuse lets it fade (lifecycle/retention.py)."""
+
+    flush_accesses: float = Field(
+        default=30.0,
+        gt=0,
+        description="Seconds between writes of buffered accesses (searches, reads): at most one write "
+        "per point per interval; a crash loses at most this much access history, never a memory.",
+    )
+    stability_days: float = Field(
+        default=1.0,
+        gt=0,
+        description="Stability S of a memory never used again: its retention exp(-dt/S) after dt days.",
+    )
+    spacing_hours: float = Field(
+        default=1.0,
+        ge=0,
+        description="An access this long after the last one is spaced and grows S by stability_days "
+        "(MemoryBank's rule); closer ones only count.",
+    )
+    floor: float = Field(
+        default=0.05, ge=0.0, lt=1.0, description="Retention never falls below this (no decay to zero)."
+    )
+
+
+class ForgetSettings(_Section):
+    """When a faded memory goes dormant (lifecycle/forgetting.py): out of search, kept in the
+    archive, back with `reverie revive`, a direct read, or `reverie undo RUN`."""
+
+    enabled: bool = Field(default=False, description="Run the forget job in `reverie serve`.")
+    below: float = Field(default=0.1, gt=0.0, lt=1.0, description="Retention under which a memory is fading.")
+    after_days: float = Field(
+        default=30.0, gt=0.0, description="Days a memory's retention must stay below `below`."
+    )
+    every: int = Field(default=3600, ge=1, description="Seconds between forget runs of the scheduler.")
+
+
+class RecallSettings(_Section):
+    """How a search ranks what it found."""
+
+    rank: Ranking = Field(
+        default="similarity",
+        description='"similarity": cosine only; "memory": a weighted sum of relevance, recency and '
+        "importance (or strength), each normalised over the candidates (Generative Agents).",
+    )
+    relevance_weight: float = Field(default=1.0, ge=0.0, description="Weight of the cosine to the query.")
+    recency_weight: float = Field(default=1.0, ge=0.0, description="Weight of how recently it was used.")
+    importance_weight: float = Field(
+        default=1.0,
+        ge=0.0,
+        description="Weight of the payload's `importance` where present, else the memory's strength.",
+    )
+    recency_decay: float = Field(
+        default=0.995, gt=0.0, lt=1.0, description="Recency per hour since the last access."
+    )
+    candidates: int = Field(
+        default=4, ge=1, le=100, description="Memory ranking re-ranks this many times k nearest."
+    )
+
+    @model_validator(mode="after")
+    def _some_weight(self) -> RecallSettings:
+        if self.relevance_weight + self.recency_weight + self.importance_weight == 0:
+            raise ValueError("recall: at least one of the weights must be above 0")
+        return self
 
 
 class DaemonSettings(_Section):
@@ -253,6 +326,9 @@ class Settings(_Section):
     embedder: EmbedderSettings = Field(default_factory=EmbedderSettings)
     consolidation: ConsolidationSettings = Field(default_factory=ConsolidationSettings)
     inversion: InversionSettings = Field(default_factory=InversionSettings)
+    memory: MemorySettings = Field(default_factory=MemorySettings)
+    forget: ForgetSettings = Field(default_factory=ForgetSettings)
+    recall: RecallSettings = Field(default_factory=RecallSettings)
     daemon: DaemonSettings = Field(default_factory=DaemonSettings)
     scheduler: SchedulerSettings = Field(default_factory=SchedulerSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)

@@ -3,8 +3,9 @@
 Checked (through `Reverie.invariant_problems`) by the crash, concurrency, fuzzing and
 disk-full tests and by bench/crash_torture.py and bench/soak.py; recovery must have run
 first (a crash legitimately leaves merges in flight until then).
-- every original memory is live, or archived with a live merged point holding it in its
-  lineage (exactly once: live weights sum to the number of originals covered);
+- every original memory is live or dormant, or archived with a live or dormant merged
+  point holding it in its lineage (exactly once: their weights sum to the originals covered);
+- no memory is live and dormant at once;
 - nothing is left in flight (`committing`, `verified`, `undoing`);
 - every archive copy points to a merged point that exists (live, or archived itself);
 - the run log agrees: no run left `running`, no merge left `applying`/`undoing`, every
@@ -37,13 +38,19 @@ def find_problems(
     in_flight = sorted({p.state(r.payload) for r in live} & set(p.IN_FLIGHT))
     if in_flight:
         problems.append(f"points left in flight: {in_flight}")
-    copies = list(store.scroll(archive)) if store.collection_exists(archive) else []
-    lineages = lineage_map(live, copies)
+    archived = list(store.scroll(archive)) if store.collection_exists(archive) else []
+    # a dormant memory (forgotten, revivable) stands for its originals as a live one does
+    dormant = [r for r in archived if p.state(r.payload) == p.DORMANT]
+    copies = [r for r in archived if p.state(r.payload) != p.DORMANT]
+    both = {str(r.id) for r in live} & {str(r.id) for r in dormant}
+    if both:
+        problems.append(f"memories both live and dormant: {sorted(both)[:10]}")
+    lineages = lineage_map([*live, *dormant], copies)
     covered = Counter(str(i) for originals in lineages.values() for i in originals)
     twice = [i for i, n in covered.items() if n > 1]
     if twice:
         problems.append(f"originals in more than one live lineage: {twice[:10]}")
-    weights = sum(p.weight(r.payload) for r in live)
+    weights = sum(p.weight(r.payload) for r in [*live, *dormant])
     if weights != len(covered):
         problems.append(f"live weights sum to {weights}, but {len(covered)} originals are covered")
     lost = {str(i) for i in must_hold} - covered.keys()
@@ -54,7 +61,7 @@ def find_problems(
         if unknown:
             problems.append(f"originals nobody wrote: {sorted(unknown)[:10]}")
     live_ids = {str(r.id) for r in live}
-    archived_ids = {str(r.id) for r in copies}
+    archived_ids = {str(r.id) for r in archived}
     for copy in copies:
         into = str(p.meta(copy.payload).get("archived", {}).get("merged_into"))
         if into not in live_ids and into not in archived_ids:

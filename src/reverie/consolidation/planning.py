@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from reverie.consolidation.clustering import centroid
+from reverie.lifecycle.retention import inherited
 from reverie.storage import PointId, Record
 from reverie.storage import payload as p
 from reverie.storage.base import SparseVector, Vector
@@ -50,6 +51,7 @@ class MergePlan:
             "run_id": run_id,
             "merged_at": p.now(),
             "text_source": "pending" if label is None else "label",
+            "use": inherited([m.payload for m in self.members]).as_payload(),
         }
         if label is not None:
             stamp["label"] = {"id": label.source, "cosine": label.cosine}

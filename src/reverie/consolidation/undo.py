@@ -120,6 +120,11 @@ def _check(applier: MergeApplier, merge: MergeRecord) -> Record:
     found = store.retrieve(applier.collection, [merge.merge_id])
     if not found:
         archived = store.retrieve(applier.archive, [merge.merge_id], with_vectors=False)
+        if archived and p.state(archived[0].payload) == p.DORMANT:
+            raise InvalidInputError(
+                f"merged memory {merge.merge_id} is dormant (faded, forgotten by run "
+                f"{p.meta(archived[0].payload)['dormant'].get('run_id')}): `reverie revive` it first"
+            )
         if archived:
             into = p.meta(archived[0].payload).get("archived", {})
             raise InvalidInputError(

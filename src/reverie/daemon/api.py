@@ -22,8 +22,9 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel, ConfigDict, Field
 
 from reverie import __version__
+from reverie.config.settings import Ranking
 from reverie.daemon.service import Service
-from reverie.display import memory_json
+from reverie.display import forget_json, memory_json, score_json
 from reverie.errors import (
     ConflictError,
     InvalidInputError,
@@ -72,6 +73,11 @@ class SearchRequest(_Body):
     vector: list[float] | None = None
     k: int = Field(default=5, ge=1, le=1000)
     partition: dict[str, PartitionValue] = Field(default_factory=dict)
+    rank: Ranking | None = Field(default=None, description="similarity or memory (default: recall.rank)")
+
+
+class FadeRequest(_Body):
+    dry_run: bool = False
 
 
 class BlendRequest(_Body):
@@ -217,9 +223,9 @@ def create_app(service: Service, scheduler: BaseScheduler | None = None) -> Fast
             raise InvalidInputError("give exactly one of text or vector")
         limits.check_text(body.text, "query")
         query = body.text if body.text is not None else as_vector(body.vector)
-        hits = rv.recall(query, k=body.k, partition=dict(body.partition))
+        hits = rv.recall(query, k=body.k, partition=dict(body.partition), rank=body.rank)
         layout = rv.layout
-        return {"hits": [memory_json(h, cached_text(h, layout)) | {"score": h.score} for h in hits]}
+        return {"hits": [memory_json(h, cached_text(h, layout)) | score_json(h) for h in hits]}
 
     @protected.get("/memories/{point_id}")
     def get(point_id: str) -> dict[str, Any]:
@@ -255,6 +261,17 @@ def create_app(service: Service, scheduler: BaseScheduler | None = None) -> Fast
     def trigger(body: RunRequest) -> dict[str, Any]:
         report = service.consolidate(**body.model_dump())
         return report.summary() | {"merges": report.merges, "skipped": report.skipped}
+
+    @protected.post("/fade")
+    def fade(body: FadeRequest) -> dict[str, Any]:
+        """Memories faded long enough go dormant (a run of kind `forget`; `reverie undo RUN`)."""
+        return forget_json(service.forget_faded(body.dry_run))
+
+    @protected.post("/memories/{point_id}/revive")
+    def revive(point_id: str) -> dict[str, Any]:
+        """A dormant memory back into the live collection (an access)."""
+        record = rv.revive(point_id)
+        return memory_json(record, cached_text(record, rv.layout))
 
     @protected.post("/undo/{target}")
     def undo(target: str) -> dict[str, Any]:

@@ -59,9 +59,15 @@ class DaemonClient:
         body = {"memories": memories, "partition": partition or {}}
         return self._call("POST", "/memories", json=body)["ids"]
 
-    def recall(self, query: str, k: int = 5, partition: dict[str, Any] | None = None) -> list[Hit]:
-        found = self._call("POST", "/search", json={"text": query, "k": k, "partition": partition or {}})
-        return [Hit(h["id"], None, _payload(h), score=h["score"]) for h in found["hits"]]
+    def recall(
+        self, query: str, k: int = 5, partition: dict[str, Any] | None = None, rank: str | None = None
+    ) -> list[Hit]:
+        body = {"text": query, "k": k, "partition": partition or {}, "rank": rank}
+        found = self._call("POST", "/search", json=body)
+        return [
+            Hit(h["id"], None, _payload(h), score=h["score"], parts=h.get("score_parts", {}))
+            for h in found["hits"]
+        ]
 
     def get(self, point_id: str | int) -> tuple[Record, bool]:
         found = self._call("GET", f"/memories/{point_id}")
@@ -99,6 +105,18 @@ class DaemonClient:
         from reverie.consolidation.undo import UndoReport
 
         return UndoReport(**self._call("POST", f"/undo/{target}"))
+
+    def forget_faded(self, dry_run: bool = False) -> Any:
+        from reverie.lifecycle.forgetting import ForgetReport
+
+        found = self._call("POST", "/fade", json={"dry_run": dry_run})
+        return ForgetReport(
+            found["run_id"], found["dry_run"], found["due"], found["dormant"], found["kept_rewritten"]
+        )
+
+    def revive(self, point_id: str) -> Record:
+        found = self._call("POST", f"/memories/{point_id}/revive")
+        return Record(found["id"], None, _payload(found))
 
     def stats(self) -> dict[str, Any]:
         return self._call("GET", "/stats")

@@ -41,6 +41,12 @@ class Metrics:
             registry=r,
         )
         self.inverted = Counter("reverie_inverted_points_total", "Merged points inverted", registry=r)
+        self.accesses = Gauge(
+            "reverie_accesses_flushed", "Accesses (search hits, reads) written since start", registry=r
+        )
+        self.strength = Gauge(
+            "reverie_strength_memories", "Live memories by tenth of retention", ["upper"], registry=r
+        )
 
     def observe_inversion(self, points: int, seconds: float) -> None:
         self.inverted.inc(points)
@@ -60,4 +66,8 @@ class Metrics:
     def render(self, stats: dict[str, Any]) -> bytes:
         for kind in POINT_KINDS:
             self.points.labels(kind).set(stats[kind])
+        self.accesses.set(stats["accesses_flushed"])
+        histogram = (stats.get("strength") or {}).get("histogram") or []
+        for index, count in enumerate(histogram):
+            self.strength.labels(f"{(index + 1) / len(histogram):.1f}").set(count)
         return generate_latest(self.registry)

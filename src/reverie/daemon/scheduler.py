@@ -1,5 +1,6 @@
 """The scheduled jobs (APScheduler): consolidate on an interval or a crontab, storage
-maintenance, and (with an inverter configured) inversion of settled merged points.
+maintenance, the write of buffered accesses, and (with an inverter configured) inversion
+of settled merged points.
 One instance of a job at a time, missed runs coalesced into one; a consolidation that
 would overlap another, or an undo from the API, is skipped and logged."""
 
@@ -37,6 +38,20 @@ def start_scheduler(service: Service, settings: SchedulerSettings) -> Background
         id="maintain",
         name="maintain",
     )
+    scheduler.add_job(
+        _job("flush-accesses", service.rv.flush_accesses),
+        IntervalTrigger(seconds=service.rv.settings.memory.flush_accesses),
+        id="flush-accesses",
+        name="write buffered accesses",
+    )
+    forget = service.rv.settings.forget
+    if forget.enabled:
+        scheduler.add_job(
+            _job("forget", service.forget_faded),
+            IntervalTrigger(seconds=forget.every),
+            id="forget",
+            name="faded memories go dormant",
+        )
     if service.rv.settings.inversion.model != "none":
         scheduler.add_job(
             _job("invert", service.invert_pending),

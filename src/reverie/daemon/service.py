@@ -17,6 +17,7 @@ from reverie.consolidation.engine import RunReport
 from reverie.consolidation.undo import UndoReport
 from reverie.daemon.metrics import Metrics
 from reverie.errors import BusyError, ReverieError
+from reverie.lifecycle.forgetting import ForgetReport
 from reverie.memory import Reverie
 
 log = structlog.get_logger("reverie.service")
@@ -83,6 +84,11 @@ class Service:
             finally:
                 self.metrics.observe_run(report, time.perf_counter() - started)
             return report
+
+    def forget_faded(self, dry_run: bool = False) -> ForgetReport:
+        """The forget job: faded memories go dormant, one run at a time like the others."""
+        with self._turn():
+            return self.rv.forget_faded(dry_run)
 
     def undo(self, target: str) -> UndoReport:
         with self._turn():

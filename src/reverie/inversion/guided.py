@@ -15,7 +15,7 @@ never further from the vector than the best of them, and their words steer the p
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -92,6 +92,9 @@ class GuidedSearch:
             best = Found(given[top], float(scores[top]), True)
             closest = [given[i] for i in np.argsort(-scores)[:PROMPT_HYPOTHESES]]
         closest = closest or [c for c in context if c.strip()][:PROMPT_HYPOTHESES]
+        if given:  # a text read from its members or parents runs about as long as they do
+            longest = max(len(self.lm.encode(h)) for h in given)
+            steering = replace(steering, expected_tokens=min(steering.expected_tokens or longest, longest))
         written = self._beam(target, steering, closest)
         if written is not None and written.cosine > best.cosine:
             written = self._polish(written, target, steering.keywords)

@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -160,7 +160,7 @@ class LazyInversion:
         if inverter is None or not self.store.collection_exists(self.collection):
             return {"inverted": 0, "pending": 0}
         s = self.settings
-        settled = datetime.now(UTC) - timedelta(seconds=s.settle_seconds)
+        settled = p.utcnow() - timedelta(seconds=s.settle_seconds)
         settled_before = settled.isoformat(timespec="milliseconds")  # as merged_at is written
         pending = list(self.store.scroll(self.collection, UNINVERTED_FILTER, with_vectors=True))
         foreign = [r for r in pending if not _compatible(r, inverter)]

@@ -42,13 +42,19 @@ class SparseVector:
 
     @classmethod
     def of(cls, indices: Any, values: Any) -> SparseVector:
-        """Checked: the same number of indices and values, no negative index, finite values."""
-        idx = np.asarray(indices, dtype=np.int64).reshape(-1)
+        """Checked: the same number of indices and values, indices in 0..2**32-1 (Qdrant's),
+        finite values."""
+        try:
+            idx = np.asarray(indices, dtype=np.int64).reshape(-1)
+        except OverflowError:
+            raise ValueError("an index over 2**32 - 1") from None
         val = np.asarray(values, dtype=np.float32).reshape(-1)
         if idx.size != val.size:
             raise ValueError(f"{idx.size} indices but {val.size} values")
         if idx.size and int(idx.min()) < 0:
             raise ValueError(f"negative index {int(idx.min())}")
+        if idx.size and int(idx.max()) >= 2**32:
+            raise ValueError(f"index {int(idx.max())} over 2**32 - 1")
         if not np.all(np.isfinite(val)):
             raise ValueError("NaN or infinite values")
         return cls(idx, val)
@@ -93,6 +99,7 @@ class VectorSchema:
 @dataclass
 class Hit(Record):
     score: float = 0.0
+    parts: dict[str, float] = field(default_factory=dict)  # what a ranked score is made of
 
 
 @dataclass(frozen=True)

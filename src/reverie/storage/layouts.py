@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from reverie.storage.base import Record
-from reverie.storage.payload import BLEND, KEY, agent_payload, meta
+from reverie.storage.payload import BLEND, KEY, agent_payload, meta, utcnow
 
 MISSING = object()
 
@@ -235,10 +235,9 @@ class Mem0Layout(Layout):
         return payload
 
     def new_payload(self, text: str | None, metadata: Mapping[str, Any], tenant: Mapping[str, Any]) -> dict:
-        from datetime import UTC, datetime
 
         payload = super().new_payload(text, metadata, tenant)
-        payload.setdefault("created_at", datetime.now(UTC).isoformat())
+        payload.setdefault("created_at", utcnow().isoformat())
         payload["updated_at"] = payload["created_at"]
         return payload
 

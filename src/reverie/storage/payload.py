@@ -4,7 +4,7 @@ Agents' own keys are never touched. Under `_reverie`:
   kind         "original" | "merged"
   state        "fresh" (not yet adopted) | "live" | "committing" (a merge in flight)
                | "verified" (in flight, members checked) | "undoing" (an undo in flight)
-               | "quarantined" (invalid vector)
+               | "quarantined" (invalid vector) | "dormant" (faded: archive only, revivable)
   weight       how many original memories this point stands for
   merged_from  ids of the points a merged point replaced (merged points only); the
                originals behind it are found through the archive (consolidation/lineage.py)
@@ -13,6 +13,8 @@ Agents' own keys are never touched. Under `_reverie`:
   embedder     the model reverie embedded the text with (a merged point: its members' common one)
   inversion    {text, fidelity, inverter, steps, beam_width, vector digest, at}: merged points, once read
   archived     {merged_into, run_id, at}: only on archive copies; removed on undo
+  use          {count, last, spaced}: accesses, buffered and flushed (lifecycle/accesses.py)
+  dormant      {run_id, at, reason, retention, was}: a forgotten memory's archive copy
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ COMMITTING = "committing"
 VERIFIED = "verified"
 UNDOING = "undoing"
 QUARANTINED = "quarantined"
+DORMANT = "dormant"  # faded and forgotten: only in the archive, until revived
 IN_FLIGHT = (COMMITTING, VERIFIED, UNDOING)
 
 ORIGINAL = "original"
@@ -43,8 +46,27 @@ MERGED = "merged"
 BLEND = "blend"  # a saved blend: a new memory beside its parents, never merged
 
 
+def _wall_clock() -> datetime:
+    return datetime.now(UTC)
+
+
+_clock: Callable[[], datetime] = _wall_clock
+
+
+def utcnow() -> datetime:
+    """The time memories are stamped and aged by: the wall clock, or a simulation's
+    (bench/memory_life.py lives through months in minutes)."""
+    return _clock()
+
+
+def set_clock(clock: Callable[[], datetime] | None) -> None:
+    """Use `clock` for every stamp and age from now on (None: the wall clock again)."""
+    global _clock
+    _clock = clock or _wall_clock
+
+
 def now() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds")
+    return utcnow().isoformat(timespec="milliseconds")
 
 
 def meta(payload: dict[str, Any]) -> dict[str, Any]:

@@ -1,0 +1,1 @@
+"""Memory that lives: use remembered, strength and fading, ranking that can use them."""

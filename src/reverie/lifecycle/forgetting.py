@@ -1,0 +1,224 @@
+"""Forgetting that can be undone: a memory whose retention has stayed below `forget.below`
+for `forget.after_days` goes dormant. It leaves the live collection (out of every search,
+reverie's and the agent's own tool's) for the archive, with the reason and the run, and
+comes back with `reverie revive ID`, a direct read, or `reverie undo RUN`.
+
+Crash safety, per batch under the merge lock (the same rule as merges: at no moment is a
+memory in neither collection):
+  1. intent   the run log holds each point as `forgetting`;
+  2. copy     the dormant copy goes into the archive;
+  3. mark     the live point is marked with the run (`_reverie.forgetting`);
+  4. delete   live points still marked are deleted (an agent's rewrite drops the mark, and
+              the rewritten memory stays live: its dormant copy is voided).
+Recovery settles every `forgetting` entry: live again -> the copy is voided; only the copy
+left -> dormant. Revive writes the live point first, then drops the copy; a dormant copy
+whose id is live is void, and recovery drops it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import structlog
+
+from reverie.config import ForgetSettings, MemorySettings
+from reverie.consolidation.apply import MergeApplier
+from reverie.consolidation.runs import RunLog, new_run_id
+from reverie.errors import InvalidInputError, NotFoundError
+from reverie.lifecycle.retention import reinforced, retention, use_of
+from reverie.storage import Filter, Match, PointId, Record
+from reverie.storage import payload as p
+
+log = structlog.get_logger("reverie.forget")
+
+FORGETTING = f"{p.KEY}.forgetting"  # the run taking the live point (steps 3-4)
+BATCH = 256
+
+
+@dataclass
+class ForgetReport:
+    run_id: str
+    dry_run: bool
+    considered: int = 0
+    dormant: list[dict[str, Any]] = field(default_factory=list)
+    kept_rewritten: list[PointId] = field(default_factory=list)
+
+
+def faded_since(payload: dict[str, Any], memory: MemorySettings, below: float) -> datetime | None:
+    """When the memory's retention fell below `below`: exp(-dt/S) = below at dt = S ln(1/below).
+    None when it never does (the floor is at or above it)."""
+    if memory.floor >= below:
+        return None
+    use = use_of(payload)
+    return use.last + timedelta(days=use.stability(memory) * math.log(1.0 / below))
+
+
+class Forgetter:
+    """The `forget` job, `revive`, the undo of a forget run, and their recovery."""
+
+    def __init__(
+        self, applier: MergeApplier, run_log: RunLog, memory: MemorySettings, forget: ForgetSettings
+    ) -> None:
+        self.applier, self.run_log = applier, run_log
+        self.store, self.collection, self.archive = applier.store, applier.collection, applier.archive
+        self.memory, self.forget = memory, forget
+
+    def due(self, at: datetime) -> list[Record]:
+        """Live memories faded below the threshold long enough; pinned ones never fade."""
+        layout = self.applier.layouts.get()
+        after = timedelta(days=self.forget.after_days)
+        ids = []
+        for record in self.store.scroll(self.collection, p.searchable_filter()):
+            since = faded_since(record.payload, self.memory, self.forget.below)
+            if since is not None and at - since >= after and not layout.pinned(record.payload):
+                ids.append(record.id)
+        # vectors only for those going: a scan of a million payloads, not of their vectors
+        return [
+            r
+            for s in range(0, len(ids), BATCH)
+            for r in self.store.retrieve(self.collection, ids[s : s + BATCH])
+        ]
+
+    def run(self, dry_run: bool = False, at: datetime | None = None) -> ForgetReport:
+        """One forget run, on record in the run log like a consolidation (kind `forget`)."""
+        moment = at or p.utcnow()
+        report = ForgetReport(new_run_id(), dry_run)
+        with structlog.contextvars.bound_contextvars(run_id=report.run_id), self.applier.lock:
+            self.recover()
+            due = self.due(moment)
+            report.considered = len(due)
+            if not dry_run:
+                self.run_log.start(report.run_id, "forget", self.collection, p.now())
+                for start in range(0, len(due), BATCH):
+                    self._forget(due[start : start + BATCH], report, moment)
+                summary = {"dormant": len(report.dormant), "kept_rewritten": len(report.kept_rewritten)}
+                self.run_log.finish(report.run_id, "done", p.now(), summary)
+            log.info("forget.summary", dry_run=dry_run, due=len(due), dormant=len(report.dormant))
+        return report
+
+    def _forget(self, records: list[Record], report: ForgetReport, at: datetime) -> None:
+        run_id = report.run_id
+        details = {str(r.id): self._detail(r, at) for r in records}
+        self.run_log.add_merges(run_id, [(i, "forgetting", d) for i, d in details.items()])
+        copies = [self._dormant_copy(r, details[str(r.id)], run_id) for r in records]
+        self.store.upsert(self.archive, copies)
+        ids = [r.id for r in records]
+        self.store.set_payload(self.collection, ids, {"forgetting": run_id}, key=p.KEY)
+        self.store.delete(self.collection, ids, only=Filter(must=(Match(FORGETTING, run_id),)))
+        still = {str(r.id) for r in self.store.retrieve(self.collection, ids, with_vectors=False)}
+        if still:  # rewritten by an agent meanwhile: the new version stays live
+            self._void(sorted(still), run_id)
+            report.kept_rewritten += [i for i in ids if str(i) in still]
+        for point_id in ids:
+            if str(point_id) not in still:
+                self.run_log.set_merge_status(run_id, str(point_id), "dormant")
+                report.dormant.append(details[str(point_id)])
+                log.info("forget.dormant", **details[str(point_id)])
+
+    def _detail(self, record: Record, at: datetime) -> dict[str, Any]:
+        use = use_of(record.payload)
+        return {
+            "id": record.id,
+            "reason": f"retention below {self.forget.below} for {self.forget.after_days} days",
+            "retention": round(retention(use, at, self.memory), 4),
+            "last_access": use.last.isoformat(timespec="seconds"),
+            "accesses": use.count,
+        }
+
+    def _dormant_copy(self, record: Record, detail: dict[str, Any], run_id: str) -> Record:
+        stamp = p.meta(record.payload)
+        dormant = {
+            "run_id": run_id,
+            "at": p.now(),
+            "reason": detail["reason"],
+            "retention": detail["retention"],
+            "was": stamp.get("state", p.FRESH),
+        }
+        payload = p.with_meta(record.payload, state=p.DORMANT, dormant=dormant, forgetting=None)
+        return Record(record.id, record.vector, payload, record.others)
+
+    def _void(self, ids: list[str], run_id: str) -> None:
+        """The forget of these did not happen: drop their dormant copies and the mark."""
+        live = self.store.retrieve(self.collection, ids, with_vectors=False)
+        self.store.delete(self.archive, ids, only=Filter(must=(Match(f"{p.KEY}.state", p.DORMANT),)))
+        self.store.set_payload(self.collection, [r.id for r in live], {"forgetting": None}, key=p.KEY)
+        for point_id in ids:
+            self.run_log.set_merge_status(run_id, point_id, "void")
+
+    # -- coming back --------------------------------------------------------------------
+    def dormant(self, point_id: PointId) -> Record | None:
+        found = self.store.retrieve(self.archive, [point_id]) if self._archive_exists() else []
+        if found and p.state(found[0].payload) == p.DORMANT:
+            return found[0]
+        return None
+
+    def revive(self, point_id: PointId, access: bool = True) -> Record:
+        """Back into the live collection as it was (a read counts as an access; an undo
+        does not), then the dormant copy goes."""
+        with self.applier.lock:
+            copy = self.dormant(point_id)
+            if copy is None:
+                raise self._not_dormant(point_id)
+            stamp = p.meta(copy.payload)
+            dormant = stamp.get("dormant", {})
+            payload = p.with_meta(copy.payload, state=dormant.get("was", p.LIVE), dormant=None)
+            if access:
+                use = reinforced(use_of(copy.payload), 1, p.utcnow(), self.memory)
+                payload = p.with_meta(payload, use=use.as_payload())
+            record = Record(copy.id, copy.vector, payload, copy.others)
+            self.store.upsert(self.collection, [record])
+            self.store.delete(
+                self.archive, [copy.id], only=Filter(must=(Match(f"{p.KEY}.state", p.DORMANT),))
+            )
+            if dormant.get("run_id"):
+                self.run_log.set_merge_status(dormant["run_id"], str(copy.id), "revived")
+            log.info("forget.revived", id=copy.id, run_id=dormant.get("run_id"), access=access)
+            return record
+
+    def _not_dormant(self, point_id: PointId) -> Exception:
+        if self.store.retrieve(self.collection, [point_id], with_vectors=False):
+            return InvalidInputError(f"memory {point_id} is live, not dormant: nothing to revive")
+        archived = (
+            self.store.retrieve(self.archive, [point_id], with_vectors=False)
+            if self._archive_exists()
+            else []
+        )
+        if archived:
+            into = p.meta(archived[0].payload).get("archived", {}).get("merged_into")
+            return InvalidInputError(f"memory {point_id} is not dormant: it was merged into {into}")
+        return NotFoundError(f"unknown memory id: {point_id!r}")
+
+    def undo(self, run_id: str) -> list[PointId]:
+        """Every memory a forget run made dormant and that is still dormant, back as it was."""
+        revived = []
+        for entry in self.run_log.merges(run_id):
+            if entry.status == "dormant":
+                revived.append(self.revive(entry.detail["id"], access=False).id)
+        return revived
+
+    # -- recovery -----------------------------------------------------------------------
+    def recover(self) -> None:
+        """Settle forgets a crash interrupted and dormant copies a crashed revive left."""
+        with self.applier.lock:
+            for entry in self.run_log.merges_in_status("forgetting"):
+                point_id = entry.detail["id"]
+                if self.store.retrieve(self.collection, [point_id], with_vectors=False):
+                    self._void([str(point_id)], entry.run_id)
+                elif self.dormant(point_id) is not None:
+                    self.run_log.set_merge_status(entry.run_id, entry.merge_id, "dormant")
+                else:
+                    self.run_log.set_merge_status(entry.run_id, entry.merge_id, "void")
+            if not self._archive_exists():
+                return
+            copies = self.store.scroll(self.archive, Filter(must=(Match(f"{p.KEY}.state", p.DORMANT),)))
+            ids = [c.id for c in copies]
+            for start in range(0, len(ids), BATCH):
+                live = self.store.retrieve(self.collection, ids[start : start + BATCH], with_vectors=False)
+                if live:
+                    self.store.delete(self.archive, [r.id for r in live])
+
+    def _archive_exists(self) -> bool:
+        return self.store.collection_exists(self.archive)

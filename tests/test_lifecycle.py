@@ -1,0 +1,324 @@
+"""Use remembered, strength and fading, ranking by memory: on the real engines."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from reverie.config import MemorySettings, RecallSettings, Settings
+from reverie.errors import InvalidInputError, NotFoundError
+from reverie.inversion.embedders import Embedder
+from reverie.lifecycle.ranking import importance, rank_by_memory
+from reverie.lifecycle.retention import Use, inherited, reinforced, retention, use_of
+from reverie.memory import Reverie
+from reverie.storage import Hit, Record
+from reverie.storage import payload as p
+
+from conftest import make_store
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+MEMORY = MemorySettings(stability_days=2.0, spacing_hours=1.0, floor=0.05)
+
+
+def test_retention_fades_with_time_and_never_below_the_floor() -> None:
+    use = Use(count=0, last=T0, spaced=0)
+    assert retention(use, T0, MEMORY) == 1.0
+    assert retention(use, T0 + timedelta(days=2), MEMORY) == pytest.approx(np.exp(-1))
+    assert retention(use, T0 + timedelta(days=365), MEMORY) == 0.05
+
+
+def test_a_clock_that_goes_backwards_counts_as_no_time() -> None:
+    use = Use(count=3, last=T0, spaced=1)
+    assert retention(use, T0 - timedelta(days=30), MEMORY) == 1.0
+
+
+def test_only_spaced_accesses_make_a_memory_more_stable() -> None:
+    use = Use(count=1, last=T0, spaced=0)
+    crammed = reinforced(use, 5, T0 + timedelta(minutes=1), MEMORY)
+    assert (crammed.count, crammed.spaced) == (6, 0)
+    spaced = reinforced(use, 1, T0 + timedelta(days=1), MEMORY)
+    assert (spaced.count, spaced.spaced, spaced.last) == (2, 1, T0 + timedelta(days=1))
+    later = T0 + timedelta(days=5)
+    assert retention(spaced, later, MEMORY) > retention(crammed, later, MEMORY)
+
+
+def test_use_is_read_from_the_payload_and_starts_when_written() -> None:
+    payload = {p.KEY: {"created_at": T0.isoformat()}}
+    assert use_of(payload) == Use(0, T0, 0)
+    stored = {p.KEY: {"use": Use(4, T0, 2).as_payload()}}
+    assert use_of(stored) == Use(4, T0, 2)
+    garbage = {
+        p.KEY: {"created_at": T0.isoformat(), "use": {"count": -3, "last": "yesterday", "spaced": True}}
+    }
+    assert use_of(garbage) == Use(0, T0, 0)
+
+
+def test_a_merged_memory_inherits_its_members_history() -> None:
+    members = [
+        {p.KEY: {"use": Use(3, T0, 1).as_payload()}},
+        {p.KEY: {"use": Use(2, T0 + timedelta(days=1), 0).as_payload()}},
+    ]
+    assert inherited(members) == Use(5, T0 + timedelta(days=1), 1)
+
+
+@pytest.mark.parametrize(("given", "expected"), [(0.3, 0.3), (7, 0.7), (42, 1.0), (-1, 0.0), ("high", None)])
+def test_importance_comes_from_the_writers_payload(given: object, expected: float | None) -> None:
+    assert importance({"importance": given}) == expected
+    assert importance({"metadata": {"importance": given}}) == expected
+
+
+def _hit(point_id: int, score: float, use: Use, **payload: object) -> Hit:
+    return Hit(point_id, None, {**payload, p.KEY: {"use": use.as_payload()}}, score=score)
+
+
+def test_memory_ranking_lets_a_used_memory_outrank_a_closer_forgotten_one() -> None:
+    now = T0 + timedelta(days=60)
+    forgotten = _hit(1, 0.82, Use(0, T0, 0))
+    used = _hit(2, 0.78, Use(20, now - timedelta(hours=1), 6))
+    ranked = rank_by_memory([forgotten, used], 2, RecallSettings(rank="memory"), MEMORY, now)
+    assert [h.id for h in ranked] == [2, 1]
+    assert set(ranked[0].parts) >= {"relevance", "recency", "importance"}
+    assert ranked[0].parts["relevance"] == 0.78
+    only_relevance = RecallSettings(rank="memory", recency_weight=0, importance_weight=0)
+    assert [h.id for h in rank_by_memory([forgotten, used], 2, only_relevance, MEMORY, now)] == [1, 2]
+
+
+def test_the_writers_importance_wins_over_strength() -> None:
+    now = T0 + timedelta(days=1)
+    plain = _hit(1, 0.8, Use(0, T0, 0), importance=2)
+    vital = _hit(2, 0.8, Use(0, T0, 0), importance=9)
+    settings = RecallSettings(rank="memory", recency_weight=0)
+    assert [h.id for h in rank_by_memory([plain, vital], 2, settings, MEMORY, now)] == [2, 1]
+
+
+# -- through the library, on both engines --------------------------------------------------
+
+
+@pytest.fixture
+def memory(store_kind: str, tmp_path: Path, embedder: Embedder) -> Iterator[Reverie]:
+    settings = Settings()
+    settings.storage.data_dir = tmp_path / "data"
+    settings.inversion.model = "none"
+    settings.memory.flush_accesses = 3600.0  # flushed only when a test says so
+    r = Reverie(settings, make_store(store_kind, tmp_path), embedder)
+    yield r
+    r.close()
+
+
+def _use(rv: Reverie, point_id: object) -> dict[str, object] | None:
+    record = rv.store.retrieve(rv.collection, [point_id], with_vectors=False)[0]
+    return p.meta(record.payload).get("use")
+
+
+def test_searches_are_counted_in_memory_and_written_in_one_flush(memory: Reverie) -> None:
+    ids = memory.remember(["The user prefers tea over coffee.", "The office is in Lisbon."])
+    for _ in range(3):
+        assert memory.recall("what does the user drink", k=1)[0].id == ids[0]
+    assert _use(memory, ids[0]) is None  # no store write per search
+    assert memory.flush_accesses() == 1
+    assert _use(memory, ids[0])["count"] == 3
+    assert _use(memory, ids[1]) is None
+    memory.get(ids[1])  # a direct read is an access too
+    memory.flush_accesses()
+    assert _use(memory, ids[1])["count"] == 1
+    assert memory.accesses.flushed == 4
+
+
+def test_closing_flushes_what_is_pending(store_kind: str, tmp_path: Path, embedder: Embedder) -> None:
+    settings = Settings()
+    settings.storage.data_dir = tmp_path / "data"
+    settings.inversion.model = "none"
+    settings.memory.flush_accesses = 3600.0
+    first = Reverie(settings, make_store(store_kind, tmp_path), embedder)
+    ids = first.remember(["The user's dog is called Rex."])
+    first.recall("dog's name", k=1)
+    if store_kind == "edge":  # an in-memory client store does not outlive its process
+        first.close()
+        again = Reverie(settings, make_store(store_kind, tmp_path), embedder)
+        assert _use(again, ids[0])["count"] == 1
+        again.close()
+    else:
+        first.flush_accesses()
+        assert _use(first, ids[0])["count"] == 1
+        first.close()
+
+
+def test_an_agent_written_point_gets_its_use_recorded(memory: Reverie, embedder: Embedder) -> None:
+    vector = embedder.encode(["The meeting moved to Thursday."])[0]
+    memory.ensure_collections(vector.size)
+    memory.store.upsert(memory.collection, [Record(7, vector, {"text": "The meeting moved to Thursday."})])
+    assert memory.recall("when is the meeting", k=1)[0].id == 7
+    memory.flush_accesses()
+    record = memory.store.retrieve(memory.collection, [7], with_vectors=False)[0]
+    assert record.payload["text"] == "The meeting moved to Thursday."
+    assert p.meta(record.payload)["use"]["count"] == 1
+
+
+def test_merged_points_inherit_their_members_use(memory: Reverie) -> None:
+    ids = memory.remember(["The user prefers tea over coffee.", "The user likes tea more than coffee."])
+    memory.recall("The user prefers tea over coffee.", k=2)
+    memory.get(ids[0])
+    report = memory.consolidate(full=True)  # flushes first: nothing of the history is lost
+    assert len(report.merges) == 1
+    merged = memory.recall("tea or coffee", k=1)[0]
+    assert p.meta(merged.payload)["kind"] == p.MERGED
+    assert p.meta(merged.payload)["use"]["count"] == 3
+
+
+def test_recall_by_memory_reports_each_part_of_the_score(memory: Reverie) -> None:
+    memory.remember(["The user prefers tea over coffee.", "The user drinks water at night."])
+    hits = memory.recall("what does the user drink", k=2, rank="memory")
+    assert len(hits) == 2
+    assert all(set(h.parts) >= {"relevance", "recency", "importance"} for h in hits)
+    plain = memory.recall("what does the user drink", k=2)
+    assert all(not h.parts for h in plain)
+    with pytest.raises(Exception, match="rank"):
+        memory.recall("tea", rank="popularity")
+
+
+def test_the_api_ranks_by_memory_on_request_and_names_a_bad_rank(tmp_path: Path, embedder: Embedder) -> None:
+    from reverie.daemon.api import create_app
+    from reverie.daemon.service import Service
+
+    from helpers import running
+
+    settings = Settings()
+    settings.storage.data_dir = tmp_path / "data"
+    settings.inversion.model = "none"
+    settings.memory.flush_accesses = 0.001  # every access writes what came before it
+    with Reverie.open(settings, embedder) as rv, running(create_app(Service(rv))) as api:
+        api.post(
+            "/memories", json={"memories": [{"text": "The user prefers tea."}, {"text": "Rome is old."}]}
+        )
+        hits = api.post("/search", json={"text": "tea", "k": 2, "rank": "memory"}).json()["hits"]
+        assert len(hits) == 2 and {"relevance", "recency", "importance"} <= set(hits[0]["score_parts"])
+        assert "score_parts" not in api.post("/search", json={"text": "tea", "k": 1}).json()["hits"][0]
+        refused = api.post("/search", json={"text": "tea", "rank": "popularity"})
+        assert refused.status_code == 422 and "rank" in refused.text
+        metrics = api.get("/metrics").text
+        assert 'reverie_strength_memories{upper="1.0"} 2.0' in metrics  # both just written
+        assert "reverie_accesses_flushed 3.0" in metrics  # each search flushed the one before
+
+
+def test_the_cli_shows_the_parts_of_a_memory_score_and_a_memorys_use(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], embedder: Embedder
+) -> None:
+    from reverie.cli import main
+
+    def cli(*args: str) -> str:
+        assert main(["--data-dir", str(tmp_path / "data"), *args]) == 0
+        return capsys.readouterr().out
+
+    cli("remember", "The user prefers tea over coffee.")
+    out = cli("recall", "what does the user drink", "--rank", "memory")
+    assert "relevance" in out and "recency" in out and "importance" in out
+    point_id = json.loads(cli("recall", "tea", "--json"))[0]["id"]
+    assert "use       2 accesses" in cli("show", str(point_id))  # both searches, flushed on close
+
+
+# -- forgetting that can be undone ---------------------------------------------------------
+
+FADING = 0.000002  # days (0.17 s): memories fade within a test
+
+
+@pytest.fixture
+def fading(store_kind: str, tmp_path: Path, embedder: Embedder) -> Iterator[Reverie]:
+    settings = Settings()
+    settings.storage.data_dir = tmp_path / "data"
+    settings.inversion.model = "none"
+    settings.memory.stability_days = FADING
+    settings.memory.spacing_hours = 0.0  # every access is spaced: each one doubles, triples... S
+    settings.forget.after_days = FADING
+    r = Reverie(settings, make_store(store_kind, tmp_path), embedder)
+    yield r
+    r.close()
+
+
+def _live_ids(rv: Reverie) -> set[str]:
+    return {str(r.id) for r in rv.live_records()}
+
+
+def test_faded_memories_go_dormant_and_come_back(fading: Reverie) -> None:
+    used, idle, pinned = fading.remember(["The user prefers tea.", "Rome is old.", "The door code is 4711."])
+    fading.store.set_payload(fading.collection, [pinned], {"pinned": True})
+    time.sleep(0.6)
+    for _ in range(40):  # used again and again: S grows with every access
+        fading.get(used)
+    fading.flush_accesses()
+    assert fading.forget_faded(dry_run=True).considered == 1 and len(_live_ids(fading)) == 3
+    report = fading.forget_faded()
+    assert [e["id"] for e in report.dormant] == [idle]
+    assert _live_ids(fading) == {str(used), str(pinned)}
+    assert all(h.id != idle for h in fading.recall("Rome", k=3))
+    assert fading.stats()["dormant"] == 1
+    assert fading.run_log.get_run(report.run_id).kind == "forget"
+    assert fading.invariant_problems(must_hold=[used, idle, pinned]) == []
+    copy = fading.store.retrieve(fading.archive, [idle], with_vectors=False)[0]
+    assert p.meta(copy.payload)["dormant"]["run_id"] == report.run_id
+    assert "retention below" in p.meta(copy.payload)["dormant"]["reason"]
+    fading.revive(idle)
+    assert str(idle) in _live_ids(fading) and fading.stats()["dormant"] == 0
+    assert fading.invariant_problems(must_hold=[used, idle, pinned]) == []
+    with pytest.raises(InvalidInputError, match="is live, not dormant"):
+        fading.revive(idle)
+    with pytest.raises(NotFoundError, match="unknown memory id"):
+        fading.revive("12345")
+
+
+def test_a_forget_run_is_undone_like_any_run_and_a_read_revives(fading: Reverie) -> None:
+    ids = fading.remember(["The user prefers tea.", "Rome is old.", "Ice is cold."])
+    time.sleep(0.6)
+    run = fading.forget_faded().run_id
+    assert _live_ids(fading) == set()
+    record, archived = fading.get(ids[0])  # a direct read brings it back, as an access
+    assert not archived and p.state(record.payload) != p.DORMANT
+    assert p.meta(record.payload)["use"]["count"] == 1
+    undone = fading.undo(run)
+    assert sorted(str(u["revived"]) for u in undone.undone) == sorted(str(i) for i in ids[1:])
+    assert _live_ids(fading) == {str(i) for i in ids}
+    assert fading.invariant_problems(must_hold=ids) == []
+    with pytest.raises(InvalidInputError, match="no dormant memories left"):
+        fading.undo(run)
+
+
+def test_a_dormant_merged_memory_keeps_its_lineage(fading: Reverie) -> None:
+    ids = fading.remember(["The user prefers tea over coffee.", "The user likes tea more than coffee."])
+    merged = fading.consolidate(full=True).merges[0]["merge_id"]
+    time.sleep(0.6)
+    fading.forget_faded()
+    assert _live_ids(fading) == set()
+    assert fading.invariant_problems(must_hold=ids) == []
+    with pytest.raises(InvalidInputError, match="is dormant"):
+        fading.undo(merged)  # the merged point sleeps: revive it first
+    fading.revive(merged)
+    fading.undo(merged)
+    assert _live_ids(fading) == {str(i) for i in ids}
+    assert fading.invariant_problems(must_hold=ids) == []
+
+
+def test_recovery_settles_a_forget_a_crash_interrupted(fading: Reverie) -> None:
+    """The steps of a forget, stopped where a crash could stop them, then recovered."""
+    forgetter = fading.forgetter
+    kept, gone = fading.remember(["The user prefers tea.", "Rome is old."])
+    fading.ensure_collections(384)
+    fading.run_log.start("r-crashed", "forget", fading.collection, p.now())
+    for point_id, deleted in ((kept, False), (gone, True)):
+        record = fading.store.retrieve(fading.collection, [point_id])[0]
+        detail = forgetter._detail(record, datetime.now(UTC))
+        fading.run_log.add_merges("r-crashed", [(str(point_id), "forgetting", detail)])
+        fading.store.upsert(fading.archive, [forgetter._dormant_copy(record, detail, "r-crashed")])
+        if deleted:
+            fading.store.delete(fading.collection, [point_id])
+    forgetter.recover()
+    status = {m.merge_id: m.status for m in fading.run_log.merges("r-crashed")}
+    assert status == {str(kept): "void", str(gone): "dormant"}
+    assert _live_ids(fading) == {str(kept)}
+    assert fading.stats()["dormant"] == 1
+    fading.revive(gone)
+    assert _live_ids(fading) == {str(kept), str(gone)}

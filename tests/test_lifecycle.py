@@ -310,7 +310,7 @@ def test_recovery_settles_a_forget_a_crash_interrupted(fading: Reverie) -> None:
     fading.run_log.start("r-crashed", "forget", fading.collection, p.now())
     for point_id, deleted in ((kept, False), (gone, True)):
         record = fading.store.retrieve(fading.collection, [point_id])[0]
-        detail = forgetter._detail(record, datetime.now(UTC))
+        detail = forgetter._detail(record, "crash test", datetime.now(UTC))
         fading.run_log.add_merges("r-crashed", [(str(point_id), "forgetting", detail)])
         fading.store.upsert(fading.archive, [forgetter._dormant_copy(record, detail, "r-crashed")])
         if deleted:
@@ -322,3 +322,87 @@ def test_recovery_settles_a_forget_a_crash_interrupted(fading: Reverie) -> None:
     assert fading.stats()["dormant"] == 1
     fading.revive(gone)
     assert _live_ids(fading) == {str(kept), str(gone)}
+
+
+# -- bounded growth ------------------------------------------------------------------------
+
+TEA = ["The user prefers tea over coffee.", "The user likes tea more than coffee.", "Rome is old."]
+
+
+def test_the_run_log_keeps_its_bounds_and_what_undo_still_needs(memory: Reverie) -> None:
+    memory.settings.runs.keep_max = 1
+    memory.remember(TEA)
+    first = memory.consolidate(full=True)
+    merge_id = first.merges[0]["merge_id"]
+    memory.undo(first.run_id)
+    again = memory.consolidate(full=True)
+    assert again.merges[0]["merge_id"] == merge_id
+    pruned = memory.prune_history()["run_log"]
+    assert pruned["runs"] == 2  # the first run (its merge undone) and the undo
+    assert [r.run_id for r in memory.run_log.runs()] == [again.run_id]
+    assert memory.invariant_problems() == []
+    memory.undo(merge_id)  # what undo needs was kept
+    assert memory.stats()["merged"] == 0
+
+
+def test_old_originals_leave_the_archive_and_their_undo_says_why(memory: Reverie) -> None:
+    ids = memory.remember(TEA)
+    merge_id = memory.consolidate(full=True).merges[0]["merge_id"]
+    memory.settings.archive.keep_days = FADING
+    time.sleep(0.3)
+    assert memory.prune_history()["archive"] == {"merged": 1, "copies": 2}
+    stats = memory.stats()
+    assert (stats["archived"], stats["merged"], stats["live"]) == (0, 1, 2)
+    assert memory.invariant_problems(must_hold=[ids[2]]) == []
+    assert memory.prune_history()["archive"] == {"merged": 0, "copies": 0}  # done once
+    with pytest.raises(InvalidInputError, match="were dropped from the archive"):
+        memory.undo(merge_id)
+    merged, _ = memory.get(merge_id)
+    assert p.meta(merged.payload)["weight"] == 2  # the lineage stays, as counts
+    assert memory.forget([merge_id]).ids == [merge_id]  # deleting it needs no originals
+    assert memory.stats()["live"] == 1
+
+
+def test_a_tenant_over_its_cap_consolidates_first_then_its_weakest_sleep(memory: Reverie) -> None:
+    memory.settings.forget.max_memories = 2
+    u1 = memory.remember([*TEA, "Lisbon is by the sea."], partition={"user_id": "u1"})
+    u2 = memory.remember(["Rome is old.", "Ice is cold.", "Snow is white."], partition={"user_id": "u2"})
+    memory.store.set_payload(memory.collection, [u2[2]], {"pinned": True})
+    memory.get(u1[3])  # used: the strongest of u1's
+    memory.get(u2[1])
+    report = memory.forget_faded()
+    gone = {str(e["id"]) for e in report.dormant}
+    assert len(gone) == 2 and all("forget.max_memories = 2" in e["reason"] for e in report.dormant)
+    assert str(u1[3]) not in gone and str(u2[1]) not in gone and str(u2[2]) not in gone
+    assert str(u2[0]) in gone  # u2: the pinned one and the used one stay
+    per_tenant = {"u1": 0, "u2": 0}
+    for record in memory.live_records():
+        per_tenant[record.payload["user_id"]] += 1
+    assert per_tenant == {"u1": 2, "u2": 2}  # u1's two tea memories merged before any went
+    assert memory.invariant_problems(must_hold=[*u1, *u2]) == []
+
+
+def test_fade_and_revive_over_http(tmp_path: Path, embedder: Embedder) -> None:
+    from reverie.daemon.api import create_app
+    from reverie.daemon.service import Service
+
+    from helpers import running
+
+    settings = Settings()
+    settings.storage.data_dir = tmp_path / "data"
+    settings.inversion.model = "none"
+    settings.memory.stability_days = FADING
+    settings.forget.after_days = FADING
+    with Reverie.open(settings, embedder) as rv, running(create_app(Service(rv))) as api:
+        ids = api.post("/memories", json={"memories": [{"text": "Rome is old."}]}).json()["ids"]
+        time.sleep(0.6)
+        assert api.post("/fade", json={"dry_run": True}).json()["due"] == 1
+        faded = api.post("/fade", json={}).json()
+        assert [e["id"] for e in faded["dormant"]] == ids
+        assert api.post("/search", json={"text": "Rome", "k": 1}).json()["hits"] == []
+        assert api.get("/stats").json()["dormant"] == 1
+        revived = api.post(f"/memories/{ids[0]}/revive")
+        assert revived.status_code == 200 and revived.json()["text"] == "Rome is old."
+        again = api.post(f"/memories/{ids[0]}/revive")
+        assert again.status_code == 400 and "is live, not dormant" in again.json()["error"]
+        assert api.get("/runs").json()["runs"][0]["kind"] == "forget"

@@ -16,6 +16,7 @@ import threading
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any, get_args
 
 import numpy as np
@@ -24,6 +25,7 @@ from tqdm import tqdm
 
 from reverie.config import Settings
 from reverie.config.settings import Ranking
+from reverie.consolidation.archive_retention import drop_old_originals
 from reverie.consolidation.engine import Consolidator, RunReport
 from reverie.consolidation.invariants import find_problems
 from reverie.consolidation.lineage import original_ids
@@ -450,6 +452,19 @@ class Reverie:
             return self._undo_forget(target)
         return undo(self.consolidator.applier, self.run_log, target)
 
+    def prune_history(self) -> dict[str, Any]:
+        """Bounded growth (maintenance runs it): the run log keeps `runs.keep_days` and at most
+        `runs.keep_max` runs (less what undo, revive and recovery still need), and with
+        `archive.keep_days` the originals of older merges leave the archive."""
+        keep = self.settings.runs
+        cutoff = (p.utcnow() - timedelta(days=keep.keep_days)).isoformat(timespec="milliseconds")
+        pruned: dict[str, Any] = {"run_log": self.run_log.prune(cutoff, keep.keep_max)}
+        days = self.settings.archive.keep_days
+        if days is not None and self.exists:
+            pruned["archive"] = drop_old_originals(self.consolidator.applier, days, p.utcnow())
+        log.info("history.pruned", **pruned)
+        return pruned
+
     # -- fading and forgetting ------------------------------------------------------------
     def forget_faded(self, dry_run: bool = False) -> ForgetReport:
         """Memories faded below `forget.below` for `forget.after_days` go dormant (a run)."""
@@ -457,6 +472,8 @@ class Reverie:
             raise NotFoundError(f"collection {self.collection!r} is empty: nothing to forget")
         self.ensure_collections(self.store.vector_size(self.collection))  # type: ignore[arg-type]
         self.flush_accesses()  # what was used since the last flush is not faded
+        if self.settings.forget.max_memories is not None and not dry_run:
+            self.consolidate()  # a tenant over its cap merges first: fewer go dormant
         return self.forgetter.run(dry_run)
 
     def revive(self, point_id: PointId | str) -> Record:

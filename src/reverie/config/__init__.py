@@ -2,6 +2,7 @@
 
 from reverie.config.loading import load_settings, settings_as_toml
 from reverie.config.settings import (
+    ArchiveSettings,
     ConsolidationSettings,
     DaemonSettings,
     EmbedderSettings,
@@ -10,12 +11,14 @@ from reverie.config.settings import (
     LoggingSettings,
     MemorySettings,
     RecallSettings,
+    RunsSettings,
     SchedulerSettings,
     Settings,
     StorageSettings,
 )
 
 __all__ = [
+    "ArchiveSettings",
     "ConsolidationSettings",
     "DaemonSettings",
     "EmbedderSettings",
@@ -24,6 +27,7 @@ __all__ = [
     "LoggingSettings",
     "MemorySettings",
     "RecallSettings",
+    "RunsSettings",
     "SchedulerSettings",
     "Settings",
     "StorageSettings",

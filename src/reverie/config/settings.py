@@ -232,6 +232,30 @@ class ForgetSettings(_Section):
         default=30.0, gt=0.0, description="Days a memory's retention must stay below `below`."
     )
     every: int = Field(default=3600, ge=1, description="Seconds between forget runs of the scheduler.")
+    max_memories: int | None = Field(
+        default=None,
+        ge=1,
+        description="Most live memories per tenant: a forget run over it consolidates first, then the "
+        "weakest go dormant. Unset: no cap.",
+    )
+
+
+class RunsSettings(_Section):
+    """How much history the run log keeps (maintenance prunes it)."""
+
+    keep_days: float = Field(default=90.0, gt=0.0, description="Finished runs older than this are dropped.")
+    keep_max: int = Field(default=10_000, ge=1, description="At most this many runs are kept.")
+
+
+class ArchiveSettings(_Section):
+    """How long the originals of merges are kept (maintenance drops older ones)."""
+
+    keep_days: float | None = Field(
+        default=None,
+        gt=0.0,
+        description="Originals of merges older than this are dropped, their lineage kept as counts; such "
+        "a merge can no longer be undone. Unset: kept for ever.",
+    )
 
 
 class RecallSettings(_Section):
@@ -328,6 +352,8 @@ class Settings(_Section):
     inversion: InversionSettings = Field(default_factory=InversionSettings)
     memory: MemorySettings = Field(default_factory=MemorySettings)
     forget: ForgetSettings = Field(default_factory=ForgetSettings)
+    archive: ArchiveSettings = Field(default_factory=ArchiveSettings)
+    runs: RunsSettings = Field(default_factory=RunsSettings)
     recall: RecallSettings = Field(default_factory=RecallSettings)
     daemon: DaemonSettings = Field(default_factory=DaemonSettings)
     scheduler: SchedulerSettings = Field(default_factory=SchedulerSettings)

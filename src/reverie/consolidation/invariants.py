@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable
 
+from reverie.consolidation.archive_retention import dropped_error
 from reverie.consolidation.lineage import lineage_map
 from reverie.consolidation.runs import RunLog
 from reverie.storage import PointId, Store
@@ -45,12 +46,14 @@ def find_problems(
     both = {str(r.id) for r in live} & {str(r.id) for r in dormant}
     if both:
         problems.append(f"memories both live and dormant: {sorted(both)[:10]}")
-    lineages = lineage_map([*live, *dormant], copies)
+    # originals dropped by archive.keep_days are counted by the merged point's weight
+    standing = [r for r in [*live, *dormant] if not dropped_error(r)]
+    lineages = lineage_map(standing, copies)
     covered = Counter(str(i) for originals in lineages.values() for i in originals)
     twice = [i for i, n in covered.items() if n > 1]
     if twice:
         problems.append(f"originals in more than one live lineage: {twice[:10]}")
-    weights = sum(p.weight(r.payload) for r in [*live, *dormant])
+    weights = sum(p.weight(r.payload) for r in standing)
     if weights != len(covered):
         problems.append(f"live weights sum to {weights}, but {len(covered)} originals are covered")
     lost = {str(i) for i in must_hold} - covered.keys()

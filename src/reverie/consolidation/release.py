@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import structlog
 
 from reverie.consolidation.apply import MergeApplier
+from reverie.consolidation.archive_retention import dropped_error
 from reverie.consolidation.lineage import members_of
 from reverie.consolidation.runs import RunLog, new_run_id
 from reverie.consolidation.undo import undo_on_record
@@ -103,7 +104,8 @@ def _merges_to_undo(applier: MergeApplier, ids: list[PointId], dissolve: bool) -
     by_depth: dict[str, tuple[int, Record]] = {}
     if dissolve:
         live = store.retrieve(applier.collection, ids, with_vectors=False)
-        by_depth.update({str(r.id): (0, r) for r in live if members_of(r)})
+        # a merged point whose originals were dropped (archive.keep_days) goes as it is
+        by_depth.update({str(r.id): (0, r) for r in live if members_of(r) and not dropped_error(r)})
     for copy in store.retrieve(applier.archive, ids, with_vectors=False):
         for depth, point in enumerate(_chain_above(applier, copy)):
             by_depth[str(point.id)] = (depth, point)

@@ -46,6 +46,10 @@ def new_run_id() -> str:
     return f"r-{datetime.now(UTC):%Y%m%dT%H%M%S}-{secrets.token_hex(3)}"
 
 
+# merge rows a pruning keeps: undo, revive and recovery read them
+STILL_NEEDED = ("applied", "saved", "dormant", "applying", "undoing", "forgetting")
+
+
 @dataclass
 class RunRecord:
     run_id: str
@@ -116,6 +120,35 @@ class RunLog:
                 "UPDATE runs SET status=?, finished_at=?, summary=? WHERE run_id=?",
                 (status, finished_at, json.dumps(summary, default=str), run_id),
             )
+
+    def prune(self, older_than: str, keep_max: int) -> dict[str, int]:
+        """Drop finished runs started before `older_than` or beyond the newest `keep_max`,
+        with their merge rows, except the rows something still needs (an applied merge's
+        undo, a saved blend, a dormant memory's revive, recovery): a run keeps its record
+        while it holds one. The file shrinks after."""
+        old = (
+            "SELECT run_id FROM runs WHERE status != 'running' AND (started_at < ? OR run_id NOT IN "
+            "(SELECT run_id FROM runs ORDER BY started_at DESC, run_id DESC LIMIT ?))"
+        )
+        kept = ",".join("?" * len(STILL_NEEDED))
+        with self._lock:
+            self._db.execute("BEGIN")
+            try:
+                rows = self._db.execute(
+                    f"DELETE FROM merges WHERE status NOT IN ({kept}) AND run_id IN ({old})",
+                    (*STILL_NEEDED, older_than, keep_max),
+                ).rowcount
+                runs = self._db.execute(
+                    f"DELETE FROM runs WHERE run_id IN ({old}) AND run_id NOT IN (SELECT run_id FROM merges)",
+                    (older_than, keep_max),
+                ).rowcount
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+            if rows or runs:
+                self._db.execute("VACUUM")
+        return {"runs": runs, "merge_rows": rows}
 
     def interrupt_running(self, finished_at: str) -> list[str]:
         """Mark runs left `running` by a process that died as `interrupted`."""

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 import structlog
 
 from reverie.consolidation.apply import MergeApplier
+from reverie.consolidation.archive_retention import dropped_error
 from reverie.consolidation.runs import MergeRecord, RunLog, new_run_id
 from reverie.errors import InvalidInputError, NotFoundError
 from reverie.storage import PointId, Record
@@ -133,6 +134,9 @@ def _check(applier: MergeApplier, merge: MergeRecord) -> Record:
             )
         raise NotFoundError(f"merged point {merge.merge_id} no longer exists (deleted by an agent?)")
     point = found[0]
+    dropped = dropped_error(point)
+    if dropped:
+        raise InvalidInputError(dropped)
     if p.state(point.payload) != p.LIVE:
         raise InvalidInputError(f"merge {merge.merge_id} is {p.state(point.payload)}, not live")
     made = p.meta(point.payload).get("fingerprint")

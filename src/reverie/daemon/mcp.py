@@ -21,7 +21,7 @@ from mcp.server.fastmcp import FastMCP
 from pydantic import Field
 
 from reverie.config import Settings
-from reverie.display import memory_json
+from reverie.display import memory_json, score_json
 from reverie.errors import ConfigError, InvalidInputError
 from reverie.inversion.lazy import cached_text
 
@@ -72,7 +72,7 @@ def create_server(memory: Reverie | DaemonClient, settings: Settings) -> FastMCP
     ) -> dict[str, Any]:
         hits = memory.recall(query, k=limit, partition=partition(user_id, agent_id, partition_keys))
         layout = memory.layout
-        return {"results": [memory_json(h, cached_text(h, layout)) | {"score": h.score} for h in hits]}
+        return {"results": [memory_json(h, cached_text(h, layout)) | score_json(h) for h in hits]}
 
     @server.tool(description="One memory by id: its text, where the text came from, fidelity, lineage.")
     def get_memory(memory_id: Annotated[str, Field(description="The memory's id")]) -> dict[str, Any]:

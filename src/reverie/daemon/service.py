@@ -95,9 +95,11 @@ class Service:
             return self.rv.undo(target)
 
     def maintain(self) -> None:
-        """Storage upkeep after changes (the embedded engine builds its index and compacts
-        deleted points here). Waits for a running consolidation to finish."""
+        """Upkeep: history pruned to its bounds (run log, archive), then storage (the embedded
+        engine builds its index and compacts deleted points here). Waits for a running
+        consolidation to finish."""
         with self._turn(wait=MAINTENANCE_WAIT):
+            self.rv.prune_history()
             if self.rv.exists:
                 self.rv.store.optimize(self.rv.collection)
                 self.rv.store.optimize(self.rv.archive)

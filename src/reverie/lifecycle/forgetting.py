@@ -18,6 +18,7 @@ whose id is live is void, and recovery drops it.
 from __future__ import annotations
 
 import math
+from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -66,21 +67,34 @@ class Forgetter:
         self.store, self.collection, self.archive = applier.store, applier.collection, applier.archive
         self.memory, self.forget = memory, forget
 
-    def due(self, at: datetime) -> list[Record]:
-        """Live memories faded below the threshold long enough; pinned ones never fade."""
+    def due(self, at: datetime) -> dict[PointId, str]:
+        """Memory id -> why it goes dormant: faded below the threshold long enough, or the
+        weakest of a tenant over `forget.max_memories`. Pinned memories never go."""
         layout = self.applier.layouts.get()
         after = timedelta(days=self.forget.after_days)
-        ids = []
+        faded = f"retention below {self.forget.below} for {self.forget.after_days} days"
+        due: dict[PointId, str] = {}
+        tenants: dict[tuple[Any, ...], list[tuple[float, PointId]]] = defaultdict(list)
         for record in self.store.scroll(self.collection, p.searchable_filter()):
+            tenant = tenants[layout.tenant(record.payload)]
+            if layout.pinned(record.payload):
+                tenant.append((math.inf, record.id))  # counts toward the cap, never goes
+                continue
             since = faded_since(record.payload, self.memory, self.forget.below)
-            if since is not None and at - since >= after and not layout.pinned(record.payload):
-                ids.append(record.id)
-        # vectors only for those going: a scan of a million payloads, not of their vectors
-        return [
-            r
-            for s in range(0, len(ids), BATCH)
-            for r in self.store.retrieve(self.collection, ids[s : s + BATCH])
-        ]
+            if since is not None and at - since >= after:
+                due[record.id] = faded
+            else:
+                tenant.append((retention(use_of(record.payload), at, self.memory), record.id))
+        cap = self.forget.max_memories
+        if cap is not None:
+            for tenant, kept in tenants.items():
+                weakest = sorted(kept, key=lambda item: item[0])[: max(0, len(kept) - cap)]
+                for strength, point_id in weakest:
+                    if strength != math.inf:
+                        due[point_id] = (
+                            f"the weakest of tenant {list(tenant)} over forget.max_memories = {cap}"
+                        )
+        return due
 
     def run(self, dry_run: bool = False, at: datetime | None = None) -> ForgetReport:
         """One forget run, on record in the run log like a consolidation (kind `forget`)."""
@@ -92,16 +106,21 @@ class Forgetter:
             report.considered = len(due)
             if not dry_run:
                 self.run_log.start(report.run_id, "forget", self.collection, p.now())
-                for start in range(0, len(due), BATCH):
-                    self._forget(due[start : start + BATCH], report, moment)
+                ids = list(due)
+                for start in range(0, len(ids), BATCH):
+                    # vectors only for those going: the scan read a million payloads, not vectors
+                    records = self.store.retrieve(self.collection, ids[start : start + BATCH])
+                    self._forget(records, due, report, moment)
                 summary = {"dormant": len(report.dormant), "kept_rewritten": len(report.kept_rewritten)}
                 self.run_log.finish(report.run_id, "done", p.now(), summary)
             log.info("forget.summary", dry_run=dry_run, due=len(due), dormant=len(report.dormant))
         return report
 
-    def _forget(self, records: list[Record], report: ForgetReport, at: datetime) -> None:
+    def _forget(
+        self, records: list[Record], due: dict[PointId, str], report: ForgetReport, at: datetime
+    ) -> None:
         run_id = report.run_id
-        details = {str(r.id): self._detail(r, at) for r in records}
+        details = {str(r.id): self._detail(r, due[r.id], at) for r in records}
         self.run_log.add_merges(run_id, [(i, "forgetting", d) for i, d in details.items()])
         copies = [self._dormant_copy(r, details[str(r.id)], run_id) for r in records]
         self.store.upsert(self.archive, copies)
@@ -118,11 +137,11 @@ class Forgetter:
                 report.dormant.append(details[str(point_id)])
                 log.info("forget.dormant", **details[str(point_id)])
 
-    def _detail(self, record: Record, at: datetime) -> dict[str, Any]:
+    def _detail(self, record: Record, reason: str, at: datetime) -> dict[str, Any]:
         use = use_of(record.payload)
         return {
             "id": record.id,
-            "reason": f"retention below {self.forget.below} for {self.forget.after_days} days",
+            "reason": reason,
             "retention": round(retention(use, at, self.memory), 4),
             "last_access": use.last.isoformat(timespec="seconds"),
             "accesses": use.count,

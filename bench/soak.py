@@ -72,12 +72,23 @@ def sample(pid: int) -> tuple[int, int, int]:
     return rss, anon, len(os.listdir(f"/proc/{pid}/fd"))
 
 
-def soak(minutes: float, write_rate: float, keep: int, maintain_every: int, work: Path) -> dict:
+def disk(work: Path) -> tuple[int, float]:
+    """The data directory's size and the run log's (with its write-ahead log), MiB."""
+    total = sum(f.stat().st_size for f in work.rglob("*") if f.is_file())
+    runs = sum(f.stat().st_size for f in work.glob("runs.sqlite*"))
+    return total // 2**20, round(runs / 2**20, 1)
+
+
+def soak(
+    minutes: float, write_rate: float, keep: int, maintain_every: int, work: Path, runs_keep_max: int | None
+) -> dict:
     env = {
         **daemon_env("edge", work),
         "REVERIE_SCHEDULER__CONSOLIDATE_EVERY": "2",
         "REVERIE_SCHEDULER__MAINTAIN_EVERY": str(maintain_every),
     }
+    if runs_keep_max is not None:
+        env["REVERIE_RUNS__KEEP_MAX"] = str(runs_keep_max)
     process, url = start_daemon(work, env)
     centres = concepts()
     agents = [Agent(i, centres, keep=keep) for i in range(2)]
@@ -86,14 +97,16 @@ def soak(minutes: float, write_rate: float, keep: int, maintain_every: int, work
     threads.append(threading.Thread(target=read_and_search, args=(url, agents, stop, errors, counts)))
     for thread in threads:
         thread.start()
-    samples: list[tuple[float, int, int, int, int]] = []  # s, RSS, anon MiB, open files, writes+deletes
+    # s, RSS, anon MiB, open files, writes+deletes, data dir MiB, run log MiB
+    samples: list[tuple[float, int, int, int, int, int, float]] = []
     started = time.monotonic()
     while time.monotonic() - started < minutes * 60:
         rss, anon, files = sample(process.pid)
         requests = sum(len(v) for a in agents for v in a.latencies.values())
-        samples.append((round(time.monotonic() - started), rss, anon, files, requests))
+        samples.append((round(time.monotonic() - started), rss, anon, files, requests, *disk(work)))
         print(
-            f"\r{samples[-1][0]:>5} s  RSS {rss} MiB (anon {anon})  files {files}  requests {requests}",
+            f"\r{samples[-1][0]:>5} s  RSS {rss} MiB (anon {anon})  files {files}  requests {requests}  "
+            f"disk {samples[-1][5]} MiB (run log {samples[-1][6]})",
             end="",
             flush=True,
         )
@@ -127,17 +140,29 @@ def soak(minutes: float, write_rate: float, keep: int, maintain_every: int, work
 
 
 def report(result: dict, args: argparse.Namespace) -> None:
+    """The table and the plot: into docs/reliability.md, or with a run-log bound, into
+    docs/memory-life.md (bounded growth)."""
+    bounded = args.runs_keep_max is not None
+    doc = ROOT / "docs" / ("memory-life.md" if bounded else "reliability.md")
+    section, plot = (
+        ("soak-bounded", ROOT / "docs" / "soak-bounded.png")
+        if bounded
+        else ("soak", ROOT / "docs" / "soak.png")
+    )
     samples = result["samples"]
     half = samples[len(samples) // 2 :]
     rss, anon = (
         f"{samples[0][k]} / {min(s[k] for s in half)}-{max(s[k] for s in half)} / {samples[-1][k]}"
         for k in (1, 2)
     )
-    files = f"{samples[0][3]} / {max(s[3] for s in samples)} / {samples[-1][3]}"
+    files, data, runs = (
+        f"{samples[0][k]} / {max(s[k] for s in samples)} / {samples[-1][k]}" for k in (3, 5, 6)
+    )
     failed = result["failed_request_count"] + result["failed_write_count"]
+    bound = f" --runs-keep-max {args.runs_keep_max}" if args.runs_keep_max else ""
     lines = [
         f"`bench/soak.py --minutes {args.minutes:g} --write-rate {args.write_rate:g} --keep {args.keep} "
-        f"--maintain-every {args.maintain_every}` "
+        f"--maintain-every {args.maintain_every}{bound}` "
         "(embedded store, creates 50% / updates 30% / deletes 20% from two agents, each holding at most "
         f"{args.keep} memories, "
         f"consolidation every 2 s, maintenance every {args.maintain_every} s, searches and reads as fast "
@@ -145,29 +170,32 @@ def report(result: dict, args: argparse.Namespace) -> None:
         "",
         "| minutes | writes and deletes | reads and searches | failed requests | runs (failed) | releases "
         "| RSS MiB first / second-half min-max / last | of it anonymous (the heap), same | "
-        "open files first / max / last | exit | problems |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "open files first / max / last | data dir MiB, same | run log MiB, same | exit | problems |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
         f"| {args.minutes:g} | {result['writes_and_deletes']:,} | {result['reads']:,} | {failed} "
         f"| {result['runs']} ({result['runs_failed']}) | {result['release_runs']:,} | {rss} | {anon} "
-        f"| {files} | {result['exit_status']} | {len(result['problems'])} |",
+        f"| {files} | {data} | {runs} | {result['exit_status']} | {len(result['problems'])} |",
         "",
-        "![daemon memory and open files during the soak](soak.png)",
+        f"![daemon memory, open files and disk during the soak]({plot.name})",
     ]
-    write_section(ROOT / "docs" / "reliability.md", "soak", lines, "Reliability")
+    write_section(doc, section, lines, "Reliability")
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    seconds, rss, anon, files, written = zip(*samples, strict=True)
+    seconds, rss, anon, files, written, data, runs = zip(*samples, strict=True)
     fig, ax = plt.subplots(figsize=(7, 4))
-    ax.plot([s / 60 for s in seconds], rss, label="RSS MiB")
-    ax.plot([s / 60 for s in seconds], anon, label="of it anonymous MiB")
-    ax.plot([s / 60 for s in seconds], files, label="open files")
+    minutes = [s / 60 for s in seconds]
+    ax.plot(minutes, rss, label="RSS MiB")
+    ax.plot(minutes, anon, label="of it anonymous MiB")
+    ax.plot(minutes, files, label="open files")
+    ax.plot(minutes, data, label="data dir MiB")
+    ax.plot(minutes, runs, label="run log MiB")
     ax.set(xlabel="minutes", title=f"reverie serve under load ({written[-1]:,} writes and deletes)")
     ax.legend()
     fig.tight_layout()
-    fig.savefig(ROOT / "docs" / "soak.png", dpi=110)
+    fig.savefig(plot, dpi=110)
 
 
 def main() -> None:
@@ -185,9 +213,16 @@ def main() -> None:
         default=300,
         help="seconds between storage maintenance (scheduler.maintain_every, whose default it is)",
     )
+    parser.add_argument(
+        "--runs-keep-max",
+        type=int,
+        help="runs.keep_max for the daemon (bounds the run log); results go to docs/memory-life.md",
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        result = soak(args.minutes, args.write_rate, args.keep, args.maintain_every, Path(tmp))
+        result = soak(
+            args.minutes, args.write_rate, args.keep, args.maintain_every, Path(tmp), args.runs_keep_max
+        )
     (ROOT / "bench" / "results" / "soak.json").write_text(json.dumps(result, indent=2))
     report(result, args)
     print(json.dumps({k: v for k, v in result.items() if k != "samples"}, indent=2))

@@ -49,6 +49,7 @@ def test_config_env_var_names_file(tmp_path: Path) -> None:
         ("[memory]\nstability_days = -1\n", {}, "memory.stability_days"),
         ("[memory]\nfloor = 1.0\n", {}, "memory.floor"),
         ("[forget]\nbelow = 0\n", {}, "forget.below"),
+        ("[consolidation]\nage_threshold = 0.9\n", {}, "age_threshold must not exceed"),
         ("[forget]\nafter_days = -3\n", {}, "forget.after_days"),
         ("[memory]\nflush_accesses = 0\n", {}, "memory.flush_accesses"),
         ("[recall]\nrank = 'popularity'\n", {}, "recall.rank"),

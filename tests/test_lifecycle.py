@@ -406,3 +406,39 @@ def test_fade_and_revive_over_http(tmp_path: Path, embedder: Embedder) -> None:
         again = api.post(f"/memories/{ids[0]}/revive")
         assert again.status_code == 400 and "is live, not dormant" in again.json()["error"]
         assert api.get("/runs").json()["runs"][0]["kind"] == "forget"
+
+
+# -- gist over time ------------------------------------------------------------------------
+
+
+@pytest.fixture
+def later() -> Iterator[list[datetime]]:
+    """The simulation clock (payload.set_clock), restored after the test."""
+    clock = [datetime.now(UTC)]
+    p.set_clock(lambda: clock[0])
+    yield clock
+    p.set_clock(None)
+
+
+def test_old_unused_memories_merge_at_the_lower_age_threshold(
+    store_kind: str, tmp_path: Path, later: list[datetime]
+) -> None:
+    from reverie.memory import NewMemory
+
+    near = np.array([[1.0, 0.0, 0.0, 0.0], [0.76, np.sqrt(1 - 0.76**2), 0.0, 0.0]], dtype=np.float32)
+    settings = Settings()
+    settings.storage.data_dir = tmp_path / "data"
+    settings.consolidation.age_threshold = 0.72
+    settings.consolidation.min_member_similarity = 0.7
+    with Reverie(settings, make_store(store_kind, tmp_path)) as rv:
+        ids = rv.write([NewMemory(v, {"text": f"memory {i}"}) for i, v in enumerate(near)])
+        assert rv.consolidate(full=True).merges == []  # fresh: 0.76 is below 0.80
+        later[0] += timedelta(days=60)
+        rv.get(ids[1])  # one of them was used: the pair goes by its fresher memory
+        rv.flush_accesses()
+        later[0] += timedelta(days=1)
+        assert rv.consolidate(full=True).merges == []
+        later[0] += timedelta(days=120)  # both unused for long: gist
+        assert len(rv.consolidate(full=True).merges) == 1
+        rv.settings.consolidation.age_threshold = None
+        assert rv.invariant_problems(must_hold=ids) == []

@@ -132,6 +132,15 @@ class ConsolidationSettings(_Section):
         "under the layout's metadata object, or dotted paths. Unset: the layout's own tenant keys.",
     )
     pin_key: str = Field(default="pinned", description="Payload key; true means never merge.")
+    age_threshold: float | None = Field(
+        default=None,
+        gt=0.0,
+        le=1.0,
+        description="Gist over time (opt-in): memories unused for age_days merge at this lower "
+        "similarity (linearly in between; a pair goes by its fresher memory), in runs that compare "
+        "old memories with each other (full runs). Unset: one threshold for all.",
+    )
+    age_days: float = Field(default=90.0, gt=0.0, description="Days unused at which age_threshold applies.")
 
     @model_validator(mode="before")
     @classmethod
@@ -364,4 +373,6 @@ class Settings(_Section):
         c = self.consolidation
         if c.min_member_similarity > c.threshold:
             raise ValueError("consolidation.min_member_similarity must not exceed consolidation.threshold")
+        if c.age_threshold is not None and c.age_threshold > c.threshold:
+            raise ValueError("consolidation.age_threshold must not exceed consolidation.threshold")
         return self

@@ -36,6 +36,14 @@ class Pairs:
     def __len__(self) -> int:
         return int(self.rows.size)
 
+    def lenient(self, lenience: np.ndarray, threshold: float) -> Pairs:
+        """The pairs that reach `threshold` once each is granted the lenience of its
+        fresher row (gist over time: old memories merge at a lower similarity), with
+        their similarities raised by it."""
+        sims = self.sims + np.minimum(lenience[self.rows], lenience[self.cols]).astype(np.float32)
+        keep = sims >= threshold
+        return Pairs(self.rows[keep], self.cols[keep], sims[keep])
+
 
 def unit_rows(vectors: np.ndarray) -> np.ndarray:
     """A float32 copy with rows scaled to unit length."""

@@ -32,20 +32,29 @@ class ClusterParams:
     min_member_similarity: float = 0.75
 
 
-def cluster(unit: np.ndarray, weights: np.ndarray, pairs: Pairs, params: ClusterParams) -> list[np.ndarray]:
+def cluster(
+    unit: np.ndarray,
+    weights: np.ndarray,
+    pairs: Pairs,
+    params: ClusterParams,
+    lenience: np.ndarray | None = None,
+) -> list[np.ndarray]:
     """Groups (>= 2 rows each) of near-duplicates among the rows of `unit`.
 
     `weights` (how many memories each row stands for) weigh the centroid the guards use.
+    `lenience` (per row; gist over time): added to a pair's similarity (the fresher row's)
+    and to a member's similarity to its centroid; `pairs` come already raised by it.
     """
     if len(pairs) == 0:
         return []
+    lenience = np.zeros(unit.shape[0], dtype=np.float32) if lenience is None else lenience
     if params.algorithm == "dbscan":
         raw = _dbscan(unit.shape[0], pairs, params.threshold)
     else:
-        raw = _agglomerative(unit, pairs, params)
+        raw = _agglomerative(unit, pairs, params, lenience)
     groups: list[np.ndarray] = []
     for group in raw:
-        groups.extend(_guard(unit, weights, group, params))
+        groups.extend(_guard(unit, weights, group, params, lenience))
     return groups
 
 
@@ -64,14 +73,17 @@ def _components(n: int, pairs: Pairs) -> list[np.ndarray]:
     return [c for c in comps if c.size >= 2]
 
 
-def _agglomerative(unit: np.ndarray, pairs: Pairs, params: ClusterParams) -> list[np.ndarray]:
+def _agglomerative(
+    unit: np.ndarray, pairs: Pairs, params: ClusterParams, lenience: np.ndarray
+) -> list[np.ndarray]:
     groups: list[np.ndarray] = []
     for comp in _components(unit.shape[0], pairs):
         if comp.size == 2:
             groups.append(comp)
             continue
         sub = unit[comp]
-        distance = np.clip(1.0 - sub @ sub.T, 0.0, 2.0).astype(np.float64)
+        granted = np.minimum.outer(lenience[comp], lenience[comp])
+        distance = np.clip(1.0 - (sub @ sub.T + granted), 0.0, 2.0).astype(np.float64)
         np.fill_diagonal(distance, 0.0)
         labels = AgglomerativeClustering(
             n_clusters=None,
@@ -109,10 +121,10 @@ def centroid(unit: np.ndarray, weights: np.ndarray, group: np.ndarray) -> np.nda
 
 
 def _guard(
-    unit: np.ndarray, weights: np.ndarray, group: np.ndarray, params: ClusterParams
+    unit: np.ndarray, weights: np.ndarray, group: np.ndarray, params: ClusterParams, lenience: np.ndarray
 ) -> list[np.ndarray]:
     """Enforce the guards: drop members far from the centroid, split oversized groups."""
-    group = _drop_outliers(unit, weights, group, params.min_member_similarity)
+    group = _drop_outliers(unit, weights, group, params.min_member_similarity, lenience)
     if group.size < 2:
         return []
     if group.size <= params.max_cluster_size:
@@ -121,14 +133,14 @@ def _guard(
     order = group[np.argsort(-(unit[group] @ centroid(unit, weights, group)), kind="stable")]
     size = params.max_cluster_size
     chunks = [order[i : i + size] for i in range(0, order.size, size)]
-    return [c for chunk in chunks for c in _guard(unit, weights, chunk, params)]
+    return [c for chunk in chunks for c in _guard(unit, weights, chunk, params, lenience)]
 
 
 def _drop_outliers(
-    unit: np.ndarray, weights: np.ndarray, group: np.ndarray, min_similarity: float
+    unit: np.ndarray, weights: np.ndarray, group: np.ndarray, min_similarity: float, lenience: np.ndarray
 ) -> np.ndarray:
     while group.size >= 2:
-        sims = unit[group] @ centroid(unit, weights, group)
+        sims = unit[group] @ centroid(unit, weights, group) + lenience[group]
         worst = int(np.argmin(sims))
         if sims[worst] >= min_similarity:
             break

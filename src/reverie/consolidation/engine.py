@@ -30,6 +30,7 @@ from reverie.consolidation.release import release_rewritten
 from reverie.consolidation.replica import Replica
 from reverie.consolidation.runs import RunLog, new_run_id
 from reverie.errors import InvalidInputError
+from reverie.lifecycle.retention import DAY, use_of
 from reverie.storage import PointId, QueryRequest, Record, Store
 from reverie.storage import payload as p
 from reverie.storage.detection import CollectionLayout
@@ -217,16 +218,32 @@ class Consolidator:
         records, unit = partition.records, partition.unit
         weights = np.array([p.weight(r.payload) for r in records], dtype=np.float64)
         s = self.settings
+        lenience = self._lenience(records, params.threshold)
+        floor = params.threshold - float(lenience.max()) if lenience is not None else params.threshold
         with _timed(report.timings, "pairs"):
             if len(records) <= s.exact_limit:
-                pairs = exact_pairs(unit, params.threshold, s.block_size)
+                pairs = exact_pairs(unit, floor, s.block_size)
             else:  # n² products would dominate: compare within nearby k-means cells only
-                pairs = cell_pairs(unit, params.threshold, s.cell_size, s.probes)
+                pairs = cell_pairs(unit, floor, s.cell_size, s.probes)
                 report.cell_partitions += 1
+            if lenience is not None:
+                pairs = pairs.lenient(lenience, params.threshold)
         report.pairs += len(pairs)
         with _timed(report.timings, "cluster"):
-            groups = cluster(unit, weights, pairs, params)
+            groups = cluster(unit, weights, pairs, params, lenience)
             return plan_merges(records, unit, weights, groups)
+
+    def _lenience(self, records: list[Record], threshold: float) -> np.ndarray | None:
+        """Gist over time (`consolidation.age_threshold`): how much lower than `threshold`
+        each memory may merge, growing with the days since it was last used up to the
+        full difference at `age_days`. None when off."""
+        s = self.settings
+        if s.age_threshold is None or s.age_threshold >= threshold:
+            return None
+        now = p.utcnow()
+        days = np.array([(now - use_of(r.payload).last).total_seconds() / DAY for r in records])
+        share = np.clip(days / s.age_days, 0.0, 1.0)
+        return ((threshold - s.age_threshold) * share).astype(np.float32)
 
     def _apply(self, plans: list[MergePlan], report: RunReport, dry_run: bool) -> list[PointId]:
         """Apply a batch of plans; return the ids they consumed (merged away, or set fresh

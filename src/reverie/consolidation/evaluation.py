@@ -195,7 +195,7 @@ def evaluate_config(
             lineages = store_lineage_map(rv.store, rv.collection, rv.archive)
             after = _retrieval(rv, queries, data, lineages)
             clusters = list(lineages.values())
-    precision, recall, f1 = _pair_scores(clusters, data)
+    precision, recall, f1 = pair_scores(clusters, data)
     t_precision, t_recall, t_f1 = _transitive_scores(clusters, data)
     return {
         "algorithm": name,
@@ -224,7 +224,7 @@ def evaluate_config(
     }
 
 
-def _pair_scores(clusters: list[list[Any]], data: Dataset) -> tuple[float, float, float]:
+def pair_scores(clusters: list[list[Any]], data: Dataset) -> tuple[float, float, float]:
     """Pairwise precision, recall and F1; a pair is true when it shares a group or a text."""
     groups = data.memory_groups
     texts = [_norm(t) for t in data.memory_texts]

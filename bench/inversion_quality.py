@@ -63,6 +63,9 @@ def main() -> None:
     )
     parser.add_argument("--only", action="append", help="run only these settings (by name)")
     parser.add_argument("--holdout", type=int, default=1000, help="the run's --holdout (WordNet lines first)")
+    parser.add_argument(
+        "--resume", type=Path, help="the output of an interrupted run: its measured rows are kept, not redone"
+    )
     args = parser.parse_args()
     from reverie.config import LoggingSettings
     from reverie.logs import configure_logging
@@ -74,9 +77,9 @@ def main() -> None:
     wordnet, verses = held[: args.sentences], _verses(held[args.holdout :], args.sentences)
     model = args.model or BUILTIN
     loaded: dict[str, Any] = {}
-    rows = []
+    rows = _resumed(args.resume) if args.resume else []
     for name, (source, search) in SETTINGS.items():
-        if args.only and name not in args.only:
+        if (args.only and name not in args.only) or any(r["setting"] == name for r in rows):
             continue
         source = model if source == BUILTIN else source
         if source not in loaded:
@@ -111,6 +114,17 @@ def main() -> None:
     lines = report_lines(result)
     print("\n".join(lines))
     write_section(DOC, "inversion-quality", lines, "Inversion")
+
+
+def _resumed(output: Path) -> list[dict[str, Any]]:
+    """The rows an interrupted run printed (one JSON object a line), both data sets of a
+    setting or neither."""
+    rows = []
+    for line in output.read_text().splitlines():
+        if line.startswith('{"setting"'):
+            rows.append(json.loads(line))
+    done = {r["setting"] for r in rows if sum(x["setting"] == r["setting"] for x in rows) == 2}
+    return [r for r in rows if r["setting"] in done]
 
 
 def _verses(held: list[str], count: int) -> list[str]:
@@ -183,14 +197,14 @@ def _plot(rows: list[dict[str, Any]]) -> None:
                     r[metric],
                     marker=marker,
                     color=f"C{index}",
-                    label=f"{r['setting']}" if data == "WordNet" else None,
+                    label=r["setting"] if data == "WordNet" and ax is axes[0] else None,
                 )
         ax.set(xlabel="seconds per vector (2 CPU cores)", ylabel=title, title=f"{title}: o WordNet, s Bible")
         ax.grid(alpha=0.3)
     axes[0].axhline(0.85, color="grey", ls="--", lw=0.8)
     axes[1].axhline(0.40, color="grey", ls="--", lw=0.8)
-    fig.legend(loc="lower center", ncol=3, fontsize=7)
-    fig.tight_layout(rect=(0, 0.12, 1, 1))
+    fig.legend(loc="lower center", ncol=4, fontsize=7)
+    fig.tight_layout(rect=(0, 0.14, 1, 1))
     fig.savefig(PLOT, dpi=120)
     plt.close(fig)
 

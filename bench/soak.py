@@ -75,7 +75,7 @@ def sample(pid: int) -> tuple[int, int, int]:
 def disk(work: Path) -> tuple[int, float]:
     """The data directory's size and the run log's (with its write-ahead log), MiB."""
     total = sum(f.stat().st_size for f in work.rglob("*") if f.is_file())
-    runs = sum(f.stat().st_size for f in work.glob("runs.sqlite*"))
+    runs = sum(f.stat().st_size for f in work.glob("data/runs.sqlite*"))
     return total // 2**20, round(runs / 2**20, 1)
 
 

@@ -258,6 +258,10 @@ def test_faded_memories_go_dormant_and_come_back(fading: Reverie) -> None:
     assert all(h.id != idle for h in fading.recall("Rome", k=3))
     assert fading.stats()["dormant"] == 1
     assert fading.run_log.get_run(report.run_id).kind == "forget"
+    from reverie.display import run_detail_lines
+
+    shown = run_detail_lines(fading.run_log.get_run(report.run_id), fading.run_log.merges(report.run_id))
+    assert any(f"[dormant] {idle}: retention" in line and "retention below" in line for line in shown)
     assert fading.invariant_problems(must_hold=[used, idle, pinned]) == []
     copy = fading.store.retrieve(fading.archive, [idle], with_vectors=False)[0]
     assert p.meta(copy.payload)["dormant"]["run_id"] == report.run_id

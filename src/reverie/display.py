@@ -165,6 +165,12 @@ def run_detail_lines(run: RunRecord, merges: list[MergeRecord]) -> list[str]:
         if run.kind == "consolidate":
             lines.append(f"  [{merge.status}]")
             lines.extend(merge_lines(merge.detail))
+        elif run.kind == "forget":
+            d = merge.detail
+            lines.append(
+                f"  [{merge.status}] {merge.merge_id}: retention {d.get('retention')}, {d.get('accesses')} "
+                f"accesses, last {d.get('last_access')}; {d.get('reason')}"
+            )
         else:
             lines.append(f"  [{merge.status}] {merge.merge_id}: restored {merge.detail.get('restored')}")
     if not merges:

@@ -223,7 +223,8 @@ def main() -> None:
         result = soak(
             args.minutes, args.write_rate, args.keep, args.maintain_every, Path(tmp), args.runs_keep_max
         )
-    (ROOT / "bench" / "results" / "soak.json").write_text(json.dumps(result, indent=2))
+    name = "soak-bounded.json" if args.runs_keep_max is not None else "soak.json"
+    (ROOT / "bench" / "results" / name).write_text(json.dumps(result, indent=2))
     report(result, args)
     print(json.dumps({k: v for k, v in result.items() if k != "samples"}, indent=2))
     failed = result["failed_request_count"] + result["failed_write_count"]

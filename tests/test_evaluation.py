@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from reverie.cli import main
-from reverie.consolidation.evaluation import _pair_scores, load_dataset
+from reverie.consolidation.evaluation import load_dataset, pair_scores
 from reverie.demo import sample
 
 
@@ -23,13 +23,13 @@ def labelled(tmp_path: Path) -> Path:
     return path
 
 
-def test_pair_scores_count_identical_texts_as_true_duplicates(labelled: Path) -> None:
+def testpair_scores_count_identical_texts_as_true_duplicates(labelled: Path) -> None:
     data = load_dataset(labelled, limit=2, query_variant=None)
     assert data.memory_variants == ["web", "kjv"] and data.query_variant == "asv"
     perfect = [[0, 1], [2, 3]]
-    assert _pair_scores(perfect, data) == (1.0, 1.0, 1.0)
-    assert _pair_scores([[0], [1], [2], [3]], data) == (1.0, 0.0, 0.0)
-    precision, recall, _ = _pair_scores([[0, 1, 2, 3]], data)
+    assert pair_scores(perfect, data) == (1.0, 1.0, 1.0)
+    assert pair_scores([[0], [1], [2], [3]], data) == (1.0, 0.0, 0.0)
+    precision, recall, _ = pair_scores([[0, 1, 2, 3]], data)
     assert precision == pytest.approx(2 / 6) and recall == 1.0
 
 
@@ -72,7 +72,7 @@ def test_eval_input_errors(tmp_path: Path, capsys) -> None:
 
 
 def test_transitive_truth_joins_verses_that_share_a_text(tmp_path: Path) -> None:
-    from reverie.consolidation.evaluation import _pair_scores, _transitive_scores
+    from reverie.consolidation.evaluation import _transitive_scores, pair_scores
 
     path = tmp_path / "g.jsonl"
     rows = [
@@ -86,7 +86,7 @@ def test_transitive_truth_joins_verses_that_share_a_text(tmp_path: Path) -> None
     data = load_dataset(path, None, None)
     everything = [[0, 1, 2, 3]]  # all four: one thought through the shared KJV text
     assert _transitive_scores(everything, data) == (1.0, 1.0, 1.0)
-    precision, recall, _ = _pair_scores(everything, data)
+    precision, recall, _ = pair_scores(everything, data)
     assert recall == 1.0 and precision == pytest.approx(3 / 6)
 
 

@@ -143,6 +143,17 @@ def start_daemon(work: Path, env: dict[str, str]) -> tuple[subprocess.Popen[byte
     raise RuntimeError("daemon did not start within 60 s")
 
 
+def stop_under_load(
+    process: subprocess.Popen[bytes], stop: threading.Event, load: list[threading.Thread]
+) -> int:
+    """The load's threads stopped first, then the daemon with SIGTERM: its exit status."""
+    stop.set()
+    for thread in load:
+        thread.join()
+    os.kill(process.pid, signal.SIGTERM)
+    return process.wait(timeout=120)
+
+
 def kill(process: subprocess.Popen[bytes]) -> None:
     os.kill(process.pid, signal.SIGKILL)
     process.wait()

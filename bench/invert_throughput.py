@@ -18,7 +18,6 @@ import argparse
 import gzip
 import json
 import os
-import signal
 import sys
 import tempfile
 import threading
@@ -30,7 +29,7 @@ import httpx
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from crash_torture import start_daemon  # noqa: E402
+from crash_torture import start_daemon, stop_under_load  # noqa: E402
 from report import write_section  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -124,11 +123,7 @@ def run(minutes: float, write_rate: float, search_rate: float, work: Path) -> di
                 flush=True,
             )
             time.sleep(15)
-        stop.set()
-        for thread in threads:
-            thread.join()
-    os.kill(process.pid, signal.SIGTERM)
-    process.wait(timeout=120)
+        stop_under_load(process, stop, threads)
     print()
     half = [s for s in samples if s[0] >= samples[-1][0] / 2]
     per_minute = (half[-1][1] - half[0][1]) / max((half[-1][0] - half[0][0]) / 60, 1e-9)

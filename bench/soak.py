@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import sys
 import tempfile
 import threading
@@ -30,7 +29,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
 from agents import Agent, check_agents, concepts  # noqa: E402
-from crash_torture import daemon_env, settings_for, start_daemon  # noqa: E402
+from crash_torture import daemon_env, settings_for, start_daemon, stop_under_load  # noqa: E402
 from report import write_section  # noqa: E402
 
 from reverie.memory import Reverie  # noqa: E402
@@ -111,11 +110,7 @@ def soak(
             flush=True,
         )
         time.sleep(10)
-    stop.set()
-    for thread in threads:
-        thread.join()
-    os.kill(process.pid, signal.SIGTERM)
-    exit_status = process.wait(timeout=120)
+    exit_status = stop_under_load(process, stop, threads)
     print()
     with Reverie.open(settings_for("edge", work)) as rv:
         problems = check_agents(rv, agents)

@@ -410,6 +410,8 @@ def test_fade_and_revive_over_http(tmp_path: Path, embedder: Embedder) -> None:
         again = api.post(f"/memories/{ids[0]}/revive")
         assert again.status_code == 400 and "is live, not dormant" in again.json()["error"]
         assert api.get("/runs").json()["runs"][0]["kind"] == "forget"
+        assert api.get("/stats").json()["forget_runs"] == 1
+        assert "reverie_forget_runs 1.0" in api.get("/metrics").text
 
 
 # -- gist over time ------------------------------------------------------------------------

@@ -519,6 +519,7 @@ class Reverie:
             "fresh": 0,
             "quarantined": 0,
             "dormant": 0,
+            "forget_runs": self.run_log.count("forget"),
             "accesses_flushed": self.accesses.flushed,
             "strength": None,
             "last_run": None

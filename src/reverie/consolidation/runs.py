@@ -173,6 +173,11 @@ class RunLog:
             ).fetchall()
         return [_run(row) for row in rows]
 
+    def count(self, kind: str) -> int:
+        """Runs of one kind on record (what pruning left)."""
+        with self._lock:
+            return int(self._db.execute("SELECT COUNT(*) FROM runs WHERE kind=?", (kind,)).fetchone()[0])
+
     def get_run(self, run_id: str) -> RunRecord:
         with self._lock:
             row = self._db.execute("SELECT * FROM runs WHERE run_id=?", (run_id,)).fetchone()

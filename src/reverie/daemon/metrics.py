@@ -44,6 +44,7 @@ class Metrics:
         self.accesses = Gauge(
             "reverie_accesses_flushed", "Accesses (search hits, reads) written since start", registry=r
         )
+        self.forget_runs = Gauge("reverie_forget_runs", "Forget runs on record", registry=r)
         self.strength = Gauge(
             "reverie_strength_memories", "Live memories by tenth of retention", ["upper"], registry=r
         )
@@ -67,6 +68,7 @@ class Metrics:
         for kind in POINT_KINDS:
             self.points.labels(kind).set(stats[kind])
         self.accesses.set(stats["accesses_flushed"])
+        self.forget_runs.set(stats["forget_runs"])
         histogram = (stats.get("strength") or {}).get("histogram") or []
         for index, count in enumerate(histogram):
             self.strength.labels(f"{(index + 1) / len(histogram):.1f}").set(count)

@@ -191,12 +191,18 @@ def train(options: TrainOptions) -> dict[str, Any]:
     return json.loads((options.out / "model" / "inverter.json").read_text())
 
 
+def _optimizer(run: _Run, params: list[torch.nn.Parameter], lr: float) -> torch.optim.AdamW:
+    """AdamW over a phase's parameters, resumed from the checkpoint's state when there is one."""
+    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
+    if run.optimizer_state is not None:
+        optimizer.load_state_dict(run.optimizer_state)
+    return optimizer
+
+
 def _train_words(run: _Run) -> None:
     o, model = run.o, run.model
     params = model.word_parameters()
-    optimizer = torch.optim.AdamW(params, lr=o.word_lr, weight_decay=0.0)
-    if run.optimizer_state is not None:
-        optimizer.load_state_dict(run.optimizer_state)
+    optimizer = _optimizer(run, params, o.word_lr)
     present = [sorted(set(ids)) for ids in run.encoded]
     vocab = int(run.lm.model.config.vocab_size)
     weight = torch.tensor(POSITIVE_WEIGHT)
@@ -235,9 +241,7 @@ def _train_words(run: _Run) -> None:
 def _train_prefix(run: _Run) -> None:
     o, model = run.o, run.model
     params = model.prefix_parameters()
-    optimizer = torch.optim.AdamW(params, lr=o.prefix_lr, weight_decay=0.0)
-    if run.optimizer_state is not None:
-        optimizer.load_state_dict(run.optimizer_state)
+    optimizer = _optimizer(run, params, o.prefix_lr)
     order = _batches(run.encoded, o.prefix_batch, o.seed)
     pad = run.lm.stop_ids[-1]
     bar = tqdm(total=o.prefix_steps, initial=run.position.step, desc="prefix", disable=not o.progress)

@@ -484,6 +484,8 @@ class Reverie:
         return self.forgetter.revive(pid)
 
     def _undo_forget(self, run_id: str) -> UndoReport:
+        if not any(entry.status == "dormant" for entry in self.run_log.merges(run_id)):
+            raise InvalidInputError(f"run {run_id} has no dormant memories left to bring back")
         report = UndoReport(run_id=new_run_id(), target=run_id)
         self.run_log.start(report.run_id, "undo", self.collection, p.now())
         revived = self.forgetter.undo(run_id)
@@ -491,8 +493,6 @@ class Reverie:
             {"revived": point_id, "from_run": run_id, "restored": [point_id]} for point_id in revived
         ]
         self.run_log.finish(report.run_id, "done", p.now(), {"target": run_id, "revived": len(revived)})
-        if not revived:
-            raise InvalidInputError(f"run {run_id} has no dormant memories left to bring back")
         return report
 
     def invariant_problems(

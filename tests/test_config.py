@@ -24,6 +24,11 @@ def test_file_then_environment(tmp_path: Path) -> None:
     assert s.storage.collection == "m2"
 
 
+def test_the_model_cache_is_a_setting_like_any_other(tmp_path: Path) -> None:
+    s = load_settings(environ={"REVERIE_INVERSION__MODEL_CACHE": str(tmp_path / "models")})
+    assert s.inversion.model_cache == tmp_path / "models"
+
+
 def test_config_env_var_names_file(tmp_path: Path) -> None:
     f = tmp_path / "r.toml"
     f.write_text('[storage]\nurl = "http://localhost:6333"\n')
@@ -38,6 +43,7 @@ def test_config_env_var_names_file(tmp_path: Path) -> None:
         ("", {"REVERIE_CONSOLIDATION__THRESHOLD": "1.5"}, "REVERIE_CONSOLIDATION__THRESHOLD"),
         ("", {"REVERIE_STORAGE__NOPE": "x"}, "storage.nope: unknown key"),
         ("", {"REVERIE_THRESHOLD": "0.5"}, "REVERIE_<SECTION>__<KEY>"),
+        ("", {"REVERIE_MODEL_CACHE": "/tmp/m"}, "REVERIE_MODEL_CACHE is now REVERIE_INVERSION__MODEL_CACHE"),
         ("[consolidation]\nalgorithm = 'kmeans'\n", {}, "consolidation.algorithm"),
         (
             "[consolidation]\nthreshold = 0.7\nmin_member_similarity = 0.9\n",

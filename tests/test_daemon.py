@@ -285,6 +285,28 @@ def test_readiness_says_when_storage_stops_answering(tmp_path: Path) -> None:
         assert written.status_code == 503 and "unreachable" in written.json()["error"]
 
 
+def test_models_that_fail_to_load_say_why_and_never_stay_loading(tmp_path: Path) -> None:
+    """A model that cannot load, whatever the error's type, shows its reason in /readyz
+    and /stats; a text write then answers 503 with it, and vector writes still work."""
+    settings = Settings()
+    settings.storage.data_dir = tmp_path
+    settings.embedder.model = str(tmp_path / "no-such-model")
+    settings.inversion.model = "zero-shot"  # needs the embedder: fails with it
+    missing = f"no model directory at {settings.embedder.model!r} (embedder.model)"
+    with Reverie.open(settings) as rv:
+        service = Service(rv)
+        service.load_models_in_background().join(60)
+        with running(create_app(service)) as client:
+            models = client.get("/readyz").json()["models"]
+            assert models["embedder"] == f"failed: {missing}"
+            assert models["inverter"] == f"failed: the inverter needs the embedder: {missing}"
+            stats = client.get("/stats").json()
+            assert stats["embedder"] == models["embedder"] and stats["inverter"] == models["inverter"]
+            written = client.post("/memories", json={"memories": [{"text": "the user likes tea"}]})
+            assert written.status_code == 503 and written.json()["error"] == missing
+            assert client.post("/memories", json={"memories": [{"vector": NEAR[0]}]}).status_code == 200
+
+
 def test_serve_process_survives_sigterm_and_restart(tmp_path: Path) -> None:
     port = free_port()
     notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)

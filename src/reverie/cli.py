@@ -340,6 +340,7 @@ def cmd_inverter_train(args: argparse.Namespace, settings: Settings) -> None:
         out=Path(args.out),
         embedder=args.embedder or settings.embedder.model,
         base_lm=args.base_lm or settings.inversion.base_lm,
+        model_cache=settings.inversion.model_cache,
         holdout=args.holdout,
         seed=args.seed,
         limit=args.limit,
@@ -366,23 +367,22 @@ def cmd_inverter_eval(args: argparse.Namespace, settings: Settings) -> None:
         read_sentences,
         result_lines,
     )
-    from reverie.inversion.guided import SearchSettings
-    from reverie.inversion.inverter import open_inverter
+    from reverie.inversion.inverter import configured_inverter
 
-    i, e = settings.inversion, settings.embedder
+    e = settings.embedder
     embedder = Embedder(e.model, e.device, e.batch_size)
-    inverter = open_inverter(args.model or i.model, embedder, SearchSettings.of(i), i.base_lm, i.steps)
+    inverter = configured_inverter(settings.inversion, embedder, args.model)
     if inverter is None:
         raise InvalidInputError('inversion.model is "none": name an inverter with --model')
     sentences = read_sentences(Path(args.data), args.limit)
     result: dict[str, Any] = {
         "inverter": inverter.id,
-        "sentences": evaluate_sentences(inverter, sentences, [None], progress=_tty()),
+        "sentences": evaluate_sentences(inverter, sentences, [None], progress=True),
     }
     if args.paraphrases:
-        result["merges"] = evaluate_merges(inverter, Path(args.paraphrases), args.groups, progress=_tty())
+        result["merges"] = evaluate_merges(inverter, Path(args.paraphrases), args.groups, progress=True)
     if args.blends:
-        result["blends"] = evaluate_blends(inverter, sentences, args.blends, progress=_tty())
+        result["blends"] = evaluate_blends(inverter, sentences, args.blends, progress=True)
     if args.json:
         print(json.dumps(result))
         return

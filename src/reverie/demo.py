@@ -51,12 +51,16 @@ def run_demo(settings: Settings, fresh: bool = True) -> None:
             f"before: {report.points_before} memories  ->  after: {report.points_after} memories"
             f"  ({len(report.merges)} merges of {merged} memories, {seconds:.1f} s)\n"
         )
+        if local.inversion.model != "none":
+            print("loading the inverter, which reads merged vectors back as text ...\n", flush=True)
+            rv.inverter()
         for merge in report.merges[:SHOWN_MERGES]:
             print(f"  {merge['size']} -> 1   (weight {merge['weight']:g})")
             for member in merge["members"]:
                 print(f"      {member['text']}")
             merged, _ = rv.get(merge["merge_id"])
-            print(f"    reads as: {rv.text(merged).shown()}")
+            print("    reads as: ", end="", flush=True)  # a few seconds of search follow
+            print(rv.text(merged).shown())
         if len(report.merges) > SHOWN_MERGES:
             print(f"  ... and {len(report.merges) - SHOWN_MERGES} more merges")
         left = report.points_after - len(report.merges)

@@ -35,6 +35,7 @@ def memory_json(record: Record, text: MemoryText) -> dict[str, Any]:
         "text_source": text.source,
         "fidelity": text.fidelity,
         "inverter": text.inverter,
+        "text_note": text.note,
         "weight": p.weight(record.payload),
         "kind": stamp.get("kind", p.ORIGINAL),
         "state": stamp.get("state", p.FRESH),
@@ -90,6 +91,7 @@ def memory_lines(record: Record, archived: bool, text: MemoryText, layout: Layou
     lines = [
         f"id        {record.id}",
         f"text      {text.shown()}",
+        *([f"          ({text.note})"] if text.note else []),
         f"state     {'archived' if archived else stamp.get('state', p.FRESH)}",
         f"weight    {p.weight(record.payload):g}",
         f"lineage   {lineage(record)}",

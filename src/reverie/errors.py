@@ -13,6 +13,14 @@ class InvalidInputError(ReverieError):
     """A vector, text or file that cannot be stored (wrong dimension, NaN, empty text...)."""
 
 
+class InvalidPayloadError(InvalidInputError):
+    """A payload the store could not hold or read back (too deep, too large, NaN, not UTF-8)."""
+
+
+class TooLargeError(InvalidInputError):
+    """A body, batch, payload or text over its configured limit."""
+
+
 class NotFoundError(ReverieError):
     """An unknown memory, run or merge id."""
 
@@ -42,5 +50,20 @@ class UnauthorizedError(ReverieError):
     """No API key, or the wrong one."""
 
 
-class InverterError(ReverieError):
+class ModelError(ReverieError):
+    """A model that cannot be loaded or does not fit the collection: the service's
+    problem, not the request's."""
+
+
+class EmbedderError(ModelError):
+    """An embedder that cannot be loaded."""
+
+
+class InverterError(ModelError):
     """A missing, corrupt or mismatched inverter model."""
+
+
+def reason(exc: BaseException) -> str:
+    """What went wrong, in one line: a ReverieError's own message, else the exception's type
+    and message (a library's error, such as a model that fails to load, is named by its type)."""
+    return str(exc) if isinstance(exc, ReverieError) else f"{type(exc).__name__}: {exc}"

@@ -32,7 +32,14 @@ from reverie.consolidation.lineage import original_ids
 from reverie.consolidation.release import Release, release
 from reverie.consolidation.runs import RunLog, new_run_id
 from reverie.consolidation.undo import UndoReport, undo
-from reverie.errors import ConflictError, InvalidInputError, InverterError, NotFoundError
+from reverie.errors import (
+    ConflictError,
+    InvalidInputError,
+    InvalidPayloadError,
+    NotFoundError,
+    TooLargeError,
+    reason,
+)
 from reverie.inversion.embedders import Embedder, embedder_id
 from reverie.inversion.lazy import (
     INVERTED_FILTER,
@@ -65,6 +72,7 @@ from reverie.storage import payload as p
 from reverie.storage.base import SparseVector, normalize_id, parse_point_id
 from reverie.storage.detection import CollectionLayout
 from reverie.storage.layouts import Layout, PayloadError
+from reverie.storage.limits import payload_bytes, payload_problem
 from reverie.storage.space import ensure_free_space
 
 WRITE_BATCH = 256
@@ -129,10 +137,16 @@ class Reverie:
         self.forgetter = Forgetter(self.consolidator.applier, self.run_log, settings.memory, settings.forget)
         self._inverter = inverter
         self._loading = threading.Lock()
-        # "not loaded", "loaded: ID", "off" (inversion.model "none"), "failed: why"
+        # "not loaded", "loading", "loaded: ID", "off" (inversion.model "none"), "failed: why"
         self.inverter_status = "not loaded" if inverter is None else f"loaded: {inverter.id}"
         self.inversion = LazyInversion(
-            self.store, self.collection, self.archive, settings.inversion, self.layouts, self.inverter
+            self.store,
+            self.collection,
+            self.archive,
+            settings.inversion,
+            self.layouts,
+            self.inverter,
+            lambda: self.inverter_status,
         )
 
     @classmethod
@@ -166,16 +180,14 @@ class Reverie:
         i = self.settings.inversion
         with self._loading:
             if self._inverter is None and self.inverter_status == "not loaded":
-                from reverie.inversion.guided import SearchSettings
-                from reverie.inversion.inverter import open_inverter
+                from reverie.inversion.inverter import configured_inverter
 
+                self.inverter_status = "loading"
                 try:
-                    self._inverter = open_inverter(
-                        i.model, self.embedder, SearchSettings.of(i), i.base_lm, i.steps
-                    )
-                except InverterError as exc:
-                    self.inverter_status = f"failed: {exc}"
-                    log.error("inverter.failed", model=i.model, error=str(exc), fallback="labels")
+                    self._inverter = configured_inverter(i, self.embedder)
+                except Exception as exc:  # whatever stops it loading: labels, and the reason
+                    self.inverter_status = f"failed: {reason(exc)}"
+                    log.error("inverter.failed", model=i.model, error=reason(exc), fallback="labels")
                     return None
                 self.inverter_status = "off" if self._inverter is None else f"loaded: {self._inverter.id}"
         return self._inverter
@@ -324,6 +336,15 @@ class Reverie:
         self, index: int, memory: NewMemory, vector: np.ndarray, layout: Layout, created_at: str
     ) -> Record:
         """The record to store; the vector is already checked."""
+        problem = payload_problem(memory.payload)
+        if problem:  # what the engine could not read back after a restart
+            raise InvalidPayloadError(f"memory {index}: {problem}")
+        size, limit = payload_bytes(memory.payload), self.settings.daemon.max_payload_bytes
+        if size > limit:
+            raise TooLargeError(
+                f"memory {index}: payload of {size} bytes is over the limit of {limit} "
+                "(daemon.max_payload_bytes)"
+            )
         if p.KEY in memory.payload:
             raise InvalidInputError(f"memory {index}: payload key {p.KEY!r} is reserved")
         problem = layout.problem(memory.payload)
@@ -441,13 +462,19 @@ class Reverie:
         touched = self.store.count(self.collection, None if options.get("full") else p.FRESH_FILTER)
         needed = 2 * touched * (4 * dimension + 1024)
         ensure_free_space(self.settings.storage.data_dir, self.settings.storage.min_free_mb, needed)
-        self.consolidator.recover()
+        self.recover()
         self.flush_accesses()  # merged points inherit their members' use as written
         return self.consolidator.run(**options)
 
+    def recover(self) -> dict[str, int]:
+        """Settle whatever a crash left in flight (forgets, merges, undos), then bring the
+        run log in line with the store: before any run, and when `reverie serve` starts."""
+        counts = self.forgetter.recover()  # before the run log's runs are marked interrupted
+        return counts | self.consolidator.recover()
+
     def undo(self, target: str) -> UndoReport:
         if self.exists:
-            self.consolidator.recover()
+            self.recover()
         if target.startswith("r-") and self.run_log.get_run(target).kind == "forget":
             return self._undo_forget(target)
         return undo(self.consolidator.applier, self.run_log, target)
@@ -508,6 +535,7 @@ class Reverie:
         last = runs[0] if runs else None
         stats: dict[str, Any] = {
             "collection": self.collection,
+            "embedder": self.embedder.status,
             "inverter": self.inverter_status,
             "layout": self.layout.describe() | {"absent_keys": self.layouts.absent_keys},
             "live": 0,

@@ -15,6 +15,11 @@ from reverie.errors import ConfigError
 
 ENV_PREFIX = "REVERIE_"
 CONFIG_ENV = "REVERIE_CONFIG"
+# variables an earlier release or its docs named, and the setting each is now
+RENAMED_ENV = {
+    "REVERIE_MODEL_CACHE": "REVERIE_INVERSION__MODEL_CACHE",
+    "REVERIE_API_KEY": "REVERIE_DAEMON__API_KEY",
+}
 DEFAULT_CONFIG_FILE = Path("reverie.toml")
 
 
@@ -35,6 +40,8 @@ def load_settings(path: str | Path | None = None, environ: Mapping[str, str] | N
     for name, raw in environ.items():
         if not name.startswith(ENV_PREFIX) or name == CONFIG_ENV:
             continue
+        if name in RENAMED_ENV:
+            raise ConfigError(f"{name} is now {RENAMED_ENV[name]}: rename the variable")
         keys = tuple(part.lower() for part in name[len(ENV_PREFIX) :].split("__"))
         if len(keys) != 2 or not all(keys):
             raise ConfigError(f"{name}: expected REVERIE_<SECTION>__<KEY>, e.g. REVERIE_STORAGE__URL")

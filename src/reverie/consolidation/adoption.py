@@ -2,7 +2,8 @@
 
 A point is fresh when it has no `_reverie` key (an agent wrote it with a plain Qdrant
 client) or its state is `fresh` (written by reverie, or changed under a planned merge).
-Invalid vectors (NaN, infinite, zero, missing) and payloads the collection's layout cannot
+Invalid vectors (NaN, infinite, zero, missing), payloads past the store's limits
+(storage/limits.py: too deep, NaN, not UTF-8) and payloads the collection's layout cannot
 read (a text path holding no string, an unparseable `_node_content`, a tenant path into a
 non-object) are quarantined at once, with the reason: never merged, never deleted. Valid
 fresh points stay fresh until the run that considered them has applied its merges
@@ -21,6 +22,7 @@ import structlog
 from reverie.storage import PointId, Record, Store
 from reverie.storage import payload as p
 from reverie.storage.layouts import Layout
+from reverie.storage.limits import payload_problem
 
 log = structlog.get_logger("reverie.adoption")
 
@@ -53,7 +55,7 @@ def adopt(
     result = Adoption()
     problems = _vector_problems(fresh, layout)
     for index, record in enumerate(fresh):
-        problem = problems.get(index) or layout.problem(record.payload)
+        problem = problems.get(index) or payload_problem(record.payload) or layout.problem(record.payload)
         if problem:
             result.quarantined.append((record.id, problem))
         else:

@@ -193,7 +193,12 @@ class Consolidator:
                 everything = Gathered.pack(owned, capacity=report.points_before)
                 fresh_records = [r for r in everything.records if _is_fresh(r)]
                 adoption = adopt(self.store, self.collection, fresh_records, report.run_id, dry_run, layout)
-                rows = p.consolidatable_rows(everything.records, layout.mergeable)
+                quarantined = {point_id for point_id, _ in adoption.quarantined}
+                rows = [
+                    row
+                    for row in p.consolidatable_rows(everything.records, layout.mergeable)
+                    if everything.records[row].id not in quarantined
+                ]
                 gathered = everything.select(np.asarray(rows, dtype=np.int64))
             else:
                 adoption = find_fresh(self.store, self.collection, report.run_id, dry_run, self._owns, layout)

@@ -8,7 +8,8 @@ first (a crash legitimately leaves merges in flight until then).
 - no memory is live and dormant at once;
 - nothing is left in flight (`committing`, `verified`, `undoing`);
 - every archive copy points to a merged point that exists (live, or archived itself);
-- the run log agrees: no run left `running`, no merge left `applying`/`undoing`, every
+- the run log agrees: no run left `running`, no merge left `applying`/`undoing`, no
+  forget left `forgetting`, every
   live merged point on record as applied, every merge on record as applied still there.
 """
 
@@ -78,7 +79,7 @@ def _run_log_problems(run_log: RunLog, live: list, existing: set[str]) -> list[s
     problems = [
         f"run {r.run_id} still marked running" for r in run_log.runs(limit=1_000_000) if r.status == "running"
     ]
-    for status in ("applying", "undoing"):
+    for status in ("applying", "undoing", "forgetting"):
         left = run_log.merges_in_status(status)
         if left:
             problems.append(f"{len(left)} merges left {status} in the run log")

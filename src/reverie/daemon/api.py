@@ -7,7 +7,6 @@ nothing a client sends may produce a 500 or a stack trace.
 from __future__ import annotations
 
 import hmac
-import json
 import time
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
@@ -28,12 +27,14 @@ from reverie.display import forget_json, memory_json, score_json
 from reverie.errors import (
     ConflictError,
     InvalidInputError,
-    InverterError,
+    InvalidPayloadError,
+    ModelError,
     NotFoundError,
     ReverieError,
     StorageError,
     StorageFullError,
     StorageUnreachableError,
+    TooLargeError,
     UnauthorizedError,
 )
 from reverie.inversion.embedders import embedder_id
@@ -95,10 +96,6 @@ class RunRequest(_Body):
     threshold: float | None = None
 
 
-class TooLargeError(InvalidInputError):
-    """A body, batch, payload or text over its configured limit."""
-
-
 class BodyLimit:
     """Refuse request bodies over `limit` bytes, by Content-Length when declared and by
     counting while reading otherwise (a chunked upload never sits in memory whole)."""
@@ -138,13 +135,14 @@ class BodyLimit:
 
 STATUS = {  # most specific first
     TooLargeError: 413,
+    InvalidPayloadError: 422,
     InvalidInputError: 400,
     UnauthorizedError: 401,
     NotFoundError: 404,
     ConflictError: 409,
     StorageFullError: 507,
     StorageError: 503,
-    InverterError: 503,
+    ModelError: 503,
 }
 
 
@@ -153,7 +151,7 @@ def create_app(service: Service, scheduler: BaseScheduler | None = None) -> Fast
     settings = rv.settings
     app = FastAPI(title="reverie", version=__version__)
     app.add_middleware(BodyLimit, limit=settings.daemon.max_body_bytes)
-    limits = _Limits(settings.daemon.max_payload_bytes, settings.daemon.max_text_chars)
+    limits = _Limits(settings.daemon.max_text_chars)
     # every route but health needs the API key (when one is configured)
     protected = APIRouter(dependencies=[Depends(_authorizer(settings.daemon.api_key))])
 
@@ -214,7 +212,7 @@ def create_app(service: Service, scheduler: BaseScheduler | None = None) -> Fast
             )
         partition = rv.partition_payload(dict(body.partition))
         for index, memory in enumerate(body.memories):
-            limits.check(memory, index)
+            limits.check_text(memory.text, f"memory {index}")
         return {"ids": rv.write(_memories(body.memories, partition, rv))}
 
     @protected.post("/search")
@@ -320,17 +318,8 @@ def _authorizer(api_key: str | None) -> Any:
 
 
 class _Limits:
-    def __init__(self, payload_bytes: int, text_chars: int) -> None:
-        self.payload_bytes, self.text_chars = payload_bytes, text_chars
-
-    def check(self, memory: MemoryIn, index: int) -> None:
-        size = len(json.dumps(memory.payload, default=str).encode())
-        if size > self.payload_bytes:
-            raise TooLargeError(
-                f"memory {index}: payload of {size} bytes is over the limit of {self.payload_bytes} "
-                "(daemon.max_payload_bytes)"
-            )
-        self.check_text(memory.text, f"memory {index}")
+    def __init__(self, text_chars: int) -> None:
+        self.text_chars = text_chars
 
     def check_text(self, text: str | None, what: str) -> None:
         if text is not None and len(text) > self.text_chars:

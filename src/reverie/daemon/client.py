@@ -77,7 +77,13 @@ class DaemonClient:
     def text(self, record: Record) -> MemoryText:
         """The text the daemon read with the memory (inverting it there, if pending)."""
         found = self._read[record.id]
-        return MemoryText(found["text"], found["text_source"], found.get("fidelity"), found.get("inverter"))
+        return MemoryText(
+            found["text"],
+            found["text_source"],
+            found.get("fidelity"),
+            found.get("inverter"),
+            found.get("text_note"),
+        )
 
     def lineage(self, record: Record) -> list[PointId]:
         """The originals the daemon found behind the memory when it was read."""

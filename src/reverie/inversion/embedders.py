@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from reverie.errors import InvalidInputError, ReverieError
+from reverie.errors import EmbedderError, InvalidInputError, reason
 
 PACKAGED_MODELS = {"sentence-transformers/all-MiniLM-L6-v2", "all-MiniLM-L6-v2"}
 
@@ -26,6 +26,8 @@ def resolve_model(name: str) -> tuple[str, bool]:
     """Return (what to load, whether to stay offline)."""
     if Path(name).expanduser().is_dir():
         return str(Path(name).expanduser()), True
+    if name.startswith(("/", ".", "~")):
+        raise EmbedderError(f"no model directory at {name!r} (embedder.model)")
     repo = name if "/" in name else f"sentence-transformers/{name}"
     if _in_hf_cache(repo):
         return repo, True
@@ -59,11 +61,13 @@ def _load_model(name: str, device: str) -> Any:
     """One copy of each model per process, however many Embedders ask for it."""
     from sentence_transformers import SentenceTransformer
 
-    source, offline = resolve_model(name)
     try:
+        source, offline = resolve_model(name)
         return SentenceTransformer(source, device=device, local_files_only=offline)
-    except Exception as exc:  # the library raises many types for a missing model
-        raise ReverieError(f"cannot load embedder {name!r}: {exc}") from None
+    except EmbedderError:
+        raise
+    except Exception as exc:  # the hub client and the library raise many types for a missing model
+        raise EmbedderError(f"cannot load embedder {name!r} (embedder.model): {reason(exc)}") from None
 
 
 class Embedder:
@@ -74,10 +78,18 @@ class Embedder:
         self.device = device
         self.batch_size = batch_size
         self._lock = threading.Lock()
+        self.status = "not loaded"  # "loading", "loaded" or "failed: why" (readiness, stats)
 
     @cached_property
     def _model(self) -> Any:
-        return _load_model(self.model_name, self.device)
+        self.status = "loading"
+        try:
+            model = _load_model(self.model_name, self.device)
+        except EmbedderError as exc:
+            self.status = f"failed: {exc}"
+            raise
+        self.status = "loaded"
+        return model
 
     def load(self) -> None:
         """Load the model now (the daemon does this in the background at start)."""

@@ -24,11 +24,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tqdm import tqdm
 
 from reverie.errors import InvalidInputError
 from reverie.inversion.guided import SearchSettings
 from reverie.inversion.inverter import Inverter
+from reverie.progress import with_progress
 
 EXAMPLES = 8
 
@@ -57,7 +57,7 @@ def evaluate_sentences(
     for setting in settings:
         configured = _configured(inverter, setting)
         results, seconds = [], []
-        for vector in tqdm(vectors, desc="inverting", disable=not progress, unit="vector"):
+        for vector in with_progress(vectors, "inverting", "vector", progress):
             started = time.perf_counter()
             results.append(configured.invert(vector[None])[0])
             seconds.append(time.perf_counter() - started)
@@ -101,7 +101,7 @@ def evaluate_merges(
             rv.remember(texts)
             rv.consolidate(full=True)
             merged = [r for r in rv.live_records() if p.meta(r.payload).get("kind") == p.MERGED]
-            for record in tqdm(merged, desc="merged memories", disable=not progress, unit="merge"):
+            for record in with_progress(merged, "merged memories", "merge", progress):
                 label = cached_text(record, rv.layout)
                 started = time.perf_counter()
                 shown = rv.text(record)
@@ -144,7 +144,7 @@ def evaluate_blends(
         if float(vectors[a] @ vectors[b]) < 0.3:
             chosen.append((a, b))
     rows = []
-    for a, b in tqdm(chosen, desc="blends", disable=not progress, unit="blend"):
+    for a, b in with_progress(chosen, "blends", "blend", progress):
         blend = vectors[a] + vectors[b]
         blend /= np.linalg.norm(blend)
         started = time.perf_counter()

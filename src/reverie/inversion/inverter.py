@@ -27,6 +27,7 @@ from typing import Protocol
 
 import numpy as np
 
+from reverie.config import InversionSettings
 from reverie.errors import InverterError, ReverieError
 from reverie.inversion.embedders import Embedder, embedder_id
 from reverie.inversion.guided import GuidedSearch, SearchSettings, Steering
@@ -69,7 +70,12 @@ class GuidedInverter:
     """The guided search (guided.py), steered by a trained model or zero-shot."""
 
     def __init__(
-        self, embedder: Embedder, model_dir: Path | None, base_lm: str, settings: SearchSettings
+        self,
+        embedder: Embedder,
+        model_dir: Path | None,
+        base_lm: str,
+        settings: SearchSettings,
+        model_cache: Path | None = None,
     ) -> None:
         from reverie.inversion.base_lm import load_base_lm
         from reverie.inversion.conditioning import load, read_meta
@@ -87,7 +93,7 @@ class GuidedInverter:
                     f"collection is embedded with {have!r}: train one for it (`reverie inverter train "
                     '--embedder ...`) or set inversion.model = "zero-shot"'
                 )
-        lm = load_base_lm(base_lm)
+        lm = load_base_lm(base_lm, model_cache)
         self.conditioner, self.meta = load(model_dir, lm) if model_dir is not None else (None, {})
         self.embedder, self.embedder_id, self.settings = embedder, have, settings
         self.search = GuidedSearch(lm, embedder, settings)
@@ -173,14 +179,24 @@ def fidelity(embedder: Embedder, texts: list[str], vectors: np.ndarray) -> list[
     return [round(float(s), 4) for s in scores]
 
 
+def configured_inverter(
+    settings: InversionSettings, embedder: Embedder, model: str | None = None
+) -> Inverter | None:
+    """The inverter the `[inversion]` settings name (`model` in place of inversion.model)."""
+    s = settings
+    return open_inverter(model or s.model, embedder, SearchSettings.of(s), s.base_lm, s.steps, s.model_cache)
+
+
 def open_inverter(
     source: str,
     embedder: Embedder,
     settings: SearchSettings | None = None,
     base_lm: str | None = None,
     steps: int = 0,
+    model_cache: Path | None = None,
 ) -> Inverter | None:
-    """The inverter `inversion.model` names (None for "none"); see the module docstring."""
+    """The inverter `inversion.model` names (None for "none"); see the module docstring.
+    `model_cache`: where the base LM is converted (`inversion.model_cache`)."""
     from reverie.inversion.base_lm import SMOLLM2
 
     settings = settings or SearchSettings()
@@ -191,9 +207,9 @@ def open_inverter(
     if source == "gtr-base" or (path / "corrector").is_dir():
         return PretrainedCorrector(source, embedder, steps or 20, settings.beam_width)
     if source == ZERO_SHOT:
-        return GuidedInverter(embedder, None, base_lm, settings)
+        return GuidedInverter(embedder, None, base_lm, settings, model_cache)
     if source == BUILTIN:
         path = builtin_model_dir()
     elif (path / "model").is_dir() and not (path / "inverter.json").exists():
         path = path / "model"  # a run directory: its exported model
-    return GuidedInverter(embedder, path, base_lm, settings)
+    return GuidedInverter(embedder, path, base_lm, settings, model_cache)

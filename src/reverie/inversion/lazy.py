@@ -64,6 +64,7 @@ class MemoryText:
     source: str
     fidelity: float | None = None
     inverter: str | None = None
+    note: str | None = None  # why a merged memory shows its label, not an inversion
 
     def shown(self) -> str:
         if self.source == INVERSION:
@@ -110,10 +111,12 @@ class LazyInversion:
         settings: InversionSettings,
         layouts: CollectionLayout,
         inverter: Callable[[], Inverter | None],
+        inverter_status: Callable[[], str] = lambda: "off",
     ) -> None:
         self.store, self.collection, self.archive = store, collection, archive
         self.settings, self.layouts = settings, layouts
         self._inverter = inverter  # loads the model on first need
+        self._inverter_status = inverter_status  # why there is none: "off", "failed: why"
         self.stopping = threading.Event()  # a shutdown: the job ends after its current batch
         self.on_inverted: Callable[[int, float], None] = lambda points, seconds: None
 
@@ -126,17 +129,25 @@ class LazyInversion:
         if stamp.get("kind") != p.MERGED or stamp.get("text_source", PENDING) not in (PENDING, LABEL):
             return found  # an agent's own text, or inverted already (a cached label stays one)
         inverter = self._inverter()
-        if inverter is not None and record.vector is not None:
+        if inverter is None:
+            note = f"no inversion: the inverter is {self._inverter_status()}"
+        elif record.vector is None:
+            note = "no inversion: the memory has no vector in use"
+        else:
             if _embedder(record) not in (None, inverter.embedder_id):
                 raise InverterError(
                     f"memory {record.id} was embedded with {_embedder(record)!r}; the configured "
                     f"inverter ({inverter.id}) inverts {inverter.embedder_id!r} embeddings"
                 )
-            if _compatible(record, inverter):  # else vectors of another model's size: labels stand
+            if _compatible(record, inverter):
                 return self._invert([record], inverter)[0]
+            note = (
+                f"no inversion: its vector has {record.vector.size} dimensions, and the inverter "
+                f"({inverter.id}) reads {inverter.embedder.dimension} ({inverter.embedder_id})"
+            )
         if found.source == PENDING:
-            return self.label(record) or found
-        return found
+            found = self.label(record) or found
+        return replace(found, note=note)
 
     def label(self, record: Record) -> MemoryText | None:
         """The archived member text closest to the merged point's vector, if any member had text."""

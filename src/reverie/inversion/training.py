@@ -48,6 +48,7 @@ class TrainOptions:
     out: Path
     embedder: str = "sentence-transformers/all-MiniLM-L6-v2"
     base_lm: str = SMOLLM2
+    model_cache: Path | None = None  # where the base LM is converted (inversion.model_cache)
     holdout: int = 1000
     seed: int = 0
     limit: int | None = None
@@ -100,7 +101,7 @@ class _Run:
         self.vectors = embed_cached(embedder, corpus.train, o.out / "train-embeddings.npy", o.progress)
         held = corpus.held_out[: o.eval_sentences]
         self.held_vectors = embed_cached(embedder, held, o.out / "holdout-embeddings.npy", False)
-        self.lm = load_base_lm(o.base_lm)
+        self.lm = load_base_lm(o.base_lm, o.model_cache)
         self.encoded = [_token_ids(self.lm, t, o.max_tokens) for t in corpus.train]
         self.held = [_token_ids(self.lm, t, o.max_tokens) for t in held]
         shape = Shape(embedder.dimension, o.hidden, o.word_rank, o.prefix_len, o.lora_rank)

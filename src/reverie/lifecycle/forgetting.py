@@ -129,8 +129,9 @@ class Forgetter:
         self.store.delete(self.collection, ids, only=Filter(must=(Match(FORGETTING, run_id),)))
         still = {str(r.id) for r in self.store.retrieve(self.collection, ids, with_vectors=False)}
         if still:  # rewritten by an agent meanwhile: the new version stays live
-            self._void(sorted(still), run_id)
-            report.kept_rewritten += [i for i in ids if str(i) in still]
+            kept = [i for i in ids if str(i) in still]
+            self._void(kept, run_id)
+            report.kept_rewritten += kept
         for point_id in ids:
             if str(point_id) not in still:
                 self.run_log.set_merge_status(run_id, str(point_id), "dormant")
@@ -159,13 +160,13 @@ class Forgetter:
         payload = p.with_meta(record.payload, state=p.DORMANT, dormant=dormant, forgetting=None)
         return Record(record.id, record.vector, payload, record.others)
 
-    def _void(self, ids: list[str], run_id: str) -> None:
+    def _void(self, ids: list[PointId], run_id: str) -> None:
         """The forget of these did not happen: drop their dormant copies and the mark."""
         live = self.store.retrieve(self.collection, ids, with_vectors=False)
         self.store.delete(self.archive, ids, only=Filter(must=(Match(f"{p.KEY}.state", p.DORMANT),)))
         self.store.set_payload(self.collection, [r.id for r in live], {"forgetting": None}, key=p.KEY)
         for point_id in ids:
-            self.run_log.set_merge_status(run_id, point_id, "void")
+            self.run_log.set_merge_status(run_id, str(point_id), "void")
 
     # -- coming back --------------------------------------------------------------------
     def dormant(self, point_id: PointId) -> Record | None:
@@ -219,25 +220,30 @@ class Forgetter:
         return revived
 
     # -- recovery -----------------------------------------------------------------------
-    def recover(self) -> None:
+    def recover(self) -> dict[str, int]:
         """Settle forgets a crash interrupted and dormant copies a crashed revive left."""
         with self.applier.lock:
-            for entry in self.run_log.merges_in_status("forgetting"):
-                point_id = entry.detail["id"]
+            interrupted = self.run_log.merges_in_status("forgetting")
+            for entry in interrupted:
+                point_id = entry.detail["id"]  # as stored: an int or a UUID string
                 if self.store.retrieve(self.collection, [point_id], with_vectors=False):
-                    self._void([str(point_id)], entry.run_id)
+                    self._void([point_id], entry.run_id)
                 elif self.dormant(point_id) is not None:
                     self.run_log.set_merge_status(entry.run_id, entry.merge_id, "dormant")
                 else:
                     self.run_log.set_merge_status(entry.run_id, entry.merge_id, "void")
-            if not self._archive_exists():
-                return
-            copies = self.store.scroll(self.archive, Filter(must=(Match(f"{p.KEY}.state", p.DORMANT),)))
-            ids = [c.id for c in copies]
-            for start in range(0, len(ids), BATCH):
-                live = self.store.retrieve(self.collection, ids[start : start + BATCH], with_vectors=False)
-                if live:
-                    self.store.delete(self.archive, [r.id for r in live])
+            voided = 0
+            if self._archive_exists():
+                copies = self.store.scroll(self.archive, Filter(must=(Match(f"{p.KEY}.state", p.DORMANT),)))
+                ids = [c.id for c in copies]
+                for start in range(0, len(ids), BATCH):
+                    live = self.store.retrieve(
+                        self.collection, ids[start : start + BATCH], with_vectors=False
+                    )
+                    if live:
+                        self.store.delete(self.archive, [r.id for r in live])
+                        voided += len(live)
+        return {"forgets_settled": len(interrupted), "dormant_copies_voided": voided}
 
     def _archive_exists(self) -> bool:
         return self.store.collection_exists(self.archive)

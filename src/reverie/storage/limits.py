@@ -1,0 +1,66 @@
+"""What a payload may hold, checked before anything reaches the store.
+
+Whatever reverie accepts, the engine must read back after a restart: qdrant-edge writes a
+payload into its write-ahead log as it is, and one nested about 120 levels deep is stored
+and then cannot be read (the log fails to open, and every memory with it). So a payload is
+a JSON object of bounded depth and size whose strings are valid UTF-8, whose integers fit
+in 64 bits (Qdrant's integers) and whose floats are finite. The same check runs on every
+write path (HTTP, MCP, CLI, import, the library) and on points agents wrote with their own
+client, which are quarantined rather than merged.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+MAX_DEPTH = 32  # objects and lists inside one another; the engine fails past ~120
+INT_MIN, INT_MAX = -(2**63), 2**63 - 1
+
+
+def payload_problem(payload: Any) -> str | None:
+    """Why `payload` cannot be stored, naming the place and the limit, or None."""
+    if not isinstance(payload, dict):
+        return f"a payload must be a JSON object, not {type(payload).__name__}"
+    pending: list[tuple[Any, str, int]] = [(payload, "", 0)]  # a stack: deep input needs no recursion
+    while pending:
+        value, path, depth = pending.pop()
+        where = path or "the top level"
+        if isinstance(value, dict | list) and depth > MAX_DEPTH:
+            return f"payload nests deeper than {MAX_DEPTH} levels (at {where})"
+        if isinstance(value, dict):
+            for key, item in value.items():
+                if not isinstance(key, str) or _not_utf8(key):
+                    return f"payload key {key!r} at {where} is not a string of valid UTF-8"
+                pending.append((item, f"{path}.{key}" if path else key, depth + 1))
+        elif isinstance(value, list):
+            pending.extend((item, f"{path}[{i}]", depth + 1) for i, item in enumerate(value))
+        elif (problem := _scalar_problem(value)) is not None:
+            return f"payload value at {where} {problem}"
+    return None
+
+
+def payload_bytes(payload: dict[str, Any]) -> int:
+    """Its size as JSON (UTF-8), what `daemon.max_payload_bytes` bounds."""
+    return len(json.dumps(payload, ensure_ascii=False).encode())
+
+
+def _scalar_problem(value: Any) -> str | None:
+    if value is None or isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return None if INT_MIN <= value <= INT_MAX else f"is an integer outside 64 bits ({value})"
+    if isinstance(value, float):
+        return None if math.isfinite(value) else f"is {value} (only finite numbers)"
+    if isinstance(value, str):
+        return "is not valid UTF-8 (a lone surrogate)" if _not_utf8(value) else None
+    return f"is a {type(value).__name__}, not a JSON value"
+
+
+def _not_utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False

@@ -306,6 +306,58 @@ def test_a_dormant_merged_memory_keeps_its_lineage(fading: Reverie) -> None:
     assert fading.invariant_problems(must_hold=ids) == []
 
 
+def _everywhere(rv: Reverie, point_id: object) -> list[object]:
+    """Where a memory still is: live, or in the archive (dormant or merged away)."""
+    return [name for name in (rv.collection, rv.archive) if rv.store.retrieve(name, [point_id])]
+
+
+def test_a_delete_reaches_a_dormant_memory_and_nothing_brings_it_back(fading: Reverie) -> None:
+    """A user's delete: of a dormant memory, of an original whose merged point sleeps, of a
+    sleeping merged point (with its originals). Each leaves nothing for revive or undo."""
+    alone, tea, tea2, rome, rome2 = fading.remember(
+        [
+            "The door code is 4711.",
+            "The user prefers tea over coffee.",
+            "The user likes tea more than coffee.",
+            "Rome is a very old city.",
+            "Rome is a really old city.",
+        ]
+    )
+    merges = {m["merge_id"] for m in fading.consolidate(full=True).merges}
+    assert len(merges) == 2
+    tea_merge, rome_merge = (p.meta(fading.get(i)[0].payload)["archived"]["merged_into"] for i in (tea, rome))
+    time.sleep(0.6)
+    run = fading.forget_faded().run_id
+    assert _live_ids(fading) == set() and fading.stats()["dormant"] == 3
+    fading.forget([alone])  # dormant itself
+    fading.forget([tea])  # an original of a dormant merge
+    fading.forget([rome_merge])  # a dormant merged point: its originals go with it
+    for gone in (alone, tea, tea_merge, rome_merge, rome, rome2):
+        assert _everywhere(fading, gone) == [], gone
+    assert _live_ids(fading) == {str(tea2)}  # the other member of the released merge
+    with pytest.raises(InvalidInputError, match="no dormant memories left"):
+        fading.undo(run)
+    with pytest.raises(NotFoundError):
+        fading.revive(alone)
+    assert fading.invariant_problems(must_hold=[tea2], may_hold=[tea2]) == []
+
+
+@pytest.mark.parametrize("dormant_merge", [False, True])
+def test_a_rewrite_reaches_a_dormant_memory(fading: Reverie, dormant_merge: bool) -> None:
+    ids = fading.remember(["The user prefers tea over coffee.", "The user likes tea more than coffee."])
+    if dormant_merge:
+        fading.consolidate(full=True)
+    time.sleep(0.6)
+    fading.forget_faded()
+    assert _live_ids(fading) == set()
+    vector = fading.embedder.encode(["The user now prefers coffee."])[0]
+    fading.write([NewMemory(vector, {"text": "The user now prefers coffee."}, ids[0])])
+    record, archived = fading.get(ids[0])
+    assert not archived and record.payload["text"] == "The user now prefers coffee."
+    assert fading.stats()["dormant"] == (0 if dormant_merge else 1)
+    assert fading.invariant_problems(must_hold=ids, may_hold=ids) == []
+
+
 @pytest.mark.parametrize("id_kind", ["uuid", "int"])
 def test_recovery_settles_a_forget_a_crash_interrupted(fading: Reverie, id_kind: str) -> None:
     """The steps of a forget, stopped where a crash could stop them, settled by the

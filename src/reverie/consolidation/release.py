@@ -18,6 +18,7 @@ import structlog
 
 from reverie.consolidation.apply import MergeApplier
 from reverie.consolidation.archive_retention import dropped_error
+from reverie.consolidation.dormancy import wake
 from reverie.consolidation.lineage import members_of
 from reverie.consolidation.runs import RunLog, new_run_id
 from reverie.consolidation.undo import undo_on_record
@@ -48,6 +49,7 @@ def release(
     in flight above one of them (another process applying it) is a ConflictError."""
     result = Release(reason, list(ids))
     with applier.lock:
+        _wake_sleeping(applier, run_log, ids)
         merged = _merges_to_undo(applier, ids, dissolve)
         if not merged:
             return result
@@ -115,6 +117,35 @@ def _merges_to_undo(applier: MergeApplier, ids: list[PointId], dissolve: bool) -
                 f"merge {point.id} is {p.state(point.payload)} (being applied or undone elsewhere); try again"
             )
     return [point for _, point in sorted(by_depth.values(), key=lambda item: item[0])]
+
+
+def _wake_sleeping(applier: MergeApplier, run_log: RunLog, ids: list[PointId]) -> None:
+    """Dormant memories among `ids`, and dormant merged points above archived ones, live
+    again (not an access), so that what a release undoes or a delete removes is within
+    reach and nothing is left asleep for revive or undo to bring back."""
+    store = applier.store
+    sleeping: dict[str, PointId] = {}
+    for copy in store.retrieve(applier.archive, ids, with_vectors=False):
+        top = _sleeping_top(applier, copy)
+        if top is not None:
+            sleeping[str(top.id)] = top.id
+    for copy in store.retrieve(applier.archive, list(sleeping.values())):
+        wake(store, applier.collection, applier.archive, run_log, copy, "released")
+
+
+def _sleeping_top(applier: MergeApplier, copy: Record) -> Record | None:
+    """The dormant copy at the top of an archive copy's chain (itself, or a merged point
+    above it), or None when the top is live."""
+    store = applier.store
+    while p.state(copy.payload) != p.DORMANT:
+        into = p.meta(copy.payload).get("archived", {}).get("merged_into")
+        if into is None or store.retrieve(applier.collection, [into], with_vectors=False):
+            return None
+        above = store.retrieve(applier.archive, [into], with_vectors=False)
+        if not above:
+            return None  # a broken chain: _chain_above names it
+        copy = above[0]
+    return copy
 
 
 def _chain_above(applier: MergeApplier, copy: Record) -> list[Record]:

@@ -27,6 +27,7 @@ import structlog
 
 from reverie.config import ForgetSettings, MemorySettings
 from reverie.consolidation.apply import MergeApplier
+from reverie.consolidation.dormancy import DORMANT_ONLY, wake
 from reverie.consolidation.runs import RunLog, new_run_id
 from reverie.errors import InvalidInputError, NotFoundError
 from reverie.lifecycle.retention import reinforced, retention, use_of
@@ -163,7 +164,7 @@ class Forgetter:
     def _void(self, ids: list[PointId], run_id: str) -> None:
         """The forget of these did not happen: drop their dormant copies and the mark."""
         live = self.store.retrieve(self.collection, ids, with_vectors=False)
-        self.store.delete(self.archive, ids, only=Filter(must=(Match(f"{p.KEY}.state", p.DORMANT),)))
+        self.store.delete(self.archive, ids, only=DORMANT_ONLY)
         self.store.set_payload(self.collection, [r.id for r in live], {"forgetting": None}, key=p.KEY)
         for point_id in ids:
             self.run_log.set_merge_status(run_id, str(point_id), "void")
@@ -182,21 +183,9 @@ class Forgetter:
             copy = self.dormant(point_id)
             if copy is None:
                 raise self._not_dormant(point_id)
-            stamp = p.meta(copy.payload)
-            dormant = stamp.get("dormant", {})
-            payload = p.with_meta(copy.payload, state=dormant.get("was", p.LIVE), dormant=None)
-            if access:
-                use = reinforced(use_of(copy.payload), 1, p.utcnow(), self.memory)
-                payload = p.with_meta(payload, use=use.as_payload())
-            record = Record(copy.id, copy.vector, payload, copy.others)
-            self.store.upsert(self.collection, [record])
-            self.store.delete(
-                self.archive, [copy.id], only=Filter(must=(Match(f"{p.KEY}.state", p.DORMANT),))
-            )
-            if dormant.get("run_id"):
-                self.run_log.set_merge_status(dormant["run_id"], str(copy.id), "revived")
-            log.info("forget.revived", id=copy.id, run_id=dormant.get("run_id"), access=access)
-            return record
+            use = reinforced(use_of(copy.payload), 1, p.utcnow(), self.memory) if access else None
+            stores = self.store, self.collection, self.archive, self.run_log
+            return wake(*stores, copy, "revived", use.as_payload() if use else None)
 
     def _not_dormant(self, point_id: PointId) -> Exception:
         if self.store.retrieve(self.collection, [point_id], with_vectors=False):
@@ -232,18 +221,19 @@ class Forgetter:
                     self.run_log.set_merge_status(entry.run_id, entry.merge_id, "dormant")
                 else:
                     self.run_log.set_merge_status(entry.run_id, entry.merge_id, "void")
-            voided = 0
-            if self._archive_exists():
-                copies = self.store.scroll(self.archive, Filter(must=(Match(f"{p.KEY}.state", p.DORMANT),)))
-                ids = [c.id for c in copies]
-                for start in range(0, len(ids), BATCH):
-                    live = self.store.retrieve(
-                        self.collection, ids[start : start + BATCH], with_vectors=False
-                    )
-                    if live:
-                        self.store.delete(self.archive, [r.id for r in live])
-                        voided += len(live)
+            voided = self._drop_copies_of_live() if self._archive_exists() else 0
         return {"forgets_settled": len(interrupted), "dormant_copies_voided": voided}
+
+    def _drop_copies_of_live(self) -> int:
+        """Dormant copies whose memory is live (a revive crashed after its write) are void."""
+        ids = [c.id for c in self.store.scroll(self.archive, DORMANT_ONLY)]
+        dropped = 0
+        for start in range(0, len(ids), BATCH):
+            live = self.store.retrieve(self.collection, ids[start : start + BATCH], with_vectors=False)
+            if live:
+                self.store.delete(self.archive, [r.id for r in live])
+                dropped += len(live)
+        return dropped
 
     def _archive_exists(self) -> bool:
         return self.store.collection_exists(self.archive)

@@ -285,6 +285,25 @@ def test_readiness_says_when_storage_stops_answering(tmp_path: Path) -> None:
         assert written.status_code == 503 and "unreachable" in written.json()["error"]
 
 
+def test_a_removed_data_directory_turns_readiness_off_and_refuses_writes(tmp_path: Path) -> None:
+    """The embedded engine would take writes into files no longer on disk and lose them at
+    the next restart: readiness says so, and writes are refused, naming the directory."""
+    import shutil
+
+    settings = Settings()
+    settings.inversion.model = "none"
+    settings.storage.data_dir = tmp_path / "data"
+    with Reverie.open(settings) as rv, running(create_app(Service(rv))) as client:
+        assert client.post("/memories", json={"memories": [{"vector": NEAR[0]}]}).status_code == 200
+        assert client.get("/readyz").status_code == 200
+        shutil.rmtree(settings.storage.data_dir)
+        ready = client.get("/readyz")
+        assert ready.status_code == 503 and "is gone" in ready.json()["storage"]
+        written = client.post("/memories", json={"memories": [{"vector": NEAR[1]}]})
+        assert written.status_code == 503
+        assert written.json()["error"].startswith("nothing was written: the data directory")
+
+
 def test_models_that_fail_to_load_say_why_and_never_stay_loading(tmp_path: Path) -> None:
     """A model that cannot load, whatever the error's type, shows its reason in /readyz
     and /stats; a text write then answers 503 with it, and vector writes still work."""

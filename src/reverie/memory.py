@@ -37,6 +37,7 @@ from reverie.errors import (
     InvalidInputError,
     InvalidPayloadError,
     NotFoundError,
+    StorageError,
     TooLargeError,
     reason,
 )
@@ -265,8 +266,7 @@ class Reverie:
         self._check_sparse_names(memories)
         # what the engine writes for them (log, segment, payload), with room to spare
         payload_bytes = sum(len(json.dumps(m.payload, default=str)) for m in memories)
-        needed = 3 * (sum(v.nbytes for v in vectors) + payload_bytes)
-        ensure_free_space(self.settings.storage.data_dir, self.settings.storage.min_free_mb, needed)
+        self._check_writable(needed=3 * (sum(v.nbytes for v in vectors) + payload_bytes))
         created_at = p.now()
         records = [
             self._record(i, m, v, layout, created_at)
@@ -285,6 +285,14 @@ class Reverie:
                     self.store.upsert(self.collection, batch)
                     bar.update(len(batch))
         return [r.id for r in records]
+
+    def _check_writable(self, needed: int) -> None:
+        """Before a write: room on disk for `needed` bytes, and a store that keeps what it
+        takes (StorageError naming why not: nothing is written then)."""
+        ensure_free_space(self.settings.storage.data_dir, self.settings.storage.min_free_mb, needed)
+        problem = self.store.problem()
+        if problem:
+            raise StorageError(f"nothing was written: {problem}")
 
     def _check_sparse_names(self, memories: Sequence[NewMemory]) -> None:
         """Sparse vectors go only into slots the collection has (or the layout will make)."""
@@ -460,8 +468,7 @@ class Reverie:
         # a run stamps what it considers and writes merged points and archive copies
         # before it deletes anything: room for a copy of each point it may touch
         touched = self.store.count(self.collection, None if options.get("full") else p.FRESH_FILTER)
-        needed = 2 * touched * (4 * dimension + 1024)
-        ensure_free_space(self.settings.storage.data_dir, self.settings.storage.min_free_mb, needed)
+        self._check_writable(needed=2 * touched * (4 * dimension + 1024))
         self.recover()
         self.flush_accesses()  # merged points inherit their members' use as written
         return self.consolidator.run(**options)

@@ -195,13 +195,17 @@ def create_app(service: Service, scheduler: BaseScheduler | None = None) -> Fast
     @app.get("/readyz")
     def readyz() -> JSONResponse:
         """Ready: storage open and recovery done (serve finishes both before it listens),
-        and the storage answering now (a Qdrant server can go away). Models load in the
+        and the storage answering and keeping writes now (a Qdrant server can go away, an
+        embedded store's directory can be removed or turn read-only). Models load in the
         background; `models` says when each is loaded."""
         body: dict[str, Any] = {"ready": True, "collection": rv.collection, "models": dict(service.models)}
         try:
             rv.store.collection_exists(rv.collection)
+            problem = rv.store.problem()
         except StorageUnreachableError as exc:
-            body.update(ready=False, storage=str(exc))
+            problem = str(exc)
+        if problem:
+            body.update(ready=False, storage=problem)
         return JSONResponse(body, status_code=200 if body["ready"] else 503)
 
     @protected.post("/memories")

@@ -208,6 +208,10 @@ class Store(Protocol):
     def optimize(self, name: str) -> None:
         """Storage maintenance after large changes (a no-op where the server does it)."""
 
+    def problem(self) -> str | None:
+        """Why writes cannot be kept now (an embedded store's directory gone or read-only, a
+        flush that failed), or None. Writes are refused and readiness fails meanwhile."""
+
     def close(self) -> None: ...
 
 

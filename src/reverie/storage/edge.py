@@ -8,6 +8,7 @@ second one gets a StorageError that says so.
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -16,6 +17,7 @@ from typing import Any
 
 import numpy as np
 import qdrant_edge as qe
+import structlog
 
 from reverie.errors import InvalidInputError, StorageError
 from reverie.storage.base import (
@@ -41,6 +43,8 @@ from reverie.storage.base import (
 )
 from reverie.storage.space import ensure_free_space
 
+log = structlog.get_logger("reverie.storage")
+
 
 class EdgeStore(VectorNames):
     def __init__(self, root: Path, min_free_mb: int = 0, flush_every: float = 60.0) -> None:
@@ -58,6 +62,7 @@ class EdgeStore(VectorNames):
         # progress: writes and flushes go one at a time, and a flush skips a busy optimizer.
         self._writing = threading.Lock()
         self._optimizing = threading.Lock()
+        self._flush_problem: str | None = None
 
     # -- collections -------------------------------------------------------------------
     def _dir(self, name: str) -> Path:
@@ -148,9 +153,20 @@ class EdgeStore(VectorNames):
             if self._optimizing.acquire(blocking=False):  # else: at a later write
                 try:
                     shard.flush()
-                    self._flushed_at[name] = time.monotonic()
+                    self._flushed_at[name], self._flush_problem = time.monotonic(), None
+                except Exception as exc:  # the write is in the log already: it stands
+                    self._flush_problem = f"flushing {name!r} failed: {exc}"
+                    log.error("storage.flush_failed", collection=name, error=str(exc))
                 finally:
                     self._optimizing.release()
+
+    def problem(self) -> str | None:
+        if self._shards and not self._root.is_dir():
+            return f"the data directory {self._root} is gone (writes would be lost at the next restart)"
+        existing = self._root if self._root.is_dir() else self._root.parent
+        if existing.is_dir() and not os.access(existing, os.W_OK):
+            return f"the data directory {existing} is not writable"
+        return self._flush_problem
 
     # -- points ------------------------------------------------------------------------
     def upsert(self, name: str, records: Sequence[Record]) -> None:
@@ -236,8 +252,11 @@ class EdgeStore(VectorNames):
 
     def close(self) -> None:
         with self._lock, self._writing:
-            for shard in self._shards.values():
-                shard.flush()
+            for name, shard in self._shards.items():
+                try:
+                    shard.flush()
+                except Exception as exc:  # its directory is gone or read-only: said, every shard closes
+                    log.error("storage.close_flush_failed", collection=name, error=str(exc))
                 shard.close()
             self._shards.clear()
 

@@ -204,6 +204,9 @@ class ServerStore(VectorNames):
     def optimize(self, name: str) -> None:
         """Qdrant servers optimize segments on their own."""
 
+    def problem(self) -> str | None:
+        return None  # the server keeps its own data; an unreachable one raises on each call
+
     def close(self) -> None:
         self._client.close()
 

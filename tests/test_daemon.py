@@ -141,11 +141,23 @@ def test_rewrite_and_delete_of_merged_memories_over_http(api: httpx.Client) -> N
         ("post", "/undo/whatever", None, 404, "unknown run or merge id"),
         ("post", "/runs", {"threshold": 3}, 400, "not a cosine similarity"),
         ("post", "/runs", {"algorithm": "kmeans"}, 422, "algorithm"),
+        # lone surrogates (JSON's \ud800 escape): once a 500 each
+        ("post", "/memories", {"memories": [{"text": "tea \ud800"}]}, 422, "not valid UTF-8"),
+        ("post", "/search", {"text": "\udc00 tea"}, 422, "not valid UTF-8"),
+        ("post", "/memories", {"memories": [{"vector": NEAR[0], "payload": {"\ud800": 1}}]}, 422, "UTF-8"),
+        ("post", "/memories", {"memories": [{"vector": NEAR[0], "payload": {"k": "\udfff"}}]}, 422, "UTF-8"),
+        ("post", "/memories", {"memories": [{"vector": NEAR[0], "payload": {"k": 2**64}}]}, 422, "64 bits"),
+        ("get", "/no-such-route", None, 404, "Not Found"),  # the framework's answers as {"error": ...}
+        ("put", "/memories", {}, 405, "Method Not Allowed"),
     ],
 )
 def test_bad_requests_get_clear_4xx_and_write_nothing(api, method, path, body, status, message) -> None:
     api.post("/memories", json={"memories": [{"vector": NEAR[2], "id": 7}]})
-    response = getattr(api, method)(path, **({"json": body} if body is not None else {}))
+    # json.dumps escapes lone surrogates as JSON does (httpx's json= would fail on them)
+    sent = (
+        {} if body is None else {"content": json.dumps(body), "headers": {"content-type": "application/json"}}
+    )
+    response = api.request(method.upper(), path, **sent)
     assert response.status_code == status, response.text
     assert message in response.json()["error"]
     assert api.get("/stats").json()["live"] == 1
@@ -174,8 +186,39 @@ def test_api_key_guards_every_route_but_health(tmp_path: Path) -> None:
     with Reverie.open(settings) as rv, running(create_app(Service(rv))) as client:
         assert client.get("/healthz").status_code == 200
         assert client.get("/stats").status_code == 401
+        for path in ("/docs", "/redoc", "/openapi.json"):  # the API's description too
+            assert client.get(path).status_code == 401, path
+        key = {"Authorization": "Bearer s3cret"}
+        assert "/memories" in client.get("/openapi.json", headers=key).json()["paths"]
+        assert client.get("/docs", headers=key).status_code == 200
         assert client.get("/stats", headers={"Authorization": "Bearer wrong"}).status_code == 401
         assert client.get("/stats", headers={"Authorization": "Bearer s3cret"}).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("host", "allowed", "status"),
+    [
+        ("attacker.example", [], 400),  # DNS rebinding: a name that resolves to loopback
+        ("attacker.example:8765", [], 400),
+        ("memory.internal", [], 400),
+        ("memory.internal", ["memory.internal"], 200),
+        ("anything.example", ["*"], 200),
+        ("localhost:8765", [], 200),
+        ("127.0.0.2:8765", [], 200),
+        ("[::1]:8765", [], 200),
+        ("10.0.0.7", [], 200),  # an address: no page can make a browser send one it does not own
+    ],
+)
+def test_only_the_hosts_it_serves_are_answered(tmp_path: Path, host: str, allowed: list, status: int) -> None:
+    settings = Settings()
+    settings.inversion.model = "none"
+    settings.storage.data_dir = tmp_path
+    settings.daemon.allowed_hosts = allowed
+    with Reverie.open(settings) as rv, running(create_app(Service(rv))) as client:
+        response = client.post("/search", json={"vector": NEAR[0]}, headers={"Host": host})
+        assert response.status_code == status, response.text
+        if status == 400:
+            assert "is not served here" in response.json()["error"]
 
 
 def test_serve_refuses_a_public_address_without_a_key(tmp_path: Path) -> None:

@@ -127,6 +127,10 @@ def test_qdrant_tools_over_http_behind_the_api_key(tmp_path: Path) -> None:
     with http_server(tmp_path / "data", "secret") as url:
         refused = httpx.post(url, json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"})
         assert refused.status_code == 401 and "API key" in refused.json()["error"]
+        rebound = httpx.post(
+            url, json={}, headers={"Host": "attacker.example", "Authorization": "Bearer secret"}
+        )
+        assert rebound.status_code == 400 and "daemon.allowed_hosts" in rebound.json()["error"]
 
         async def scenario() -> None:
             client = httpx.AsyncClient(headers={"Authorization": "Bearer secret"}, timeout=60)

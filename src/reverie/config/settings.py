@@ -305,6 +305,11 @@ class DaemonSettings(_Section):
     host: str = Field(default="127.0.0.1", description="Bind address; off loopback an api_key is required.")
     port: int = Field(default=8765, ge=0, le=65535, description="HTTP API port (0: any free one).")
     api_key: str | None = Field(default=None, description="Bearer token required on every route but health.")
+    allowed_hosts: list[str] = Field(
+        default_factory=list,
+        description="Host names the API and the MCP transport answer to, besides IP addresses and "
+        'localhost (a guard against DNS rebinding); "*" answers any.',
+    )
     mcp_port: int = Field(default=8766, ge=0, le=65535, description="`reverie mcp --transport http` port.")
     mcp_find_limit: int = Field(
         default=10, ge=1, le=1000, description="Results of the MCP tool qdrant-find (as mcp-server-qdrant's)."

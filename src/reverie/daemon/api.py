@@ -15,13 +15,16 @@ import structlog
 from apscheduler.schedulers.base import BaseScheduler
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from reverie import __version__
 from reverie.config.settings import Ranking
+from reverie.daemon.guards import HostCheck
 from reverie.daemon.service import Service
 from reverie.display import forget_json, memory_json, score_json
 from reverie.errors import (
@@ -149,8 +152,10 @@ STATUS = {  # most specific first
 def create_app(service: Service, scheduler: BaseScheduler | None = None) -> FastAPI:
     rv = service.rv
     settings = rv.settings
-    app = FastAPI(title="reverie", version=__version__)
+    # the API's description is served behind the key like every route but health
+    app = FastAPI(title="reverie", version=__version__, openapi_url=None, docs_url=None, redoc_url=None)
     app.add_middleware(BodyLimit, limit=settings.daemon.max_body_bytes)
+    app.add_middleware(HostCheck, allowed=settings.daemon.allowed_hosts)  # outermost: checked first
     limits = _Limits(settings.daemon.max_text_chars)
     # every route but health needs the API key (when one is configured)
     protected = APIRouter(dependencies=[Depends(_authorizer(settings.daemon.api_key))])
@@ -159,6 +164,11 @@ def create_app(service: Service, scheduler: BaseScheduler | None = None) -> Fast
     async def reverie_error(request: Request, exc: ReverieError) -> JSONResponse:
         status = next((code for kind, code in STATUS.items() if isinstance(exc, kind)), 400)
         return JSONResponse({"error": str(exc)}, status_code=status)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        """The framework's own answers (no such route, method not allowed) in the same shape."""
+        return JSONResponse({"error": str(exc.detail)}, status_code=exc.status_code, headers=exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_body(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -300,6 +310,18 @@ def create_app(service: Service, scheduler: BaseScheduler | None = None) -> Fast
     @protected.get("/stats")
     def stats() -> dict[str, Any]:
         return rv.stats()
+
+    @protected.get("/openapi.json", include_in_schema=False)
+    def openapi() -> JSONResponse:
+        return JSONResponse(app.openapi())
+
+    @protected.get("/docs", include_in_schema=False)
+    def docs() -> HTMLResponse:
+        return get_swagger_ui_html(openapi_url="/openapi.json", title="reverie")
+
+    @protected.get("/redoc", include_in_schema=False)
+    def redoc() -> HTMLResponse:
+        return get_redoc_html(openapi_url="/openapi.json", title="reverie")
 
     app.include_router(protected)
     return app

@@ -13,7 +13,6 @@ daemon's API key, as the HTTP API does.
 
 from __future__ import annotations
 
-import hmac
 import json
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -21,6 +20,7 @@ from mcp.server.fastmcp import FastMCP
 from pydantic import Field
 
 from reverie.config import Settings
+from reverie.daemon.guards import BearerKey, HostCheck
 from reverie.display import memory_json, score_json
 from reverie.errors import ConfigError, InvalidInputError
 from reverie.inversion.lazy import cached_text
@@ -175,30 +175,5 @@ def run(server: FastMCP, settings: Settings, transport: str) -> None:
     if not is_loopback(d.host) and not d.api_key:
         raise ConfigError(f"daemon.host {d.host!r} is off loopback: set daemon.api_key to serve MCP there")
     app = server.streamable_http_app()
-    uvicorn.run(
-        BearerKey(app, d.api_key) if d.api_key else app, host=d.host, port=d.mcp_port, log_level="warning"
-    )
-
-
-class BearerKey:
-    """Refuse HTTP requests without `Authorization: Bearer <api_key>` (401, JSON)."""
-
-    def __init__(self, app: Any, key: str) -> None:
-        self.app, self.key = app, key.encode()
-
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] == "http":
-            header = dict(scope["headers"]).get(b"authorization", b"")
-            token = header[7:] if header[:7].lower() == b"bearer " else b""
-            if not hmac.compare_digest(token, self.key):
-                body = json.dumps({"error": "missing or wrong API key (send Authorization: Bearer <key>)"})
-                await send(
-                    {
-                        "type": "http.response.start",
-                        "status": 401,
-                        "headers": [(b"content-type", b"application/json")],
-                    }
-                )
-                await send({"type": "http.response.body", "body": body.encode()})
-                return
-        await self.app(scope, receive, send)
+    guarded = HostCheck(BearerKey(app, d.api_key) if d.api_key else app, d.allowed_hosts)
+    uvicorn.run(guarded, host=d.host, port=d.mcp_port, log_level="warning")

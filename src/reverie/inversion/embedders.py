@@ -17,7 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from reverie.errors import EmbedderError, InvalidInputError, reason
+from reverie.errors import EmbedderError, InvalidInputError, InvalidPayloadError, reason
+from reverie.storage.limits import is_utf8
 
 PACKAGED_MODELS = {"sentence-transformers/all-MiniLM-L6-v2", "all-MiniLM-L6-v2"}
 
@@ -126,6 +127,8 @@ class Embedder:
         for i, text in enumerate(texts):
             if not isinstance(text, str) or not text.strip():
                 raise InvalidInputError(f"empty text (item {i}): a memory needs some words")
+            if not is_utf8(text):
+                raise InvalidPayloadError(f"text (item {i}) is not valid UTF-8 (a lone surrogate)")
         with self._lock:
             model = self._ranking_model if ranking else self._model
             vectors = model.encode(

@@ -31,7 +31,7 @@ def payload_problem(payload: Any) -> str | None:
             return f"payload nests deeper than {MAX_DEPTH} levels (at {where})"
         if isinstance(value, dict):
             for key, item in value.items():
-                if not isinstance(key, str) or _not_utf8(key):
+                if not isinstance(key, str) or not is_utf8(key):
                     return f"payload key {key!r} at {where} is not a string of valid UTF-8"
                 pending.append((item, f"{path}.{key}" if path else key, depth + 1))
         elif isinstance(value, list):
@@ -54,13 +54,15 @@ def _scalar_problem(value: Any) -> str | None:
     if isinstance(value, float):
         return None if math.isfinite(value) else f"is {value} (only finite numbers)"
     if isinstance(value, str):
-        return "is not valid UTF-8 (a lone surrogate)" if _not_utf8(value) else None
+        return None if is_utf8(value) else "is not valid UTF-8 (a lone surrogate)"
     return f"is a {type(value).__name__}, not a JSON value"
 
 
-def _not_utf8(text: str) -> bool:
+def is_utf8(text: str) -> bool:
+    """Whether `text` can be written as UTF-8 (a lone surrogate, which JSON's \\ud800 escape
+    can carry, cannot)."""
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
-        return True
-    return False
+        return False
+    return True

@@ -29,6 +29,23 @@ def test_the_model_cache_is_a_setting_like_any_other(tmp_path: Path) -> None:
     assert s.inversion.model_cache == tmp_path / "models"
 
 
+def test_a_text_setting_keeps_the_variables_text() -> None:
+    """A key of digits from the environment is the key, not a number that fails validation."""
+    assert load_settings(environ={"REVERIE_DAEMON__API_KEY": "12345"}).daemon.api_key == "12345"
+    assert load_settings(environ={"REVERIE_STORAGE__COLLECTION": "2024"}).storage.collection == "2024"
+    assert load_settings(environ={"REVERIE_DAEMON__PORT": "9000"}).daemon.port == 9000
+
+
+def test_a_data_directory_that_cannot_be_one_is_named(tmp_path: Path) -> None:
+    from reverie.errors import StorageError
+    from reverie.memory import Reverie
+
+    (tmp_path / "a-file").write_text("")
+    settings = load_settings(environ={"REVERIE_STORAGE__DATA_DIR": str(tmp_path / "a-file" / "data")})
+    with pytest.raises(StorageError, match=r"a-file/data \(storage.data_dir\): .*Not a directory"):
+        Reverie.open(settings)
+
+
 def test_config_env_var_names_file(tmp_path: Path) -> None:
     f = tmp_path / "r.toml"
     f.write_text('[storage]\nurl = "http://localhost:6333"\n')
@@ -44,6 +61,14 @@ def test_config_env_var_names_file(tmp_path: Path) -> None:
         ("", {"REVERIE_STORAGE__NOPE": "x"}, "storage.nope: unknown key"),
         ("", {"REVERIE_THRESHOLD": "0.5"}, "REVERIE_<SECTION>__<KEY>"),
         ("", {"REVERIE_MODEL_CACHE": "/tmp/m"}, "REVERIE_MODEL_CACHE is now REVERIE_INVERSION__MODEL_CACHE"),
+        # settings that validated once and then failed every tick, or meant something else
+        ("[runs]\nkeep_days = inf\n", {}, "runs.keep_days"),
+        ("[forget]\nafter_days = inf\n", {}, "forget.after_days"),
+        ("[scheduler]\nmaintain_every = 99999999999999\n", {}, "scheduler.maintain_every"),
+        ("[daemon]\nport = true\n", {}, "daemon.port"),
+        ("[forget]\nenabled = 'yes'\n", {}, "forget.enabled"),
+        ("[daemon]\napi_key = ''\n", {}, "daemon.api_key"),
+        ("", {"REVERIE_DAEMON__API_KEY": ""}, "daemon.api_key"),
         ("[consolidation]\nalgorithm = 'kmeans'\n", {}, "consolidation.algorithm"),
         (
             "[consolidation]\nthreshold = 0.7\nmin_member_similarity = 0.9\n",

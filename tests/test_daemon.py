@@ -147,6 +147,7 @@ def test_rewrite_and_delete_of_merged_memories_over_http(api: httpx.Client) -> N
         ("post", "/memories", {"memories": [{"vector": NEAR[0], "payload": {"\ud800": 1}}]}, 422, "UTF-8"),
         ("post", "/memories", {"memories": [{"vector": NEAR[0], "payload": {"k": "\udfff"}}]}, 422, "UTF-8"),
         ("post", "/memories", {"memories": [{"vector": NEAR[0], "payload": {"k": 2**64}}]}, 422, "64 bits"),
+        ("post", "/memories", {"memories": [{"vector": NEAR[0], "id": True}]}, 422, "memories.0.id"),
         ("get", "/no-such-route", None, 404, "Not Found"),  # the framework's answers as {"error": ...}
         ("put", "/memories", {}, 405, "Method Not Allowed"),
     ],

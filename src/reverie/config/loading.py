@@ -6,7 +6,7 @@ import os
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 from pydantic import ValidationError
 
@@ -48,7 +48,7 @@ def load_settings(path: str | Path | None = None, environ: Mapping[str, str] | N
         data.setdefault(keys[0], {})
         if not isinstance(data[keys[0]], dict):
             raise ConfigError(f"{name}: [{keys[0]}] is not a section")
-        data[keys[0]][keys[1]] = _parse_env_value(raw)
+        data[keys[0]][keys[1]] = _parse_env_value(raw, _wants_text(*keys))
         sources[keys] = name
     try:
         return Settings.model_validate(data)
@@ -65,11 +65,22 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"cannot read config file {path}: {exc}") from None
 
 
-def _parse_env_value(raw: str) -> Any:
+def _parse_env_value(raw: str, text: bool) -> Any:
+    """A TOML value, else the plain string; a setting that holds text keeps the variable's
+    text when TOML would read another type (an API key of digits stays a string)."""
     try:
-        return tomllib.loads(f"v = {raw}")["v"]
+        value = tomllib.loads(f"v = {raw}")["v"]
     except tomllib.TOMLDecodeError:
         return raw
+    return raw if text and not isinstance(value, str) else value
+
+
+def _wants_text(section: str, key: str) -> bool:
+    """Whether the setting holds text only (str, or str or unset)."""
+    model = Settings.model_fields.get(section)
+    fields = getattr(model.annotation, "model_fields", {}) if model else {}
+    field = fields.get(key)
+    return field is not None and set(get_args(field.annotation) or (field.annotation,)) <= {str, type(None)}
 
 
 def _describe(exc: ValidationError, sources: dict[tuple[str, ...], str]) -> str:

@@ -9,7 +9,13 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # strict: `port = true` is not port 1, `enabled = "yes"` is not true; finite: an
+    # infinite period validated and then failed every tick
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, strict=True, allow_inf_nan=False)
+
+
+MAX_SECONDS = 10 * 365 * 86_400  # ten years: longer periods overflow the scheduler's clock
+MAX_DAYS = 100 * 365.0  # a century: longer ones overflow dates
 
 
 PATH_PATTERN = r"^[^.\s]+(\.[^.\s]+)*$"  # a payload key or a dotted path into nested objects
@@ -38,9 +44,10 @@ class StorageSettings(_Section):
         description='Qdrant server URL ("file:DIR": qdrant-client local mode on disk, for tests). '
         "Unset: embedded storage (qdrant-edge) in data_dir.",
     )
-    api_key: str | None = Field(default=None, description="Qdrant API key (server mode).")
+    api_key: str | None = Field(default=None, min_length=1, description="Qdrant API key (server mode).")
     data_dir: Path = Field(
         default=Path("reverie-data"),
+        strict=False,  # a path given as text
         description="Embedded collections, run records and local state live here.",
     )
     collection: str = Field(
@@ -72,6 +79,7 @@ class StorageSettings(_Section):
     )
     flush_every: float = Field(
         default=60.0,
+        le=MAX_SECONDS,
         gt=0,
         description="Embedded store: seconds between flushes of a collection being written. Until a "
         "flush the engine keeps its whole write-ahead log and does not reuse space that updates free.",
@@ -140,7 +148,9 @@ class ConsolidationSettings(_Section):
         "similarity (linearly in between; a pair goes by its fresher memory), in runs that compare "
         "old memories with each other (full runs). Unset: one threshold for all.",
     )
-    age_days: float = Field(default=90.0, gt=0.0, description="Days unused at which age_threshold applies.")
+    age_days: float = Field(
+        default=90.0, le=MAX_DAYS, gt=0.0, description="Days unused at which age_threshold applies."
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -185,6 +195,7 @@ class InversionSettings(_Section):
     )
     model_cache: Path | None = Field(
         default=None,
+        strict=False,  # a path given as text
         description="Where the packaged language model is converted to on first use (about 20 s, 540 MB). "
         "Unset: $XDG_CACHE_HOME/reverie/models, else ~/.cache/reverie/models.",
     )
@@ -204,11 +215,16 @@ class InversionSettings(_Section):
     keywords: int = Field(default=8, ge=0, le=32, description="Likely words named to the LM in its prompt.")
     polish: int = Field(default=3, ge=0, le=16, description="Rounds of word edits on the text found.")
     settle_seconds: int = Field(
-        default=600, ge=0, description="The job skips points merged more recently (they may merge again)."
+        default=600,
+        le=MAX_SECONDS,
+        ge=0,
+        description="The job skips points merged more recently (they may merge again).",
     )
     per_tick: int = Field(default=64, ge=1, description="Most points the job inverts per tick.")
     batch_size: int = Field(default=16, ge=1, le=1024, description="Vectors inverted together.")
-    tick_seconds: float = Field(default=30.0, gt=0, description="Time budget of one tick of the job.")
+    tick_seconds: float = Field(
+        default=30.0, le=MAX_SECONDS, gt=0, description="Time budget of one tick of the job."
+    )
 
 
 class MemorySettings(_Section):
@@ -216,12 +232,14 @@ class MemorySettings(_Section):
 
     flush_accesses: float = Field(
         default=30.0,
+        le=MAX_SECONDS,
         gt=0,
         description="Seconds between writes of buffered accesses (searches, reads): at most one write "
         "per point per interval; a crash loses at most this much access history, never a memory.",
     )
     stability_days: float = Field(
         default=1.0,
+        le=MAX_DAYS,
         gt=0,
         description="Stability S of a memory never used again: its retention exp(-dt/S) after dt days.",
     )
@@ -243,9 +261,11 @@ class ForgetSettings(_Section):
     enabled: bool = Field(default=False, description="Run the forget job in `reverie serve`.")
     below: float = Field(default=0.1, gt=0.0, lt=1.0, description="Retention under which a memory is fading.")
     after_days: float = Field(
-        default=30.0, gt=0.0, description="Days a memory's retention must stay below `below`."
+        default=30.0, le=MAX_DAYS, gt=0.0, description="Days a memory's retention must stay below `below`."
     )
-    every: int = Field(default=3600, ge=1, description="Seconds between forget runs of the scheduler.")
+    every: int = Field(
+        default=3600, le=MAX_SECONDS, ge=1, description="Seconds between forget runs of the scheduler."
+    )
     max_memories: int | None = Field(
         default=None,
         ge=1,
@@ -257,7 +277,9 @@ class ForgetSettings(_Section):
 class RunsSettings(_Section):
     """How much history the run log keeps (maintenance prunes it)."""
 
-    keep_days: float = Field(default=90.0, gt=0.0, description="Finished runs older than this are dropped.")
+    keep_days: float = Field(
+        default=90.0, le=MAX_DAYS, gt=0.0, description="Finished runs older than this are dropped."
+    )
     keep_max: int = Field(default=10_000, ge=1, description="At most this many runs are kept.")
 
 
@@ -266,6 +288,7 @@ class ArchiveSettings(_Section):
 
     keep_days: float | None = Field(
         default=None,
+        le=MAX_DAYS,
         gt=0.0,
         description="Originals of merges older than this are dropped, their lineage kept as counts; such "
         "a merge can no longer be undone. Unset: kept for ever.",
@@ -304,7 +327,9 @@ class RecallSettings(_Section):
 class DaemonSettings(_Section):
     host: str = Field(default="127.0.0.1", description="Bind address; off loopback an api_key is required.")
     port: int = Field(default=8765, ge=0, le=65535, description="HTTP API port (0: any free one).")
-    api_key: str | None = Field(default=None, description="Bearer token required on every route but health.")
+    api_key: str | None = Field(
+        default=None, min_length=1, description="Bearer token required on every route but health."
+    )
     allowed_hosts: list[str] = Field(
         default_factory=list,
         description="Host names the API and the MCP transport answer to, besides IP addresses and "
@@ -327,6 +352,7 @@ class DaemonSettings(_Section):
     max_text_chars: int = Field(default=10_000, ge=1, description="Longest memory text (characters).")
     grace_period: float = Field(
         default=30.0,
+        le=MAX_SECONDS,
         ge=0.0,
         description="Seconds a stop waits for in-flight work; a running merge always reaches its end.",
     )
@@ -334,18 +360,21 @@ class DaemonSettings(_Section):
 
 class SchedulerSettings(_Section):
     enabled: bool = Field(default=True, description="Run the scheduled jobs in `reverie serve`.")
-    consolidate_every: int = Field(default=300, ge=1, description="Seconds between consolidation runs.")
+    consolidate_every: int = Field(
+        default=300, le=MAX_SECONDS, ge=1, description="Seconds between consolidation runs."
+    )
     consolidate_cron: str | None = Field(
         default=None, description='Crontab (UTC), e.g. "*/10 * * * *"; wins over consolidate_every.'
     )
     maintain_every: int = Field(
         default=300,
+        le=MAX_SECONDS,
         ge=1,
         description="Seconds between storage maintenance (compacts deleted points, builds the index); "
         "it waits for a running consolidation.",
     )
     invert_every: int = Field(
-        default=60, ge=1, description="Seconds between ticks of the pending-inversion job."
+        default=60, le=MAX_SECONDS, ge=1, description="Seconds between ticks of the pending-inversion job."
     )
 
     @field_validator("consolidate_cron")

@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from reverie.errors import NotFoundError
+from reverie.errors import NotFoundError, StorageError
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -71,8 +71,13 @@ class MergeRecord:
 
 class RunLog:
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+        except (OSError, sqlite3.Error) as exc:
+            raise StorageError(
+                f"cannot keep the run log in {path.parent} (storage.data_dir): {exc}"
+            ) from None
         self._db.execute("PRAGMA journal_mode=WAL")
         # NORMAL is crash-safe in WAL mode (only a power cut may drop the last commits)
         # and spares an fsync per merge record

@@ -19,7 +19,7 @@ from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from reverie import __version__
@@ -63,7 +63,7 @@ class MemoryIn(_Body):
     text: str | None = None
     vector: list[float] | None = None
     payload: dict[str, Any] = Field(default_factory=dict)
-    id: int | str | None = None
+    id: StrictInt | StrictStr | None = None  # `true` is no id 1
     sparse: dict[str, SparseIn] | None = None  # by name, for a collection searched hybrid
 
 

@@ -87,6 +87,35 @@ def test_forgetting_a_merged_point_takes_its_originals_with_it(rv: Reverie) -> N
     check_invariants(rv, {3, 4, 5})
 
 
+def test_a_merged_point_the_agents_tool_deleted_takes_its_originals_with_it(rv: Reverie) -> None:
+    """The agent deletes a merged memory with its own client: maintenance (or the daemon's
+    start) sees it vanished and deletes the originals under it, down the chain."""
+    _, top = chained(rv)
+    rv.store.delete(rv.collection, [top])  # the agent's own Qdrant client
+    assert rv.honour_agent_deletes() == {"merges": 1, "copies": 4}  # 0, 1, 2 and the merge between
+    assert {m.merge_id for m in rv.run_log.merges_in_status("deleted")} == {top, merged_id([0, 1])}
+    assert clusters(rv) == [[3, 4, 5]] and rv.store.count(rv.archive) == 3
+    for gone in ("0", "1", "2"):
+        with pytest.raises(NotFoundError):
+            rv.get(gone)
+    check_invariants(rv, {3, 4, 5})
+    assert rv.honour_agent_deletes() == {"merges": 0, "copies": 0}
+
+
+def test_a_release_never_brings_back_what_the_agent_deleted(rv: Reverie) -> None:
+    """Before maintenance sees the delete, a rewrite of one member releases the chain: the
+    other members are deleted with the vanished merge, not restored."""
+    vectors, top = chained(rv)
+    rv.store.delete(rv.collection, [top])
+    rv.write([NewMemory(far_from(vectors), {"text": "rewritten"}, id=0)])
+    assert rv.get(0)[0].payload["text"] == "rewritten"
+    for gone in ("1", "2"):
+        with pytest.raises(NotFoundError):
+            rv.get(gone)
+    rv.honour_agent_deletes()  # settles the run log's record of the vanished merge
+    check_invariants(rv, {0, 3, 4, 5})
+
+
 def test_a_live_original_is_simply_deleted(rv: Reverie) -> None:
     vectors, labels = near_duplicates(groups=1, per_group=2)
     rv.write(memories(vectors, labels))

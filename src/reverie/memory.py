@@ -32,6 +32,7 @@ from reverie.consolidation.lineage import original_ids
 from reverie.consolidation.release import Release, release
 from reverie.consolidation.runs import RunLog, new_run_id
 from reverie.consolidation.undo import UndoReport, undo
+from reverie.consolidation.vanished import honour_agent_deletes
 from reverie.errors import (
     ConflictError,
     InvalidInputError,
@@ -478,6 +479,11 @@ class Reverie:
         run log in line with the store: before any run, and when `reverie serve` starts."""
         counts = self.forgetter.recover()  # before the run log's runs are marked interrupted
         return counts | self.consolidator.recover()
+
+    def honour_agent_deletes(self) -> dict[str, int]:
+        """Merged points an agent's own tool deleted take their originals with them
+        (consolidation/vanished.py): maintenance and `reverie serve`'s start run this."""
+        return honour_agent_deletes(self.consolidator.applier, self.run_log)
 
     def undo(self, target: str) -> UndoReport:
         if self.exists:

@@ -22,6 +22,7 @@ from reverie.consolidation.dormancy import wake
 from reverie.consolidation.lineage import members_of
 from reverie.consolidation.runs import RunLog, new_run_id
 from reverie.consolidation.undo import undo_on_record
+from reverie.consolidation.vanished import delete_under
 from reverie.errors import ConflictError
 from reverie.storage import PointId, Record
 from reverie.storage import payload as p
@@ -50,7 +51,7 @@ def release(
     result = Release(reason, list(ids))
     with applier.lock:
         _wake_sleeping(applier, run_log, ids)
-        merged = _merges_to_undo(applier, ids, dissolve)
+        merged = _merges_to_undo(applier, run_log, ids, dissolve)
         if not merged:
             return result
         result.run_id = new_run_id()
@@ -65,7 +66,7 @@ def release(
                     gone = {str(m.id) for m in merged} & {str(i) for i in result.ids}
                     kept = [i for i in result.ids if str(i) not in gone]
                     result.ids = kept + [i for m in merged if str(m.id) in gone for i in members_of(m)]
-                merged = _merges_to_undo(applier, result.ids, dissolve)
+                merged = _merges_to_undo(applier, run_log, result.ids, dissolve)
             status = "done"
         finally:
             summary = {"reason": reason, "undone": len(result.undone)}
@@ -98,7 +99,9 @@ def release_rewritten(
         return None
 
 
-def _merges_to_undo(applier: MergeApplier, ids: list[PointId], dissolve: bool) -> list[Record]:
+def _merges_to_undo(
+    applier: MergeApplier, run_log: RunLog, ids: list[PointId], dissolve: bool
+) -> list[Record]:
     """The merged points to undo, in an order that undoes each only once it is live: the
     chain above each archived id, top first (also above one live already: rewritten by an
     agent that did not ask reverie); dissolving, the live merged points among `ids` too."""
@@ -109,7 +112,10 @@ def _merges_to_undo(applier: MergeApplier, ids: list[PointId], dissolve: bool) -
         # a merged point whose originals were dropped (archive.keep_days) goes as it is
         by_depth.update({str(r.id): (0, r) for r in live if members_of(r) and not dropped_error(r)})
     for copy in store.retrieve(applier.archive, ids, with_vectors=False):
-        for depth, point in enumerate(_chain_above(applier, copy)):
+        chain = _chain_above(applier, run_log, copy)
+        if chain is None:  # the agent's tool deleted the merged point: its originals go too
+            continue
+        for depth, point in enumerate(chain):
             by_depth[str(point.id)] = (depth, point)
     for _, point in by_depth.values():
         if p.state(point.payload) in p.IN_FLIGHT:
@@ -143,14 +149,15 @@ def _sleeping_top(applier: MergeApplier, copy: Record) -> Record | None:
             return None
         above = store.retrieve(applier.archive, [into], with_vectors=False)
         if not above:
-            return None  # a broken chain: _chain_above names it
+            return None  # the top vanished (an agent deleted it): _chain_above deletes below it
         copy = above[0]
     return copy
 
 
-def _chain_above(applier: MergeApplier, copy: Record) -> list[Record]:
+def _chain_above(applier: MergeApplier, run_log: RunLog, copy: Record) -> list[Record] | None:
     """The merged points above an archive copy, top (the live one) first: merged into,
-    merged again into, and so on."""
+    merged again into, and so on. None when the top exists nowhere: an agent's tool deleted
+    it, and what it stood for is deleted now (vanished.py), never restored."""
     chain: list[Record] = []
     while True:
         into = p.meta(copy.payload).get("archived", {}).get("merged_into")
@@ -159,7 +166,8 @@ def _chain_above(applier: MergeApplier, copy: Record) -> list[Record]:
             return [live[0], *reversed(chain)]
         above = applier.store.retrieve(applier.archive, [into], with_vectors=False)
         if not above:
-            raise ConflictError(f"archived memory {copy.id} points to merge {into}, which exists nowhere")
+            delete_under(applier, run_log, into)
+            return None
         copy = above[0]
         chain.append(copy)
 

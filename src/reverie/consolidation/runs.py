@@ -198,6 +198,14 @@ class RunLog:
             ).fetchall()
         return [MergeRecord(m, r, s, json.loads(d)) for m, r, s, d in rows]
 
+    def mark_deleted(self, merge_ids: list[str]) -> None:
+        """Merges on record as applied whose points were deleted (vanished.py)."""
+        with self._lock:
+            self._db.executemany(
+                "UPDATE merges SET status='deleted' WHERE merge_id=? AND status='applied'",
+                [(m,) for m in merge_ids],
+            )
+
     def find_merge(self, merge_id: str) -> MergeRecord:
         """The run that applied `merge_id` (a merged point's id), or saved it (a blend)."""
         with self._lock:

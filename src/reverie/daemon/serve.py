@@ -77,7 +77,7 @@ def _open_when_reachable(settings: Settings, longest_wait: float = 30.0) -> Reve
             rv = Reverie.open(settings)
             try:
                 if rv.exists:
-                    log.info("serve.recovered", **rv.recover())
+                    log.info("serve.recovered", **rv.recover(), agent_deletes=rv.honour_agent_deletes())
                 return rv
             except StorageUnreachableError as exc:
                 rv.close()

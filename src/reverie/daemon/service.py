@@ -98,10 +98,12 @@ class Service:
             return self.rv.undo(target)
 
     def maintain(self) -> None:
-        """Upkeep: history pruned to its bounds (run log, archive), then storage (the embedded
+        """Upkeep: merged points an agent deleted take their originals along, history is
+        pruned to its bounds (run log, archive), then storage (the embedded
         engine builds its index and compacts deleted points here). Waits for a running
         consolidation to finish."""
         with self._turn(wait=MAINTENANCE_WAIT):
+            self.rv.honour_agent_deletes()
             self.rv.prune_history()
             if self.rv.exists:
                 self.rv.store.optimize(self.rv.collection)

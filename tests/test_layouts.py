@@ -125,6 +125,25 @@ def test_a_collection_that_mixes_layouts_or_fits_none_is_an_error_naming_what_wa
         assert merged.payload["body"] == "tea" and merged.payload["who"] == "u1"
 
 
+def test_a_detected_layout_is_remembered_when_a_plain_client_writes_another_shape(tmp_path: Path) -> None:
+    """Once detected, the collection reopens as what it was, though a plain client has since
+    written unadopted points of another shape (once a refusal to open at all)."""
+    path = tmp_path / "q"
+    collection(path, [{"page_content": "tea", "metadata": {"user_id": "u1"}}] * 2)
+    with opened(path) as rv:
+        assert rv.layout.name == "langchain"
+    client = QdrantClient(path=str(path))
+    other = [models.PointStruct(id=100 + i, vector=vector(50 + i), payload={"body": "x"}) for i in range(6)]
+    client.upsert("memories", other)
+    client.close()
+    with opened(path) as rv:
+        assert rv.layout.name == "langchain"
+        report = rv.consolidate(full=True)
+        assert len(report.merges) == 1 and report.adopted == 8  # the pair; the others have no text
+    remembered = json.loads((tmp_path / "data" / "layouts.json").read_text())
+    assert remembered == {f"file:{path} memories": "langchain"}
+
+
 def test_named_vectors_are_read_by_name_and_a_missing_name_is_an_error(tmp_path: Path) -> None:
     named = {"fast-all-minilm-l6-v2": models.VectorParams(size=DIM, distance=models.Distance.COSINE)}
     collection(tmp_path / "q", [{"document": "tea", "metadata": {}}] * 4, named)

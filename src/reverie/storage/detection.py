@@ -4,14 +4,19 @@ one consolidation works on).
 
 An empty or missing collection gives no evidence: it gets the configured layout (auto:
 reverie's own) and is looked at again on the next use, so a daemon started before an
-agent's first write still finds the agent's layout.
+agent's first write still finds the agent's layout. Once detected, a collection's layout is
+remembered (`layouts.json` in the data directory): points a plain client writes later in
+another shape are then read in that layout (or quarantined where it cannot read them),
+instead of making the collection refuse to open.
 """
 
 from __future__ import annotations
 
 import itertools
+import json
 import threading
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import structlog
@@ -39,8 +44,10 @@ class CollectionLayout:
         partition_keys: list[str] | None,
         pin_key: str,
         embedder: str,
+        memory: LayoutMemory | None = None,
     ) -> None:
         self.store, self.collection, self.archive = store, collection, archive
+        self.memory = memory or LayoutMemory(None)
         self.setting = settings.layout
         self.partition_keys, self.pin_key = partition_keys, pin_key
         self.embedder = embedder  # the model name: mcp-server-qdrant names its vector after it
@@ -56,7 +63,10 @@ class CollectionLayout:
 
         s, c = settings.storage, settings.consolidation
         model = settings.embedder.model
-        return cls(store, s.collection, archive_name(s.collection), s, c.partition_keys, c.pin_key, model)
+        memory = LayoutMemory(s.data_dir / LayoutMemory.FILE, s.url or "embedded")
+        return cls(
+            store, s.collection, archive_name(s.collection), s, c.partition_keys, c.pin_key, model, memory
+        )
 
     def get(self) -> Layout:
         """The layout, resolved on first use (and again while the collection is empty)."""
@@ -112,7 +122,12 @@ class CollectionLayout:
             return Layout("explicit", text=e.text, metadata=e.metadata), True
         if self.setting != "auto":
             return LAYOUTS[self.setting], True
-        return LAYOUTS[detect(payloads, self.collection)], False
+        name = self.memory.get(self.collection)
+        if name is None:
+            name = detect(payloads, self.collection)
+            if payloads:
+                self.memory.put(self.collection, name)
+        return LAYOUTS[name], False
 
     def _check_keys(self, layout: Layout, payloads: list[dict[str, Any]]) -> None:
         """A partition key no sampled point carries is named: it separates nothing."""
@@ -155,6 +170,43 @@ class _Bound:
             return method(*args, **kwargs)
 
         return call
+
+
+class LayoutMemory:
+    """The layout detected for each collection, kept beside the run log (None: nowhere)."""
+
+    FILE = "layouts.json"
+
+    def __init__(self, path: Path | None, store: str = "embedded") -> None:
+        self.path, self.store = path, store  # the store: one data directory may serve several
+
+    def get(self, collection: str) -> str | None:
+        name = self._read().get(self._key(collection))
+        return name if name in LAYOUTS else None
+
+    def put(self, collection: str, name: str) -> None:
+        if self.path is None:
+            return
+        known = self._read() | {self._key(collection): name}
+        scratch = self.path.with_suffix(".tmp")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            scratch.write_text(json.dumps(known, indent=1, sort_keys=True))
+            scratch.replace(self.path)
+        except OSError as exc:  # detection works again next time; said, not fatal
+            log.warning("layout.not_remembered", collection=collection, error=str(exc))
+
+    def _key(self, collection: str) -> str:
+        return f"{self.store} {collection}"
+
+    def _read(self) -> dict[str, str]:
+        if self.path is None or not self.path.is_file():
+            return {}
+        try:
+            known = json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            return {}
+        return known if isinstance(known, dict) else {}
 
 
 def detect(payloads: list[dict[str, Any]], collection: str) -> str:

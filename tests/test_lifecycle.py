@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from reverie.config import MemorySettings, RecallSettings, Settings
+from reverie.display import run_detail_lines
 from reverie.errors import InvalidInputError, NotFoundError
 from reverie.inversion.embedders import Embedder
 from reverie.lifecycle.ranking import importance, rank_by_memory
@@ -415,6 +416,43 @@ def test_the_run_log_keeps_its_bounds_and_what_undo_still_needs(memory: Reverie)
     assert memory.invariant_problems() == []
     memory.undo(merge_id)  # what undo needs was kept
     assert memory.stats()["merged"] == 0
+
+
+def test_runs_keep_max_is_a_bound_that_keeps_what_undo_and_revive_need(fading: Reverie) -> None:
+    """Every run holding an applied merge was once kept, so the bound did not hold (139
+    runs under keep_max = 20). Pruned runs now leave only the rows undo and revive read."""
+    fading.settings.runs.keep_max = 2
+    runs = []
+    pairs = [
+        ("The user prefers tea over coffee.", "The user likes tea more than coffee."),
+        ("The office is in Lisbon.", "Our office is located in Lisbon."),
+        ("The dog is called Rex.", "The dog's name is Rex."),
+        ("The deploy key is in the vault.", "The deploy key lives in the vault."),
+    ]
+    for pair in pairs:
+        fading.remember(list(pair))
+        runs.append(fading.consolidate())
+    (merge_id,) = [m["merge_id"] for m in runs[0].merges]
+    time.sleep(0.6)
+    forget_run = fading.forget_faded().run_id
+    dormant = fading.stats()["dormant"]
+    fading.revive(merge_id)  # awake again; its run is still needed for undo
+    blend = fading.blend(["tea", "coffee"], save=True)
+    fading.prune_history()
+    kept = [r.run_id for r in fading.run_log.runs(limit=100)]
+    assert len(kept) == 2 and kept[0] == blend.run_id
+    assert fading.run_log.get_run(runs[0].run_id).status == "pruned"
+    assert "pruned" in "\n".join(
+        run_detail_lines(fading.run_log.get_run(runs[0].run_id), fading.run_log.merges(runs[0].run_id))
+    )
+    assert fading.invariant_problems() == []
+    fading.undo(runs[0].run_id)  # a pruned run's merges undo as before
+    assert len(fading.undo(forget_run).undone) == dormant - 1  # and a pruned forget run's sleepers wake
+    fading.undo(blend.run_id)
+    fading.prune_history()
+    assert fading.invariant_problems() == []
+    with pytest.raises(NotFoundError, match="unknown run id"):  # nothing of it is needed any more
+        fading.undo(runs[0].run_id)
 
 
 def test_old_originals_leave_the_archive_and_their_undo_says_why(memory: Reverie) -> None:

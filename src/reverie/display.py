@@ -157,6 +157,7 @@ def run_detail_lines(run: RunRecord, merges: list[MergeRecord]) -> list[str]:
     lines = [
         f"run {run.run_id}  {run.kind}  {run.status}",
         f"  started {run.started_at}  finished {run.finished_at}",
+        *([f"  {s['note']}"] if "note" in s else []),
     ]
     if run.kind == "consolidate":
         lines.append(
@@ -164,7 +165,9 @@ def run_detail_lines(run: RunRecord, merges: list[MergeRecord]) -> list[str]:
             f"params {s.get('params')}"
         )
     for merge in merges:
-        if run.kind == "consolidate":
+        if run.kind == "consolidate" and not merge.detail:  # compacted when its run was pruned
+            lines.append(f"  [{merge.status}] {merge.merge_id}")
+        elif run.kind == "consolidate":
             lines.append(f"  [{merge.status}]")
             lines.extend(merge_lines(merge.detail))
         elif run.kind == "forget":

@@ -48,6 +48,9 @@ def new_run_id() -> str:
 
 # merge rows a pruning keeps: undo, revive and recovery read them
 STILL_NEEDED = ("applied", "saved", "dormant", "applying", "undoing", "forgetting")
+IN_FLIGHT = ("applying", "undoing", "forgetting")  # recovery settles these: their run stays whole
+# the kind of a pruned run, read off the merge rows it still holds
+KIND_OF_STATUS = {"applied": "consolidate", "saved": "blend", "dormant": "forget"}
 
 
 @dataclass
@@ -127,25 +130,35 @@ class RunLog:
             )
 
     def prune(self, older_than: str, keep_max: int) -> dict[str, int]:
-        """Drop finished runs started before `older_than` or beyond the newest `keep_max`,
-        with their merge rows, except the rows something still needs (an applied merge's
-        undo, a saved blend, a dormant memory's revive, recovery): a run keeps its record
-        while it holds one. The file shrinks after."""
+        """Keep runs started since `older_than`, at most the newest `keep_max`. An older run
+        goes with its merge rows, but for the rows something still needs (an applied merge's
+        undo, a saved blend's, a dormant memory's revive): those stay, compacted to their
+        ids, and the run is read off them when asked for (`get_run`, status `pruned`). A run
+        with merges in flight stays whole for recovery. The file shrinks after."""
         old = (
             "SELECT run_id FROM runs WHERE status != 'running' AND (started_at < ? OR run_id NOT IN "
-            "(SELECT run_id FROM runs ORDER BY started_at DESC, run_id DESC LIMIT ?))"
+            "(SELECT run_id FROM runs ORDER BY started_at DESC, run_id DESC LIMIT ?)) "
+            f"AND run_id NOT IN (SELECT run_id FROM merges WHERE status IN ({_marks(IN_FLIGHT)}))"
         )
-        kept = ",".join("?" * len(STILL_NEEDED))
+        bounds = (older_than, keep_max, *IN_FLIGHT)
         with self._lock:
             self._db.execute("BEGIN")
             try:
                 rows = self._db.execute(
-                    f"DELETE FROM merges WHERE status NOT IN ({kept}) AND run_id IN ({old})",
-                    (*STILL_NEEDED, older_than, keep_max),
+                    f"DELETE FROM merges WHERE status NOT IN ({_marks(STILL_NEEDED)}) AND run_id IN ({old})",
+                    (*STILL_NEEDED, *bounds),
                 ).rowcount
-                runs = self._db.execute(
-                    f"DELETE FROM runs WHERE run_id IN ({old}) AND run_id NOT IN (SELECT run_id FROM merges)",
-                    (older_than, keep_max),
+                self._db.execute(  # compact: a dormant row keeps the id revive reads
+                    "UPDATE merges SET detail = CASE WHEN status = 'dormant' "
+                    "THEN json_object('id', json_extract(detail, '$.id')) ELSE '{}' END "
+                    f"WHERE run_id IN ({old})",
+                    bounds,
+                )
+                runs = self._db.execute(f"DELETE FROM runs WHERE run_id IN ({old})", bounds).rowcount
+                rows += self._db.execute(  # rows of runs pruned before, needed no more (undone...)
+                    f"DELETE FROM merges WHERE status NOT IN ({_marks(STILL_NEEDED)}) "
+                    "AND run_id NOT IN (SELECT run_id FROM runs)",
+                    STILL_NEEDED,
                 ).rowcount
             except BaseException:
                 self._db.execute("ROLLBACK")
@@ -184,11 +197,17 @@ class RunLog:
             return int(self._db.execute("SELECT COUNT(*) FROM runs WHERE kind=?", (kind,)).fetchone()[0])
 
     def get_run(self, run_id: str) -> RunRecord:
+        """A run on record, or one pruned that still holds rows undo or revive need."""
         with self._lock:
             row = self._db.execute("SELECT * FROM runs WHERE run_id=?", (run_id,)).fetchone()
-        if row is None:
+            kept = self._db.execute("SELECT DISTINCT status FROM merges WHERE run_id=?", (run_id,)).fetchall()
+        if row is not None:
+            return _run(row)
+        kinds = {KIND_OF_STATUS[status] for (status,) in kept if status in KIND_OF_STATUS}
+        if len(kinds) != 1:
             raise NotFoundError(f"unknown run id: {run_id!r} (see `reverie runs`)")
-        return _run(row)
+        summary = {"note": "pruned from the run log (runs.keep_days, runs.keep_max); what undo needs is kept"}
+        return RunRecord(run_id, kinds.pop(), "", "", None, "pruned", summary)
 
     def merges(self, run_id: str) -> list[MergeRecord]:
         with self._lock:
@@ -221,6 +240,10 @@ class RunLog:
     def close(self) -> None:
         with self._lock:
             self._db.close()
+
+
+def _marks(values: tuple[str, ...]) -> str:
+    return ",".join("?" * len(values))
 
 
 def _run(row: tuple[Any, ...]) -> RunRecord:

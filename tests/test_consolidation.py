@@ -101,6 +101,28 @@ def test_partitions_are_never_mixed(rv: Reverie) -> None:
     assert {r.payload["user_id"] for r in rv.live_records() if p.weight(r.payload) == 2} == {"a"}
 
 
+@pytest.mark.parametrize("full", [False, True])
+def test_a_tenant_is_its_json_value_with_its_type(rv: Reverie, full: bool) -> None:
+    """1, "1", true and 1.0 are four tenants (Python's == once made three of them one: 18 of
+    33 merges joined them); two points of each merge, never across."""
+    tenants = [1, "1", True, 1.0, None, [1], ["1"]]
+    vectors, _ = near_duplicates(groups=1, per_group=2 * len(tenants))
+    written = [
+        NewMemory(v, {"text": f"memory {i}", "user_id": tenants[i // 2]}, i) for i, v in enumerate(vectors)
+    ]
+    if full:
+        rv.write(written)
+    else:  # incremental: the neighbours found by the index, then compared by typed value
+        rv.write(written[::2])
+        rv.consolidate()
+        rv.write(written[1::2])
+    rv.consolidate(full=full)
+    assert live_clusters(rv) == [[2 * t, 2 * t + 1] for t in range(len(tenants))]
+    merged = {repr(r.payload["user_id"]) for r in rv.live_records()}
+    assert merged == {repr(t) for t in tenants}
+    check_invariants(rv, set(range(len(written))))
+
+
 def test_pinned_points_are_never_merged(rv: Reverie) -> None:
     vectors, labels = near_duplicates(groups=1, per_group=3)
     ms = memories(vectors, labels)

@@ -118,10 +118,12 @@ class Layout:
         except PayloadError:
             return None
 
-    def tenant(self, payload: Mapping[str, Any]) -> tuple[Any, ...]:
-        """The partition a point belongs to: its value at each tenant path (None if absent)."""
+    def tenant(self, payload: Mapping[str, Any]) -> tuple[TenantValue, ...]:
+        """The partition a point belongs to: its value at each tenant path, typed (None if
+        absent): a tenant is its JSON value with its type, so 1, "1", true and 1.0 are four
+        tenants (Python's == would make three of them one)."""
         values = (get_path(payload, path) for path in self.tenant_keys)
-        return tuple(None if v is MISSING else _hashable(v) for v in values)
+        return tuple(None if v is MISSING else tenant_value(v) for v in values)
 
     def pinned(self, payload: Mapping[str, Any]) -> bool:
         """Pinned memories are never merged (the pin key set to true)."""
@@ -316,10 +318,16 @@ def _doc_ids(value: str) -> dict[str, str]:
     return {"document_id": value, "doc_id": value, "ref_doc_id": value}
 
 
-def _hashable(value: Any) -> Any:
+TenantValue = tuple[str, Any] | None  # (JSON type, value); a list or object as canonical JSON
+
+
+def tenant_value(value: Any) -> TenantValue:
+    """A tenant key's value with its JSON type, hashable and equal only to the same typed value."""
+    if value is None:
+        return ("null", None)
     if isinstance(value, list | dict):
-        return json.dumps(value, sort_keys=True)
-    return value
+        return ("json", json.dumps(value, sort_keys=True))
+    return (type(value).__name__, value)  # bool, int, float, str
 
 
 LAYOUTS: dict[str, Layout] = {

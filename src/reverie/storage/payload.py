@@ -217,10 +217,12 @@ def consolidatable_rows(records: list[Record], mergeable: Callable[[dict[str, An
 
 
 def partition_filter(partition: tuple[Any, ...], keys: tuple[str, ...]) -> Filter:
+    """A filter for a tenant (layout.tenant's typed values) where the store can match it
+    exactly (text, integers, absent); a caller compares the typed values of what it finds."""
     conditions: list[Any] = []
     for key, value in zip(keys, partition, strict=True):
         if value is None:
             conditions.append(IsEmpty(key))
-        elif isinstance(value, str | int) and not isinstance(value, bool):
-            conditions.append(Match(key, value))
+        elif value[0] in ("str", "int"):
+            conditions.append(Match(key, value[1]))
     return Filter(must=tuple(conditions))

@@ -66,6 +66,7 @@ def test_config_env_var_names_file(tmp_path: Path) -> None:
         ("[forget]\nafter_days = inf\n", {}, "forget.after_days"),
         ("[scheduler]\nmaintain_every = 99999999999999\n", {}, "scheduler.maintain_every"),
         ("[daemon]\nport = true\n", {}, "daemon.port"),
+        ("", {"REVERIE_STORAGE__LAYOUT": '{metadata = "m"}'}, "needs storage.layout.text"),
         ("[forget]\nenabled = 'yes'\n", {}, "forget.enabled"),
         ("[daemon]\napi_key = ''\n", {}, "daemon.api_key"),
         ("", {"REVERIE_DAEMON__API_KEY": ""}, "daemon.api_key"),

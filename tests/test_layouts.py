@@ -75,7 +75,7 @@ def test_each_writer_is_recognised_and_the_tenant_keys_follow_it(tmp_path: Path)
             assert layout.name == name and list(layout.tenant_keys) == expected_tenants[name]
             assert (
                 layout.text_of(payload) == "tea"
-                and layout.tenant(payload)[-1 if name != "mem0" else 0] == "u1"
+                and layout.tenant(payload)[-1 if name != "mem0" else 0] == ("str", "u1")
             )
             assert rv.stats()["layout"]["layout"] == name
 
@@ -85,7 +85,7 @@ def test_operator_partition_keys_go_under_the_metadata_object_and_dotted_paths_s
     env = {"REVERIE_CONSOLIDATION__PARTITION_KEYS": '["org", "metadata.user.id"]'}
     with opened(tmp_path / "q", **env) as rv:
         assert rv.layout.tenant_keys == ("metadata.org", "metadata.user.id")
-        assert rv.layout.tenant({"metadata": {"user": {"id": "u1"}, "org": "a"}}) == ("a", "u1")
+        assert rv.layout.tenant({"metadata": {"user": {"id": "u1"}, "org": "a"}}) == (("str", "a"), ("str", "u1"))
 
 
 def test_a_partition_key_no_memory_carries_is_named(tmp_path: Path) -> None:
@@ -118,7 +118,7 @@ def test_a_collection_that_mixes_layouts_or_fits_none_is_an_error_naming_what_wa
         rv.stats()
     # an explicit layout places it
     with opened(tmp_path / "none", REVERIE_STORAGE__LAYOUT='{text = "body", tenant_keys = ["who"]}') as rv:
-        assert rv.layout.name == "explicit" and rv.layout.tenant({"who": "u1"}) == ("u1",)
+        assert rv.layout.name == "explicit" and rv.layout.tenant({"who": "u1"}) == (("str", "u1"),)
         report = rv.consolidate(full=True)
         assert len(report.merges) == 1
         merged = next(r for r in rv.live_records() if r.payload["_reverie"]["kind"] == "merged")
@@ -160,6 +160,25 @@ def test_named_vectors_are_read_by_name_and_a_missing_name_is_an_error(tmp_path:
         pytest.raises(ConfigError, match="names dense vector 'dense', which"),
     ):
         rv.consolidate()
+
+
+def test_the_docs_recipe_for_two_dense_vectors_keeps_tenants_apart(tmp_path: Path) -> None:
+    """docs/integrations.md: a collection with two dense vectors takes `[storage.layout]
+    vector = NAME` (once refused: text was required), and an explicit layout's tenant keys
+    default to agent_id and user_id under its metadata (they once fell back to the top
+    level, which these points do not have: 20 merges joined two users)."""
+    params = models.VectorParams(size=DIM, distance=models.Distance.COSINE)
+    users = [{"page_content": "tea", "metadata": {"user_id": u}} for u in ("u1", "u2", "u1", "u2")]
+    collection(tmp_path / "q", users, {"dense": params, "other": params})  # 0-1 and 2-3 near-duplicates
+    recipes = [
+        '{vector = "dense"}',
+        '{text = "page_content", metadata = "metadata", vector = "dense"}',
+    ]
+    for recipe in recipes:
+        with opened(tmp_path / "q", REVERIE_STORAGE__LAYOUT=recipe) as rv:
+            assert rv.layout.tenant_keys == ("metadata.agent_id", "metadata.user_id")
+            report = rv.consolidate(full=True, dry_run=True)
+            assert report.merges == [], "u1 and u2 only share vectors across tenants"
 
 
 def test_points_whose_vectors_differ_never_merge(tmp_path: Path) -> None:

@@ -93,7 +93,7 @@ def _describe(exc: ValidationError, sources: dict[tuple[str, ...], str]) -> str:
             e for e in errors if not any(str(part).startswith("literal[") for part in e["loc"])
         ] or errors
     for err in errors:
-        loc = tuple(str(part) for part in err["loc"] if part != "ExplicitLayout")
+        loc = tuple(str(part) for part in err["loc"] if part != "ExplicitLayout" and not _wrapper(str(part)))
         key = ".".join(loc) or "settings"
         message = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
         # a check across keys names them in its message: say which variables set them
@@ -102,6 +102,11 @@ def _describe(exc: ValidationError, sources: dict[tuple[str, ...], str]) -> str:
         suffix = f" (from {', '.join(origins)})" if origins else ""
         lines.append(f"{key}: {message}{suffix}")
     return "invalid settings: " + "; ".join(lines)
+
+
+def _wrapper(part: str) -> bool:
+    """A validator's own step in an error's location (`function-after[...]`), not a key."""
+    return part.startswith("function-") and part.endswith("]")
 
 
 def settings_as_toml(settings: Settings, commented: bool = False) -> str:

@@ -27,15 +27,28 @@ LayoutName = Literal["auto", "reverie", "langchain", "llamaindex", "mcp-server-q
 class ExplicitLayout(_Section):
     """Where a writer reverie does not know keeps its memories' text, metadata and vectors."""
 
-    text: str = Field(pattern=PATH_PATTERN, description="Payload path of the text (a key or a dotted path).")
+    text: str | None = Field(
+        default=None,
+        pattern=PATH_PATTERN,
+        description="Payload path of the text (a key or a dotted path). Unset: the writer is detected, "
+        "and only the vectors and tenant keys given here are set.",
+    )
     metadata: str | None = Field(
         default=None, pattern=PATH_PATTERN, description="Path of the metadata object (unset: top level)."
     )
     vector: str | None = Field(default=None, description="Dense vector name (unset: the only one).")
     sparse: str | None = Field(default=None, description="Sparse vector name (unset: none, or the only one).")
     tenant_keys: list[Annotated[str, Field(pattern=PATH_PATTERN)]] | None = Field(
-        default=None, description="Tenant key paths (unset: consolidation.partition_keys)."
+        default=None,
+        description="Tenant key paths (unset: consolidation.partition_keys, else agent_id and user_id "
+        "under the metadata object).",
     )
+
+    @model_validator(mode="after")
+    def _metadata_needs_text(self) -> ExplicitLayout:
+        if self.metadata is not None and self.text is None:
+            raise ValueError("storage.layout.metadata needs storage.layout.text (where the text is)")
+        return self
 
 
 class StorageSettings(_Section):

@@ -117,10 +117,11 @@ class CollectionLayout:
 
     def _base(self, payloads: list[dict[str, Any]]) -> tuple[Layout, bool]:
         """The layout before binding, and whether it was configured rather than detected."""
-        if isinstance(self.setting, ExplicitLayout):
+        if isinstance(self.setting, ExplicitLayout) and self.setting.text is not None:
             e = self.setting
-            return Layout("explicit", text=e.text, metadata=e.metadata), True
-        if self.setting != "auto":
+            keys = tuple(f"{e.metadata}.{k}" if e.metadata else k for k in ("agent_id", "user_id"))
+            return Layout("explicit", text=e.text, metadata=e.metadata, tenant_keys=keys), True
+        if isinstance(self.setting, str) and self.setting != "auto":
             return LAYOUTS[self.setting], True
         name = self.memory.get(self.collection)
         if name is None:

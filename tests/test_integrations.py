@@ -22,7 +22,7 @@ import pytest
 from qdrant_client import QdrantClient, models
 
 from reverie.demo import sample
-from reverie.errors import InvalidInputError
+from reverie.errors import ConfigError, InvalidInputError
 from reverie.inversion.embedders import Embedder
 from reverie.memory import Reverie
 
@@ -136,7 +136,12 @@ def test_unreadable_payloads_are_quarantined_with_the_reason(
     points = [models.PointStruct(id=i, vector=vector, payload=readable) for i in (1, 2)]
     client.upsert(COLLECTION, [*points, models.PointStruct(id=9, vector=vector, payload=broken)])
     client.close()
-    with Reverie.open(settings_for(tmp_path / "qdrant"), embedder) as rv:
+    settings = settings_for(tmp_path / "qdrant")
+    # no memory names a tenant: refused until told
+    with Reverie.open(settings, embedder) as rv, pytest.raises(ConfigError, match="carries a partition key"):
+        rv.consolidate(full=True)
+    settings.consolidation.single_tenant = True
+    with Reverie.open(settings, embedder) as rv:
         report = rv.consolidate(full=True)
         assert report.layout["layout"] == layout and report.quarantined == 1 and len(report.merges) == 1
         assert report.merges[0]["size"] == 2

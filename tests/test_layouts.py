@@ -73,10 +73,9 @@ def test_each_writer_is_recognised_and_the_tenant_keys_follow_it(tmp_path: Path)
         with opened(path) as rv:
             layout = rv.layout
             assert layout.name == name and list(layout.tenant_keys) == expected_tenants[name]
-            assert (
-                layout.text_of(payload) == "tea"
-                and layout.tenant(payload)[-1 if name != "mem0" else 0] == ("str", "u1")
-            )
+            assert layout.text_of(payload) == "tea" and layout.tenant(payload)[
+                -1 if name != "mem0" else 0
+            ] == ("str", "u1")
             assert rv.stats()["layout"]["layout"] == name
 
 
@@ -85,7 +84,10 @@ def test_operator_partition_keys_go_under_the_metadata_object_and_dotted_paths_s
     env = {"REVERIE_CONSOLIDATION__PARTITION_KEYS": '["org", "metadata.user.id"]'}
     with opened(tmp_path / "q", **env) as rv:
         assert rv.layout.tenant_keys == ("metadata.org", "metadata.user.id")
-        assert rv.layout.tenant({"metadata": {"user": {"id": "u1"}, "org": "a"}}) == (("str", "a"), ("str", "u1"))
+        assert rv.layout.tenant({"metadata": {"user": {"id": "u1"}, "org": "a"}}) == (
+            ("str", "a"),
+            ("str", "u1"),
+        )
 
 
 def test_a_partition_key_no_memory_carries_is_named(tmp_path: Path) -> None:
@@ -147,14 +149,15 @@ def test_a_detected_layout_is_remembered_when_a_plain_client_writes_another_shap
 def test_named_vectors_are_read_by_name_and_a_missing_name_is_an_error(tmp_path: Path) -> None:
     named = {"fast-all-minilm-l6-v2": models.VectorParams(size=DIM, distance=models.Distance.COSINE)}
     collection(tmp_path / "q", [{"document": "tea", "metadata": {}}] * 4, named)
-    with opened(tmp_path / "q") as rv:
+    one = {"REVERIE_CONSOLIDATION__SINGLE_TENANT": "true"}
+    with opened(tmp_path / "q", **one) as rv:
         assert rv.layout.vector == "fast-all-minilm-l6-v2" and rv.store.vector_size(rv.collection) == DIM
         report = rv.consolidate(full=True)
         assert len(report.merges) == 2 and report.quarantined == 0
         assert rv.store.schema(rv.archive) == rv.store.schema(rv.collection), (
             "the archive mirrors the vectors"
         )
-    explicit = {"REVERIE_STORAGE__LAYOUT": '{text = "document", vector = "dense"}'}
+    explicit = {"REVERIE_STORAGE__LAYOUT": '{text = "document", vector = "dense"}', **one}
     with (
         opened(tmp_path / "q", **explicit) as rv,
         pytest.raises(ConfigError, match="names dense vector 'dense', which"),
@@ -181,6 +184,20 @@ def test_the_docs_recipe_for_two_dense_vectors_keeps_tenants_apart(tmp_path: Pat
             assert report.merges == [], "u1 and u2 only share vectors across tenants"
 
 
+def test_a_run_refuses_to_merge_when_no_memory_carries_a_tenant_key(tmp_path: Path) -> None:
+    """A wrong path (or a store of one tenant: only the operator knows) once merged across
+    users in silence. Now the run names the keys it looked for and merges nothing."""
+    collection(tmp_path / "q", [{"page_content": "tea", "metadata": {"owner": u}} for u in "abab"])
+    with opened(tmp_path / "q") as rv:
+        with pytest.raises(ConfigError, match=r"looked for metadata.agent_id, metadata.user_id"):
+            rv.consolidate(full=True)
+        assert rv.stats()["merged"] == 0
+    with opened(tmp_path / "q", REVERIE_CONSOLIDATION__PARTITION_KEYS='["owner"]') as rv:
+        assert rv.consolidate(full=True).merges == []  # a-b pairs only: different tenants
+    with opened(tmp_path / "q", REVERIE_CONSOLIDATION__SINGLE_TENANT="true") as rv:
+        assert len(rv.consolidate(full=True).merges) == 2  # told: one tenant
+
+
 def test_points_whose_vectors_differ_never_merge(tmp_path: Path) -> None:
     """Two named dense vectors, points holding one or both: only same-shaped points merge,
     and a merged point keeps the centroid of every vector its members share."""
@@ -195,8 +212,9 @@ def test_points_whose_vectors_differ_never_merge(tmp_path: Path) -> None:
     ]
     client.upsert("memories", points)
     client.close()
+    layout = '{text = "document", metadata = "metadata", vector = "text"}'
     with opened(
-        tmp_path / "q", REVERIE_STORAGE__LAYOUT='{text = "document", metadata = "metadata", vector = "text"}'
+        tmp_path / "q", REVERIE_STORAGE__LAYOUT=layout, REVERIE_CONSOLIDATION__SINGLE_TENANT="true"
     ) as rv:
         report = rv.consolidate(full=True)
         assert sorted(sorted(int(m["id"]) for m in merge["members"]) for merge in report.merges) == [

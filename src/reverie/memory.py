@@ -34,6 +34,7 @@ from reverie.consolidation.runs import RunLog, new_run_id
 from reverie.consolidation.undo import UndoReport, undo
 from reverie.consolidation.vanished import honour_agent_deletes
 from reverie.errors import (
+    ConfigError,
     ConflictError,
     InvalidInputError,
     InvalidPayloadError,
@@ -470,9 +471,26 @@ class Reverie:
         # before it deletes anything: room for a copy of each point it may touch
         touched = self.store.count(self.collection, None if options.get("full") else p.FRESH_FILTER)
         self._check_writable(needed=2 * touched * (4 * dimension + 1024))
+        self._check_tenants()
         self.recover()
         self.flush_accesses()  # merged points inherit their members' use as written
         return self.consolidator.run(**options)
+
+    def _check_tenants(self) -> None:
+        """Refuse to merge across what may be tenants: an agent's collection in which no
+        sampled point carries any partition key (a wrong path, or a store of one tenant:
+        only the operator can say which)."""
+        layout = self.layout
+        keys = layout.tenant_keys
+        if layout.name == "reverie" or not keys or self.settings.consolidation.single_tenant:
+            return
+        if set(self.layouts.absent_keys) == set(keys):
+            raise ConfigError(
+                f"no memory in collection {self.collection!r} carries a partition key (looked for "
+                f"{', '.join(keys)}): reverie cannot tell its tenants apart and merges nothing. Set "
+                "consolidation.partition_keys to the key that separates them, or "
+                "consolidation.single_tenant = true if the collection holds one tenant's memories"
+            )
 
     def recover(self) -> dict[str, int]:
         """Settle whatever a crash left in flight (forgets, merges, undos), then bring the

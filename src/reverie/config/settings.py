@@ -152,6 +152,13 @@ class ConsolidationSettings(_Section):
         description="Payload keys that separate memories which must never merge (tenants): names, put "
         "under the layout's metadata object, or dotted paths. Unset: the layout's own tenant keys.",
     )
+    single_tenant: bool = Field(
+        default=False,
+        description="The collection holds one tenant's memories. Unset, a run over an agent's "
+        "collection in which no point carries a partition key refuses to merge (it cannot tell "
+        "the tenants apart). reverie's own layout takes its tenant per write (remember -p, the API's "
+        "partition): no partition there is one tenant.",
+    )
     pin_key: str = Field(default="pinned", description="Payload key; true means never merge.")
     age_threshold: float | None = Field(
         default=None,

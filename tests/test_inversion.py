@@ -198,7 +198,13 @@ def test_text_is_inverted_on_first_read_cached_and_never_at_merge_time(lazy_rv, 
     again = rv.text(merged_point(rv))
     assert again == first and calls == [1], "a cached text is not inverted again"
     assert cached_text(merged_point(rv), rv.layout) == first, "search results show the same text"
-    assert rv.stats()["inverted_text"] == 1 and rv.stats()["labelled_text"] == 0
+    # the stored source says what is shown (it once said `inversion` beside a label)
+    assert p.meta(merged_point(rv).payload)["text_source"] == first.source
+    shown_as = "labelled_text" if first.source == "label" else "inverted_text"
+    assert {k: rv.stats()[k] for k in ("inverted_text", "labelled_text")} == {
+        "inverted_text": 0,
+        "labelled_text": 0,
+    } | {shown_as: 1}
 
 
 def test_a_point_merged_again_before_anyone_reads_it_is_never_inverted(lazy_rv, embedder) -> None:
@@ -353,15 +359,16 @@ def test_the_daemon_inverts_on_read_and_on_its_schedule(lazy_rv) -> None:
         assert [h["text_source"] for h in hits] == ["label", "label"]
         read = api.get(f"/memories/{hits[1]['id']}").json()  # read on demand
         assert read["text_source"] in ("label", "inversion from members") and read["fidelity"] > 0.5
-        assert api.get("/stats").json()["labelled_text"] == 1
+        assert api.get("/stats").json()["text_backlog"] == 1  # the other one is not read yet
         blended = api.post("/blend", json={"parents": [A, B]}).json()
         assert blended["text"] and len(blended["parents"]) == 2
         assert api.post("/blend", json={"parents": [A]}).status_code == 400
         scheduler.resume_job("invert")
         deadline = time.monotonic() + 30
-        while api.get("/stats").json()["labelled_text"] and time.monotonic() < deadline:
+        while api.get("/stats").json()["text_backlog"] and time.monotonic() < deadline:
             time.sleep(0.2)
-        assert api.get("/stats").json()["inverted_text"] == 2
+        stats = api.get("/stats").json()  # each shows what its search found: a text, or its label
+        assert stats["text_backlog"] == 0 and stats["inverted_text"] + stats["labelled_text"] == 2
         metrics = api.get("/metrics").text
         assert "reverie_inverted_points_total 2.0" in metrics
         assert api.get("/readyz").json()["models"]["inverter"].startswith("loaded")
@@ -389,3 +396,17 @@ def test_inverter_cli_trains_and_evaluates(tmp_path: Path, capsys, model_dir: Pa
     assert main([*args, "--holdout", "2"]) == 0
     assert "trained 1 word epochs and 0 prefix steps" in capsys.readouterr().out
     assert (out / "model" / "inverter.json").is_file() and (out / "holdout.txt").read_text().count("\n") == 2
+
+
+def test_a_blend_the_inverter_cannot_read_says_why(tmp_path: Path, inverter) -> None:
+    """Memories of another embedder (8 dimensions here, 768 in the report) once met the
+    inverter's 384 in a matrix product and a traceback."""
+    settings = Settings()
+    settings.storage.data_dir = tmp_path / "data"
+    with Reverie(settings, EdgeStore(tmp_path / "collections"), inverter.embedder, inverter) as rv:
+        vectors = np.eye(8, dtype=np.float32)[:2] + 0.1
+        ids = rv.write([NewMemory(v, {"text": f"memory {i}"}) for i, v in enumerate(vectors)])
+        with pytest.raises(
+            InvalidInputError, match="8-dimensional, and the inverter .* reads 384-dimensional"
+        ):
+            rv.blend([str(i) for i in ids])

@@ -473,6 +473,27 @@ def test_old_originals_leave_the_archive_and_their_undo_says_why(memory: Reverie
     assert memory.stats()["live"] == 1
 
 
+def test_the_archive_stays_bounded_when_a_concept_is_merged_again_and_again(memory: Reverie) -> None:
+    """Merging a merged point again keeps the top merge young: its old layers were kept for
+    ever (the archive grew from 317 to 7,088 copies in 4 minutes with 43 s retention) and
+    broke the invariants. Old layers drop now too; the young merge on top still undoes."""
+    first, second = memory.remember(TEA[:2])
+    old_merge = memory.consolidate().merges[0]["merge_id"]
+    memory.settings.archive.keep_days = FADING
+    time.sleep(0.3)
+    (third,) = memory.remember(["Tea, not coffee, is what the user likes."])
+    top = memory.consolidate().merges[0]["merge_id"]  # the old merge and the new memory
+    assert memory.prune_history()["archive"] == {"merged": 1, "copies": 2}  # the old layer only
+    assert not memory.store.retrieve(memory.archive, [first, second])
+    assert memory.invariant_problems(must_hold=[third]) == []
+    memory.undo(top)  # the young merge undoes: the old merged point comes back, as counts
+    back, _ = memory.get(old_merge)
+    assert p.weight(back.payload) == 2
+    with pytest.raises(InvalidInputError, match="were dropped from the archive"):
+        memory.undo(old_merge)
+    assert memory.invariant_problems(must_hold=[third]) == []
+
+
 def test_a_tenant_over_its_cap_consolidates_first_then_its_weakest_sleep(memory: Reverie) -> None:
     memory.settings.forget.max_memories = 2
     u1 = memory.remember([*TEA, "Lisbon is by the sea."], partition={"user_id": "u1"})

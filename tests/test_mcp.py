@@ -66,7 +66,7 @@ async def memory_session(session: ClientSession) -> None:
     assert plan["dry_run"] and plan["merges"] == 1, "a dry run unless told otherwise"
     assert result(await session.call_tool("stats", {}))["merged"] == 0
     run = result(await session.call_tool("consolidate", {"dry_run": False}))
-    assert run["merges"] == 1 and run["merged_points"] == 3, "u2's identical memory stays apart"
+    assert run["merges"] == 1 and run["members_merged"] == 3, "u2's identical memory stays apart"
 
     found = result(
         await session.call_tool("search_memories", {"query": "what does the user drink", "user_id": "u1"})
@@ -101,9 +101,9 @@ def test_memory_tools_over_stdio(tmp_path: Path) -> None:
 
 
 @contextmanager
-def http_server(data_dir: Path, api_key: str) -> Iterator[str]:
+def http_server(data_dir: Path, api_key: str, **extra: str) -> Iterator[str]:
     port = free_port()
-    env = environment(data_dir, REVERIE_DAEMON__API_KEY=api_key)
+    env = environment(data_dir, REVERIE_DAEMON__API_KEY=api_key, **extra)
     command = [sys.executable, "-m", "reverie.cli", "mcp", "--transport", "http", "--port", str(port)]
     process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     url = f"http://127.0.0.1:{port}/mcp"
@@ -119,7 +119,7 @@ def http_server(data_dir: Path, api_key: str) -> Iterator[str]:
         yield url
     finally:
         process.terminate()
-        process.wait(timeout=30)
+        assert process.wait(timeout=30) == 0, "a stop on purpose exits 0 (it once ended by SIGTERM)"
 
 
 def test_qdrant_tools_over_http_behind_the_api_key(tmp_path: Path) -> None:
@@ -149,5 +149,42 @@ def test_qdrant_tools_over_http_behind_the_api_key(tmp_path: Path) -> None:
                 assert entries[1].endswith('<metadata>{"source": "chat"}</metadata></entry>')
                 wrong = await session.call_tool("qdrant-find", {"query": "tea", "collection_name": "other"})
                 assert wrong.isError and "collection 'memories'" in wrong.content[0].text
+
+        asyncio.run(scenario())
+
+
+def test_other_calls_are_answered_while_a_slow_one_runs(tmp_path: Path) -> None:
+    """A blend loads the inverter and searches (seconds on a CPU); a `stats` sent meanwhile
+    once waited for it (85 s on a busy machine). Each tool runs on a worker thread now. And a
+    memory's text has the same limit as over HTTP."""
+    with http_server(tmp_path / "data", "secret") as url:
+
+        async def scenario() -> None:
+            client = httpx.AsyncClient(headers={"Authorization": "Bearer secret"}, timeout=300)
+            slow_transport = streamable_http_client(url, http_client=client)
+            quick_transport = streamable_http_client(url, http_client=client)
+            async with (
+                client,
+                slow_transport as (read, write, _),
+                ClientSession(read, write) as slow,
+                quick_transport as (read2, write2, _),
+                ClientSession(read2, write2) as quick,
+            ):
+                await slow.initialize()
+                await quick.initialize()
+                huge = await quick.call_tool("add_memory", {"text": "tea " * 5000})  # once stored and echoed
+                assert (
+                    huge.isError and "over the limit of 10000 (daemon.max_text_chars)" in huge.content[0].text
+                )
+                blend = asyncio.create_task(
+                    slow.call_tool("blend_concepts", {"parents": ["green tea", "black coffee"]})
+                )
+                await asyncio.sleep(1.0)
+                started = time.monotonic()
+                counts = result(await quick.call_tool("stats", {}))
+                waited = time.monotonic() - started
+                assert not blend.done(), "the blend should still be running: nothing overlapped"
+                assert waited < 1.0 and "live" in counts, waited
+                assert result(await blend)["text"]
 
         asyncio.run(scenario())

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -58,7 +59,12 @@ def open_edge(root: Path) -> Reverie:
 
 
 @given(batch=st.lists(payloads, min_size=1, max_size=12))
-@settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+# PAYLOAD_FUZZ_EXAMPLES: more cases for docs/reliability.md's figure (CI runs 40)
+@settings(
+    max_examples=int(os.environ.get("PAYLOAD_FUZZ_EXAMPLES", "40")),
+    deadline=None,
+    suppress_health_check=list(HealthCheck),
+)
 def test_any_accepted_payload_reads_back_equal_after_a_restart(
     batch: list[dict[str, Any]], tmp_path_factory: pytest.TempPathFactory
 ) -> None:

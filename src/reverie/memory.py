@@ -48,6 +48,7 @@ from reverie.inversion.lazy import (
     INVERTED_FILTER,
     LABEL_FILTER,
     PENDING_FILTER,
+    UNINVERTED_FILTER,
     LazyInversion,
     MemoryText,
     cached_text,
@@ -235,6 +236,8 @@ class Reverie:
         """Embed and store texts as fresh memories; returns their new ids."""
         if not texts:
             raise InvalidInputError("no text to remember")
+        for index, text in enumerate(texts):
+            self.check_text(text, f"memory {index}")
         vectors = self.embedder.encode(list(texts), progress=progress)
         tenant = self.partition_payload(partition)
         model = embedder_id(self.settings.embedder.model)
@@ -287,6 +290,15 @@ class Reverie:
                     self.store.upsert(self.collection, batch)
                     bar.update(len(batch))
         return [r.id for r in records]
+
+    def check_text(self, text: str | None, what: str) -> None:
+        """A memory's text, a query or a blend parent within `daemon.max_text_chars`, on every
+        surface (HTTP, MCP, CLI, the library): a megabyte stored would flood every answer."""
+        limit = self.settings.daemon.max_text_chars
+        if text is not None and len(text) > limit:
+            raise TooLargeError(
+                f"{what}: text of {len(text)} characters is over the limit of {limit} (daemon.max_text_chars)"
+            )
 
     def _check_writable(self, needed: int) -> None:
         """Before a write: room on disk for `needed` bytes, and a store that keeps what it
@@ -363,6 +375,7 @@ class Reverie:
         text = layout.text_of(memory.payload)
         if text is not None and not text.strip():
             raise InvalidInputError(f"memory {index}: empty text under {layout.text!r}")
+        self.check_text(text, f"memory {index}")
         try:
             point_id = normalize_id(memory.id) if memory.id is not None else _new_id()
         except (TypeError, ValueError):
@@ -404,6 +417,8 @@ class Reverie:
         if not self.exists:
             return []
         conditions = tuple(Match(k_, v) for k_, v in self.partition_payload(partition).items())
+        if isinstance(query, str):
+            self.check_text(query, "query")
         vector = self.embedder.encode([query])[0] if isinstance(query, str) else query
         vector = np.asarray(vector, dtype=np.float32).reshape(-1)
         problem = p.vector_problem(vector, self.store.vector_size(self.collection))
@@ -575,6 +590,7 @@ class Reverie:
             "pending_text": 0,
             "labelled_text": 0,
             "inverted_text": 0,
+            "text_backlog": 0,
             "fresh": 0,
             "quarantined": 0,
             "dormant": 0,
@@ -603,6 +619,7 @@ class Reverie:
             pending_text=count(self.collection, PENDING_FILTER),
             labelled_text=count(self.collection, LABEL_FILTER),
             inverted_text=count(self.collection, INVERTED_FILTER),
+            text_backlog=count(self.collection, UNINVERTED_FILTER),
             fresh=count(self.collection, p.FRESH_FILTER),
             quarantined=count(self.collection, Filter(must=(Match(state, p.QUARANTINED),))),
             dormant=count(self.archive, Filter(must=(Match(state, p.DORMANT),))) if archived else 0,
@@ -629,6 +646,12 @@ class Reverie:
         result = blend([self._parent(item) for item in parents], None if weights is None else list(weights))
         texts = [x.text for x in result.parents if x.text]
         inverter = self.inverter()
+        if inverter is not None and result.vector.size != inverter.embedder.dimension:
+            raise InvalidInputError(
+                f"the blend is {result.vector.size}-dimensional, and the inverter ({inverter.id}) reads "
+                f"{inverter.embedder.dimension}-dimensional vectors of {inverter.embedder_id}: set "
+                'inversion.model to one for this collection\'s embedder, or "none" for labels'
+            )
         if inverter is not None:
             found = inverter.invert(result.vector[None], [texts])[0]
             result.text, result.fidelity, result.source = found.text, found.fidelity, found.source
@@ -648,6 +671,7 @@ class Reverie:
         except (TypeError, ValueError):
             if not item.strip():
                 raise InvalidInputError("a blend parent is empty: give a memory id or some text") from None
+            self.check_text(item, "blend parent")
             return Parent(item, self.embedder.encode([item])[0], item)
         record, _ = self.get(point_id)
         if record.vector is None:

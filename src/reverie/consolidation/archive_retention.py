@@ -1,10 +1,12 @@
 """A bounded archive: the originals of merges older than `archive.keep_days` are dropped.
 
-The merged point stays and keeps its lineage as counts (`weight`, `merged_from`, and
-`originals_dropped` saying how many went and when); what is lost is the undo, and an undo
-past that point says so. Crash-safe in two steps per batch: the merged points are marked
-first (from then on undo refuses), then their archive copies are deleted; a crash between
-leaves copies that the next maintenance deletes.
+A merged point whose merge is older than that (live, or archived under a later merge: a
+concept merged again and again keeps its top merge young, and its old layers must go all
+the same) keeps its lineage as counts (`weight`, `merged_from`, and `originals_dropped`
+saying how many went and when) and loses its undo; an undo past it says so. The archive
+then holds only what merges younger than `keep_days` replaced. Crash-safe in two steps per
+batch: the merged points are marked first (from then on undo refuses), then the copies
+below them are deleted; a crash between leaves copies that the next maintenance deletes.
 """
 
 from __future__ import annotations
@@ -14,47 +16,54 @@ from datetime import datetime, timedelta
 import structlog
 
 from reverie.consolidation.apply import MergeApplier
-from reverie.consolidation.lineage import archived_below
+from reverie.consolidation.lineage import DROPPED
+from reverie.consolidation.vanished import copies_under
 from reverie.lifecycle.retention import parse_time
 from reverie.storage import Filter, Match, Record
 from reverie.storage import payload as p
 
 log = structlog.get_logger("reverie.archive")
 
-DROPPED = "originals_dropped"
 BATCH = 256
+MERGED = Filter(must=(Match(f"{p.KEY}.kind", p.MERGED),))
 
 
 def drop_old_originals(applier: MergeApplier, keep_days: float, at: datetime) -> dict[str, int]:
-    """Drop the archived originals of live merged points merged before `at - keep_days`
-    (and those a crash left behind a mark); returns the merged points and copies touched."""
+    """Drop what the merges made before `at - keep_days` replaced, live merged points and
+    archived ones alike (and what a crash left behind a mark); returns the merged points
+    and copies touched."""
     store, cutoff = applier.store, at - timedelta(days=keep_days)
     if not store.collection_exists(applier.archive):
         return {"merged": 0, "copies": 0}
-    merged = Filter(must=(Match(f"{p.KEY}.kind", p.MERGED),))
+    merged, copies = 0, 0
     with applier.lock:
-        due = [r for r in store.scroll(applier.collection, p.searchable_filter(merged)) if _due(r, cutoff)]
-        copies = 0
-        for start in range(0, len(due), BATCH):
-            batch = due[start : start + BATCH]
-            marks = {}
-            for record in batch:
-                mark = p.meta(record.payload).get(DROPPED) or {
-                    "count": int(p.weight(record.payload)),
-                    "at": p.now(),
-                    "keep_days": keep_days,
-                }
-                marks[str(record.id)] = mark
-                store.set_payload(applier.collection, [record.id], {DROPPED: mark}, key=p.KEY)
-            below = [i for record in batch for i in archived_below(store, applier.archive, record)]
-            store.delete(applier.archive, below)
-            copies += len(below)
-            for record in batch:
-                done = {**marks[str(record.id)], "done": True}
-                store.set_payload(applier.collection, [record.id], {DROPPED: done}, key=p.KEY)
+        for name in (applier.collection, applier.archive):
+            due = [r for r in store.scroll(name, MERGED) if _due(r, cutoff)]
+            for start in range(0, len(due), BATCH):
+                copies += _drop_below(applier, name, due[start : start + BATCH], keep_days)
+            merged += len(due)
     if copies:
-        log.info("archive.originals_dropped", merged=len(due), copies=copies, keep_days=keep_days)
-    return {"merged": len(due), "copies": copies}
+        log.info("archive.originals_dropped", merged=merged, copies=copies, keep_days=keep_days)
+    return {"merged": merged, "copies": copies}
+
+
+def _drop_below(applier: MergeApplier, name: str, batch: list[Record], keep_days: float) -> int:
+    """Mark each merged point of `batch` (in collection `name`), delete the copies below
+    them, mark them done; returns the copies deleted."""
+    store = applier.store
+    marks = {}
+    for record in batch:
+        marks[str(record.id)] = p.meta(record.payload).get(DROPPED) or {
+            "count": int(p.weight(record.payload)),
+            "at": p.now(),
+            "keep_days": keep_days,
+        }
+        store.set_payload(name, [record.id], {DROPPED: marks[str(record.id)]}, key=p.KEY)
+    below = [copy.id for record in batch for copy in copies_under(store, applier.archive, record.id)]
+    store.delete(applier.archive, below)
+    for record in batch:  # one deleted just now as a layer of another is marked nowhere
+        store.set_payload(name, [record.id], {DROPPED: {**marks[str(record.id)], "done": True}}, key=p.KEY)
+    return len(below)
 
 
 def _due(record: Record, cutoff: datetime) -> bool:

@@ -66,7 +66,7 @@ class RunReport:
         data["params"], data["timings"] = dict(self.params), dict(self.timings)
         data["merges"] = len(self.merges)
         data["skipped"] = len(self.skipped)
-        data["merged_points"] = sum(m["size"] for m in self.merges)
+        data["members_merged"] = sum(m["size"] for m in self.merges)  # memories that went into merges
         return data
 
 

@@ -4,7 +4,9 @@ Checked (through `Reverie.invariant_problems`) by the crash, concurrency, fuzzin
 disk-full tests and by bench/crash_torture.py and bench/soak.py; recovery must have run
 first (a crash legitimately leaves merges in flight until then).
 - every original memory is live or dormant, or archived with a live or dormant merged
-  point holding it in its lineage (exactly once: their weights sum to the originals covered);
+  point holding it in its lineage (exactly once: their weights sum to the originals covered;
+  a merged point whose originals archive.keep_days dropped counts them as its weight, and
+  those originals are no longer anyone's to hold);
 - no memory is live and dormant at once;
 - nothing is left in flight (`committing`, `verified`, `undoing`);
 - every archive copy points to a merged point that exists (live, or archived itself);
@@ -18,8 +20,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable
 
-from reverie.consolidation.archive_retention import dropped_error
-from reverie.consolidation.lineage import lineage_map
+from reverie.consolidation.lineage import dropped, lineage_map
 from reverie.consolidation.runs import RunLog
 from reverie.storage import PointId, Store
 from reverie.storage import payload as p
@@ -47,21 +48,23 @@ def find_problems(
     both = {str(r.id) for r in live} & {str(r.id) for r in dormant}
     if both:
         problems.append(f"memories both live and dormant: {sorted(both)[:10]}")
-    # originals dropped by archive.keep_days are counted by the merged point's weight
-    standing = [r for r in [*live, *dormant] if not dropped_error(r)]
+    standing = [*live, *dormant]
     lineages = lineage_map(standing, copies)
     covered = Counter(str(i) for originals in lineages.values() for i in originals)
     twice = [i for i, n in covered.items() if n > 1]
     if twice:
         problems.append(f"originals in more than one live lineage: {twice[:10]}")
+    # a merged point whose originals archive.keep_days dropped stands for them as its weight
+    counted = {str(r.id): p.weight(r.payload) for r in [*standing, *copies] if dropped(r)}
     weights = sum(p.weight(r.payload) for r in standing)
-    if weights != len(covered):
-        problems.append(f"live weights sum to {weights}, but {len(covered)} originals are covered")
+    originals = sum(counted.get(i, 1) for i in covered)
+    if weights != originals:
+        problems.append(f"live weights sum to {weights}, but {originals} originals are covered")
     lost = {str(i) for i in must_hold} - covered.keys()
     if lost:
         problems.append(f"acknowledged memories lost: {sorted(lost)[:10]} ({len(lost)} in all)")
     if may_hold is not None:
-        unknown = covered.keys() - {str(i) for i in may_hold}
+        unknown = covered.keys() - {str(i) for i in may_hold} - counted.keys()
         if unknown:
             problems.append(f"originals nobody wrote: {sorted(unknown)[:10]}")
     live_ids = {str(r.id) for r in live}

@@ -16,6 +16,9 @@ from reverie.storage import payload as p
 
 Lookup = Callable[[list[PointId]], dict[str, Record]]
 
+# on a merged point whose originals archive.keep_days dropped (archive_retention.py)
+DROPPED = "originals_dropped"
+
 
 def members_of(record: Record) -> list[PointId]:
     """A merged point's direct members; none for an original."""
@@ -23,10 +26,16 @@ def members_of(record: Record) -> list[PointId]:
     return list(stamp.get("merged_from") or []) if stamp.get("kind") == p.MERGED else []
 
 
+def dropped(record: Record) -> bool:
+    """Its originals left the archive: it stands for them as a count (its weight)."""
+    return bool(p.meta(record.payload).get(DROPPED))
+
+
 def walk(record: Record, lookup: Lookup) -> list[Record | PointId]:
     """The originals under `record`, level by level (one lookup per level): the archive
-    copy of each one found there, else its bare id (a member not archived yet)."""
-    if not members_of(record):
+    copy of each one found there, else its bare id (a member not archived yet). A merged
+    point whose originals were dropped is where the walk stops: it stands for them."""
+    if not members_of(record) or dropped(record):
         return [record]
     found: list[Record | PointId] = []
     frontier = members_of(record)
@@ -37,7 +46,7 @@ def walk(record: Record, lookup: Lookup) -> list[Record | PointId]:
             copy = copies.get(str(member))
             if copy is None:
                 found.append(member)
-            elif members_of(copy):
+            elif members_of(copy) and not dropped(copy):
                 below += members_of(copy)
             else:
                 found.append(copy)

@@ -156,7 +156,6 @@ def create_app(service: Service, scheduler: BaseScheduler | None = None) -> Fast
     app = FastAPI(title="reverie", version=__version__, openapi_url=None, docs_url=None, redoc_url=None)
     app.add_middleware(BodyLimit, limit=settings.daemon.max_body_bytes)
     app.add_middleware(HostCheck, allowed=settings.daemon.allowed_hosts)  # outermost: checked first
-    limits = _Limits(settings.daemon.max_text_chars)
     # every route but health needs the API key (when one is configured)
     protected = APIRouter(dependencies=[Depends(_authorizer(settings.daemon.api_key))])
 
@@ -226,14 +225,13 @@ def create_app(service: Service, scheduler: BaseScheduler | None = None) -> Fast
             )
         partition = rv.partition_payload(dict(body.partition))
         for index, memory in enumerate(body.memories):
-            limits.check_text(memory.text, f"memory {index}")
+            rv.check_text(memory.text, f"memory {index}")  # before the batch is embedded
         return {"ids": rv.write(_memories(body.memories, partition, rv))}
 
     @protected.post("/search")
     def search(body: SearchRequest) -> dict[str, Any]:
         if (body.text is None) == (body.vector is None):
             raise InvalidInputError("give exactly one of text or vector")
-        limits.check_text(body.text, "query")
         query = body.text if body.text is not None else as_vector(body.vector)
         hits = rv.recall(query, k=body.k, partition=dict(body.partition), rank=body.rank)
         layout = rv.layout
@@ -255,8 +253,6 @@ def create_app(service: Service, scheduler: BaseScheduler | None = None) -> Fast
     @protected.post("/blend")
     def blend(body: BlendRequest) -> dict[str, Any]:
         """The weighted mean of memories or texts, read back as text; `save` keeps it."""
-        for index, parent in enumerate(body.parents):
-            limits.check_text(parent, f"parent {index}")
         result = rv.blend(body.parents, body.weights, body.save, dict(body.partition))
         return result.as_json()
 
@@ -341,18 +337,6 @@ def _authorizer(api_key: str | None) -> Any:
             raise UnauthorizedError("missing or wrong API key (send Authorization: Bearer <key>)")
 
     return check
-
-
-class _Limits:
-    def __init__(self, text_chars: int) -> None:
-        self.text_chars = text_chars
-
-    def check_text(self, text: str | None, what: str) -> None:
-        if text is not None and len(text) > self.text_chars:
-            raise TooLargeError(
-                f"{what}: text of {len(text)} characters is over the limit of {self.text_chars} "
-                "(daemon.max_text_chars)"
-            )
 
 
 def _memories(items: list[MemoryIn], partition: dict[str, Any], rv: Reverie) -> list[NewMemory]:

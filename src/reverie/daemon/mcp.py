@@ -13,9 +13,12 @@ daemon's API key, as the HTTP API does.
 
 from __future__ import annotations
 
+import functools
 import json
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Annotated, Any
 
+import anyio
 from mcp.server.fastmcp import FastMCP
 from pydantic import Field
 
@@ -46,12 +49,13 @@ def create_server(memory: Reverie | DaemonClient, settings: Settings) -> FastMCP
     d = settings.daemon
     server = FastMCP("reverie", instructions=INSTRUCTIONS, host=d.host, port=d.mcp_port, log_level="WARNING")
     collection = settings.storage.collection
+    tool = _on_threads(server)
 
     def partition(user_id: str | None, agent_id: str | None, extra: dict[str, Any] | None) -> dict:
         given = {"user_id": user_id, "agent_id": agent_id, **(extra or {})}
         return {k: v for k, v in given.items() if v is not None}
 
-    @server.tool(description="Store a memory (text, with optional metadata and its owner).")
+    @tool(description="Store a memory (text, with optional metadata and its owner).")
     def add_memory(
         text: Text,
         user_id: Tenant = None,
@@ -62,7 +66,7 @@ def create_server(memory: Reverie | DaemonClient, settings: Settings) -> FastMCP
         ids = memory.remember([text], partition(user_id, agent_id, partition_keys), payload=metadata)
         return {"id": ids[0], "stored": text}
 
-    @server.tool(description="Find memories by meaning; each result says where its text came from.")
+    @tool(description="Find memories by meaning; each result says where its text came from.")
     def search_memories(
         query: Annotated[str, Field(description="What to look for")],
         limit: Annotated[int, Field(ge=1, le=100, description="How many results")] = 5,
@@ -74,7 +78,7 @@ def create_server(memory: Reverie | DaemonClient, settings: Settings) -> FastMCP
         layout = memory.layout
         return {"results": [memory_json(h, cached_text(h, layout)) | score_json(h) for h in hits]}
 
-    @server.tool(description="One memory by id: its text, where the text came from, fidelity, lineage.")
+    @tool(description="One memory by id: its text, where the text came from, fidelity, lineage.")
     def get_memory(memory_id: Annotated[str, Field(description="The memory's id")]) -> dict[str, Any]:
         record, archived = memory.get(memory_id)
         return memory_json(record, memory.text(record)) | {
@@ -82,12 +86,12 @@ def create_server(memory: Reverie | DaemonClient, settings: Settings) -> FastMCP
             "lineage": memory.lineage(record),
         }
 
-    @server.tool(description="Delete a memory for good (a merged one takes its originals with it).")
+    @tool(description="Delete a memory for good (a merged one takes its originals with it).")
     def delete_memory(memory_id: Annotated[str, Field(description="The memory's id")]) -> dict[str, Any]:
         released = memory.forget([memory_id])
         return {"deleted": released.ids, "undone_merges": released.undone, "run_id": released.run_id}
 
-    @server.tool(description="Merge near-duplicate memories. A dry run (the default) only shows the plan.")
+    @tool(description="Merge near-duplicate memories. A dry run (the default) only shows the plan.")
     def consolidate(
         dry_run: Annotated[bool, Field(description="Only show what would merge")] = True,
         full: Annotated[bool, Field(description="Every memory, not only new ones")] = False,
@@ -95,12 +99,12 @@ def create_server(memory: Reverie | DaemonClient, settings: Settings) -> FastMCP
         report = memory.consolidate(dry_run=dry_run, full=full)
         return report.summary() | {"merge_details": report.merges[:MAX_MERGES_SHOWN]}
 
-    @server.tool(description="Undo a consolidation run (its run id) or one merge (the merged memory's id).")
+    @tool(description="Undo a consolidation run (its run id) or one merge (the merged memory's id).")
     def undo(target: Annotated[str, Field(description="A run id (r-...) or a merged memory's id")]) -> dict:
         report = memory.undo(target)
         return {"run_id": report.run_id, "target": report.target, "undone": report.undone}
 
-    @server.tool(
+    @tool(
         description="Blend concepts: the weighted mean of memories or texts, read back as text, with its "
         "fidelity and each parent's cosine to it. save=true keeps it as a memory (undo removes it)."
     )
@@ -111,7 +115,7 @@ def create_server(memory: Reverie | DaemonClient, settings: Settings) -> FastMCP
     ) -> dict[str, Any]:
         return memory.blend(parents, weights, save).as_json()
 
-    @server.tool(description="Counts: live, merged, archived memories, texts pending, the last run.")
+    @tool(description="Counts: live, merged, archived memories, texts pending, the last run.")
     def stats() -> dict[str, Any]:
         return memory.stats()
 
@@ -119,7 +123,7 @@ def create_server(memory: Reverie | DaemonClient, settings: Settings) -> FastMCP
         if collection_name not in (None, "", collection):
             raise InvalidInputError(f"this server keeps collection {collection!r}, not {collection_name!r}")
 
-    @server.tool(
+    @tool(
         name="qdrant-store",
         description="Keep the memory for later use, when you are asked to remember something.",
     )
@@ -137,7 +141,7 @@ def create_server(memory: Reverie | DaemonClient, settings: Settings) -> FastMCP
         memory.remember([information], {}, payload=metadata)
         return f"Remembered: {information}"
 
-    @server.tool(
+    @tool(
         name="qdrant-find",
         description="Look up memories in Qdrant. Use this tool when you need to find memories by their "
         "content.",
@@ -162,6 +166,23 @@ def create_server(memory: Reverie | DaemonClient, settings: Settings) -> FastMCP
     return server
 
 
+def _on_threads(server: FastMCP) -> Callable[..., Callable[[Callable[..., Any]], Any]]:
+    """`server.tool`, each tool run on a worker thread: a slow call (the first read of a
+    merged memory inverts it; a blend) leaves the event loop free to answer the others."""
+
+    def register(**options: Any) -> Callable[[Callable[..., Any]], Any]:
+        def decorate(fn: Callable[..., Any]) -> Any:
+            @functools.wraps(fn)  # the tool's schema is read off fn's signature
+            async def on_a_thread(*args: Any, **kwargs: Any) -> Any:
+                return await anyio.to_thread.run_sync(functools.partial(fn, *args, **kwargs))
+
+            return server.tool(**options)(on_a_thread)
+
+        return decorate
+
+    return register
+
+
 def run(server: FastMCP, settings: Settings, transport: str) -> None:
     """Serve until stopped: stdio for a client that starts this process, HTTP otherwise."""
     if transport == "stdio":
@@ -169,11 +190,11 @@ def run(server: FastMCP, settings: Settings, transport: str) -> None:
         return
     import uvicorn
 
-    from reverie.daemon.serve import is_loopback
+    from reverie.daemon.serve import StoppableServer, is_loopback
 
     d = settings.daemon
     if not is_loopback(d.host) and not d.api_key:
         raise ConfigError(f"daemon.host {d.host!r} is off loopback: set daemon.api_key to serve MCP there")
     app = server.streamable_http_app()
     guarded = HostCheck(BearerKey(app, d.api_key) if d.api_key else app, d.allowed_hosts)
-    uvicorn.run(guarded, host=d.host, port=d.mcp_port, log_level="warning")
+    StoppableServer(uvicorn.Config(guarded, host=d.host, port=d.mcp_port, log_level="warning")).run()

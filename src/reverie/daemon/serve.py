@@ -36,10 +36,20 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-class _Server(uvicorn.Server):
-    """uvicorn re-raises the signal after a graceful shutdown, so the process would end
-    by SIGTERM (status -15); a service stopped on purpose exits 0 instead. It also tells
-    systemd when it is ready and when it stops."""
+class StoppableServer(uvicorn.Server):
+    """uvicorn re-raises the signal after a graceful shutdown, so the process would end by
+    SIGTERM (status -15); a server stopped on purpose exits 0 instead. A second signal
+    exits at once."""
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        if self.should_exit:
+            log.warning("serve.forced_exit", signal=sig)
+            os._exit(128 + sig)
+        self.should_exit = True
+
+
+class _Server(StoppableServer):
+    """`reverie serve`'s server: it also tells systemd when it is ready and when it stops."""
 
     def __init__(self, config: uvicorn.Config, service: Service, data_dir: Path) -> None:
         super().__init__(config)

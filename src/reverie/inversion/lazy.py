@@ -26,7 +26,7 @@ import structlog
 from reverie.config import InversionSettings
 from reverie.consolidation.lineage import original_records
 from reverie.errors import InverterError
-from reverie.storage import Filter, Match, MatchAny, QueryRequest, Record, Store
+from reverie.storage import Filter, IsEmpty, Match, MatchAny, QueryRequest, Record, Store
 from reverie.storage import payload as p
 from reverie.storage.detection import CollectionLayout
 from reverie.storage.layouts import Layout, PayloadError
@@ -50,9 +50,17 @@ def _merged_with_text(*sources: str) -> Filter:
 
 
 PENDING_FILTER = _merged_with_text(PENDING)  # no text at all: no member had any
-LABEL_FILTER = _merged_with_text(LABEL)
-INVERTED_FILTER = _merged_with_text(INVERSION)
-UNINVERTED_FILTER = _merged_with_text(PENDING, LABEL)  # what the invert job works on
+LABEL_FILTER = _merged_with_text(LABEL)  # a label: never inverted, or the search did not beat it
+INVERTED_FILTER = _merged_with_text(INVERSION, FROM_MEMBERS)
+UNINVERTED_FILTER = p.searchable_filter(  # what the invert job works on: never tried
+    Filter(
+        must=(
+            Match(f"{p.KEY}.kind", p.MERGED),
+            MatchAny(f"{p.KEY}.text_source", (PENDING, LABEL)),
+            IsEmpty(f"{p.KEY}.inversion"),
+        )
+    )
+)
 
 
 @dataclass(frozen=True)
@@ -85,9 +93,8 @@ def cached_text(record: Record, layout: Layout) -> MemoryText:
     stamp = p.meta(record.payload)
     if stamp.get("kind") != p.MERGED:
         return MemoryText(text, "agent") if text is not None else MemoryText(None, "none")
-    source = stamp.get("text_source", PENDING)
     cached = stamp.get("inversion")
-    if source == INVERSION and isinstance(cached, dict) and _made_for(cached, record):
+    if isinstance(cached, dict) and _made_for(cached, record):
         shown_as = cached.get("source", INVERSION)  # a label the search could not beat stays one
         return MemoryText(cached["text"], shown_as, cached["fidelity"], cached["inverter"])
     label = stamp.get("label")
@@ -125,9 +132,8 @@ class LazyInversion:
         configured, else its label (for a point merged before labels were written, looked
         up in the archive)."""
         found = cached_text(record, self.layouts.get())
-        stamp = p.meta(record.payload)
-        if stamp.get("kind") != p.MERGED or stamp.get("text_source", PENDING) not in (PENDING, LABEL):
-            return found  # an agent's own text, or inverted already (a cached label stays one)
+        if p.meta(record.payload).get("kind") != p.MERGED or found.inverter is not None:
+            return found  # an agent's own text, or read already (a label the search kept stays one)
         inverter = self._inverter()
         if inverter is None:
             note = f"no inversion: the inverter is {self._inverter_status()}"
@@ -221,7 +227,8 @@ class LazyInversion:
             text_fields = layout.text_fields(record.payload, result.text)
             self.store.set_payload(self.collection, [record.id], text_fields)
             rewritten = p.fingerprint(replace(record, payload={**record.payload, **text_fields}))
-            stamp = {"inversion": cache, "text_source": INVERSION, "fingerprint": rewritten}
+            # what the text is: written for the vector, or a label the search could not beat
+            stamp = {"inversion": cache, "text_source": result.source, "fingerprint": rewritten}
             self.store.set_payload(self.collection, [record.id], stamp, key=p.KEY)
             texts.append(MemoryText(result.text, result.source, result.fidelity, inverter.id))
         log.info("inversion.done", points=len(records), seconds=round(elapsed, 3), inverter=inverter.id)

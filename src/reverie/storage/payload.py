@@ -9,7 +9,9 @@ Agents' own keys are never touched. Under `_reverie`:
   merged_from  ids of the points a merged point replaced (merged points only); the
                originals behind it are found through the archive (consolidation/lineage.py)
   member_fingerprints  what each member looked like when the merge was planned
-  run_id, created_at, merged_at, text_source ("agent" | "pending" | "inversion"), reason (quarantine)
+  run_id, created_at, merged_at, reason (quarantine)
+  text_source  "agent" | "pending" | "label" | "inversion" | "inversion from members": what the
+               text field holds (a merged point read once keeps what its search found)
   embedder     the model reverie embedded the text with (a merged point: its members' common one)
   inversion    {text, fidelity, inverter, steps, beam_width, vector digest, at}: merged points, once read
   archived     {merged_into, run_id, at}: only on archive copies; removed on undo

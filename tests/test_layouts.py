@@ -13,7 +13,7 @@ import structlog
 from qdrant_client import QdrantClient, models
 
 from reverie.config import Settings, load_settings
-from reverie.errors import ConfigError, InvalidInputError
+from reverie.errors import ConfigError, InvalidInputError, StorageError
 from reverie.memory import NewMemory, Reverie
 from reverie.storage import open_store
 from reverie.storage.layouts import LAYOUTS, PayloadError, get_path, shared
@@ -330,3 +330,15 @@ def test_config_show_says_which_layout_auto_found(tmp_path: Path, capsys, monkey
     shown = capsys.readouterr().out
     assert '# storage.layout auto: collection \'memories\' reads as {"layout": "langchain"' in shown
     assert '"tenant_keys": ["metadata.agent_id", "metadata.user_id"]' in shown
+
+
+def test_a_folder_an_agents_local_client_holds_is_named(tmp_path: Path) -> None:
+    """qdrant-client's local mode takes one process at a time: the agent's own client holding
+    the folder was a traceback, now an error naming the setting."""
+    collection(tmp_path / "q", [{"page_content": "tea", "metadata": {}}] * 2)
+    holder = QdrantClient(path=str(tmp_path / "q"))
+    try:
+        with pytest.raises(StorageError, match=r"\(storage.url\): Storage folder .* is already accessed"):
+            opened(tmp_path / "q")
+    finally:
+        holder.close()

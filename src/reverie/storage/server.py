@@ -73,7 +73,11 @@ class ServerStore(VectorNames):
         if url == ":memory:":
             return cls(_Client(QdrantClient(location=":memory:"), url, serialize=True))
         if url.startswith("file:"):
-            return cls(_Client(QdrantClient(path=url.removeprefix("file:")), url, serialize=True))
+            try:
+                local = QdrantClient(path=url.removeprefix("file:"))
+            except RuntimeError as exc:  # another process (an agent's own client) holds the folder
+                raise StorageError(f"cannot open {url} (storage.url): {exc}") from None
+            return cls(_Client(local, url, serialize=True))
         return cls(_Client(QdrantClient(url=url, api_key=api_key), url, serialize=False))
 
     def collection_exists(self, name: str) -> bool:

@@ -120,6 +120,8 @@ def http_server(data_dir: Path, api_key: str, **extra: str) -> Iterator[str]:
     finally:
         process.terminate()
         assert process.wait(timeout=30) == 0, "a stop on purpose exits 0 (it once ended by SIGTERM)"
+        errors = process.stderr.read().decode()  # type: ignore[union-attr]
+        assert "Traceback" not in errors, errors  # a client that leaves is no error
 
 
 def test_qdrant_tools_over_http_behind_the_api_key(tmp_path: Path) -> None:

@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Annotated, Any
 
 import anyio
+import structlog
 from mcp.server.fastmcp import FastMCP
 from pydantic import Field
 
@@ -31,6 +33,8 @@ from reverie.inversion.lazy import cached_text
 if TYPE_CHECKING:
     from reverie.daemon.client import DaemonClient
     from reverie.memory import Reverie
+
+log = structlog.get_logger("reverie.mcp")
 
 INSTRUCTIONS = (
     "Long-term memory that consolidates itself: near-duplicate memories are merged into one "
@@ -166,6 +170,17 @@ def create_server(memory: Reverie | DaemonClient, settings: Settings) -> FastMCP
     return server
 
 
+class _Disconnects(logging.Filter):
+    """A client that goes away mid-stream is ordinary, but the SDK logs it as an error with
+    a traceback: one line at info level instead."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and isinstance(record.exc_info[1], anyio.ClosedResourceError):
+            log.info("mcp.client_disconnected", where=record.getMessage())
+            return False
+        return True
+
+
 def _on_threads(server: FastMCP) -> Callable[..., Callable[[Callable[..., Any]], Any]]:
     """`server.tool`, each tool run on a worker thread: a slow call (the first read of a
     merged memory inverts it; a blend) leaves the event loop free to answer the others."""
@@ -195,6 +210,7 @@ def run(server: FastMCP, settings: Settings, transport: str) -> None:
     d = settings.daemon
     if not is_loopback(d.host) and not d.api_key:
         raise ConfigError(f"daemon.host {d.host!r} is off loopback: set daemon.api_key to serve MCP there")
+    logging.getLogger("mcp.server.streamable_http").addFilter(_Disconnects())
     app = server.streamable_http_app()
     guarded = HostCheck(BearerKey(app, d.api_key) if d.api_key else app, d.allowed_hosts)
     StoppableServer(uvicorn.Config(guarded, host=d.host, port=d.mcp_port, log_level="warning")).run()

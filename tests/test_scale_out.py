@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import pytest
@@ -54,7 +55,7 @@ def test_two_daemons_adopt_plain_points_and_never_share_a_partition(tmp_path: Pa
     client = QdrantClient(location=":memory:")  # one Qdrant, seen by the agent and both daemons
     owner = agent_writes(client, embedder)
     first, second = daemon(client, tmp_path, "0/2"), daemon(client, tmp_path, "1/2")
-    mine = {agent for agent in AGENTS if partition_slot((agent, None), 2) == 0}
+    mine = {agent for agent in AGENTS if partition_slot((("str", agent), None), 2) == 0}
     assert 0 < len(mine) < len(AGENTS), "the hash should split eight agents between two replicas"
 
     report = first.consolidate()
@@ -74,11 +75,17 @@ def test_two_daemons_adopt_plain_points_and_never_share_a_partition(tmp_path: Pa
         rv.run_log.close()
 
 
+TYPED = [("int", 1), ("str", "1"), ("bool", True), ("float", 1.0)]
+
+
 def test_replica_hash_is_stable_and_covers_every_partition() -> None:
-    partitions = [(f"agent-{i}", None) for i in range(1000)]
+    partitions = [(("str", f"agent-{i}"), None) for i in range(1000)]
     owners = [[Replica(i, 3).owns(partition) for i in range(3)] for partition in partitions]
     assert all(sum(row) == 1 for row in owners)
-    assert partition_slot(("agent-1", None), 3) == partition_slot(("agent-1", None), 3)
+    # a text tenant keeps the slot it had before tenants were typed (daemons upgrade one by one)
+    before = int.from_bytes(hashlib.sha256(b'["agent-1",null]').digest()[:8], "big") % 3
+    assert partition_slot((("str", "agent-1"), None), 3) == before
+    assert len({partition_slot(((kind, value),), 1000) for kind, value in TYPED}) == len(TYPED)
     assert 250 < sum(row[0] for row in owners) < 420
 
 

@@ -24,6 +24,7 @@ from reverie.consolidation.apply import MergeApplier, Outcome
 from reverie.consolidation.candidates import cell_pairs, exact_pairs
 from reverie.consolidation.clustering import ClusterParams, cluster
 from reverie.consolidation.gathering import Gathered
+from reverie.consolidation.geometry import Geometry
 from reverie.consolidation.planning import MergePlan, plan_merges
 from reverie.consolidation.reconcile import reconcile
 from reverie.consolidation.release import release_rewritten
@@ -160,8 +161,9 @@ class Consolidator:
         fresh = self.store.count(self.collection, p.FRESH_FILTER)
         exact = full or 2 * fresh > report.points_before
         report.route = "exact" if exact else "neighbours"
+        geometry = Geometry(self.store.distance(self.collection), self.collection)
         # everything gathered is dropped once planned: the apply stage holds only the plans
-        plans, to_stamp = self._gather_and_plan(report, params, exact, dry_run)
+        plans, to_stamp = self._gather_and_plan(report, params, exact, dry_run, geometry)
         with _timed(report.timings, "apply"):
             consumed: set[PointId] = set()
             progress = _Progress("run.progress", total=len(plans))
@@ -181,7 +183,7 @@ class Consolidator:
             report.points_after = report.points_before - sum(m["size"] - 1 for m in report.merges)
 
     def _gather_and_plan(
-        self, report: RunReport, params: ClusterParams, exact: bool, dry_run: bool
+        self, report: RunReport, params: ClusterParams, exact: bool, dry_run: bool, geometry: Geometry
     ) -> tuple[list[MergePlan], Stamps]:
         """Adopt the fresh points, gather what to consider, plan the merges. Returns the
         plans (their members' vectors copied out of the gathered matrix, so it can go) and
@@ -202,13 +204,20 @@ class Consolidator:
                 gathered = everything.select(np.asarray(rows, dtype=np.int64))
             else:
                 adoption = find_fresh(self.store, self.collection, report.run_id, dry_run, self._owns, layout)
-                gathered = Gathered.pack(self._fresh_and_neighbours(adoption.valid, params.threshold, layout))
+                near = self._fresh_and_neighbours(
+                    adoption.valid, geometry.score_threshold(params.threshold), layout
+                )
+                gathered = Gathered.pack(near)
+        geometry.check(gathered.records)
         report.adopted = len(adoption.valid)
         report.quarantined = len(adoption.quarantined)
         report.considered = len(gathered)
         plans: list[MergePlan] = []
         for rows in _partition_rows(gathered.records, layout):
             plans.extend(self._plan_partition(gathered.select(rows), params, report))
+        for plan in plans:  # on Dot, the members' length too
+            weights = np.array([p.weight(m.payload) for m in plan.members])
+            plan.vector = geometry.scaled(plan.vector, plan.members, weights)
         for plan in plans:
             for member in plan.members:
                 member.vector = np.array(member.vector)
@@ -307,7 +316,9 @@ class Consolidator:
         except PayloadError:
             return True
 
-    def _fresh_and_neighbours(self, fresh: list[Record], threshold: float, layout: Layout) -> list[Record]:
+    def _fresh_and_neighbours(
+        self, fresh: list[Record], threshold: float | None, layout: Layout
+    ) -> list[Record]:
         seeds = p.consolidatable(fresh, layout.mergeable)
         found: dict[PointId, Record] = {r.id: r for r in seeds}
         neighbours: set[PointId] = set()
@@ -328,7 +339,7 @@ class Consolidator:
             found.update((r.id, r) for r in p.consolidatable(batch, layout.mergeable))
         return list(found.values())
 
-    def _neighbour_query(self, record: Record, threshold: float, layout: Layout) -> QueryRequest:
+    def _neighbour_query(self, record: Record, threshold: float | None, layout: Layout) -> QueryRequest:
         s = self.settings
         return QueryRequest(
             vector=record.vector,  # type: ignore[arg-type]

@@ -33,6 +33,15 @@ class Replica:
 
 
 def partition_slot(partition: tuple[Any, ...], count: int) -> int:
-    canonical = json.dumps(list(partition), sort_keys=True, default=str, separators=(",", ":"))
+    """The replica a partition (layout.tenant's typed values) falls to: a hash of its JSON
+    values, so 1, "1", true and 1.0 differ and a text tenant keeps its slot across versions."""
+    canonical = json.dumps([_json(v) for v in partition], sort_keys=True, default=str, separators=(",", ":"))
     digest = hashlib.sha256(canonical.encode()).digest()
     return int.from_bytes(digest[:8], "big") % count
+
+
+def _json(value: Any) -> Any:
+    if value is None:
+        return None
+    kind, raw = value
+    return json.loads(raw) if kind == "json" else raw

@@ -172,6 +172,10 @@ class Store(Protocol):
     def vector_size(self, name: str) -> int | None:
         """The size of the collection's vector in use, or None if it does not exist."""
 
+    def distance(self, name: str) -> str:
+        """How the collection's vector in use is searched: "Cosine", "Dot", "Euclid" or
+        "Manhattan" (Qdrant's names)."""
+
     def create_payload_index(self, name: str, key: str) -> None:
         """Keyword index on a payload key (partition keys, reverie's state)."""
 

@@ -155,6 +155,7 @@ class _Bound:
             "set_payload",
             "count",
             "vector_size",
+            "distance",
         }
     )
 

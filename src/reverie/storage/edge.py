@@ -160,6 +160,9 @@ class EdgeStore(VectorNames):
                 finally:
                     self._optimizing.release()
 
+    def distance(self, name: str) -> str:
+        return "Cosine"  # reverie makes every embedded collection, always for cosine
+
     def problem(self) -> str | None:
         if self._shards and not self._root.is_dir():
             return f"the data directory {self._root} is gone (writes would be lost at the next restart)"

@@ -6,9 +6,10 @@ import contextlib
 import threading
 import warnings
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
+import numpy as np
 from qdrant_client import QdrantClient, models
 from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
@@ -34,6 +35,8 @@ from reverie.storage.base import (
     record_from,
     schema_problem,
 )
+
+R = TypeVar("R", bound=Record)
 
 
 class _Client:
@@ -62,22 +65,28 @@ class _Client:
 
 
 class ServerStore(VectorNames):
-    def __init__(self, client: _Client) -> None:
+    def __init__(self, client: _Client, local: bool = False) -> None:
         super().__init__()
         self._client = client
+        # qdrant-client's local mode hands a Cosine collection's vectors back as written once
+        # it is reopened (the same client, like a server, hands them back normalised): the
+        # vector an agent wrote then changed under a merge between two reads. Read as a
+        # server would answer.
+        self._local = local
+        self._normalised: dict[str, bool] = {}
 
     @classmethod
     def connect(cls, url: str, api_key: str | None = None) -> ServerStore:
         """`url` is an http(s) address, or qdrant-client's local mode: ":memory:", or
         "file:DIR" on disk (no server; for tests and small single-process setups)."""
         if url == ":memory:":
-            return cls(_Client(QdrantClient(location=":memory:"), url, serialize=True))
+            return cls(_Client(QdrantClient(location=":memory:"), url, serialize=True), local=True)
         if url.startswith("file:"):
             try:
                 local = QdrantClient(path=url.removeprefix("file:"))
             except RuntimeError as exc:  # another process (an agent's own client) holds the folder
                 raise StorageError(f"cannot open {url} (storage.url): {exc}") from None
-            return cls(_Client(local, url, serialize=True))
+            return cls(_Client(local, url, serialize=True), local=True)
         return cls(_Client(QdrantClient(url=url, api_key=api_key), url, serialize=False))
 
     def collection_exists(self, name: str) -> bool:
@@ -142,7 +151,7 @@ class ServerStore(VectorNames):
         if not ids:
             return []
         found = self._client.retrieve(name, ids=list(ids), with_vectors=with_vectors)
-        return [record_from(r, self.vector_in_use(name)) for r in found]
+        return [self._as_served(name, record_from(r, self.vector_in_use(name))) for r in found]
 
     def scroll(
         self,
@@ -151,7 +160,7 @@ class ServerStore(VectorNames):
         with_vectors: bool = False,
         batch_size: int = 512,
     ) -> Iterator[Record]:
-        return paged(
+        pages = paged(
             lambda offset: self._client.scroll(
                 name,
                 scroll_filter=_filter(filter),
@@ -161,6 +170,7 @@ class ServerStore(VectorNames):
             ),
             self.vector_in_use(name),
         )
+        return (self._as_served(name, record) for record in pages)
 
     def query(self, name: str, request: QueryRequest) -> list[Hit]:
         return self.query_batch(name, [request])[0]
@@ -183,7 +193,21 @@ class ServerStore(VectorNames):
             for r in requests
         ]
         responses = self._client.query_batch_points(name, requests=batch)
-        return [[hit_from(p, using) for p in response.points] for response in responses]
+        return [
+            [self._as_served(name, hit_from(p, using)) for p in response.points] for response in responses
+        ]
+
+    def _as_served(self, name: str, record: R) -> R:
+        """The record as a server hands it back (see `_local`)."""
+        if not self._local or record.vector is None:
+            return record
+        if name not in self._normalised:
+            self._normalised[name] = self.distance(name) == "Cosine"
+        if self._normalised[name]:
+            norm = float(np.linalg.norm(record.vector))
+            if norm > 0 and abs(norm - 1.0) > 1e-6:
+                record.vector = (record.vector / norm).astype(np.float32)
+        return record
 
     def delete(self, name: str, ids: Sequence[PointId], only: Filter | None = None) -> None:
         if not ids:
@@ -207,6 +231,13 @@ class ServerStore(VectorNames):
 
     def optimize(self, name: str) -> None:
         """Qdrant servers optimize segments on their own."""
+
+    def distance(self, name: str) -> str:
+        vectors = self._client.get_collection(name).config.params.vectors
+        params = vectors.get(self.vector_in_use(name)) if isinstance(vectors, dict) else vectors
+        if params is None:
+            raise StorageError(f"collection {name!r} has no vector named {self.vector_in_use(name)!r}")
+        return str(params.distance.value)
 
     def problem(self) -> str | None:
         return None  # the server keeps its own data; an unreachable one raises on each call

@@ -55,6 +55,14 @@ def create_server(memory: Reverie | DaemonClient, settings: Settings) -> FastMCP
     collection = settings.storage.collection
     tool = _on_threads(server)
 
+    def shown(found: dict[str, Any]) -> dict[str, Any]:
+        """A memory as a tool returns it, its text cut at daemon.max_text_chars: what an
+        agent's own client stored unchecked must not flood the asking agent's context."""
+        text = found.get("text")
+        if isinstance(text, str) and len(text) > d.max_text_chars:
+            found["text"] = text[: d.max_text_chars] + " [cut at daemon.max_text_chars]"
+        return found
+
     def partition(user_id: str | None, agent_id: str | None, extra: dict[str, Any] | None) -> dict:
         given = {"user_id": user_id, "agent_id": agent_id, **(extra or {})}
         return {k: v for k, v in given.items() if v is not None}
@@ -80,12 +88,12 @@ def create_server(memory: Reverie | DaemonClient, settings: Settings) -> FastMCP
     ) -> dict[str, Any]:
         hits = memory.recall(query, k=limit, partition=partition(user_id, agent_id, partition_keys))
         layout = memory.layout
-        return {"results": [memory_json(h, cached_text(h, layout)) | score_json(h) for h in hits]}
+        return {"results": [shown(memory_json(h, cached_text(h, layout)) | score_json(h)) for h in hits]}
 
     @tool(description="One memory by id: its text, where the text came from, fidelity, lineage.")
     def get_memory(memory_id: Annotated[str, Field(description="The memory's id")]) -> dict[str, Any]:
         record, archived = memory.get(memory_id)
-        return memory_json(record, memory.text(record)) | {
+        return shown(memory_json(record, memory.text(record))) | {
             "archived": archived,
             "lineage": memory.lineage(record),
         }
@@ -161,10 +169,10 @@ def create_server(memory: Reverie | DaemonClient, settings: Settings) -> FastMCP
         layout = memory.layout
         entries = [f"Results for the query '{query}'"]
         for hit in hits:
-            text = cached_text(hit, layout).text or ""
+            text = shown({"text": cached_text(hit, layout).text or ""})["text"]
             meta = layout.metadata_of(hit.payload)
-            shown = json.dumps(meta) if meta else ""
-            entries.append(f"<entry><content>{text}</content><metadata>{shown}</metadata></entry>")
+            metadata = json.dumps(meta) if meta else ""
+            entries.append(f"<entry><content>{text}</content><metadata>{metadata}</metadata></entry>")
         return entries
 
     return server

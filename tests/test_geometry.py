@@ -99,10 +99,20 @@ def test_each_distance_merges_where_its_search_looks_or_says_why_not(
                 assert length == pytest.approx(np.mean([np.linalg.norm(m) for m in members]), rel=1e-3)
             else:
                 assert length == pytest.approx(1.0, abs=1e-4)
+        runs = [r.run_id for r in rv.run_log.runs() if r.kind == "consolidate"]
     client = QdrantClient(path=str(path))
     after = sum(top_groups(client, found, labels))
     client.close()
     assert after >= before == len(found), (before, after)
+    with opened(path) as rv:  # undo is exact: the archive keeps the collection's distance
+        for run_id in runs:  # newest first
+            rv.undo(run_id)
+        restored = {int(r.id): r.vector for r in rv.live_records()}
+    expected = (
+        found if distance != models.Distance.COSINE else found / np.linalg.norm(found, axis=1, keepdims=True)
+    )
+    assert sorted(restored) == list(range(len(found)))
+    np.testing.assert_allclose(np.stack([restored[i] for i in range(len(found))]), expected, atol=1e-5)
 
 
 def _originals(rv: Reverie, merged) -> list:

@@ -492,12 +492,14 @@ class Reverie:
         return self.consolidator.run(**options)
 
     def _check_tenants(self) -> None:
-        """Refuse to merge across what may be tenants: an agent's collection in which no
-        sampled point carries any partition key (a wrong path, or a store of one tenant:
-        only the operator can say which)."""
+        """Refuse to merge across what may be tenants: a collection in which no sampled
+        point carries any partition key (a wrong path, or a store of one tenant: only the
+        operator can say which). Memories written through reverie itself carry the tenant
+        given per write: none given is the one default tenant."""
         layout = self.layout
         keys = layout.tenant_keys
-        if layout.name == "reverie" or not keys or self.settings.consolidation.single_tenant:
+        own = layout.name == "reverie" and self.layouts.written_by_reverie
+        if own or not keys or self.settings.consolidation.single_tenant:
             return
         if set(self.layouts.absent_keys) == set(keys):
             raise ConfigError(

@@ -82,6 +82,12 @@ class VectorSchema:
 
     dense: tuple[tuple[str, int], ...]
     sparse: tuple[tuple[str, bool], ...] = ()
+    # each dense vector's distance where it is not Cosine: the archive mirrors it, or an
+    # undo would bring a Dot memory back normalised
+    distances: tuple[tuple[str, str], ...] = field(default=(), compare=False)
+
+    def distance_of(self, name: str) -> str:
+        return dict(self.distances).get(name, "Cosine")
 
     @classmethod
     def single(cls, size: int, name: str = "") -> VectorSchema:

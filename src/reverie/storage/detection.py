@@ -26,6 +26,7 @@ from reverie.config.settings import ExplicitLayout
 from reverie.errors import ConfigError
 from reverie.storage.base import Store, VectorSchema
 from reverie.storage.layouts import LAYOUTS, MISSING, Layout, PayloadError, get_path, recognise
+from reverie.storage.payload import KEY
 
 log = structlog.get_logger("reverie.storage")
 
@@ -52,6 +53,9 @@ class CollectionLayout:
         self.partition_keys, self.pin_key = partition_keys, pin_key
         self.embedder = embedder  # the model name: mcp-server-qdrant names its vector after it
         self.absent_keys: list[str] = []  # tenant paths no sampled point carries
+        # whether every sampled point came through reverie's own writes (they carry the tenant
+        # given per write), or some from an agent's own client (which may use another key)
+        self.written_by_reverie = True
         self._layout: Layout | None = None
         self._settled = False
         self._lock = threading.Lock()
@@ -133,6 +137,9 @@ class CollectionLayout:
     def _check_keys(self, layout: Layout, payloads: list[dict[str, Any]]) -> None:
         """A partition key no sampled point carries is named: it separates nothing."""
         self.absent_keys = [path for path in layout.tenant_keys if not any(_has(p, path) for p in payloads)]
+        self.written_by_reverie = all(
+            _has(p, f"{KEY}.created_at") or _has(p, f"{KEY}.merged_at") for p in payloads
+        )
         for path in self.absent_keys:
             (log.warning if self.partition_keys is not None else log.info)(
                 "layout.partition_key_absent",
@@ -231,6 +238,11 @@ def detect(payloads: list[dict[str, Any]], collection: str) -> str:
         f"cannot tell which tool wrote collection {collection!r}: {len(payloads)} sampled points with "
         f"payload keys {keys}; set storage.layout (a layout name, or [storage.layout] text = PATH)"
     )
+
+
+def _through_reverie(payload: dict[str, Any]) -> bool:
+    """Written by reverie's own API (stamped at write) or merged by it."""
+    return _has(payload, f"{KEY}.created_at") or _has(payload, f"{KEY}.merged_at")
 
 
 def _has(payload: dict[str, Any], path: str) -> bool:

@@ -97,19 +97,23 @@ class ServerStore(VectorNames):
             return None
         params = self._client.get_collection(name).config.params
         vectors = params.vectors
-        if isinstance(vectors, dict):
-            dense = tuple((n, int(v.size)) for n, v in sorted(vectors.items()))
-        else:
-            dense = (("", int(vectors.size)),) if vectors is not None else ()
+        named = sorted(vectors.items()) if isinstance(vectors, dict) else [("", vectors)] if vectors else []
+        dense = tuple((n, int(v.size)) for n, v in named)
+        distances = tuple(
+            (n, str(v.distance.value)) for n, v in named if v.distance != models.Distance.COSINE
+        )
         sparse = tuple(
             (n, v.modifier == models.Modifier.IDF) for n, v in sorted((params.sparse_vectors or {}).items())
         )
-        return VectorSchema(dense, sparse)
+        return VectorSchema(dense, sparse, distances)
 
     def ensure_collection(self, name: str, schema: VectorSchema) -> None:
         existing = self.schema(name)
         if existing is None:
-            dense = {n: models.VectorParams(size=s, distance=models.Distance.COSINE) for n, s in schema.dense}
+            dense = {
+                n: models.VectorParams(size=s, distance=models.Distance(schema.distance_of(n)))
+                for n, s in schema.dense
+            }
             sparse = {
                 n: models.SparseVectorParams(modifier=models.Modifier.IDF if idf else None)
                 for n, idf in schema.sparse

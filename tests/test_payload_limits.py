@@ -183,6 +183,7 @@ def test_an_agents_own_deep_payload_is_quarantined_not_merged(tmp_path: Path) ->
 
     settings = Settings()
     settings.storage.data_dir = tmp_path
+    settings.consolidation.single_tenant = True  # the agent's points name no tenant
     store = ServerStore.connect(":memory:")
     store.ensure_collection("memories", VectorSchema.single(4))
     deep, plain = {"text": "deep", "x": nested(40)}, {"text": "plain", "x": 1}

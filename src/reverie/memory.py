@@ -270,8 +270,8 @@ class Reverie:
             raise InvalidInputError(f"memory {first}: {problems[first]}")
         self._check_sparse_names(memories)
         # what the engine writes for them (log, segment, payload), with room to spare
-        payload_bytes = sum(len(json.dumps(m.payload, default=str)) for m in memories)
-        self._check_writable(needed=3 * (sum(v.nbytes for v in vectors) + payload_bytes))
+        payloads = sum(len(json.dumps(m.payload, default=str)) for m in memories)  # not checked yet
+        self._check_writable(needed=3 * (sum(v.nbytes for v in vectors) + payloads))
         created_at = p.now()
         records = [
             self._record(i, m, v, layout, created_at)

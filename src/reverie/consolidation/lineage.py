@@ -54,18 +54,6 @@ def walk(record: Record, lookup: Lookup) -> list[Record | PointId]:
     return found
 
 
-def archived_below(store: Store, archive: str, record: Record) -> list[PointId]:
-    """Every archive copy under a merged point, the merged ones between included."""
-    lookup = _archive_lookup(store, archive, with_vectors=False)
-    found: list[PointId] = []
-    frontier = members_of(record)
-    while frontier:
-        copies = lookup(frontier)
-        found += [copy.id for copy in copies.values()]
-        frontier = [i for copy in copies.values() for i in members_of(copy)]
-    return found
-
-
 def original_records(store: Store, archive: str, record: Record, with_vectors: bool = False) -> list[Record]:
     """The archive copies of the originals under a merged point (itself, for an original)."""
     return [r for r in walk(record, _archive_lookup(store, archive, with_vectors)) if isinstance(r, Record)]

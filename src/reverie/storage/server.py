@@ -237,11 +237,10 @@ class ServerStore(VectorNames):
         """Qdrant servers optimize segments on their own."""
 
     def distance(self, name: str) -> str:
-        vectors = self._client.get_collection(name).config.params.vectors
-        params = vectors.get(self.vector_in_use(name)) if isinstance(vectors, dict) else vectors
-        if params is None:
-            raise StorageError(f"collection {name!r} has no vector named {self.vector_in_use(name)!r}")
-        return str(params.distance.value)
+        schema, using = self.schema(name), self.vector_in_use(name)
+        if schema is None or schema.size_of(using) is None:
+            raise StorageError(f"collection {name!r} has no vector named {using!r}")
+        return schema.distance_of(using)
 
     def problem(self) -> str | None:
         return None  # the server keeps its own data; an unreachable one raises on each call

@@ -1,14 +1,25 @@
-"""Crash torture: SIGKILL a daemon at random moments while agents write and consolidation
-runs every second, restart, and check every store invariant after each kill.
+"""Crash torture: SIGKILL a daemon at random moments while agents write, update and delete,
+an operator fades, revives and undoes, and the jobs (consolidation, forgetting,
+maintenance, inversion) run every few seconds; restart, and check every store invariant after
+each kill.
 
     .venv/bin/python bench/crash_torture.py --kills 200 [--store edge|local] [--seed 0]
 
-Each cycle starts `reverie serve` (a real subprocess on a loopback port), writes batches
-of near-duplicate vectors over HTTP from a writer thread (an id counts as acknowledged
-once its batch got 200) while two agents create, update and delete single memories
-(bench/agents.py), and kills the daemon with SIGKILL after a random 0.2-4 s.
+Each cycle starts `reverie serve` (a real subprocess on a loopback port) and, over HTTP:
+a writer posts batches of near-duplicate vectors, integer and UUID ids in turn (an id
+counts as acknowledged once its batch got 200); two agents create, update and delete
+single memories (bench/agents.py; one uses integer ids, the other UUIDs); an operator
+calls POST /fade, revives a random memory, undoes a random run and starts maintenance, in
+turn. Once the writer has had answers (so no cycle is idle), the daemon is killed with
+SIGKILL after a random 0.2-4 s. Cycles take turns (CYCLES): consolidation every second
+(the forget job keeps at most FORGET_CAP memories live, the weakest go dormant);
+forgetting every second (memories fade in seconds); and one in five loads the embedder
+and the built-in inverter, the kill coming once the invert job has written texts, while
+it writes more.
+What each kill interrupted is counted from the daemon's debug log (a job started and not
+ended) and from the requests that got no answer.
 Then the invariants (reverie.consolidation.invariants): every acknowledged memory is
-live or archived under a live merged point, in its last acknowledged version; every
+live, dormant or archived under a merged point, in its last acknowledged version; every
 acknowledged delete is gone; nothing nobody wrote appears; live weights sum to the
 originals covered; nothing in flight; the run log agrees with the store.
 Recovery alternates between the two ways it runs in production: on even kills this
@@ -30,6 +41,8 @@ import sys
 import tempfile
 import threading
 import time
+import uuid
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,13 +54,50 @@ sys.path.insert(0, str(Path(__file__).parent))
 from agents import Agent, check_agents  # noqa: E402
 from report import write_section  # noqa: E402
 
-from reverie.config import Settings  # noqa: E402
+from reverie.config import LoggingSettings, Settings  # noqa: E402
 from reverie.daemon.registration import running_daemon  # noqa: E402
+from reverie.logs import configure_logging  # noqa: E402
 from reverie.memory import Reverie  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
-DIM, CENTRES, BATCH = 32, 64, 8
+DIM, CENTRES, BATCH = 384, 64, 8  # all-MiniLM-L6-v2's size, so the built-in inverter reads them
 AGENTS = 2  # beside the bulk writer: one memory per request, updates and deletes too
+FORGET_CAP = 150  # forget.max_memories: the weakest beyond it go dormant
+# what the cycles stress, in turn: a consolidation run can outlast a cycle (and a run
+# keeps the forget job waiting), so forgetting gets cycles of its own
+THEMES: dict[str, dict[str, str]] = {
+    # over the cap, a forget run consolidates first, then the weakest go dormant
+    "consolidate": {"REVERIE_FORGET__EVERY": "5", "REVERIE_FORGET__MAX_MEMORIES": str(FORGET_CAP)},
+    # memories fade within a second unused and go dormant two seconds later
+    "forget": {
+        "REVERIE_SCHEDULER__CONSOLIDATE_EVERY": "60",
+        "REVERIE_FORGET__EVERY": "1",
+        "REVERIE_MEMORY__STABILITY_DAYS": "0.00001",
+        "REVERIE_FORGET__AFTER_DAYS": "0.00002",
+    },
+    # the shipped embedder and inverter; small searches, so batches end often
+    "invert": {
+        "REVERIE_SCHEDULER__CONSOLIDATE_EVERY": "5",
+        "REVERIE_FORGET__EVERY": "5",
+        "REVERIE_SCHEDULER__INVERT_EVERY": "1",
+        "REVERIE_INVERSION__SETTLE_SECONDS": "0",
+        "REVERIE_INVERSION__BATCH_SIZE": "2",
+        "REVERIE_INVERSION__PER_TICK": "4",
+        "REVERIE_INVERSION__BEAM_WIDTH": "1",
+        "REVERIE_INVERSION__MAX_TOKENS": "12",
+        "REVERIE_INVERSION__POLISH": "0",
+    },
+}
+CYCLES = ("consolidate", "forget", "consolidate", "forget", "invert")
+WRITES_BEFORE_KILL = 3 * BATCH  # ids the writer has had answers for in a cycle before its kill clock starts
+OPERATIONS = ("fade", "revive", "undo", "maintain")
+UNDOABLE = ("consolidate", "forget")  # the kinds of run the operator undoes
+JOB_ENDS = {
+    "job.started": True,
+    "job.finished": False,
+    "scheduler.skipped": False,
+    "scheduler.job_failed": False,
+}
 
 
 @dataclass
@@ -57,30 +107,40 @@ class Tally:
     agent_requests: int = 0  # the agents' answered creates, updates and deletes
     agent_deletes: int = 0
     attempted: int = 0
+    operations: dict[str, int] = field(default_factory=dict)  # the operator's calls answered 2xx
+    refused: dict[str, int] = field(default_factory=dict)  # "operation status": its 4xx answers
+    killed_during: dict[str, int] = field(default_factory=dict)  # jobs and calls a kill interrupted
+    inversion_cycles: int = 0
     recovered: dict[str, int] = field(default_factory=dict)  # this process's recoveries, summed
     runs: int = 0
+    forget_runs: int = 0
     releases: int = 0  # runs that undid merges for an update or delete
     runs_interrupted: int = 0  # killed mid-run
     merges_settled_by_recovery: int = 0  # killed mid-merge: finished or voided by recovery
     problems: list[str] = field(default_factory=list)
     live: int = 0
     merged: int = 0
+    dormant: int = 0
+    dormant_peak: int = 0  # the most dormant at any check
+    inverted: int = 0  # texts the invert job wrote
     seconds: float = 0.0
 
 
 class Writer:
-    """Near-duplicate memories with increasing ids, posted in batches over HTTP."""
+    """Near-duplicate memories posted in batches over HTTP, integer and UUID ids in turn."""
 
     def __init__(self, seed: int) -> None:
         self.rng = np.random.default_rng(seed)
         centres = self.rng.normal(size=(CENTRES, DIM))
         self.centres = centres / np.linalg.norm(centres, axis=1, keepdims=True)
         self.next_id = 0
-        self.acknowledged: set[int] = set()
-        self.attempted: set[int] = set()
+        self.acknowledged: set[int | str] = set()
+        self.attempted: set[int | str] = set()
 
-    def batch(self) -> tuple[list[int], list[dict[str, Any]]]:
-        ids = list(range(self.next_id, self.next_id + BATCH))
+    def batch(self) -> tuple[list[int | str], list[dict[str, Any]]]:
+        ids: list[int | str] = list(range(self.next_id, self.next_id + BATCH))
+        if self.next_id // BATCH % 2:
+            ids = [str(uuid.UUID(int=(1 << 64) + i)) for i in ids]
         self.next_id += BATCH
         centres = self.centres[self.rng.integers(0, CENTRES, BATCH)]
         vectors = centres + self.rng.normal(scale=0.05 / np.sqrt(DIM), size=(BATCH, DIM))
@@ -104,7 +164,62 @@ class Writer:
                     self.acknowledged.update(ids)
 
 
-def daemon_env(store: str, work: Path) -> dict[str, str]:
+@dataclass
+class Operator:
+    """What a person or a tool does besides writing: POST /fade, a revive of a random
+    memory, an undo of a random run, a start of maintenance, in turn. An answer of 5xx is
+    a failure; 4xx is fine (a memory not dormant, a run that cannot be undone)."""
+
+    writer: Writer
+    seed: int
+    done: Counter = field(default_factory=Counter)
+    refused: Counter = field(default_factory=Counter)  # (operation, status): 4xx answers
+    interrupted: Counter = field(default_factory=Counter)
+    failures: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.rng = np.random.default_rng(self.seed)
+        self.turn = 0
+
+    def run(self, url: str, stop: threading.Event, pause: float = 0.1) -> None:
+        with httpx.Client(base_url=url, timeout=30) as client:
+            while not stop.wait(pause):
+                operation = OPERATIONS[self.turn % len(OPERATIONS)]
+                self.turn += 1
+                try:
+                    response = self._call(client, operation)
+                except httpx.HTTPError:
+                    self.interrupted[operation] += 1
+                    return
+                if response is None:
+                    continue
+                if response.status_code >= 500:
+                    self.failures.append(f"{operation}: {response.status_code} {response.text[:200]}")
+                elif response.status_code < 300:
+                    self.done[operation] += 1
+                else:
+                    self.refused[f"{operation} {response.status_code}"] += 1
+
+    def _call(self, client: httpx.Client, operation: str) -> httpx.Response | None:
+        if operation == "fade":
+            return client.post("/fade", json={})
+        if operation == "maintain":
+            return client.post("/jobs/maintain/run")
+        if operation == "revive":
+            written = sorted(self.writer.acknowledged, key=str)
+            if not written:
+                return None
+            return client.post(f"/memories/{written[self.rng.integers(0, len(written))]}/revive")
+        runs = client.get("/runs", params={"limit": 50}).json()["runs"]
+        done = [r["run_id"] for r in runs if r["kind"] in UNDOABLE and r["status"] == "done"]
+        if not done:
+            return None
+        return client.post(f"/undo/{done[self.rng.integers(0, len(done))]}")
+
+
+def daemon_env(store: str, work: Path, theme: str | None = None) -> dict[str, str]:
+    """A daemon's environment: vectors only (no models), consolidation every second,
+    merges applied one at a time; `theme` (THEMES) shifts which jobs run most."""
     env = {
         **os.environ,
         "REVERIE_SCHEDULER__CONSOLIDATE_EVERY": "1",
@@ -116,6 +231,16 @@ def daemon_env(store: str, work: Path) -> dict[str, str]:
     }
     if store == "local":
         env["REVERIE_STORAGE__URL"] = f"file:{work / 'qdrant-local'}"
+    if theme is not None:
+        env |= {
+            "REVERIE_SCHEDULER__MAINTAIN_EVERY": "2",
+            "REVERIE_FORGET__ENABLED": "true",
+            "REVERIE_LOGGING__LEVEL": "debug",  # job.started / job.finished: what a kill interrupted
+            "REVERIE_LOGGING__FORMAT": "json",
+            **THEMES[theme],
+        }
+    if theme == "invert":
+        del env["REVERIE_EMBEDDER__MODEL"], env["REVERIE_INVERSION__MODEL"]
     return env
 
 
@@ -159,19 +284,41 @@ def kill(process: subprocess.Popen[bytes]) -> None:
     process.wait()
 
 
+def read_log(log_lines: list[bytes]) -> tuple[list[str], int]:
+    """From a daemon's JSON log: the scheduled jobs started and not ended (its debug
+    events), and the texts the invert job wrote."""
+    running: dict[str, bool] = {}
+    inverted = 0
+    for line in log_lines:
+        try:
+            event = json.loads(line)
+        except ValueError:
+            continue
+        if not isinstance(event, dict):
+            continue
+        if event.get("event") in JOB_ENDS and "job" in event:
+            running[event["job"]] = JOB_ENDS[event["event"]]
+        elif event.get("event") == "inversion.tick":
+            inverted += event.get("inverted", 0)
+    return sorted(job for job, started in running.items() if started), inverted
+
+
 def check(store: str, work: Path, writer: Writer, agents: list[Agent], tally: Tally, recover: bool) -> None:
     with Reverie.open(settings_for(store, work)) as rv:
         if not rv.exists:
             return
         if recover:
-            for key, value in rv.consolidator.recover().items():
+            for key, value in rv.recover().items():
                 tally.recovered[key] = tally.recovered.get(key, 0) + value
         problems = check_agents(rv, agents, writer.acknowledged, writer.attempted)
         tally.problems += [f"kill {tally.kills}: {problem}" for problem in problems]
         stats = rv.stats()
         tally.live, tally.merged = stats["live"], stats["merged"]
+        tally.dormant = stats["dormant"]
+        tally.dormant_peak = max(tally.dormant_peak, tally.dormant)
         runs = rv.run_log.runs(limit=1_000_000)
         tally.runs = sum(r.kind == "consolidate" for r in runs)
+        tally.forget_runs = sum(r.kind == "forget" for r in runs)
         tally.releases = sum(r.kind == "release" for r in runs)
         tally.runs_interrupted = sum(r.status == "interrupted" and r.kind == "consolidate" for r in runs)
         tally.merges_settled_by_recovery = sum(
@@ -181,25 +328,41 @@ def check(store: str, work: Path, writer: Writer, agents: list[Agent], tally: Ta
 
 def torture(store: str, kills: int, seed: int, work: Path, progress: bool = False) -> Tally:
     rng = np.random.default_rng(seed)
-    writer, tally, env = Writer(seed), Tally(), daemon_env(store, work)
-    agents = [Agent(i, writer.centres, keep=500) for i in range(AGENTS)]
+    writer, tally = Writer(seed), Tally()
+    agents = [Agent(i, writer.centres, keep=500, uuid_ids=i % 2 == 1) for i in range(AGENTS)]
+    operator = Operator(writer, seed)
+    killed_during: Counter = Counter()
+    log_path = work / "daemon.log"
     started = time.perf_counter()
     for cycle in range(kills):
+        theme = CYCLES[cycle % len(CYCLES)]
+        env = daemon_env(store, work, theme)
+        log_from = log_path.stat().st_size if log_path.exists() else 0
         process, url = start_daemon(work, env)
         stop = threading.Event()
         threads = [threading.Thread(target=writer.write_until, args=(url, stop))]
         threads += [threading.Thread(target=a.run, args=(url, stop)) for a in agents]
+        threads.append(threading.Thread(target=operator.run, args=(url, stop)))
         for thread in threads:
             thread.start()
+        _wait_for_writes(writer, len(writer.acknowledged) + WRITES_BEFORE_KILL)
+        if theme == "invert":
+            tally.inversion_cycles += 1
+            _wait_for_inversion(log_path, log_from)
         time.sleep(rng.uniform(0.2, 4.0))
         kill(process)
         stop.set()
         for thread in threads:
             thread.join()
+        with log_path.open("rb") as log:
+            log.seek(log_from)
+            in_flight, inverted = read_log(log.readlines())
+        killed_during.update(in_flight)
+        tally.inverted += inverted
         tally.kills += 1
         recover_here = cycle % 2 == 0
         if not recover_here:  # a fresh daemon recovers; killed once it is up, it leaves no work
-            quiet = {**env, "REVERIE_SCHEDULER__ENABLED": "false"}
+            quiet = {**daemon_env(store, work), "REVERIE_SCHEDULER__ENABLED": "false"}
             process, url = start_daemon(work, quiet)
             _wait_ready(url)
             kill(process)
@@ -207,18 +370,40 @@ def torture(store: str, kills: int, seed: int, work: Path, progress: bool = Fals
         if progress:
             print(
                 f"\rkill {tally.kills}/{kills}: acknowledged {len(writer.acknowledged)}, live {tally.live}, "
-                f"runs interrupted {tally.runs_interrupted}, merges settled by recovery "
-                f"{tally.merges_settled_by_recovery}, problems {len(tally.problems)}",
+                f"dormant {tally.dormant}, runs interrupted {tally.runs_interrupted}, merges settled by "
+                f"recovery {tally.merges_settled_by_recovery}, problems {len(tally.problems)}",
                 end="",
                 flush=True,
             )
     tally.acknowledged, tally.attempted = len(writer.acknowledged), len(writer.attempted)
     tally.agent_requests = sum(len(v) for a in agents for v in a.latencies.values())
     tally.agent_deletes = sum(len(a.deleted) for a in agents)
+    tally.operations, tally.refused = dict(operator.done), dict(operator.refused)
+    tally.killed_during = dict(killed_during + operator.interrupted)
+    tally.problems += operator.failures
     tally.seconds = round(time.perf_counter() - started, 1)
     if progress:
         print()
     return tally
+
+
+def _wait_for_writes(writer: Writer, count: int, timeout: float = 60) -> None:
+    """Until the writer has `count` acknowledged ids (the daemon is taking writes)."""
+    deadline = time.monotonic() + timeout
+    while len(writer.acknowledged) < count and time.monotonic() < deadline:
+        time.sleep(0.02)
+
+
+def _wait_for_inversion(log_path: Path, log_from: int, timeout: float = 300) -> None:
+    """Until the invert job has written texts (its first tick waits for the models)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with log_path.open("rb") as log:
+            log.seek(log_from)
+            if read_log(log.readlines())[1]:
+                return
+        time.sleep(0.2)
+    raise RuntimeError(f"the invert job wrote no text within {timeout:.0f} s; see {log_path}")
 
 
 def _wait_ready(url: str) -> None:
@@ -241,22 +426,31 @@ def main() -> None:
     parser.add_argument("--store", choices=["edge", "local"], default="edge")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
+    configure_logging(LoggingSettings(level="warning"))  # the checks' own reopening, quietly
     with tempfile.TemporaryDirectory() as tmp:
         tally = torture(args.store, args.kills, args.seed, Path(tmp), progress=True)
     out = ROOT / "bench" / "results" / f"crash-torture-{args.store}.json"
     out.write_text(json.dumps({"args": vars(args), **asdict(tally)}, indent=2))
     engine = {"edge": "embedded store (qdrant-edge)", "local": "qdrant-client local mode on disk"}
+    interrupted = ", ".join(f"{k} {v}" for k, v in sorted(tally.killed_during.items()))
+    operations = ", ".join(f"{k} {v}" for k, v in sorted(tally.operations.items()))
     lines = [
         f"`bench/crash_torture.py --kills {args.kills} --store {args.store} --seed {args.seed}`, "
         f"{engine[args.store]}, {tally.seconds / 60:.0f} minutes on 2 cores:",
         "",
-        "| kills | acknowledged bulk writes | agents' creates, updates, deletes (deletes) | runs "
-        "| runs killed mid-run | merges killed mid-merge (settled by recovery) | live at the end "
-        "| merged points | problems |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| kills | acknowledged bulk writes | agents' creates, updates, deletes (deletes) | runs (forget) "
+        "| runs killed mid-run | merges killed mid-merge (settled by recovery) "
+        "| live, dormant at the end (peak) "
+        "| merged points | texts inverted | problems |",
+        "|---|---|---|---|---|---|---|---|---|---|",
         f"| {tally.kills} | {tally.acknowledged:,} | {tally.agent_requests:,} ({tally.agent_deletes:,}) "
-        f"| {tally.runs} | {tally.runs_interrupted} | "
-        f"{tally.merges_settled_by_recovery} | {tally.live:,} | {tally.merged:,} | {len(tally.problems)} |",
+        f"| {tally.runs} ({tally.forget_runs}) | {tally.runs_interrupted} | "
+        f"{tally.merges_settled_by_recovery} | {tally.live:,}, {tally.dormant:,} ({tally.dormant_peak:,}) "
+        f"| {tally.merged:,} | {tally.inverted} | {len(tally.problems)} |",
+        "",
+        f"Integer and UUID ids in turn. What the kills interrupted (scheduled jobs from the daemon's log, "
+        f"operator calls left unanswered): {interrupted}. Operator calls answered: {operations}; "
+        f"{tally.inversion_cycles} cycles with the inverter loaded.",
     ]
     write_section(ROOT / "docs" / "reliability.md", f"crash-torture-{args.store}", lines, "Reliability")
     print(json.dumps({k: v for k, v in asdict(tally).items() if k != "problems"}))

@@ -6,6 +6,7 @@ would overlap another, or an undo from the API, is skipped and logged."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 import structlog
@@ -65,9 +66,15 @@ def start_scheduler(service: Service, settings: SchedulerSettings) -> Background
 
 
 def _job(name: str, work: Callable[[], object]) -> Callable[[], None]:
+    """`work` that logs its start and end (at debug: which job a crash interrupted) and
+    whose failure leaves the schedule running."""
+
     def run() -> None:
+        started = time.perf_counter()
+        log.debug("job.started", job=name)
         try:
             work()
+            log.debug("job.finished", job=name, seconds=round(time.perf_counter() - started, 3))
         except BusyError:
             log.info(
                 "scheduler.skipped", job=name, reason="another consolidation, undo or maintenance is running"

@@ -89,6 +89,7 @@ THEMES: dict[str, dict[str, str]] = {
     },
 }
 CYCLES = ("consolidate", "forget", "consolidate", "forget", "invert")
+WRITE_PAUSE = 0.2  # between the writer's batches: ~100 ids a cycle, a store small enough to check
 WRITES_BEFORE_KILL = 3 * BATCH  # ids the writer has had answers for in a cycle before its kill clock starts
 OPERATIONS = ("fade", "revive", "undo", "maintain")
 UNDOABLE = ("consolidate", "forget")  # the kinds of run the operator undoes
@@ -340,7 +341,7 @@ def torture(store: str, kills: int, seed: int, work: Path, progress: bool = Fals
         log_from = log_path.stat().st_size if log_path.exists() else 0
         process, url = start_daemon(work, env)
         stop = threading.Event()
-        threads = [threading.Thread(target=writer.write_until, args=(url, stop))]
+        threads = [threading.Thread(target=writer.write_until, args=(url, stop, WRITE_PAUSE))]
         threads += [threading.Thread(target=a.run, args=(url, stop)) for a in agents]
         threads.append(threading.Thread(target=operator.run, args=(url, stop)))
         for thread in threads:

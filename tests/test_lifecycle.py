@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -129,6 +130,49 @@ def test_searches_are_counted_in_memory_and_written_in_one_flush(memory: Reverie
     memory.flush_accesses()
     assert _use(memory, ids[1])["count"] == 1
     assert memory.accesses.flushed == 4
+
+
+class CountingLock:
+    """The merge lock, counting how often a flush takes it."""
+
+    def __init__(self) -> None:
+        self.lock, self.taken = threading.RLock(), 0
+
+    def __enter__(self) -> None:
+        self.lock.acquire()
+        self.taken += 1
+
+    def __exit__(self, *exc: object) -> None:
+        self.lock.release()
+
+
+def test_a_flush_of_many_points_takes_the_merge_lock_a_batch_at_a_time(memory: Reverie) -> None:
+    """A write that names an id waits for one batch of a flush, not the whole of it."""
+    from reverie.lifecycle.accesses import FLUSH_BATCH
+
+    ids = memory.write(
+        [
+            NewMemory(v, {"n": i})
+            for i, v in enumerate(np.random.default_rng(0).normal(size=(FLUSH_BATCH * 2 + 1, 16)))
+        ]
+    )
+    memory.accesses.record(ids)
+    lock = CountingLock()
+    assert memory.accesses.flush(memory.store, memory.collection, lock) == len(ids)  # type: ignore[arg-type]
+    assert lock.taken == 3
+    assert all(_use(memory, i)["count"] == 1 for i in ids)
+
+
+def test_stats_read_the_strength_of_memories_at_most_once_a_minute(
+    memory: Reverie, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A /metrics scrape every few seconds must not read every payload each time."""
+    memory.remember(["The user prefers tea.", "Rome is old."])
+    first = memory.stats()["strength"]
+    memory.remember(["Ice is cold."])
+    assert memory.stats()["strength"] == first and first["memories"] == 2
+    monkeypatch.setattr("reverie.memory.STRENGTH_MAX_AGE", 0.0)
+    assert memory.stats()["strength"]["memories"] == 3
 
 
 def test_closing_flushes_what_is_pending(store_kind: str, tmp_path: Path, embedder: Embedder) -> None:
@@ -290,6 +334,40 @@ def test_a_forget_run_is_undone_like_any_run_and_a_read_revives(fading: Reverie)
     assert fading.invariant_problems(must_hold=ids) == []
     with pytest.raises(InvalidInputError, match="no dormant memories left"):
         fading.undo(run)
+
+
+def test_a_forget_run_scans_outside_the_merge_lock_and_spares_what_changed_meanwhile(
+    fading: Reverie,
+) -> None:
+    """Writes that name ids wait for one batch of a forget run, not for its scan; a
+    memory read or rewritten between the scan and its batch is no longer faded."""
+    read, rewritten, idle = fading.remember(["The user prefers tea.", "Rome is old.", "Ice is cold."])
+    time.sleep(0.6)
+    free_during_scan = []
+    scan, lock = fading.forgetter.due, fading.consolidator.applier.lock
+
+    def api_worker() -> None:
+        free_during_scan.append(lock.acquire(blocking=False))
+        if free_during_scan[-1]:
+            lock.release()
+
+    def due_then_agents_act(at: datetime) -> dict:
+        found = scan(at)
+        worker = threading.Thread(target=api_worker)  # can another thread take the merge lock now?
+        worker.start()
+        worker.join()
+        fading.get(read)  # an access...
+        fading.flush_accesses()  # ...written to the payload
+        vector = fading.embedder.encode(["Rome is very old."])[0]
+        fading.write([NewMemory(vector, {"text": "Rome is very old."}, rewritten)])
+        return found
+
+    fading.forgetter.due = due_then_agents_act  # type: ignore[method-assign]
+    report = fading.forget_faded()
+    assert free_during_scan == [True]
+    assert len(report.dormant) == 1 and str(report.dormant[0]["id"]) == str(idle)
+    assert _live_ids(fading) == {str(read), str(rewritten)}
+    assert fading.invariant_problems(must_hold=[read, rewritten, idle]) == []
 
 
 def test_a_dormant_merged_memory_keeps_its_lineage(fading: Reverie) -> None:

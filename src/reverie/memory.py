@@ -13,6 +13,7 @@ from __future__ import annotations
 import itertools
 import json
 import threading
+import time
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -81,6 +82,7 @@ from reverie.storage.space import ensure_free_space
 
 WRITE_BATCH = 256
 STRENGTH_SAMPLE = 20_000  # live memories whose retention stats summarises
+STRENGTH_MAX_AGE = 60.0  # seconds a strength summary is served before it is read again
 RANKINGS: tuple[str, ...] = get_args(Ranking)
 
 log = structlog.get_logger("reverie.memory")
@@ -133,6 +135,7 @@ class Reverie:
         self._ensuring = threading.Lock()
         self.run_log = RunLog(settings.storage.data_dir / "runs.sqlite")
         self.accesses = AccessLog(settings.memory)
+        self._strength: tuple[float, dict[str, Any]] | None = None  # (monotonic time, summary)
         self.layouts = CollectionLayout.of(store, settings)
         self.store = self.layouts.bound(store)
         self.consolidator = Consolidator(
@@ -626,10 +629,19 @@ class Reverie:
             quarantined=count(self.collection, Filter(must=(Match(state, p.QUARANTINED),))),
             dormant=count(self.archive, Filter(must=(Match(state, p.DORMANT),))) if archived else 0,
         )
-        live = self.store.scroll(self.collection, p.searchable_filter())
-        sample = (r.payload for r in itertools.islice(live, STRENGTH_SAMPLE))
-        stats["strength"] = strength_summary(sample, p.utcnow(), self.settings.memory)
+        stats["strength"] = self._strength_summary()
         return stats
+
+    def _strength_summary(self) -> dict[str, Any]:
+        """Read at most once a STRENGTH_MAX_AGE: a /metrics scrape every few seconds must
+        not read 20,000 payloads each time. `as_of` says when it was read."""
+        now = time.monotonic()
+        if self._strength is None or now - self._strength[0] >= STRENGTH_MAX_AGE:
+            live = self.store.scroll(self.collection, p.searchable_filter())
+            sample = (r.payload for r in itertools.islice(live, STRENGTH_SAMPLE))
+            summary = strength_summary(sample, p.utcnow(), self.settings.memory) | {"as_of": p.now()}
+            self._strength = (now, summary)
+        return self._strength[1]
 
     # -- blends --------------------------------------------------------------------------
     def blend(

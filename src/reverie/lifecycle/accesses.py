@@ -29,6 +29,9 @@ class Pending:
     last: datetime
 
 
+FLUSH_BATCH = 64  # points written per hold of the merge lock
+
+
 class AccessLog:
     """Accesses since the last flush, by point; thread-safe (the API's worker threads)."""
 
@@ -55,21 +58,25 @@ class AccessLog:
 
     def flush(self, store: Store, collection: str, lock: threading.Lock) -> int:
         """Write what is pending into the points' `use`; returns the points written. Under
-        the merge lock: a point merged away meanwhile is not written back to life. Points
-        gone (merged or deleted since) keep no access: their merged point's history was
-        already summed from what was flushed before the merge."""
+        the merge lock, a batch at a time (a write that names an id waits for one batch,
+        not for the whole flush): a point merged away meanwhile is not written back to
+        life. Points gone (merged or deleted since) keep no access: their merged point's
+        history was already summed from what was flushed before the merge."""
         with self._lock:
             pending, self._pending = self._pending, {}
             self._flushed_at = time.monotonic()
         if not pending or not store.collection_exists(collection):
             return 0
-        with lock:
-            records = store.retrieve(collection, list(pending), with_vectors=False)
-            for record in records:
-                seen = pending[record.id] if record.id in pending else pending[str(record.id)]
-                use = reinforced(use_of(record.payload), seen.count, seen.last, self.settings)
-                store.set_payload(collection, [record.id], {"use": use.as_payload()}, key=p.KEY)
+        ids, written = list(pending), 0
+        for start in range(0, len(ids), FLUSH_BATCH):
+            with lock:
+                records = store.retrieve(collection, ids[start : start + FLUSH_BATCH], with_vectors=False)
+                for record in records:
+                    seen = pending[record.id] if record.id in pending else pending[str(record.id)]
+                    use = reinforced(use_of(record.payload), seen.count, seen.last, self.settings)
+                    store.set_payload(collection, [record.id], {"use": use.as_payload()}, key=p.KEY)
+            written += len(records)
         accesses = sum(x.count for x in pending.values())
         self.flushed += accesses
-        log.info("accesses.flushed", points=len(records), accesses=accesses, gone=len(pending) - len(records))
-        return len(records)
+        log.info("accesses.flushed", points=written, accesses=accesses, gone=len(pending) - written)
+        return written

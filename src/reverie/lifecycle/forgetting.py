@@ -58,6 +58,20 @@ def faded_since(payload: dict[str, Any], memory: MemorySettings, below: float) -
     return use.last + timedelta(days=use.stability(memory) * math.log(1.0 / below))
 
 
+@dataclass(frozen=True)
+class Due:
+    """Why a memory goes dormant, and its payload's stamp when the scan read it."""
+
+    reason: str
+    stamp: int
+
+
+def _stamp(payload: dict[str, Any]) -> int:
+    """Equal stamps, equal payloads (a read, a rewrite or a merge changes it). A payload
+    handed back in another key order only waits for the next run."""
+    return hash(repr(payload))
+
+
 class Forgetter:
     """The `forget` job, `revive`, the undo of a forget run, and their recovery."""
 
@@ -68,60 +82,67 @@ class Forgetter:
         self.store, self.collection, self.archive = applier.store, applier.collection, applier.archive
         self.memory, self.forget = memory, forget
 
-    def due(self, at: datetime) -> dict[PointId, str]:
+    def due(self, at: datetime) -> dict[PointId, Due]:
         """Memory id -> why it goes dormant: faded below the threshold long enough, or the
         weakest of a tenant over `forget.max_memories`. Pinned memories never go."""
         layout = self.applier.layouts.get()
         after = timedelta(days=self.forget.after_days)
         faded = f"retention below {self.forget.below} for {self.forget.after_days} days"
-        due: dict[PointId, str] = {}
-        tenants: dict[tuple[Any, ...], list[tuple[float, PointId]]] = defaultdict(list)
+        due: dict[PointId, Due] = {}
+        tenants: dict[tuple[Any, ...], list[tuple[float, PointId, int]]] = defaultdict(list)
         for record in self.store.scroll(self.collection, p.searchable_filter()):
             tenant = tenants[layout.tenant(record.payload)]
             if layout.pinned(record.payload):
-                tenant.append((math.inf, record.id))  # counts toward the cap, never goes
+                tenant.append((math.inf, record.id, 0))  # counts toward the cap, never goes
                 continue
             since = faded_since(record.payload, self.memory, self.forget.below)
             if since is not None and at - since >= after:
-                due[record.id] = faded
+                due[record.id] = Due(faded, _stamp(record.payload))
             else:
-                tenant.append((retention(use_of(record.payload), at, self.memory), record.id))
+                strength = retention(use_of(record.payload), at, self.memory)
+                tenant.append((strength, record.id, _stamp(record.payload)))
         cap = self.forget.max_memories
         if cap is not None:
             for tenant, kept in tenants.items():
                 weakest = sorted(kept, key=lambda item: item[0])[: max(0, len(kept) - cap)]
-                for strength, point_id in weakest:
+                for strength, point_id, stamp in weakest:
                     if strength != math.inf:
-                        due[point_id] = (
-                            f"the weakest of tenant {list(tenant)} over forget.max_memories = {cap}"
-                        )
+                        reason = f"the weakest of tenant {list(tenant)} over forget.max_memories = {cap}"
+                        due[point_id] = Due(reason, stamp)
         return due
 
     def run(self, dry_run: bool = False, at: datetime | None = None) -> ForgetReport:
-        """One forget run, on record in the run log like a consolidation (kind `forget`)."""
+        """One forget run, on record in the run log like a consolidation (kind `forget`).
+        The scan runs outside the merge lock (writes that name ids do not wait behind a
+        million payloads); each batch takes the lock and forgets only the memories still
+        as scanned: one rewritten, read or merged meanwhile is no longer faded."""
         moment = at or p.utcnow()
         report = ForgetReport(new_run_id(), dry_run)
-        with structlog.contextvars.bound_contextvars(run_id=report.run_id), self.applier.lock:
-            self.recover()
+        with structlog.contextvars.bound_contextvars(run_id=report.run_id):
+            with self.applier.lock:
+                self.recover()
             due = self.due(moment)
             report.considered = len(due)
             if not dry_run:
                 self.run_log.start(report.run_id, "forget", self.collection, p.now())
                 ids = list(due)
                 for start in range(0, len(ids), BATCH):
-                    # vectors only for those going: the scan read a million payloads, not vectors
-                    records = self.store.retrieve(self.collection, ids[start : start + BATCH])
-                    self._forget(records, due, report, moment)
+                    with self.applier.lock:
+                        # vectors only for those going: the scan read a million payloads, not vectors
+                        records = self.store.retrieve(self.collection, ids[start : start + BATCH])
+                        unchanged = [r for r in records if _stamp(r.payload) == due[r.id].stamp]
+                        if unchanged:
+                            self._forget(unchanged, due, report, moment)
                 summary = {"dormant": len(report.dormant), "kept_rewritten": len(report.kept_rewritten)}
                 self.run_log.finish(report.run_id, "done", p.now(), summary)
             log.info("forget.summary", dry_run=dry_run, due=len(due), dormant=len(report.dormant))
         return report
 
     def _forget(
-        self, records: list[Record], due: dict[PointId, str], report: ForgetReport, at: datetime
+        self, records: list[Record], due: dict[PointId, Due], report: ForgetReport, at: datetime
     ) -> None:
         run_id = report.run_id
-        details = {str(r.id): self._detail(r, due[r.id], at) for r in records}
+        details = {str(r.id): self._detail(r, due[r.id].reason, at) for r in records}
         self.run_log.add_merges(run_id, [(i, "forgetting", d) for i, d in details.items()])
         copies = [self._dormant_copy(r, details[str(r.id)], run_id) for r in records]
         self.store.upsert(self.archive, copies)

@@ -36,6 +36,7 @@ from reverie.storage.base import (
     VectorSchema,
     as_vector,
     hit_from,
+    normalize_id,
     paged,
     point_vector,
     record_from,
@@ -60,7 +61,7 @@ class EdgeStore(VectorNames):
         self._lock = threading.Lock()
         # The engine's flush fails (a panic) when it meets a write or an optimization in
         # progress: writes and flushes go one at a time, and a flush skips a busy optimizer.
-        self._writing = threading.Lock()
+        self._writing = threading.RLock()  # held across resolving a filter and the write
         self._optimizing = threading.Lock()
         self._flush_problem: str | None = None
 
@@ -231,19 +232,31 @@ class EdgeStore(VectorNames):
     def delete(self, name: str, ids: Sequence[PointId], only: Filter | None = None) -> None:
         if not ids:
             return
-        if only is None:
-            self._update(name, qe.UpdateOperation.delete_points(list(ids)))
-        else:
-            which = _filter(Filter(must=(HasId(tuple(ids)), only)))
-            self._update(name, qe.UpdateOperation.delete_points_by_filter(which))
+        with self._writing:
+            targets = list(ids) if only is None else self._matching(name, ids, only)
+            if targets:
+                self._update(name, qe.UpdateOperation.delete_points(targets))
 
     def set_payload(
         self, name: str, ids: Sequence[PointId], payload: dict[str, Any], key: str | None = None
     ) -> None:
-        if ids:
-            # by filter, so an id deleted meanwhile is skipped, as delete skips it
-            only = qe.Filter(must=[qe.HasIdCondition(set(ids))])
-            self._update(name, qe.UpdateOperation.set_payload_by_filter(only, payload, key=key))
+        if not ids:
+            return
+        with self._writing:  # an id deleted meanwhile is skipped, as delete skips it
+            targets = self._matching(name, ids)
+            if targets:
+                self._update(name, qe.UpdateOperation.set_payload(targets, payload, key=key))
+
+    def _matching(self, name: str, ids: Sequence[PointId], only: Filter | None = None) -> list[PointId]:
+        """The points among `ids` that exist (and match `only`), resolved before the write,
+        so the write-ahead log holds ids and never a filter. A filter in the log is
+        resolved again when a restart replays it, against another state (qdrant#9575):
+        after a SIGKILL, a set_payload by filter failed with "No point with id" on a point
+        that was there, and a delete by filter can bring points back."""
+        which = _filter(Filter(must=(HasId(tuple(ids)), *(() if only is None else (only,)))))
+        request = qe.ScrollRequest(limit=len(ids), filter=which, with_payload=False, with_vector=False)
+        found, _ = self._shard(name).scroll(request)
+        return [normalize_id(point.id) for point in found]
 
     def count(self, name: str, filter: Filter | None = None) -> int:
         return self._shard(name).count(qe.CountRequest(exact=True, filter=_filter(filter)))

@@ -2,7 +2,8 @@
 
     .venv/bin/python bench/tenants_geometry.py [--groups 60] [--data PARAPHRASES.jsonl.gz]
 
-Each case is a collection an agent's own client wrote (qdrant-client, local mode on disk):
+Each case is a collection an agent's own client wrote (qdrant-client, local mode on disk;
+in the LangChain cases, LangChain's QdrantVectorStore wrote it and searches it):
 verse groups from the paraphrase file, three wordings each (web, kjv, asv), every group
 owned by one tenant, and the first wording of a tenth of the groups written for the next
 tenant too (identical texts of two tenants: they must never merge). The fourth wording
@@ -37,6 +38,7 @@ from reverie.memory import Reverie  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 WORDINGS, ASKED = ("web", "kjv", "asv"), "ylt"
+DIMENSION = 384  # all-MiniLM-L6-v2's
 SHARED_EVERY = 10  # one group in ten: its first wording written for the next tenant too
 
 
@@ -46,6 +48,7 @@ class Case:
     distance: models.Distance
     tenants: list[Any]
     langchain: bool = False  # metadata.user_id and page_content, two dense vectors
+    library: bool = False  # written and searched through LangChain's QdrantVectorStore itself
     unit: bool = True
     tenant_key: bool = True
     env: dict[str, str] | None = None
@@ -86,6 +89,41 @@ CASES = [
         refused="carries a partition key",
     ),
     Case(
+        "LangChain: Dot, unnormalised vectors, `vector = NAME`",
+        models.Distance.DOT,
+        ["u1", "u2", "u3"],
+        True,
+        unit=False,
+        library=True,
+        env={"REVERIE_STORAGE__LAYOUT": '{vector = "dense"}'},
+    ),
+    Case(
+        "LangChain: Euclid, unit vectors",
+        models.Distance.EUCLID,
+        ["u1", "u2", "u3"],
+        True,
+        library=True,
+        env={"REVERIE_STORAGE__LAYOUT": '{vector = "dense"}'},
+    ),
+    Case(
+        'LangChain: typed tenant values 1, "1", true',
+        models.Distance.COSINE,
+        [1, "1", True],
+        True,
+        library=True,
+        env={"REVERIE_STORAGE__LAYOUT": '{vector = "dense"}'},
+    ),
+    Case(
+        "LangChain: no tenant key in the metadata",
+        models.Distance.COSINE,
+        ["u1"],
+        True,
+        tenant_key=False,
+        library=True,
+        env={"REVERIE_STORAGE__LAYOUT": '{vector = "dense"}'},
+        refused="carries a partition key",
+    ),
+    Case(
         "no tenant key, single_tenant = true",
         models.Distance.COSINE,
         ["u1"],
@@ -113,7 +151,7 @@ def run_case(case: Case, groups: list[dict], vectors: dict[str, np.ndarray], wor
     rng = np.random.default_rng(0)
     path = work / case.name.replace(" ", "_").replace("`", "").replace('"', "")[:40]
     client = QdrantClient(path=str(path))
-    params = models.VectorParams(size=384, distance=case.distance)
+    params = models.VectorParams(size=DIMENSION, distance=case.distance)
     config = {"dense": params, "other": params} if case.langchain else params
     client.create_collection("memories", vectors_config=config)
     points, owner, asked = [], {}, []
@@ -128,7 +166,10 @@ def run_case(case: Case, groups: list[dict], vectors: dict[str, np.ndarray], wor
             owner[point_id] = who
             points.append(_point(case, point_id, group["texts"][wording], group["group"], who, vector))
         asked.append((group["group"], tenant, vectors[group["texts"][ASKED]]))
-    client.upsert("memories", points)
+    if case.library:
+        _langchain_write(client, case, points)
+    else:
+        client.upsert("memories", points)
     before = _hits(client, case, asked)
     client.close()
     env = {"REVERIE_STORAGE__URL": f"file:{path}", "REVERIE_INVERSION__MODEL": "none", **(case.env or {})}
@@ -170,6 +211,47 @@ def _point(
     )
 
 
+def _langchain(client: QdrantClient, case: Case) -> Any:
+    """LangChain's QdrantVectorStore over the case's collection (it checks the collection's
+    vector name, size and distance); its embedding hands out the case's own vectors
+    (unnormalised where the case is), queued in the order the texts are written."""
+    from langchain_core.embeddings import Embeddings
+    from langchain_qdrant import QdrantVectorStore, RetrievalMode
+
+    class Given(Embeddings):
+        queue: list[list[float]] = []
+
+        def embed_documents(self, texts: list[str]) -> list[list[float]]:
+            if len(self.queue) < len(texts):  # the store probing the size
+                return [[0.0] * DIMENSION for _ in texts]
+            taken = self.queue[: len(texts)]
+            del self.queue[: len(texts)]
+            return taken
+
+        def embed_query(self, text: str) -> list[float]:
+            raise NotImplementedError("the bench asks by vector")
+
+    return QdrantVectorStore(
+        client,
+        "memories",
+        embedding=Given(),
+        vector_name="dense",
+        distance=case.distance,
+        retrieval_mode=RetrievalMode.DENSE,
+    )
+
+
+def _langchain_write(client: QdrantClient, case: Case, points: list[models.PointStruct]) -> None:
+    """The points written by LangChain's own add_texts (its payload: page_content, metadata)."""
+    store = _langchain(client, case)
+    store.embeddings.queue = [p.vector["dense"] for p in points]  # type: ignore[index]
+    store.add_texts(
+        [p.payload["page_content"] for p in points],  # type: ignore[index]
+        metadatas=[p.payload["metadata"] for p in points],  # type: ignore[index]
+        ids=[p.id for p in points],
+    )
+
+
 def _hits_at(path: Path, case: Case, asked: list) -> int:
     client = QdrantClient(path=str(path))
     try:
@@ -182,12 +264,17 @@ def _hits(client: QdrantClient, case: Case, asked: list) -> int:
     """The library's own filtered search: the asker's tenant, the top hit's group."""
     right = 0
     prefix = "metadata." if case.langchain else ""
+    library = _langchain(client, case) if case.library else None
     for group, tenant, vector in asked:
         must = (
             [models.FieldCondition(key=f"{prefix}user_id", match=models.MatchValue(value=tenant))]
             if case.tenant_key
             else []
         )
+        if library is not None:
+            docs = library.similarity_search_by_vector(vector.tolist(), k=1, filter=models.Filter(must=must))
+            right += bool(docs) and docs[0].metadata.get("group") == group
+            continue
         hits = client.query_points(
             "memories",
             query=vector.tolist(),
@@ -224,7 +311,8 @@ def main() -> None:
     table = [
         f"`bench/tenants_geometry.py --groups {args.groups}`: {len(groups)} held-out verse groups "
         "(every 97th verse), three wordings written, the fourth asking through qdrant-client's own "
-        "filtered query.",
+        "filtered query; the LangChain cases were written by LangChain's `QdrantVectorStore.add_texts` and "
+        "ask through its `similarity_search_by_vector` with a `metadata.user_id` filter.",
         "",
         "| case | points before | after | merges | cross-tenant merges | hit@1 before | after | after undo |",
         "|---|---|---|---|---|---|---|---|",

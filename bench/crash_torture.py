@@ -13,8 +13,8 @@ calls POST /fade, revives a random memory, undoes a random run and starts mainte
 turn. Once the writer has had answers (so no cycle is idle), the daemon is killed with
 SIGKILL after a random 0.2-4 s. Cycles take turns (CYCLES): consolidation every second
 (the forget job keeps at most FORGET_CAP memories live, the weakest go dormant);
-forgetting every second (memories fade in seconds); and one in five loads the embedder
-and the built-in inverter, the kill coming once the invert job has written texts, while
+forgetting every second (memories fade in seconds); and one in ten loads the embedder
+and the built-in inverter, the kill coming once the invert job has written a text, while
 it writes more.
 What each kill interrupted is counted from the daemon's debug log (a job started and not
 ended) and from the requests that got no answer.
@@ -49,6 +49,7 @@ from typing import Any
 
 import httpx
 import numpy as np
+import structlog
 
 sys.path.insert(0, str(Path(__file__).parent))
 from agents import Agent, check_agents  # noqa: E402
@@ -60,7 +61,9 @@ from reverie.logs import configure_logging  # noqa: E402
 from reverie.memory import Reverie  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
+log = structlog.get_logger("bench.crash_torture")
 DIM, CENTRES, BATCH = 384, 64, 8  # all-MiniLM-L6-v2's size, so the built-in inverter reads them
+ID_SPACE = 4_000  # the bulk writer's ids; it rewrites them from the first past this
 AGENTS = 2  # beside the bulk writer: one memory per request, updates and deletes too
 FORGET_CAP = 150  # forget.max_memories: the weakest beyond it go dormant
 # what the cycles stress, in turn: a consolidation run can outlast a cycle (and a run
@@ -81,15 +84,23 @@ THEMES: dict[str, dict[str, str]] = {
         "REVERIE_FORGET__EVERY": "5",
         "REVERIE_SCHEDULER__INVERT_EVERY": "1",
         "REVERIE_INVERSION__SETTLE_SECONDS": "0",
-        "REVERIE_INVERSION__BATCH_SIZE": "2",
-        "REVERIE_INVERSION__PER_TICK": "4",
+        "REVERIE_INVERSION__BATCH_SIZE": "1",
+        "REVERIE_INVERSION__PER_TICK": "1",  # a tick per text: the kill lands between and inside them
         "REVERIE_INVERSION__BEAM_WIDTH": "1",
         "REVERIE_INVERSION__MAX_TOKENS": "12",
         "REVERIE_INVERSION__POLISH": "0",
     },
 }
-CYCLES = ("consolidate", "forget", "consolidate", "forget", "invert")
-WRITE_PAUSE = 0.2  # between the writer's batches: ~100 ids a cycle, a store small enough to check
+CYCLES = (
+    "consolidate",
+    "forget",
+    "consolidate",
+    "forget",
+    "invert",
+    *("consolidate", "forget") * 2,
+    "consolidate",
+)
+WRITE_PAUSE = 0.2  # seconds between the writer's batches
 WRITES_BEFORE_KILL = 3 * BATCH  # ids the writer has had answers for in a cycle before its kill clock starts
 OPERATIONS = ("fade", "revive", "undo", "maintain")
 UNDOABLE = ("consolidate", "forget")  # the kinds of run the operator undoes
@@ -128,7 +139,9 @@ class Tally:
 
 
 class Writer:
-    """Near-duplicate memories posted in batches over HTTP, integer and UUID ids in turn."""
+    """Near-duplicate memories posted in batches over HTTP, integer and UUID ids in turn.
+    Past ID_SPACE ids it writes the first ones again (a rewrite of a merged memory releases
+    its merge), so the store stays at a size that can be checked after every kill."""
 
     def __init__(self, seed: int) -> None:
         self.rng = np.random.default_rng(seed)
@@ -139,8 +152,9 @@ class Writer:
         self.attempted: set[int | str] = set()
 
     def batch(self) -> tuple[list[int | str], list[dict[str, Any]]]:
-        ids: list[int | str] = list(range(self.next_id, self.next_id + BATCH))
-        if self.next_id // BATCH % 2:
+        first = self.next_id % ID_SPACE
+        ids: list[int | str] = list(range(first, first + BATCH))
+        if first // BATCH % 2:
             ids = [str(uuid.UUID(int=(1 << 64) + i)) for i in ids]
         self.next_id += BATCH
         centres = self.centres[self.rng.integers(0, CENTRES, BATCH)]
@@ -313,6 +327,8 @@ def check(store: str, work: Path, writer: Writer, agents: list[Agent], tally: Ta
                 tally.recovered[key] = tally.recovered.get(key, 0) + value
         problems = check_agents(rv, agents, writer.acknowledged, writer.attempted)
         tally.problems += [f"kill {tally.kills}: {problem}" for problem in problems]
+        for problem in problems:
+            log.error("torture.problem", kill=tally.kills, problem=problem)
         stats = rv.stats()
         tally.live, tally.merged = stats["live"], stats["merged"]
         tally.dormant = stats["dormant"]

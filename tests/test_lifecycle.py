@@ -542,6 +542,8 @@ def test_old_originals_leave_the_archive_and_their_undo_says_why(memory: Reverie
     stats = memory.stats()
     assert (stats["archived"], stats["merged"], stats["live"]) == (0, 1, 2)
     assert memory.invariant_problems(must_hold=[ids[2]]) == []
+    with pytest.raises(NotFoundError, match="merged more than archive.keep_days"):
+        memory.get(ids[0])  # a read of a dropped original says where it may have gone
     assert memory.prune_history()["archive"] == {"merged": 0, "copies": 0}  # done once
     with pytest.raises(InvalidInputError, match="were dropped from the archive"):
         memory.undo(merge_id)
@@ -570,6 +572,30 @@ def test_the_archive_stays_bounded_when_a_concept_is_merged_again_and_again(memo
     with pytest.raises(InvalidInputError, match="were dropped from the archive"):
         memory.undo(old_merge)
     assert memory.invariant_problems(must_hold=[third]) == []
+
+
+def test_a_layer_deleted_below_an_old_layer_is_on_record_as_dropped(memory: Reverie) -> None:
+    """Three layers, the two lower ones old: the merged copy deleted below the old middle
+    layer is on record as `dropped`, not as applied and there (the bounded soak found
+    "merges on record as applied but gone")."""
+    memory.remember(TEA[:2])
+    bottom = memory.consolidate().merges[0]["merge_id"]
+    memory.remember(["Tea, not coffee, is what the user likes."])
+    middle = memory.consolidate().merges[0]["merge_id"]
+    memory.settings.archive.keep_days = FADING
+    time.sleep(0.3)
+    (last,) = memory.remember(["The user would rather drink tea than coffee."])
+    top = memory.consolidate().merges[0]["merge_id"]
+    memory.prune_history()
+    assert not memory.store.retrieve(memory.archive, [bottom])
+    statuses = {m.merge_id: m.status for r in memory.run_log.runs() for m in memory.run_log.merges(r.run_id)}
+    assert (statuses[str(bottom)], statuses[str(middle)], statuses[str(top)]) == (
+        "dropped",
+        "applied",
+        "applied",
+    )
+    assert memory.invariant_problems(must_hold=[last]) == []
+    assert memory.get(top)[0].payload
 
 
 def test_a_tenant_over_its_cap_consolidates_first_then_its_weakest_sleep(memory: Reverie) -> None:

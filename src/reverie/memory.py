@@ -461,7 +461,16 @@ class Reverie:
                     if not archived:
                         self.used([pid])
                     return found[0], archived
-        raise NotFoundError(f"unknown memory id: {point_id!r}")
+        raise NotFoundError(f"unknown memory id: {point_id!r}{self._dropped_hint()}")
+
+    def _dropped_hint(self) -> str:
+        days = self.settings.archive.keep_days
+        if days is None:
+            return ""
+        return (
+            f" (or an original merged more than archive.keep_days = {days:g} ago: it left the archive, "
+            "and the merged memory it went into stands for it)"
+        )
 
     def _retrieve(self, name: str, ids: list[PointId]) -> list[Record]:
         return self.store.retrieve(name, ids, with_vectors=False) if self.exists else []
@@ -539,7 +548,7 @@ class Reverie:
         pruned: dict[str, Any] = {"run_log": self.run_log.prune(cutoff, keep.keep_max)}
         days = self.settings.archive.keep_days
         if days is not None and self.exists:
-            pruned["archive"] = drop_old_originals(self.consolidator.applier, days, p.utcnow())
+            pruned["archive"] = drop_old_originals(self.consolidator.applier, self.run_log, days, p.utcnow())
         log.info("history.pruned", **pruned)
         return pruned
 

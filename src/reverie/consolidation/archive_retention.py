@@ -17,6 +17,7 @@ import structlog
 
 from reverie.consolidation.apply import MergeApplier
 from reverie.consolidation.lineage import DROPPED
+from reverie.consolidation.runs import RunLog
 from reverie.consolidation.vanished import copies_under
 from reverie.lifecycle.retention import parse_time
 from reverie.storage import Filter, Match, Record
@@ -28,7 +29,9 @@ BATCH = 256
 MERGED = Filter(must=(Match(f"{p.KEY}.kind", p.MERGED),))
 
 
-def drop_old_originals(applier: MergeApplier, keep_days: float, at: datetime) -> dict[str, int]:
+def drop_old_originals(
+    applier: MergeApplier, run_log: RunLog, keep_days: float, at: datetime
+) -> dict[str, int]:
     """Drop what the merges made before `at - keep_days` replaced, live merged points and
     archived ones alike (and what a crash left behind a mark); returns the merged points
     and copies touched."""
@@ -40,16 +43,19 @@ def drop_old_originals(applier: MergeApplier, keep_days: float, at: datetime) ->
         for name in (applier.collection, applier.archive):
             due = [r for r in store.scroll(name, MERGED) if _due(r, cutoff)]
             for start in range(0, len(due), BATCH):
-                copies += _drop_below(applier, name, due[start : start + BATCH], keep_days)
+                copies += _drop_below(applier, run_log, name, due[start : start + BATCH], keep_days)
             merged += len(due)
     if copies:
         log.info("archive.originals_dropped", merged=merged, copies=copies, keep_days=keep_days)
     return {"merged": merged, "copies": copies}
 
 
-def _drop_below(applier: MergeApplier, name: str, batch: list[Record], keep_days: float) -> int:
-    """Mark each merged point of `batch` (in collection `name`), delete the copies below
-    them, mark them done; returns the copies deleted."""
+def _drop_below(
+    applier: MergeApplier, run_log: RunLog, name: str, batch: list[Record], keep_days: float
+) -> int:
+    """Mark each merged point of `batch` (in collection `name`), put the merged points
+    among the copies below them on record as `dropped` (no longer "applied and there"),
+    delete the copies, mark the batch done; returns the copies deleted."""
     store = applier.store
     marks = {}
     for record in batch:
@@ -59,8 +65,9 @@ def _drop_below(applier: MergeApplier, name: str, batch: list[Record], keep_days
             "keep_days": keep_days,
         }
         store.set_payload(name, [record.id], {DROPPED: marks[str(record.id)]}, key=p.KEY)
-    below = [copy.id for record in batch for copy in copies_under(store, applier.archive, record.id)]
-    store.delete(applier.archive, below)
+    below = [copy for record in batch for copy in copies_under(store, applier.archive, record.id)]
+    run_log.mark_gone([str(c.id) for c in below if p.meta(c.payload).get("kind") == p.MERGED], "dropped")
+    store.delete(applier.archive, [copy.id for copy in below])
     for record in batch:  # one deleted just now as a layer of another is marked nowhere
         store.set_payload(name, [record.id], {DROPPED: {**marks[str(record.id)], "done": True}}, key=p.KEY)
     return len(below)

@@ -217,12 +217,13 @@ class RunLog:
             ).fetchall()
         return [MergeRecord(m, r, s, json.loads(d)) for m, r, s, d in rows]
 
-    def mark_deleted(self, merge_ids: list[str]) -> None:
-        """Merges on record as applied whose points were deleted (vanished.py)."""
+    def mark_gone(self, merge_ids: list[str], status: str) -> None:
+        """Merges on record as applied whose points are gone: `deleted` with their
+        originals (vanished.py), or `dropped` as an old layer by archive retention."""
         with self._lock:
             self._db.executemany(
-                "UPDATE merges SET status='deleted' WHERE merge_id=? AND status='applied'",
-                [(m,) for m in merge_ids],
+                "UPDATE merges SET status=? WHERE merge_id=? AND status='applied'",
+                [(status, m) for m in merge_ids],
             )
 
     def find_merge(self, merge_id: str) -> MergeRecord:

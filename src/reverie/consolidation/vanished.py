@@ -51,7 +51,7 @@ def delete_under(applier: MergeApplier, run_log: RunLog, merge_id: PointId) -> i
     below = copies_under(applier.store, applier.archive, merge_id)
     applier.store.delete(applier.archive, [copy.id for copy in below])
     merged = [copy.id for copy in below if p.meta(copy.payload).get("kind") == p.MERGED]
-    run_log.mark_deleted([str(i) for i in (merge_id, *merged)])
+    run_log.mark_gone([str(i) for i in (merge_id, *merged)], "deleted")
     log.info("vanished.originals_deleted", merge_id=merge_id, deleted=len(below))
     return len(below)
 

@@ -55,31 +55,31 @@ class Case:
     refused: str | None = None  # the error the run must give instead of merging
 
 
+USERS = ["u1", "u2", "u3"]
+NAMED_VECTOR = {"REVERIE_STORAGE__LAYOUT": '{vector = "dense"}'}  # the docs' recipe, alone
+
+
+def through_langchain(name: str, distance: models.Distance, tenants: list[Any], **options: Any) -> Case:
+    """A case LangChain's QdrantVectorStore writes and searches (two dense vectors: the
+    layout names the one to merge)."""
+    return Case(f"LangChain: {name}", distance, tenants, True, library=True, env=NAMED_VECTOR, **options)
+
+
 CASES = [
-    Case(
-        "explicit layout: `vector = NAME` alone",
-        models.Distance.COSINE,
-        ["u1", "u2", "u3"],
-        True,
-        env={"REVERIE_STORAGE__LAYOUT": '{vector = "dense"}'},
-    ),
+    Case("explicit layout: `vector = NAME` alone", models.Distance.COSINE, USERS, True, env=NAMED_VECTOR),
     Case(
         "explicit layout: text, metadata, vector",
         models.Distance.COSINE,
-        ["u1", "u2", "u3"],
+        USERS,
         True,
         env={"REVERIE_STORAGE__LAYOUT": '{text = "page_content", metadata = "metadata", vector = "dense"}'},
     ),
     Case('typed tenant values 1, "1", true', models.Distance.COSINE, [1, "1", True]),
-    Case("Cosine, unnormalised vectors", models.Distance.COSINE, ["u1", "u2", "u3"], unit=False),
-    Case("Dot, unnormalised vectors", models.Distance.DOT, ["u1", "u2", "u3"], unit=False),
-    Case("Euclid, unit vectors", models.Distance.EUCLID, ["u1", "u2", "u3"]),
+    Case("Cosine, unnormalised vectors", models.Distance.COSINE, USERS, unit=False),
+    Case("Dot, unnormalised vectors", models.Distance.DOT, USERS, unit=False),
+    Case("Euclid, unit vectors", models.Distance.EUCLID, USERS),
     Case(
-        "Euclid, unnormalised vectors",
-        models.Distance.EUCLID,
-        ["u1", "u2", "u3"],
-        unit=False,
-        refused="not unit length",
+        "Euclid, unnormalised vectors", models.Distance.EUCLID, USERS, unit=False, refused="not unit length"
     ),
     Case(
         "no tenant key in the points",
@@ -88,39 +88,14 @@ CASES = [
         tenant_key=False,
         refused="carries a partition key",
     ),
-    Case(
-        "LangChain: Dot, unnormalised vectors, `vector = NAME`",
-        models.Distance.DOT,
-        ["u1", "u2", "u3"],
-        True,
-        unit=False,
-        library=True,
-        env={"REVERIE_STORAGE__LAYOUT": '{vector = "dense"}'},
-    ),
-    Case(
-        "LangChain: Euclid, unit vectors",
-        models.Distance.EUCLID,
-        ["u1", "u2", "u3"],
-        True,
-        library=True,
-        env={"REVERIE_STORAGE__LAYOUT": '{vector = "dense"}'},
-    ),
-    Case(
-        'LangChain: typed tenant values 1, "1", true',
-        models.Distance.COSINE,
-        [1, "1", True],
-        True,
-        library=True,
-        env={"REVERIE_STORAGE__LAYOUT": '{vector = "dense"}'},
-    ),
-    Case(
-        "LangChain: no tenant key in the metadata",
+    through_langchain("Dot, unnormalised vectors, `vector = NAME`", models.Distance.DOT, USERS, unit=False),
+    through_langchain("Euclid, unit vectors", models.Distance.EUCLID, USERS),
+    through_langchain('typed tenant values 1, "1", true', models.Distance.COSINE, [1, "1", True]),
+    through_langchain(
+        "no tenant key in the metadata",
         models.Distance.COSINE,
         ["u1"],
-        True,
         tenant_key=False,
-        library=True,
-        env={"REVERIE_STORAGE__LAYOUT": '{vector = "dense"}'},
         refused="carries a partition key",
     ),
     Case(

@@ -351,7 +351,9 @@ class Reverie:
             }
             unknown = [i for i in wanted if str(i) not in known]
             if unknown:
-                raise NotFoundError(f"unknown memory id: {unknown[0]!r} (nothing was deleted)")
+                raise NotFoundError(
+                    f"unknown memory id: {unknown[0]!r} (nothing was deleted){self._dropped_hint()}"
+                )
             released = release(self.consolidator.applier, self.run_log, wanted, "deleted", dissolve=True)
             self.store.delete(self.collection, released.ids)
         log.info("memory.forgotten", asked=len(wanted), deleted=len(released.ids), run_id=released.run_id)
@@ -469,7 +471,7 @@ class Reverie:
             return ""
         return (
             f" (or an original merged more than archive.keep_days = {days:g} ago: it left the archive, "
-            "and the merged memory it went into stands for it)"
+            "and the merged memory it went into stands for it; delete that one to remove its content)"
         )
 
     def _retrieve(self, name: str, ids: list[PointId]) -> list[Record]:

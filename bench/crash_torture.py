@@ -150,6 +150,7 @@ class Writer:
         self.next_id = 0
         self.acknowledged: set[int | str] = set()
         self.attempted: set[int | str] = set()
+        self.answered = 0  # ids written with a 200, rewrites counted again
 
     def batch(self) -> tuple[list[int | str], list[dict[str, Any]]]:
         first = self.next_id % ID_SPACE
@@ -177,6 +178,7 @@ class Writer:
                     return  # the daemon is gone: this batch may or may not have landed
                 if response.status_code == 200:
                     self.acknowledged.update(ids)
+                    self.answered += len(ids)
 
 
 @dataclass
@@ -362,7 +364,7 @@ def torture(store: str, kills: int, seed: int, work: Path, progress: bool = Fals
         threads.append(threading.Thread(target=operator.run, args=(url, stop)))
         for thread in threads:
             thread.start()
-        _wait_for_writes(writer, len(writer.acknowledged) + WRITES_BEFORE_KILL)
+        _wait_for_writes(writer, writer.answered + WRITES_BEFORE_KILL)
         if theme == "invert":
             tally.inversion_cycles += 1
             _wait_for_inversion(log_path, log_from)
@@ -405,9 +407,9 @@ def torture(store: str, kills: int, seed: int, work: Path, progress: bool = Fals
 
 
 def _wait_for_writes(writer: Writer, count: int, timeout: float = 60) -> None:
-    """Until the writer has `count` acknowledged ids (the daemon is taking writes)."""
+    """Until the writer has had `count` ids answered (the daemon is taking writes)."""
     deadline = time.monotonic() + timeout
-    while len(writer.acknowledged) < count and time.monotonic() < deadline:
+    while writer.answered < count and time.monotonic() < deadline:
         time.sleep(0.02)
 
 

@@ -18,7 +18,7 @@ import structlog
 from reverie.consolidation.apply import MergeApplier
 from reverie.consolidation.lineage import DROPPED
 from reverie.consolidation.runs import RunLog
-from reverie.consolidation.vanished import copies_under
+from reverie.consolidation.vanished import copies_under, merged_ids
 from reverie.lifecycle.retention import parse_time
 from reverie.storage import Filter, Match, Record
 from reverie.storage import payload as p
@@ -66,7 +66,7 @@ def _drop_below(
         }
         store.set_payload(name, [record.id], {DROPPED: marks[str(record.id)]}, key=p.KEY)
     below = [copy for record in batch for copy in copies_under(store, applier.archive, record.id)]
-    run_log.mark_gone([str(c.id) for c in below if p.meta(c.payload).get("kind") == p.MERGED], "dropped")
+    run_log.mark_gone(merged_ids(below), "dropped")
     store.delete(applier.archive, [copy.id for copy in below])
     for record in batch:  # one deleted just now as a layer of another is marked nowhere
         store.set_payload(name, [record.id], {DROPPED: {**marks[str(record.id)], "done": True}}, key=p.KEY)

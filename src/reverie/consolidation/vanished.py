@@ -29,6 +29,11 @@ MERGED_INTO = f"{p.KEY}.archived.merged_into"
 LOOKUP_BATCH = 4096
 
 
+def merged_ids(copies: list[Record]) -> list[str]:
+    """The merged points among archive copies (layers), as the run log names merges."""
+    return [str(copy.id) for copy in copies if p.meta(copy.payload).get("kind") == p.MERGED]
+
+
 def copies_under(store: Store, archive: str, merge_id: PointId) -> list[Record]:
     """Every archive copy below a merged point, found by their `merged_into` pointers (the
     merged point itself may be gone)."""
@@ -50,8 +55,7 @@ def delete_under(applier: MergeApplier, run_log: RunLog, merge_id: PointId) -> i
     it and the merges between go on record as `deleted`."""
     below = copies_under(applier.store, applier.archive, merge_id)
     applier.store.delete(applier.archive, [copy.id for copy in below])
-    merged = [copy.id for copy in below if p.meta(copy.payload).get("kind") == p.MERGED]
-    run_log.mark_gone([str(i) for i in (merge_id, *merged)], "deleted")
+    run_log.mark_gone([str(merge_id), *merged_ids(below)], "deleted")
     log.info("vanished.originals_deleted", merge_id=merge_id, deleted=len(below))
     return len(below)
 

@@ -387,7 +387,7 @@ class Reverie:
             raise InvalidInputError(
                 f"memory {index}: id {memory.id!r} is neither an unsigned integer nor a UUID"
             ) from None
-        stamp = p.fresh_meta("agent" if text is not None else None, memory.embedder, created_at)
+        stamp = p.fresh_meta(p.AGENT_TEXT if text is not None else None, memory.embedder, created_at)
         return Record(point_id, vector, {**memory.payload, p.KEY: stamp}, dict(memory.sparse))
 
     def partition_payload(self, partition: dict[str, Any] | None) -> dict[str, Any]:
@@ -682,7 +682,7 @@ class Reverie:
             result.text, result.fidelity, result.source = found.text, found.fidelity, found.source
         elif texts:
             best = max((x for x in result.parents if x.text), key=lambda x: x.cosine)
-            result.text, result.fidelity, result.source = best.text, round(best.cosine, 4), "label"
+            result.text, result.fidelity, result.source = best.text, round(best.cosine, 4), p.LABEL
         if save:
             self._save_blend(result, partition)
         return result

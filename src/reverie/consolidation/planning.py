@@ -50,7 +50,7 @@ class MergePlan:
             "member_fingerprints": {str(m.id): p.fingerprint(m) for m in self.members},
             "run_id": run_id,
             "merged_at": p.now(),
-            "text_source": "pending" if label is None else "label",
+            "text_source": p.PENDING if label is None else p.LABEL,
             "use": inherited([m.payload for m in self.members]).as_payload(),
         }
         if label is not None:

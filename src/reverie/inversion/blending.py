@@ -35,7 +35,7 @@ class Blend:
     weights: list[float]
     text: str | None = None
     fidelity: float | None = None
-    source: str = "label"
+    source: str = p.LABEL
     saved_id: str | None = None
     run_id: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)

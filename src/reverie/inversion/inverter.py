@@ -31,7 +31,7 @@ from reverie.config import InversionSettings
 from reverie.errors import InverterError, ReverieError
 from reverie.inversion.embedders import Embedder, embedder_id
 from reverie.inversion.guided import GuidedSearch, SearchSettings, Steering
-from reverie.inversion.lazy import FROM_MEMBERS, INVERSION, LABEL
+from reverie.storage.payload import FROM_MEMBERS, INVERSION, LABEL
 
 GTR_BASE = "sentence-transformers/gtr-t5-base"
 BUILTIN = "builtin"

@@ -30,6 +30,7 @@ from reverie.storage import Filter, IsEmpty, Match, MatchAny, QueryRequest, Reco
 from reverie.storage import payload as p
 from reverie.storage.detection import CollectionLayout
 from reverie.storage.layouts import Layout, PayloadError
+from reverie.storage.payload import FROM_MEMBERS, INVERSION, LABEL, PENDING
 
 if TYPE_CHECKING:  # torch: not for commands that never invert
     from reverie.inversion.inverter import Inverter
@@ -37,10 +38,6 @@ if TYPE_CHECKING:  # torch: not for commands that never invert
 log = structlog.get_logger("reverie.inversion")
 
 CONTEXT = 3  # nearest stored texts that steer the inversion of a memory with no member texts
-PENDING = "pending"
-LABEL = "label"
-INVERSION = "inversion"
-FROM_MEMBERS = "inversion from members"
 
 
 def _merged_with_text(*sources: str) -> Filter:
@@ -79,7 +76,7 @@ class MemoryText:
             return f"{self.text}  [inverted, fidelity {self.fidelity:.2f}]"
         if self.source == FROM_MEMBERS:
             return f"{self.text}  [inverted from its members, fidelity {self.fidelity:.2f}]"
-        if self.source == "label":
+        if self.source == LABEL:
             return f"{self.text}  [label: closest member text, cosine {self.fidelity:.2f}; not an inversion]"
         if self.source == PENDING:
             return "(text pending)"
@@ -92,7 +89,7 @@ def cached_text(record: Record, layout: Layout) -> MemoryText:
     text = layout.shown_text(record.payload)
     stamp = p.meta(record.payload)
     if stamp.get("kind") != p.MERGED:
-        return MemoryText(text, "agent") if text is not None else MemoryText(None, "none")
+        return MemoryText(text, p.AGENT_TEXT) if text is not None else MemoryText(None, "none")
     cached = stamp.get("inversion")
     if isinstance(cached, dict) and _made_for(cached, record):
         shown_as = cached.get("source", INVERSION)  # a label the search could not beat stays one

@@ -47,6 +47,13 @@ ORIGINAL = "original"
 MERGED = "merged"
 BLEND = "blend"  # a saved blend: a new memory beside its parents, never merged
 
+# text_source: what a point's text field holds (planning writes the first two, inversion the rest)
+AGENT_TEXT = "agent"
+PENDING = "pending"  # a merged point with no text yet: no member had any
+LABEL = "label"  # a member's own text, the closest to the merged vector
+INVERSION = "inversion"
+FROM_MEMBERS = "inversion from members"
+
 
 def _wall_clock() -> datetime:
     return datetime.now(UTC)

@@ -200,7 +200,7 @@ def measure(n: int, args: argparse.Namespace) -> dict[str, Any]:
 
 def rv_merges(tmp: str) -> list[dict[str, Any]]:
     """The full pass's merges, from its run record."""
-    from reverie.consolidation.runs import RunLog
+    from reverie.ledger.runs import RunLog
 
     log = RunLog(Path(tmp) / "runs.sqlite")
     try:

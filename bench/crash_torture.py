@@ -18,7 +18,7 @@ and the built-in inverter, the kill coming once the invert job has written a tex
 it writes more.
 What each kill interrupted is counted from the daemon's debug log (a job started and not
 ended) and from the requests that got no answer.
-Then the invariants (reverie.consolidation.invariants): every acknowledged memory is
+Then the invariants (reverie.ledger.invariants): every acknowledged memory is
 live, dormant or archived under a merged point, in its last acknowledged version; every
 acknowledged delete is gone; nothing nobody wrote appears; live weights sum to the
 originals covered; nothing in flight; the run log agrees with the store.

@@ -27,7 +27,7 @@ from report import write_section
 
 from reverie.config import LoggingSettings, Settings
 from reverie.consolidation.evaluation import Dataset, embed_dataset, load_dataset, pair_scores
-from reverie.consolidation.lineage import store_lineage_map
+from reverie.ledger.lineage import store_lineage_map
 from reverie.logs import configure_logging
 from reverie.memory import NewMemory, Reverie
 from reverie.storage import payload as p

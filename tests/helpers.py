@@ -57,7 +57,7 @@ def errors_in_threads(work: Callable[[int], object], count: int) -> list[BaseExc
 
 def check_invariants(rv: Reverie, originals: set[object]) -> None:
     """Exactly `originals` are covered, and every store invariant holds
-    (reverie.consolidation.invariants)."""
+    (reverie.ledger.invariants)."""
     problems = rv.invariant_problems(must_hold=originals, may_hold=originals)
     assert not problems, problems
 

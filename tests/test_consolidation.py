@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from reverie.consolidation.lineage import store_lineage_map
 from reverie.consolidation.planning import merged_id
 from reverie.errors import InvalidInputError, NotFoundError
+from reverie.ledger.lineage import store_lineage_map
 from reverie.memory import NewMemory, Reverie
 from reverie.storage import Record
 from reverie.storage import payload as p

@@ -86,7 +86,7 @@ def crash_at_every_write(
             store.close()
             store = make_store(store_kind, root)
         with Reverie(settings, store) as rv:
-            rv.consolidator.recover()
+            rv.recover()
             check(rv, crash_at)
         crash_at += 1
 
@@ -133,7 +133,7 @@ def test_crash_at_every_write_of_undo_then_restart(store_kind: str, tmp_path: Pa
             pass
         else:
             break
-        rv.consolidator.recover()
+        rv.recover()
         check_invariants(rv, set(range(4)))
         rv.close()
         crash_at += 1

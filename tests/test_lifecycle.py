@@ -16,8 +16,9 @@ from reverie.config import MemorySettings, RecallSettings, Settings
 from reverie.display import run_detail_lines
 from reverie.errors import InvalidInputError, NotFoundError
 from reverie.inversion.embedders import Embedder
+from reverie.ledger.usage import Use, inherited, use_of
 from reverie.lifecycle.ranking import importance, rank_by_memory
-from reverie.lifecycle.retention import Use, inherited, reinforced, retention, use_of
+from reverie.lifecycle.retention import reinforced, retention
 from reverie.memory import NewMemory, Reverie
 from reverie.storage import Hit, Record
 from reverie.storage import payload as p
@@ -457,7 +458,7 @@ def test_recovery_settles_a_forget_a_crash_interrupted(fading: Reverie, id_kind:
         record = fading.store.retrieve(fading.collection, [point_id])[0]
         detail = forgetter._detail(record, "crash test", datetime.now(UTC))
         fading.run_log.add_merges("r-crashed", [(str(point_id), "forgetting", detail)])
-        fading.store.upsert(fading.archive, [forgetter._dormant_copy(record, detail, "r-crashed")])
+        fading.store.upsert(fading.archive, [fading.dormancy._dormant_copy(record, detail, "r-crashed")])
         if deleted:
             fading.store.delete(fading.collection, [point_id])
     assert "2 merges left forgetting in the run log" in fading.invariant_problems()

@@ -47,7 +47,7 @@ def test_sigkill_during_consolidation_loses_nothing(tmp_path: Path) -> None:
             interrupted += 1
         process.wait()
         with open_reverie(data_dir) as rv:
-            counts = rv.consolidator.recover()
+            counts = rv.recover()
             check_invariants(rv, originals)
             in_flight += counts["rolled_forward"] + counts["rolled_back"]
     with open_reverie(data_dir) as rv:

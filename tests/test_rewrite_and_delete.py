@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from reverie.consolidation.lineage import store_lineage_map
 from reverie.consolidation.planning import merged_id
 from reverie.errors import ConflictError, NotFoundError
+from reverie.ledger.lineage import store_lineage_map
 from reverie.memory import NewMemory, Reverie
 from reverie.storage import Record
 from reverie.storage import payload as p

@@ -202,8 +202,8 @@ def cmd_consolidate(args: argparse.Namespace, settings: Settings) -> None:
 
 
 def cmd_runs(args: argparse.Namespace, settings: Settings) -> None:
-    from reverie.consolidation.runs import RunLog
     from reverie.display import run_detail_lines, runs_table
+    from reverie.ledger.runs import RunLog
 
     log = RunLog(settings.storage.data_dir / "runs.sqlite")
     try:

@@ -8,15 +8,16 @@ from typing import TYPE_CHECKING, Any
 
 from reverie.config import MemorySettings
 from reverie.inversion.lazy import MemoryText, cached_text
+from reverie.ledger.usage import use_of
 from reverie.lifecycle.ranking import PARTS
-from reverie.lifecycle.retention import retention, use_of
+from reverie.lifecycle.retention import retention
 from reverie.storage import Hit, Record
 from reverie.storage import payload as p
 from reverie.storage.layouts import Layout
 
 if TYPE_CHECKING:  # the engine pulls in scikit-learn; `reverie runs` must start fast
     from reverie.consolidation.engine import RunReport
-    from reverie.consolidation.runs import MergeRecord, RunRecord
+    from reverie.ledger.runs import MergeRecord, RunRecord
     from reverie.lifecycle.forgetting import ForgetReport
 
 

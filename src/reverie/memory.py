@@ -26,14 +26,7 @@ from tqdm import tqdm
 
 from reverie.config import Settings
 from reverie.config.settings import Ranking
-from reverie.consolidation.archive_retention import drop_old_originals
 from reverie.consolidation.engine import Consolidator, RunReport
-from reverie.consolidation.invariants import find_problems
-from reverie.consolidation.lineage import original_ids
-from reverie.consolidation.release import Release, release
-from reverie.consolidation.runs import RunLog, new_run_id
-from reverie.consolidation.undo import UndoReport, undo
-from reverie.consolidation.vanished import honour_agent_deletes
 from reverie.errors import (
     ConfigError,
     ConflictError,
@@ -54,6 +47,15 @@ from reverie.inversion.lazy import (
     MemoryText,
     cached_text,
 )
+from reverie.ledger.archive_retention import drop_old_originals
+from reverie.ledger.dormancy import Dormancy
+from reverie.ledger.invariants import find_problems
+from reverie.ledger.lineage import original_ids
+from reverie.ledger.reconcile import recover
+from reverie.ledger.release import Release, release
+from reverie.ledger.runs import RunLog, new_run_id
+from reverie.ledger.undo import UndoReport, undo
+from reverie.ledger.vanished import honour_agent_deletes
 from reverie.lifecycle.accesses import AccessLog
 from reverie.lifecycle.forgetting import ForgetReport, Forgetter
 from reverie.lifecycle.ranking import rank_by_memory
@@ -141,7 +143,8 @@ class Reverie:
         self.consolidator = Consolidator(
             self.store, self.collection, self.archive, settings.consolidation, self.run_log, self.layouts
         )
-        self.forgetter = Forgetter(self.consolidator.applier, self.run_log, settings.memory, settings.forget)
+        self.dormancy = Dormancy(self.consolidator.applier, self.run_log)
+        self.forgetter = Forgetter(self.dormancy, settings.memory, settings.forget)
         self._inverter = inverter
         self._loading = threading.Lock()
         # "not loaded", "loading", "loaded: ID", "off" (inversion.model "none"), "failed: why"
@@ -526,12 +529,11 @@ class Reverie:
     def recover(self) -> dict[str, int]:
         """Settle whatever a crash left in flight (forgets, merges, undos), then bring the
         run log in line with the store: before any run, and when `reverie serve` starts."""
-        counts = self.forgetter.recover()  # before the run log's runs are marked interrupted
-        return counts | self.consolidator.recover()
+        return recover(self.consolidator.applier, self.dormancy, self.run_log)
 
     def honour_agent_deletes(self) -> dict[str, int]:
         """Merged points an agent's own tool deleted take their originals with them
-        (consolidation/vanished.py): maintenance and `reverie serve`'s start run this."""
+        (ledger/vanished.py): maintenance and `reverie serve`'s start run this."""
         return honour_agent_deletes(self.consolidator.applier, self.run_log)
 
     def undo(self, target: str) -> UndoReport:
@@ -577,7 +579,7 @@ class Reverie:
             raise InvalidInputError(f"run {run_id} has no dormant memories left to bring back")
         report = UndoReport(run_id=new_run_id(), target=run_id)
         self.run_log.start(report.run_id, "undo", self.collection, p.now())
-        revived = self.forgetter.undo(run_id)
+        revived = self.dormancy.undo(run_id)
         report.undone = [
             {"revived": point_id, "from_run": run_id, "restored": [point_id]} for point_id in revived
         ]
@@ -587,7 +589,7 @@ class Reverie:
     def invariant_problems(
         self, must_hold: Iterable[PointId] = (), may_hold: Iterable[PointId] | None = None
     ) -> list[str]:
-        """Every broken store invariant, as a sentence (consolidation/invariants.py);
+        """Every broken store invariant, as a sentence (ledger/invariants.py);
         run recovery first. `must_hold`: originals that must be covered (acknowledged
         writes); `may_hold`: all that may be (every write attempted)."""
         return find_problems(self.store, self.collection, self.archive, self.run_log, must_hold, may_hold)

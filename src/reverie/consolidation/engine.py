@@ -20,18 +20,18 @@ import structlog
 
 from reverie.config import ConsolidationSettings
 from reverie.consolidation.adoption import Stamps, adopt, adoption_stamps, find_fresh, mark_adopted
-from reverie.consolidation.apply import MergeApplier, Outcome
 from reverie.consolidation.candidates import cell_pairs, exact_pairs
 from reverie.consolidation.clustering import ClusterParams, cluster
 from reverie.consolidation.gathering import Gathered
 from reverie.consolidation.geometry import Geometry
+from reverie.consolidation.labels import labelled_merges
 from reverie.consolidation.planning import MergePlan, plan_merges
-from reverie.consolidation.reconcile import reconcile
-from reverie.consolidation.release import release_rewritten
 from reverie.consolidation.replica import Replica
-from reverie.consolidation.runs import RunLog, new_run_id
 from reverie.errors import InvalidInputError
-from reverie.lifecycle.retention import DAY, use_of
+from reverie.ledger.apply import MergeApplier, Outcome
+from reverie.ledger.release import release_rewritten
+from reverie.ledger.runs import RunLog, new_run_id
+from reverie.ledger.usage import DAY, use_of
 from reverie.storage import PointId, QueryRequest, Record, Store
 from reverie.storage import payload as p
 from reverie.storage.detection import CollectionLayout
@@ -91,16 +91,6 @@ class Consolidator:
         # Set by a shutdown: a run stops before its next merge (a safe point) and leaves
         # the rest for the next run.
         self.stopping = threading.Event()
-
-    def recover(self) -> dict[str, int]:
-        """Settle what a crash left in flight, then bring the run log in line with the
-        store. Called before any run starts, in the process that holds the storage, so
-        no run of ours is in flight."""
-        counts = self.applier.recover()
-        counts.update(reconcile(self.run_log, self.store, self.collection))
-        if any(counts.values()):
-            log.info("recovery.done", **counts)
-        return counts
 
     def run(
         self,
@@ -273,7 +263,10 @@ class Consolidator:
         self.run_log.add_merges(report.run_id, [(d["merge_id"], "applying", d) for d in details])
         # on record as applied before a rewrite or delete can release them (release.py)
         with self.applier.lock:
-            outcomes = self.applier.apply(plans, report.run_id)
+            merges = labelled_merges(
+                self.store, self.applier.archive, self.layouts.get(), plans, report.run_id
+            )
+            outcomes = self.applier.apply(merges, report.run_id)
             self.run_log.add_merges(report.run_id, self._settled(plans, details, outcomes, report))
         return [i for plan in plans for i in plan.member_ids]
 

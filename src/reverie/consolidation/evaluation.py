@@ -28,8 +28,8 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
 from reverie.config import Settings
-from reverie.consolidation.lineage import store_lineage_map
 from reverie.errors import InvalidInputError
+from reverie.ledger.lineage import store_lineage_map
 from reverie.storage import payload as p
 
 log = structlog.get_logger("reverie.eval")

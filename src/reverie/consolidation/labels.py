@@ -11,9 +11,21 @@ from __future__ import annotations
 import numpy as np
 
 from reverie.consolidation.planning import Label, MergePlan
+from reverie.ledger.apply import Merge
 from reverie.storage import PointId, Record, Store
 from reverie.storage import payload as p
 from reverie.storage.layouts import Layout
+
+
+def labelled_merges(
+    store: Store, archive: str, layout: Layout, plans: list[MergePlan], run_id: str
+) -> list[Merge]:
+    """Each plan as the applier writes it: its merged point, with its label, and its members."""
+    labels = choose_labels(store, archive, layout, plans)
+    return [
+        Merge(plan.merged_record(run_id, layout, label), plan.members)
+        for plan, label in zip(plans, labels, strict=True)
+    ]
 
 
 def choose_labels(store: Store, archive: str, layout: Layout, plans: list[MergePlan]) -> list[Label | None]:

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from reverie.consolidation.clustering import centroid
-from reverie.lifecycle.retention import inherited
+from reverie.ledger.usage import inherited
 from reverie.storage import PointId, Record
 from reverie.storage import payload as p
 from reverie.storage.base import SparseVector, Vector

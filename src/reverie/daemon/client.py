@@ -90,7 +90,7 @@ class DaemonClient:
         return self._read[record.id]["lineage"]
 
     def forget(self, ids: Sequence[PointId | str]) -> Any:
-        from reverie.consolidation.release import Release
+        from reverie.ledger.release import Release
 
         found = [self._call("DELETE", f"/memories/{point_id}") for point_id in ids]
         return Release(
@@ -108,7 +108,7 @@ class DaemonClient:
         return RunReport(**{k: v for k, v in found.items() if k in fields})
 
     def undo(self, target: str) -> Any:
-        from reverie.consolidation.undo import UndoReport
+        from reverie.ledger.undo import UndoReport
 
         return UndoReport(**self._call("POST", f"/undo/{target}"))
 

@@ -15,9 +15,9 @@ from typing import Any
 import structlog
 
 from reverie.consolidation.engine import RunReport
-from reverie.consolidation.undo import UndoReport
 from reverie.daemon.metrics import Metrics
 from reverie.errors import BusyError
+from reverie.ledger.undo import UndoReport
 from reverie.lifecycle.forgetting import ForgetReport
 from reverie.memory import Reverie
 

@@ -24,8 +24,8 @@ import numpy as np
 import structlog
 
 from reverie.config import InversionSettings
-from reverie.consolidation.lineage import original_records
 from reverie.errors import InverterError
+from reverie.ledger.lineage import original_records
 from reverie.storage import Filter, IsEmpty, Match, MatchAny, QueryRequest, Record, Store
 from reverie.storage import payload as p
 from reverie.storage.detection import CollectionLayout

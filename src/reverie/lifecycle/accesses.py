@@ -16,7 +16,8 @@ from datetime import datetime
 import structlog
 
 from reverie.config import MemorySettings
-from reverie.lifecycle.retention import reinforced, use_of
+from reverie.ledger.usage import use_of
+from reverie.lifecycle.retention import reinforced
 from reverie.storage import PointId, Store
 from reverie.storage import payload as p
 

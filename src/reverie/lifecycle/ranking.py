@@ -17,7 +17,8 @@ from typing import Any
 import numpy as np
 
 from reverie.config import MemorySettings, RecallSettings
-from reverie.lifecycle.retention import retention, use_of
+from reverie.ledger.usage import use_of
+from reverie.lifecycle.retention import retention
 from reverie.storage import Hit
 from reverie.storage import payload as p
 

@@ -7,7 +7,7 @@ Agents' own keys are never touched. Under `_reverie`:
                | "quarantined" (invalid vector) | "dormant" (faded: archive only, revivable)
   weight       how many original memories this point stands for
   merged_from  ids of the points a merged point replaced (merged points only); the
-               originals behind it are found through the archive (consolidation/lineage.py)
+               originals behind it are found through the archive (ledger/lineage.py)
   member_fingerprints  what each member looked like when the merge was planned
   run_id, created_at, merged_at, reason (quarantine)
   text_source  "agent" | "pending" | "label" | "inversion" | "inversion from members": what the

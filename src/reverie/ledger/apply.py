@@ -30,8 +30,6 @@ from dataclasses import dataclass, field
 
 import structlog
 
-from reverie.consolidation.labels import choose_labels
-from reverie.consolidation.planning import MergePlan
 from reverie.storage import Filter, Match, PointId, Record, Store
 from reverie.storage import payload as p
 from reverie.storage.detection import CollectionLayout
@@ -39,6 +37,15 @@ from reverie.storage.detection import CollectionLayout
 log = structlog.get_logger("reverie.apply")
 
 MERGING = f"{p.KEY}.merging"  # the run whose merge is taking the member (steps 3-4)
+
+
+@dataclass
+class Merge:
+    """One merge as written: the merged point (state `committing`, its lineage in its
+    payload) and the members it replaces. Consolidation decides it (planning.py)."""
+
+    point: Record
+    members: list[Record]
 
 
 @dataclass
@@ -59,26 +66,14 @@ class MergeApplier:
         self.lock = threading.RLock()
 
     # -- apply --------------------------------------------------------------------------
-    def apply(self, plans: list[MergePlan], run_id: str) -> list[Outcome]:
+    def apply(self, merges: list[Merge], run_id: str) -> list[Outcome]:
         """Apply merges together: each step is one store call for all of them (a round trip
         per step, not per merge), and every merge passes through the same states as alone."""
         with self.lock:
-            return self._apply(plans, run_id)
-
-    def _apply(self, plans: list[MergePlan], run_id: str) -> list[Outcome]:
-        layout = self.layouts.get()
-        labels = choose_labels(self.store, self.archive, layout, plans)
-        merged = [
-            plan.merged_record(run_id, layout, label) for plan, label in zip(plans, labels, strict=True)
-        ]
-        self.store.upsert(self.collection, merged)
-        copies = [
-            self._archived(m, into, run_id)
-            for plan, into in zip(plans, merged, strict=True)
-            for m in plan.members
-        ]
-        self.store.upsert(self.archive, copies)
-        return self._settle(merged)
+            self.store.upsert(self.collection, [merge.point for merge in merges])
+            copies = [self._archived(m, merge.point, run_id) for merge in merges for m in merge.members]
+            self.store.upsert(self.archive, copies)
+            return self._settle([merge.point for merge in merges])
 
     def _archived(self, member: Record, merged: Record, run_id: str) -> Record:
         """The archive copy: the member as adopted (so undo restores a live original),

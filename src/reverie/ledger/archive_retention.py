@@ -15,11 +15,11 @@ from datetime import datetime, timedelta
 
 import structlog
 
-from reverie.consolidation.apply import MergeApplier
-from reverie.consolidation.lineage import DROPPED
-from reverie.consolidation.runs import RunLog
-from reverie.consolidation.vanished import copies_under, merged_ids
-from reverie.lifecycle.retention import parse_time
+from reverie.ledger.apply import MergeApplier
+from reverie.ledger.lineage import DROPPED
+from reverie.ledger.runs import RunLog
+from reverie.ledger.usage import parse_time
+from reverie.ledger.vanished import copies_under, merged_ids
 from reverie.storage import Filter, Match, Record
 from reverie.storage import payload as p
 

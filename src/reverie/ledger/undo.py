@@ -10,10 +10,10 @@ from dataclasses import dataclass, field
 
 import structlog
 
-from reverie.consolidation.apply import MergeApplier
-from reverie.consolidation.archive_retention import dropped_error
-from reverie.consolidation.runs import MergeRecord, RunLog, new_run_id
 from reverie.errors import InvalidInputError, NotFoundError
+from reverie.ledger.apply import MergeApplier
+from reverie.ledger.archive_retention import dropped_error
+from reverie.ledger.runs import MergeRecord, RunLog, new_run_id
 from reverie.storage import PointId, Record
 from reverie.storage import payload as p
 from reverie.storage.base import normalize_id

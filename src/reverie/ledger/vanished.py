@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import structlog
 
-from reverie.consolidation.apply import MergeApplier
-from reverie.consolidation.runs import RunLog
+from reverie.ledger.apply import MergeApplier
+from reverie.ledger.runs import RunLog
 from reverie.storage import Filter, Match, PointId, Record, Store
 from reverie.storage import payload as p
 from reverie.storage.base import parse_point_id

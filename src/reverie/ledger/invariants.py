@@ -20,8 +20,8 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable
 
-from reverie.consolidation.lineage import dropped, lineage_map
-from reverie.consolidation.runs import RunLog
+from reverie.ledger.lineage import dropped, lineage_map
+from reverie.ledger.runs import RunLog
 from reverie.storage import PointId, Store
 from reverie.storage import payload as p
 

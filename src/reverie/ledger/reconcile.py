@@ -1,4 +1,4 @@
-"""Bring the run log in line with the store after a crash.
+"""Recovery after a crash: settle what was in flight, then bring the run log in line.
 
 The run log puts a merge on record as `applying` (an undo as `undoing`) before the store
 is touched, and a crash can fall anywhere after that. Once recovery has settled every
@@ -9,9 +9,26 @@ undo not done) or gone (voided, or undone). Runs a dead process left `running` b
 
 from __future__ import annotations
 
-from reverie.consolidation.runs import RunLog
+import structlog
+
+from reverie.ledger.apply import MergeApplier
+from reverie.ledger.dormancy import Dormancy
+from reverie.ledger.runs import RunLog
 from reverie.storage import Store
 from reverie.storage import payload as p
+
+log = structlog.get_logger("reverie.consolidation")
+
+
+def recover(applier: MergeApplier, dormancy: Dormancy, run_log: RunLog) -> dict[str, int]:
+    """Settle whatever a crash left in flight (forgets first, while their runs still read
+    `running`; then merges and undos), then reconcile. Called before any run starts, in the
+    process that holds the storage, so no run of ours is in flight."""
+    counts = dormancy.recover() | applier.recover()
+    counts.update(reconcile(run_log, applier.store, applier.collection))
+    if any(counts.values()):
+        log.info("recovery.done", **counts)
+    return counts
 
 
 def reconcile(run_log: RunLog, store: Store, collection: str) -> dict[str, int]:

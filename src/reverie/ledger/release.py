@@ -16,14 +16,14 @@ from dataclasses import dataclass, field
 
 import structlog
 
-from reverie.consolidation.apply import MergeApplier
-from reverie.consolidation.archive_retention import dropped_error
-from reverie.consolidation.dormancy import wake
-from reverie.consolidation.lineage import members_of
-from reverie.consolidation.runs import RunLog, new_run_id
-from reverie.consolidation.undo import undo_on_record
-from reverie.consolidation.vanished import delete_under
 from reverie.errors import ConflictError
+from reverie.ledger.apply import MergeApplier
+from reverie.ledger.archive_retention import dropped_error
+from reverie.ledger.dormancy import wake
+from reverie.ledger.lineage import members_of
+from reverie.ledger.runs import RunLog, new_run_id
+from reverie.ledger.undo import undo_on_record
+from reverie.ledger.vanished import delete_under
 from reverie.storage import PointId, Record
 from reverie.storage import payload as p
 

@@ -18,8 +18,7 @@ import time
 from pathlib import Path
 
 from reverie.config import load_settings
-from reverie.consolidation.eval_report import write_report
-from reverie.consolidation.evaluation import (
+from reverie.evaluation.consolidation import (
     ALGORITHMS,
     embed_dataset,
     evaluate_config,
@@ -27,6 +26,7 @@ from reverie.consolidation.evaluation import (
     load_dataset,
     result_lines,
 )
+from reverie.evaluation.consolidation_report import write_report
 from reverie.logs import configure_logging
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -26,7 +26,7 @@ import numpy as np
 from report import write_section
 
 from reverie.config import LoggingSettings, Settings
-from reverie.consolidation.evaluation import Dataset, embed_dataset, load_dataset, pair_scores
+from reverie.evaluation.consolidation import Dataset, embed_dataset, load_dataset, pair_scores
 from reverie.ledger.lineage import store_lineage_map
 from reverie.logs import configure_logging
 from reverie.memory import NewMemory, Reverie

@@ -28,8 +28,8 @@ from typing import Any
 import torch
 from report import write_section
 
+from reverie.evaluation.inversion import evaluate_blends, evaluate_merges, evaluate_sentences
 from reverie.inversion.embedders import Embedder
-from reverie.inversion.evaluation import evaluate_blends, evaluate_merges, evaluate_sentences
 from reverie.inversion.guided import SearchSettings
 from reverie.inversion.inverter import BUILTIN, ZERO_SHOT, builtin_model_dir, open_inverter
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from reverie.cli import main
-from reverie.consolidation.evaluation import load_dataset, pair_scores
 from reverie.demo import sample
+from reverie.evaluation.consolidation import load_dataset, pair_scores
 
 
 @pytest.fixture
@@ -72,7 +72,7 @@ def test_eval_input_errors(tmp_path: Path, capsys) -> None:
 
 
 def test_transitive_truth_joins_verses_that_share_a_text(tmp_path: Path) -> None:
-    from reverie.consolidation.evaluation import _transitive_scores, pair_scores
+    from reverie.evaluation.consolidation import _transitive_scores, pair_scores
 
     path = tmp_path / "g.jsonl"
     rows = [

@@ -1,4 +1,5 @@
-"""The `reverie` command. Each subcommand imports what it needs, so help starts fast."""
+"""The `reverie` command. COMMANDS, at the bottom, is every command and its arguments in
+one table; each handler imports what it needs, so help starts fast."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import json
 import os
 import sys
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, get_args
 
@@ -359,14 +361,14 @@ def cmd_inverter_train(args: argparse.Namespace, settings: Settings) -> None:
 
 
 def cmd_inverter_eval(args: argparse.Namespace, settings: Settings) -> None:
-    from reverie.inversion.embedders import Embedder
-    from reverie.inversion.evaluation import (
+    from reverie.evaluation.inversion import (
         evaluate_blends,
         evaluate_merges,
         evaluate_sentences,
         read_sentences,
         result_lines,
     )
+    from reverie.inversion.embedders import Embedder
     from reverie.inversion.inverter import configured_inverter
 
     e = settings.embedder
@@ -391,7 +393,7 @@ def cmd_inverter_eval(args: argparse.Namespace, settings: Settings) -> None:
 
 
 def cmd_eval_consolidation(args: argparse.Namespace, settings: Settings) -> None:
-    from reverie.consolidation.evaluation import evaluate_file, result_lines
+    from reverie.evaluation.consolidation import evaluate_file, result_lines
 
     results = evaluate_file(
         Path(args.data),
@@ -441,7 +443,244 @@ def _hit_json(hit: Any) -> dict[str, Any]:
     return {"id": hit.id, "payload": hit.payload} | score_json(hit)
 
 
+# -- the commands, as one table -------------------------------------------------------------
+@dataclass(frozen=True)
+class Arg:
+    """One argument of a command, as argparse's add_argument takes it."""
+
+    flags: tuple[str, ...]
+    options: dict[str, Any]
+
+
+def arg(*flags: str, **options: Any) -> Arg:
+    return Arg(flags, options)
+
+
+@dataclass(frozen=True)
+class Command:
+    name: str  # "remember"; a group's commands: "inverter train"
+    handler: Callable[[argparse.Namespace, Settings], Any]
+    help: str
+    args: tuple[Arg, ...] = ()
+
+
+PARTITION = arg(
+    "-p",
+    "--partition",
+    action="append",
+    metavar="KEY=VALUE",
+    help="partition key and value, e.g. -p user_id=u1 (repeatable)",
+)
+JSON = arg("--json", action="store_true")
+GROUPS = {
+    "config": "show the effective settings",
+    "inverter": "train or evaluate the embedding inverter",
+    "eval": "measure quality on labelled data",
+}
+COMMANDS: tuple[Command, ...] = (
+    Command(
+        "config show",
+        cmd_config_show,
+        "print the effective settings as TOML",
+        (arg("--commented", action="store_true", help="with descriptions, every line commented out"),),
+    ),
+    Command(
+        "remember",
+        cmd_remember,
+        "embed texts and store them as memories",
+        (
+            arg("text", nargs="*", help="memory text(s)"),
+            arg("--file", help="a text file, one memory a line"),
+            PARTITION,
+        ),
+    ),
+    Command(
+        "import",
+        cmd_import,
+        "store raw vectors with payloads (.jsonl, or .npy + --payloads)",
+        (
+            arg("file", help="JSONL with vectors, or a .npy matrix"),
+            arg("--payloads", help="JSONL of payloads, one line per .npy row"),
+            PARTITION,
+        ),
+    ),
+    Command(
+        "recall",
+        cmd_recall,
+        "search memories by text",
+        (
+            arg("query"),
+            arg("-k", type=int, default=5, help="how many hits (default 5)"),
+            arg(
+                "--rank",
+                choices=get_args(Ranking),
+                help="similarity, or memory: relevance, recency and importance (default: recall.rank)",
+            ),
+            JSON,
+            PARTITION,
+        ),
+    ),
+    Command("show", cmd_show, "show one memory with its lineage", (arg("id"),)),
+    Command(
+        "forget",
+        cmd_forget,
+        "delete memories, also merged away ones (their merges are undone)",
+        (arg("ids", nargs="+", metavar="ID"),),
+    ),
+    Command(
+        "consolidate",
+        cmd_consolidate,
+        "merge near-duplicate memories now",
+        (
+            arg("--full", action="store_true", help="every point, not only new ones"),
+            arg("--dry-run", action="store_true", help="print the plan, change nothing"),
+            arg("--algorithm", choices=["agglomerative", "dbscan"]),
+            arg("--linkage", choices=["complete", "average"]),
+            arg("--threshold", type=float, help="cosine similarity, e.g. 0.8"),
+            JSON,
+        ),
+    ),
+    Command(
+        "runs",
+        cmd_runs,
+        "list consolidation runs, or `runs show RUN` for one",
+        (
+            arg("show", nargs="?", choices=["show"], help=argparse.SUPPRESS),
+            arg("run_id", nargs="?", help=argparse.SUPPRESS),
+            arg("--limit", type=int, default=20),
+        ),
+    ),
+    Command(
+        "undo",
+        cmd_undo,
+        "undo a run (RUN id: a consolidation, blend or forget) or one merge",
+        (arg("target"),),
+    ),
+    Command(
+        "fade",
+        cmd_fade,
+        "memories faded below forget.below for forget.after_days go dormant",
+        (arg("--dry-run", action="store_true", help="say how many, change nothing"), JSON),
+    ),
+    Command("revive", cmd_revive, "bring a dormant memory back into the live collection", (arg("id"),)),
+    Command(
+        "stats",
+        cmd_stats,
+        "counts: live, merged, archived, dormant, pending; strength; accesses",
+        (JSON, arg("--plot", type=Path, metavar="PNG", help="write a histogram of memory strength")),
+    ),
+    Command(
+        "jobs",
+        cmd_jobs,
+        "list the daemon's scheduled jobs, or `jobs run JOB` to run one now",
+        (
+            arg("run", nargs="?", choices=["run"], help=argparse.SUPPRESS),
+            arg("job_id", nargs="?", help=argparse.SUPPRESS),
+        ),
+    ),
+    Command(
+        "serve",
+        cmd_serve,
+        "run the HTTP API in the foreground (until SIGTERM)",
+        (
+            arg("--host", help="bind address (default 127.0.0.1)"),
+            arg("--port", type=int, help="port (default 8765; 0: any free port)"),
+            arg("--config", default=argparse.SUPPRESS, help="TOML config file (as before the command)"),
+        ),
+    ),
+    Command(
+        "blend",
+        cmd_blend,
+        "blend memories or texts into one vector and read it back as text",
+        (
+            arg("parents", nargs="+", metavar="PARENT", help="a memory id or a quoted text (two or more)"),
+            arg("--weights", help="one per parent, e.g. 0.5,0.5 (default: equal)"),
+            arg("--save", action="store_true", help="store the blend as a memory (undo removes it)"),
+            JSON,
+            PARTITION,
+        ),
+    ),
+    Command(
+        "mcp",
+        cmd_mcp,
+        "serve the memory over the Model Context Protocol (stdio or HTTP)",
+        (
+            arg("--transport", choices=["stdio", "http"], default="stdio", help="default: stdio"),
+            arg("--host", help="HTTP bind address (default: daemon.host)"),
+            arg("--port", type=int, help="HTTP port (default: daemon.mcp_port, 8766)"),
+        ),
+    ),
+    Command(
+        "demo",
+        cmd_demo,
+        "write sample paraphrased memories, consolidate, show the result",
+        (arg("--keep", action="store_true", help="keep the demo's earlier data"),),
+    ),
+    Command(
+        "inverter train",
+        cmd_inverter_train,
+        "train the inverter's projections for an embedder (resumable; a rerun continues)",
+        (
+            arg(
+                "--corpus",
+                required=True,
+                action="append",
+                help="sentences (.txt[.gz], one a line) or paraphrase groups (.jsonl[.gz]); repeatable",
+            ),
+            arg("--out", required=True, help="run directory (checkpoints; a rerun resumes from them)"),
+            arg("--embedder", help="sentence-transformers model (default: embedder.model)"),
+            arg("--base-lm", help="the LM that writes (default: inversion.base_lm)"),
+            arg("--holdout", type=int, default=1000, help="groups kept back per file (holdout.txt)"),
+            arg("--max-minutes", type=float, help="wall-clock budget; stops and saves when spent"),
+            arg("--word-epochs", type=int, default=4, help="epochs of the word projection (minutes each)"),
+            arg("--prefix-len", type=int, default=0, help="prefix vectors and LoRA adapters (0: none)"),
+            arg("--prefix-steps", type=int, default=1_000_000, help="steps of the prefix phase"),
+            arg("--seed", type=int, default=0),
+            arg("--limit", type=int, help="use only the first N groups of each file"),
+        ),
+    ),
+    Command(
+        "inverter eval",
+        cmd_inverter_eval,
+        "token F1, cosine and seconds per vector on held-out text",
+        (
+            arg(
+                "--model", help="builtin, zero-shot, a trained directory, gtr-base (default: inversion.model)"
+            ),
+            arg("--data", required=True, help="sentences, one a line (e.g. RUN/holdout.txt)"),
+            arg("--limit", type=int, help="only the first N sentences"),
+            arg(
+                "--paraphrases", help="paraphrase groups (JSONL[.gz]): consolidate, read merged memories back"
+            ),
+            arg("--groups", type=int, default=200, help="paraphrase groups used"),
+            arg("--blends", type=int, default=0, help="blend this many pairs of unrelated sentences"),
+            JSON,
+        ),
+    ),
+    Command(
+        "eval consolidation",
+        cmd_eval_consolidation,
+        "precision/recall/F1 against paraphrase groups",
+        (
+            arg("--data", required=True, help="JSONL(.gz): {group, texts: {name: text}}"),
+            arg(
+                "--algorithm",
+                action="append",
+                help="agglomerative-complete, agglomerative-average or dbscan "
+                "(repeatable; default: the configured one)",
+            ),
+            arg("--threshold", action="append", type=float, help="repeatable: a sweep"),
+            arg("--limit", type=int, help="use only the first N groups"),
+            arg("--query", default=None, help="the text variant used as queries (default: last)"),
+            arg("--write", default=None, help="write the result table/plot here (docs/)"),
+            JSON,
+        ),
+    ),
+)
+
+
 def _parser() -> argparse.ArgumentParser:
+    """The parser COMMANDS describes, in its order."""
     parser = argparse.ArgumentParser(
         prog="reverie",
         description="A self-evolving memory daemon: consolidates near-duplicate memories.",
@@ -453,159 +692,18 @@ def _parser() -> argparse.ArgumentParser:
         "-v", "--verbose", action="store_true", help="log every step (default: warnings only)"
     )
     sub = parser.add_subparsers(title="commands", metavar="COMMAND")
-
-    def add(name: str, handler: Callable[..., Any], help: str) -> argparse.ArgumentParser:
-        command = sub.add_parser(name, help=help, description=help)
-        command.set_defaults(handler=handler)
-        return command
-
-    def partition_flag(command: argparse.ArgumentParser) -> None:
-        command.add_argument(
-            "-p",
-            "--partition",
-            action="append",
-            metavar="KEY=VALUE",
-            help="partition key and value, e.g. -p user_id=u1 (repeatable)",
+    groups: dict[str, Any] = {}
+    for command in COMMANDS:
+        group, _, name = command.name.rpartition(" ")
+        if group and group not in groups:
+            holder = sub.add_parser(group, help=GROUPS[group], description=GROUPS[group])
+            groups[group] = holder.add_subparsers(title="commands", metavar="COMMAND", required=True)
+        added = (groups[group] if group else sub).add_parser(
+            name, help=command.help, description=command.help
         )
-
-    config = sub.add_parser("config", help="show the effective settings")
-    config_sub = config.add_subparsers(title="commands", metavar="COMMAND", required=True)
-    show = config_sub.add_parser("show", help="print the effective settings as TOML")
-    show.set_defaults(handler=cmd_config_show)
-    show.add_argument("--commented", action="store_true", help="with descriptions, every line commented out")
-
-    remember = add("remember", cmd_remember, "embed texts and store them as memories")
-    remember.add_argument("text", nargs="*", help="memory text(s)")
-    remember.add_argument("--file", help="a text file, one memory a line")
-    partition_flag(remember)
-
-    imp = add("import", cmd_import, "store raw vectors with payloads (.jsonl, or .npy + --payloads)")
-    imp.add_argument("file", help="JSONL with vectors, or a .npy matrix")
-    imp.add_argument("--payloads", help="JSONL of payloads, one line per .npy row")
-    partition_flag(imp)
-
-    recall = add("recall", cmd_recall, "search memories by text")
-    recall.add_argument("query")
-    recall.add_argument("-k", type=int, default=5, help="how many hits (default 5)")
-    recall.add_argument(
-        "--rank",
-        choices=get_args(Ranking),
-        help="similarity, or memory: relevance, recency and importance (default: recall.rank)",
-    )
-    recall.add_argument("--json", action="store_true")
-    partition_flag(recall)
-
-    show_memory = add("show", cmd_show, "show one memory with its lineage")
-    show_memory.add_argument("id")
-
-    forget = add("forget", cmd_forget, "delete memories, also merged away ones (their merges are undone)")
-    forget.add_argument("ids", nargs="+", metavar="ID")
-
-    consolidate = add("consolidate", cmd_consolidate, "merge near-duplicate memories now")
-    consolidate.add_argument("--full", action="store_true", help="every point, not only new ones")
-    consolidate.add_argument("--dry-run", action="store_true", help="print the plan, change nothing")
-    consolidate.add_argument("--algorithm", choices=["agglomerative", "dbscan"])
-    consolidate.add_argument("--linkage", choices=["complete", "average"])
-    consolidate.add_argument("--threshold", type=float, help="cosine similarity, e.g. 0.8")
-    consolidate.add_argument("--json", action="store_true")
-
-    runs = add("runs", cmd_runs, "list consolidation runs, or `runs show RUN` for one")
-    runs.add_argument("show", nargs="?", choices=["show"], help=argparse.SUPPRESS)
-    runs.add_argument("run_id", nargs="?", help=argparse.SUPPRESS)
-    runs.add_argument("--limit", type=int, default=20)
-
-    undo = add("undo", cmd_undo, "undo a run (RUN id: a consolidation, blend or forget) or one merge")
-    undo.add_argument("target")
-
-    fade = add("fade", cmd_fade, "memories faded below forget.below for forget.after_days go dormant")
-    fade.add_argument("--dry-run", action="store_true", help="say how many, change nothing")
-    fade.add_argument("--json", action="store_true")
-
-    revive = add("revive", cmd_revive, "bring a dormant memory back into the live collection")
-    revive.add_argument("id")
-
-    stats = add("stats", cmd_stats, "counts: live, merged, archived, dormant, pending; strength; accesses")
-    stats.add_argument("--json", action="store_true")
-    stats.add_argument("--plot", type=Path, metavar="PNG", help="write a histogram of memory strength")
-
-    jobs = add("jobs", cmd_jobs, "list the daemon's scheduled jobs, or `jobs run JOB` to run one now")
-    jobs.add_argument("run", nargs="?", choices=["run"], help=argparse.SUPPRESS)
-    jobs.add_argument("job_id", nargs="?", help=argparse.SUPPRESS)
-
-    serve = add("serve", cmd_serve, "run the HTTP API in the foreground (until SIGTERM)")
-    serve.add_argument("--host", help="bind address (default 127.0.0.1)")
-    serve.add_argument("--port", type=int, help="port (default 8765; 0: any free port)")
-    serve.add_argument("--config", default=argparse.SUPPRESS, help="TOML config file (as before the command)")
-
-    blend = add("blend", cmd_blend, "blend memories or texts into one vector and read it back as text")
-    blend.add_argument(
-        "parents", nargs="+", metavar="PARENT", help="a memory id or a quoted text (two or more)"
-    )
-    blend.add_argument("--weights", help="one per parent, e.g. 0.5,0.5 (default: equal)")
-    blend.add_argument("--save", action="store_true", help="store the blend as a memory (undo removes it)")
-    blend.add_argument("--json", action="store_true")
-    partition_flag(blend)
-
-    mcp = add("mcp", cmd_mcp, "serve the memory over the Model Context Protocol (stdio or HTTP)")
-    mcp.add_argument("--transport", choices=["stdio", "http"], default="stdio", help="default: stdio")
-    mcp.add_argument("--host", help="HTTP bind address (default: daemon.host)")
-    mcp.add_argument("--port", type=int, help="HTTP port (default: daemon.mcp_port, 8766)")
-
-    demo = add("demo", cmd_demo, "write sample paraphrased memories, consolidate, show the result")
-    demo.add_argument("--keep", action="store_true", help="keep the demo's earlier data")
-
-    inverter = sub.add_parser("inverter", help="train or evaluate the embedding inverter")
-    inverter_sub = inverter.add_subparsers(title="commands", metavar="COMMAND", required=True)
-    it = inverter_sub.add_parser(
-        "train", help="train the inverter's projections for an embedder (resumable; a rerun continues)"
-    )
-    it.set_defaults(handler=cmd_inverter_train)
-    it.add_argument(
-        "--corpus",
-        required=True,
-        action="append",
-        help="sentences (.txt[.gz], one a line) or paraphrase groups (.jsonl[.gz]); repeatable",
-    )
-    it.add_argument("--out", required=True, help="run directory (checkpoints; a rerun resumes from them)")
-    it.add_argument("--embedder", help="sentence-transformers model (default: embedder.model)")
-    it.add_argument("--base-lm", help="the LM that writes (default: inversion.base_lm)")
-    it.add_argument("--holdout", type=int, default=1000, help="groups kept back per file (holdout.txt)")
-    it.add_argument("--max-minutes", type=float, help="wall-clock budget; stops and saves when spent")
-    it.add_argument("--word-epochs", type=int, default=4, help="epochs of the word projection (minutes each)")
-    it.add_argument("--prefix-len", type=int, default=0, help="prefix vectors and LoRA adapters (0: none)")
-    it.add_argument("--prefix-steps", type=int, default=1_000_000, help="steps of the prefix phase")
-    it.add_argument("--seed", type=int, default=0)
-    it.add_argument("--limit", type=int, help="use only the first N groups of each file")
-    ie = inverter_sub.add_parser("eval", help="token F1, cosine and seconds per vector on held-out text")
-    ie.set_defaults(handler=cmd_inverter_eval)
-    ie.add_argument(
-        "--model", help="builtin, zero-shot, a trained directory, gtr-base (default: inversion.model)"
-    )
-    ie.add_argument("--data", required=True, help="sentences, one a line (e.g. RUN/holdout.txt)")
-    ie.add_argument("--limit", type=int, help="only the first N sentences")
-    ie.add_argument(
-        "--paraphrases", help="paraphrase groups (JSONL[.gz]): consolidate, read merged memories back"
-    )
-    ie.add_argument("--groups", type=int, default=200, help="paraphrase groups used")
-    ie.add_argument("--blends", type=int, default=0, help="blend this many pairs of unrelated sentences")
-    ie.add_argument("--json", action="store_true")
-
-    evaluate = sub.add_parser("eval", help="measure quality on labelled data")
-    eval_sub = evaluate.add_subparsers(title="commands", metavar="COMMAND", required=True)
-    ec = eval_sub.add_parser("consolidation", help="precision/recall/F1 against paraphrase groups")
-    ec.set_defaults(handler=cmd_eval_consolidation)
-    ec.add_argument("--data", required=True, help="JSONL(.gz): {group, texts: {name: text}}")
-    ec.add_argument(
-        "--algorithm",
-        action="append",
-        help="agglomerative-complete, "
-        "agglomerative-average or dbscan (repeatable; default: the configured one)",
-    )
-    ec.add_argument("--threshold", action="append", type=float, help="repeatable: a sweep")
-    ec.add_argument("--limit", type=int, help="use only the first N groups")
-    ec.add_argument("--query", default=None, help="the text variant used as queries (default: last)")
-    ec.add_argument("--write", default=None, help="write the result table/plot here (docs/)")
-    ec.add_argument("--json", action="store_true")
+        added.set_defaults(handler=command.handler)
+        for argument in command.args:
+            added.add_argument(*argument.flags, **argument.options)
     return parser
 
 

@@ -128,7 +128,7 @@ def evaluate_file(
             results.append(result)
             log.info("eval.result", **result)
     if write:
-        from reverie.consolidation.eval_report import write_report
+        from reverie.evaluation.consolidation_report import write_report
 
         write_report(results, Path(write))
     return results

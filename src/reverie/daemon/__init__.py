@@ -1,1 +1,2 @@
-"""The long-running service: HTTP API over one store (scheduler and metrics to come)."""
+"""The long-running service: `reverie serve` (HTTP API, job scheduler, metrics, systemd
+notify), the MCP server, and the Python client agents and `reverie` commands use."""

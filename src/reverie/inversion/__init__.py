@@ -1,1 +1,3 @@
-"""Inversion: embedders (and, later, vec2text inverters)."""
+"""Vectors back into text: embedders, the built-in guided inverter (a small LM steered by
+the vector), vec2text correctors, blends, training, and the lazily cached text of merged
+memories."""

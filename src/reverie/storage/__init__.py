@@ -1,4 +1,5 @@
-"""Storage: one small Store protocol, two Qdrant adapters, the payload schema, the archive."""
+"""Storage: one small Store protocol (base.py), two Qdrant backends (edge.py embedded,
+server.py over qdrant-client), reverie's payload schema, and the writers' layouts it reads."""
 
 from reverie.storage.base import (
     Filter,

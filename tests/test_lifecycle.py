@@ -172,7 +172,7 @@ def test_stats_read_the_strength_of_memories_at_most_once_a_minute(
     first = memory.stats()["strength"]
     memory.remember(["Ice is cold."])
     assert memory.stats()["strength"] == first and first["memories"] == 2
-    monkeypatch.setattr("reverie.memory.STRENGTH_MAX_AGE", 0.0)
+    monkeypatch.setattr("reverie.lifecycle.strength.STRENGTH_MAX_AGE", 0.0)
     assert memory.stats()["strength"]["memories"] == 3
 
 

@@ -18,8 +18,8 @@ from typing import Any
 import numpy as np
 
 from reverie.errors import InvalidInputError
-from reverie.memory import NewMemory, parse_sparse
 from reverie.storage.base import as_vector
+from reverie.storage.intake import NewMemory, parse_sparse
 
 
 def read_import(path: Path, payloads: Path | None = None) -> list[NewMemory]:

@@ -10,13 +10,8 @@ with Reverie.open(load_settings()) as rv:
 
 from __future__ import annotations
 
-import itertools
-import json
 import threading
-import time
-import uuid
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, get_args
 
@@ -31,23 +26,19 @@ from reverie.errors import (
     ConfigError,
     ConflictError,
     InvalidInputError,
-    InvalidPayloadError,
     NotFoundError,
-    StorageError,
-    TooLargeError,
     reason,
 )
 from reverie.inversion.embedders import Embedder, embedder_id
 from reverie.inversion.lazy import (
-    INVERTED_FILTER,
-    LABEL_FILTER,
-    PENDING_FILTER,
-    UNINVERTED_FILTER,
     LazyInversion,
     MemoryText,
     cached_text,
+    text_counts,
 )
 from reverie.ledger.archive_retention import drop_old_originals
+from reverie.ledger.blends import save_blend
+from reverie.ledger.census import census
 from reverie.ledger.dormancy import Dormancy
 from reverie.ledger.invariants import find_problems
 from reverie.ledger.lineage import original_ids
@@ -59,7 +50,7 @@ from reverie.ledger.vanished import honour_agent_deletes
 from reverie.lifecycle.accesses import AccessLog
 from reverie.lifecycle.forgetting import ForgetReport, Forgetter
 from reverie.lifecycle.ranking import rank_by_memory
-from reverie.lifecycle.retention import strength_summary
+from reverie.lifecycle.strength import StrengthGauge
 
 if TYPE_CHECKING:
     from reverie.inversion.blending import Blend, Parent
@@ -73,50 +64,19 @@ from reverie.storage import (
     Record,
     Store,
     archive_name,
+    intake,
     open_store,
 )
 from reverie.storage import payload as p
-from reverie.storage.base import SparseVector, normalize_id, parse_point_id
+from reverie.storage.base import normalize_id, parse_point_id
 from reverie.storage.detection import CollectionLayout
+from reverie.storage.intake import NewMemory
 from reverie.storage.layouts import Layout, PayloadError
-from reverie.storage.limits import payload_bytes, payload_problem
-from reverie.storage.space import ensure_free_space
 
 WRITE_BATCH = 256
-STRENGTH_SAMPLE = 20_000  # live memories whose retention stats summarises
-STRENGTH_MAX_AGE = 60.0  # seconds a strength summary is served before it is read again
 RANKINGS: tuple[str, ...] = get_args(Ranking)
 
 log = structlog.get_logger("reverie.memory")
-
-
-@dataclass
-class NewMemory:
-    """A memory to write: a vector (already embedded), the agent's payload, and sparse
-    vectors by name for a collection whose writer searches hybrid (mem0's `bm25`, ...)."""
-
-    vector: np.ndarray
-    payload: dict[str, Any]
-    id: PointId | None = None
-    embedder: str | None = None  # the model reverie embedded the text with, if it did
-    sparse: dict[str, SparseVector] = field(default_factory=dict)
-
-
-def parse_sparse(raw: Any, where: str) -> dict[str, SparseVector]:
-    """`{name: {"indices": [...], "values": [...]}}` as given in a write or an import."""
-    if raw is None:
-        return {}
-    if not isinstance(raw, dict):
-        raise InvalidInputError(f'{where}: "sparse" must be an object of named sparse vectors')
-    vectors = {}
-    for name, value in raw.items():
-        if not isinstance(value, dict) or not {"indices", "values"} <= set(value):
-            raise InvalidInputError(f"{where}: sparse vector {name!r} needs indices and values")
-        try:
-            vectors[name] = SparseVector.of(value["indices"], value["values"])
-        except (TypeError, ValueError) as exc:
-            raise InvalidInputError(f"{where}: sparse vector {name!r}: {exc}") from None
-    return vectors
 
 
 class Reverie:
@@ -137,9 +97,9 @@ class Reverie:
         self._ensuring = threading.Lock()
         self.run_log = RunLog(settings.storage.data_dir / "runs.sqlite")
         self.accesses = AccessLog(settings.memory)
-        self._strength: tuple[float, dict[str, Any]] | None = None  # (monotonic time, summary)
         self.layouts = CollectionLayout.of(store, settings)
         self.store = self.layouts.bound(store)
+        self.strength = StrengthGauge(self.store, self.collection, settings.memory)
         self.consolidator = Consolidator(
             self.store, self.collection, self.archive, settings.consolidation, self.run_log, self.layouts
         )
@@ -264,23 +224,18 @@ class Reverie:
             raise InvalidInputError(f"payload: {exc}") from None
 
     def write(self, memories: Sequence[NewMemory], progress: bool = False) -> list[PointId]:
-        """Validate every memory first, then write in batches: all or nothing is checked."""
+        """Check every memory first (storage/intake.py), then write in batches: all or nothing
+        is checked."""
         if not memories:
             raise InvalidInputError("no memories to write")
         layout = self.layout  # an agent's first write may have just given the collection its layout
         dimension = self.store.vector_size(self.collection) or int(memories[0].vector.size)
-        vectors = [np.asarray(m.vector, dtype=np.float32).reshape(-1) for m in memories]
-        problems = p.vector_problems(vectors, dimension)
-        if problems:
-            first = min(problems)
-            raise InvalidInputError(f"memory {first}: {problems[first]}")
-        self._check_sparse_names(memories)
-        # what the engine writes for them (log, segment, payload), with room to spare
-        payloads = sum(len(json.dumps(m.payload, default=str)) for m in memories)  # not checked yet
-        self._check_writable(needed=3 * (sum(v.nbytes for v in vectors) + payloads))
-        created_at = p.now()
+        vectors = intake.checked_vectors(memories, dimension)
+        intake.check_sparse_names(self.store.schema(self.collection), layout, memories)
+        self._check_writable(needed=intake.bytes_to_write(memories, vectors))
+        created_at, limits = p.now(), self.settings.daemon
         records = [
-            self._record(i, m, v, layout, created_at)
+            intake.new_record(i, m, v, layout, created_at, limits)
             for i, (m, v) in enumerate(zip(memories, vectors, strict=True))
         ]
         self.ensure_collections(dimension)
@@ -298,33 +253,10 @@ class Reverie:
         return [r.id for r in records]
 
     def check_text(self, text: str | None, what: str) -> None:
-        """A memory's text, a query or a blend parent within `daemon.max_text_chars`, on every
-        surface (HTTP, MCP, CLI, the library): a megabyte stored would flood every answer."""
-        limit = self.settings.daemon.max_text_chars
-        if text is not None and len(text) > limit:
-            raise TooLargeError(
-                f"{what}: text of {len(text)} characters is over the limit of {limit} (daemon.max_text_chars)"
-            )
+        intake.check_text(text, what, self.settings.daemon)
 
     def _check_writable(self, needed: int) -> None:
-        """Before a write: room on disk for `needed` bytes, and a store that keeps what it
-        takes (StorageError naming why not: nothing is written then)."""
-        ensure_free_space(self.settings.storage.data_dir, self.settings.storage.min_free_mb, needed)
-        problem = self.store.problem()
-        if problem:
-            raise StorageError(f"nothing was written: {problem}")
-
-    def _check_sparse_names(self, memories: Sequence[NewMemory]) -> None:
-        """Sparse vectors go only into slots the collection has (or the layout will make)."""
-        schema = self.store.schema(self.collection)
-        slots = {n for n, _ in schema.sparse} if schema else {self.layout.sparse} - {None}
-        for index, memory in enumerate(memories):
-            unknown = sorted(set(memory.sparse) - slots)
-            if unknown:
-                have = ", ".join(sorted(slots)) or "none"
-                raise InvalidInputError(
-                    f"memory {index}: the collection has no sparse vector named {unknown[0]!r} (has: {have})"
-                )
+        intake.check_writable(self.store, self.settings.storage, needed)
 
     def _make_way(self, ids: list[PointId]) -> None:
         """Before memories are rewritten: one merged away is brought back (the merges above
@@ -361,37 +293,6 @@ class Reverie:
             self.store.delete(self.collection, released.ids)
         log.info("memory.forgotten", asked=len(wanted), deleted=len(released.ids), run_id=released.run_id)
         return released
-
-    def _record(
-        self, index: int, memory: NewMemory, vector: np.ndarray, layout: Layout, created_at: str
-    ) -> Record:
-        """The record to store; the vector is already checked."""
-        problem = payload_problem(memory.payload)
-        if problem:  # what the engine could not read back after a restart
-            raise InvalidPayloadError(f"memory {index}: {problem}")
-        size, limit = payload_bytes(memory.payload), self.settings.daemon.max_payload_bytes
-        if size > limit:
-            raise TooLargeError(
-                f"memory {index}: payload of {size} bytes is over the limit of {limit} "
-                "(daemon.max_payload_bytes)"
-            )
-        if p.KEY in memory.payload:
-            raise InvalidInputError(f"memory {index}: payload key {p.KEY!r} is reserved")
-        problem = layout.problem(memory.payload)
-        if problem:
-            raise InvalidInputError(f"memory {index}: {problem}")
-        text = layout.text_of(memory.payload)
-        if text is not None and not text.strip():
-            raise InvalidInputError(f"memory {index}: empty text under {layout.text!r}")
-        self.check_text(text, f"memory {index}")
-        try:
-            point_id = normalize_id(memory.id) if memory.id is not None else _new_id()
-        except (TypeError, ValueError):
-            raise InvalidInputError(
-                f"memory {index}: id {memory.id!r} is neither an unsigned integer nor a UUID"
-            ) from None
-        stamp = p.fresh_meta(p.AGENT_TEXT if text is not None else None, memory.embedder, created_at)
-        return Record(point_id, vector, {**memory.payload, p.KEY: stamp}, dict(memory.sparse))
 
     def partition_payload(self, partition: dict[str, Any] | None) -> dict[str, Any]:
         """Tenant values by their payload path (`user_id` is `metadata.user_id` where the
@@ -597,24 +498,16 @@ class Reverie:
     def stats(self) -> dict[str, Any]:
         runs = self.run_log.runs(limit=1)
         last = runs[0] if runs else None
-        stats: dict[str, Any] = {
+        return {
             "collection": self.collection,
             "embedder": self.embedder.status,
             "inverter": self.inverter_status,
             "layout": self.layout.describe() | {"absent_keys": self.layouts.absent_keys},
-            "live": 0,
-            "merged": 0,
-            "archived": 0,
-            "pending_text": 0,
-            "labelled_text": 0,
-            "inverted_text": 0,
-            "text_backlog": 0,
-            "fresh": 0,
-            "quarantined": 0,
-            "dormant": 0,
+            **census(self.store, self.collection, self.archive),
+            **text_counts(self.store, self.collection),
             "forget_runs": self.run_log.count("forget"),
             "accesses_flushed": self.accesses.flushed,
-            "strength": None,
+            "strength": self.strength.read() if self.exists else None,
             "last_run": None
             if last is None
             else {
@@ -624,37 +517,6 @@ class Reverie:
                 "started_at": last.started_at,
             },
         }
-        if not self.exists:
-            return stats
-        archived = self.store.count(self.archive) if self.store.collection_exists(self.archive) else 0
-        state, kind = f"{p.KEY}.state", f"{p.KEY}.kind"
-        merged = Filter(must=(Match(kind, p.MERGED),))
-        count = self.store.count
-        stats.update(
-            live=count(self.collection, p.searchable_filter()),
-            merged=count(self.collection, p.searchable_filter(merged)),
-            archived=archived,
-            pending_text=count(self.collection, PENDING_FILTER),
-            labelled_text=count(self.collection, LABEL_FILTER),
-            inverted_text=count(self.collection, INVERTED_FILTER),
-            text_backlog=count(self.collection, UNINVERTED_FILTER),
-            fresh=count(self.collection, p.FRESH_FILTER),
-            quarantined=count(self.collection, Filter(must=(Match(state, p.QUARANTINED),))),
-            dormant=count(self.archive, Filter(must=(Match(state, p.DORMANT),))) if archived else 0,
-        )
-        stats["strength"] = self._strength_summary()
-        return stats
-
-    def _strength_summary(self) -> dict[str, Any]:
-        """Read at most once a STRENGTH_MAX_AGE: a /metrics scrape every few seconds must
-        not read 20,000 payloads each time. `as_of` says when it was read."""
-        now = time.monotonic()
-        if self._strength is None or now - self._strength[0] >= STRENGTH_MAX_AGE:
-            live = self.store.scroll(self.collection, p.searchable_filter())
-            sample = (r.payload for r in itertools.islice(live, STRENGTH_SAMPLE))
-            summary = strength_summary(sample, p.utcnow(), self.settings.memory) | {"as_of": p.now()}
-            self._strength = (now, summary)
-        return self._strength[1]
 
     # -- blends --------------------------------------------------------------------------
     def blend(
@@ -668,25 +530,17 @@ class Reverie:
         text: inverted with the parents' texts as candidates, or, without an inverter, the
         parent text closest to it (a label). `save` stores it as a memory of kind `blend`,
         its parents as lineage and the parents left as they are; `undo` removes it."""
-        from reverie.inversion.blending import blend
+        from reverie.inversion.blending import blend, read_back
 
         result = blend([self._parent(item) for item in parents], None if weights is None else list(weights))
-        texts = [x.text for x in result.parents if x.text]
-        inverter = self.inverter()
-        if inverter is not None and result.vector.size != inverter.embedder.dimension:
-            raise InvalidInputError(
-                f"the blend is {result.vector.size}-dimensional, and the inverter ({inverter.id}) reads "
-                f"{inverter.embedder.dimension}-dimensional vectors of {inverter.embedder_id}: set "
-                'inversion.model to one for this collection\'s embedder, or "none" for labels'
-            )
-        if inverter is not None:
-            found = inverter.invert(result.vector[None], [texts])[0]
-            result.text, result.fidelity, result.source = found.text, found.fidelity, found.source
-        elif texts:
-            best = max((x for x in result.parents if x.text), key=lambda x: x.cosine)
-            result.text, result.fidelity, result.source = best.text, round(best.cosine, 4), p.LABEL
+        read_back(result, self.inverter())
         if save:
-            self._save_blend(result, partition)
+            payload = self.new_payload(result.text, {}, self.partition_payload(partition))
+            self.ensure_collections(int(result.vector.size))
+            model = embedder_id(self.settings.embedder.model)
+            record = result.record(intake.new_id(), new_run_id(), payload, model)
+            save_blend(self.consolidator.applier, self.run_log, record)
+            result.saved_id, result.run_id = str(record.id), p.meta(record.payload)["run_id"]
         return result
 
     def _parent(self, item: str) -> Parent:
@@ -705,45 +559,12 @@ class Reverie:
             raise InvalidInputError(f"memory {point_id} has no vector in use to blend")
         return Parent(item, record.vector, cached_text(record, self.layout).text, str(record.id))
 
-    def _save_blend(self, result: Blend, partition: dict[str, Any] | None) -> None:
-        tenant = self.partition_payload(partition)
-        lineage = [
-            {"parent": x.name, "id": x.memory_id, "weight": w, "cosine": round(x.cosine, 4)}
-            for x, w in zip(result.parents, result.weights, strict=True)
-        ]
-        run_id = new_run_id()
-        stamp = {
-            "kind": p.BLEND,
-            "state": p.LIVE,
-            "weight": 1.0,
-            "blended_from": lineage,
-            "run_id": run_id,
-            "created_at": p.now(),
-            "text_source": result.source,
-            "fidelity": result.fidelity,
-            "embedder": embedder_id(self.settings.embedder.model),
-        }
-        payload = {**self.new_payload(result.text, {}, tenant)}
-        blend_id = _new_id()
-        self.ensure_collections(int(result.vector.size))
-        self.run_log.start(run_id, "blend", self.collection, p.now())
-        with self.consolidator.applier.lock:
-            self.store.upsert(self.collection, [Record(blend_id, result.vector, {**payload, p.KEY: stamp})])
-        self.run_log.add_merge(run_id, blend_id, "saved", {"blend_id": blend_id, "parents": lineage})
-        self.run_log.finish(run_id, "done", p.now(), {"blend_id": blend_id, "parents": len(lineage)})
-        result.saved_id, result.run_id = blend_id, run_id
-        log.info("blend.saved", blend_id=blend_id, run_id=run_id, parents=len(lineage))
-
     def lineage(self, record: Record) -> list[PointId]:
         """The original memories a point stands for: itself, or a merged point's lineage."""
         return original_ids(self.store, self.archive, record)
 
     def live_records(self) -> Iterable[Record]:
         return self.store.scroll(self.collection, p.searchable_filter(), with_vectors=True)
-
-
-def _new_id() -> str:
-    return str(uuid.uuid4())
 
 
 def _progress(total: int, desc: str, enabled: bool) -> tqdm:

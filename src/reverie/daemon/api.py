@@ -42,8 +42,9 @@ from reverie.errors import (
 )
 from reverie.inversion.embedders import embedder_id
 from reverie.inversion.lazy import cached_text
-from reverie.memory import NewMemory, Reverie, parse_sparse
+from reverie.memory import Reverie
 from reverie.storage.base import as_vector
+from reverie.storage.intake import NewMemory, parse_sparse
 
 log = structlog.get_logger("reverie.api")
 

@@ -9,12 +9,16 @@ further from the blend than the better parent, and the search may find one close
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from reverie.errors import InvalidInputError
+from reverie.storage import Record
 from reverie.storage import payload as p
+
+if TYPE_CHECKING:  # torch: not for a blend read back by its label
+    from reverie.inversion.inverter import Inverter
 
 
 @dataclass
@@ -59,6 +63,25 @@ class Blend:
             "run_id": self.run_id,
         }
 
+    def record(self, point_id: str, run_id: str, payload: dict[str, Any], embedder: str) -> Record:
+        """The blend as a memory of kind `blend`: its parents as lineage, in `payload`'s layout."""
+        lineage = [
+            {"parent": x.name, "id": x.memory_id, "weight": w, "cosine": round(x.cosine, 4)}
+            for x, w in zip(self.parents, self.weights, strict=True)
+        ]
+        stamp = {
+            "kind": p.BLEND,
+            "state": p.LIVE,
+            "weight": 1.0,
+            "blended_from": lineage,
+            "run_id": run_id,
+            "created_at": p.now(),
+            "text_source": self.source,
+            "fidelity": self.fidelity,
+            "embedder": embedder,
+        }
+        return Record(point_id, self.vector, {**payload, p.KEY: stamp})
+
 
 def blend(parents: list[Parent], weights: list[float] | None = None) -> Blend:
     """normalize(sum w_i * unit(v_i)); each parent's cosine to the result filled in."""
@@ -85,6 +108,24 @@ def blend(parents: list[Parent], weights: list[float] | None = None) -> Blend:
     for parent, unit in zip(parents, units, strict=True):
         parent.cosine = float(unit @ vector)
     return Blend(vector, parents, weights)
+
+
+def read_back(result: Blend, inverter: Inverter | None) -> None:
+    """The blend's text: inverted with the parents' texts as candidates, or, without an
+    inverter, the parent text closest to it (a label)."""
+    texts = [x.text for x in result.parents if x.text]
+    if inverter is not None and result.vector.size != inverter.embedder.dimension:
+        raise InvalidInputError(
+            f"the blend is {result.vector.size}-dimensional, and the inverter ({inverter.id}) reads "
+            f"{inverter.embedder.dimension}-dimensional vectors of {inverter.embedder_id}: set "
+            'inversion.model to one for this collection\'s embedder, or "none" for labels'
+        )
+    if inverter is not None:
+        found = inverter.invert(result.vector[None], [texts])[0]
+        result.text, result.fidelity, result.source = found.text, found.fidelity, found.source
+    elif texts:
+        best = max((x for x in result.parents if x.text), key=lambda x: x.cosine)
+        result.text, result.fidelity, result.source = best.text, round(best.cosine, 4), p.LABEL
 
 
 def parse_weights(text: str | None) -> list[float] | None:

@@ -60,6 +60,18 @@ UNINVERTED_FILTER = p.searchable_filter(  # what the invert job works on: never 
 )
 
 
+def text_counts(store: Store, collection: str) -> dict[str, int]:
+    """Merged memories by the text they show, and the invert job's backlog (for stats)."""
+    if not store.collection_exists(collection):
+        return dict.fromkeys(("pending_text", "labelled_text", "inverted_text", "text_backlog"), 0)
+    return {
+        "pending_text": store.count(collection, PENDING_FILTER),
+        "labelled_text": store.count(collection, LABEL_FILTER),
+        "inverted_text": store.count(collection, INVERTED_FILTER),
+        "text_backlog": store.count(collection, UNINVERTED_FILTER),
+    }
+
+
 @dataclass(frozen=True)
 class MemoryText:
     """A memory's text and where it came from: the agent, an inversion, a label, or

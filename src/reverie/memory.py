@@ -1,4 +1,4 @@
-"""The library entry point: one store, one collection with its archive, and the run log.
+"""The library's one entry: one store, one collection with its archive, and the run log.
 
 from reverie.config import load_settings
 from reverie.memory import Reverie
@@ -6,13 +6,16 @@ from reverie.memory import Reverie
 with Reverie.open(load_settings()) as rv:
     rv.remember(["the user prefers tea"], partition={"user_id": "u1"})
     report = rv.consolidate()
+
+Each method says what it does and hands the work to the package that owns it: writes are
+checked by storage/intake.py, merges decided by consolidation/ and recorded by ledger/,
+strength and forgetting decided by lifecycle/, text read back by inversion/.
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Iterable, Sequence
-from datetime import timedelta
 from typing import TYPE_CHECKING, Any, get_args
 
 import numpy as np
@@ -23,7 +26,6 @@ from reverie.config import Settings
 from reverie.config.settings import Ranking
 from reverie.consolidation.engine import Consolidator, RunReport
 from reverie.errors import (
-    ConfigError,
     ConflictError,
     InvalidInputError,
     NotFoundError,
@@ -36,7 +38,7 @@ from reverie.inversion.lazy import (
     cached_text,
     text_counts,
 )
-from reverie.ledger.archive_retention import drop_old_originals
+from reverie.ledger.archive_retention import dropped_hint, prune_history
 from reverie.ledger.blends import save_blend
 from reverie.ledger.census import census
 from reverie.ledger.dormancy import Dormancy
@@ -45,7 +47,7 @@ from reverie.ledger.lineage import original_ids
 from reverie.ledger.reconcile import recover
 from reverie.ledger.release import Release, release
 from reverie.ledger.runs import RunLog, new_run_id
-from reverie.ledger.undo import UndoReport, undo
+from reverie.ledger.undo import UndoReport, undo, undo_forget
 from reverie.ledger.vanished import honour_agent_deletes
 from reverie.lifecycle.accesses import AccessLog
 from reverie.lifecycle.forgetting import ForgetReport, Forgetter
@@ -78,8 +80,12 @@ RANKINGS: tuple[str, ...] = get_args(Ranking)
 
 log = structlog.get_logger("reverie.memory")
 
+__all__ = ["NewMemory", "Reverie"]
+
 
 class Reverie:
+    """Memories in one collection: write, read, merge, fade, undo, and read merged ones back."""
+
     def __init__(
         self,
         settings: Settings,
@@ -286,9 +292,8 @@ class Reverie:
             }
             unknown = [i for i in wanted if str(i) not in known]
             if unknown:
-                raise NotFoundError(
-                    f"unknown memory id: {unknown[0]!r} (nothing was deleted){self._dropped_hint()}"
-                )
+                hint = dropped_hint(self.settings.archive)
+                raise NotFoundError(f"unknown memory id: {unknown[0]!r} (nothing was deleted){hint}")
             released = release(self.consolidator.applier, self.run_log, wanted, "deleted", dissolve=True)
             self.store.delete(self.collection, released.ids)
         log.info("memory.forgotten", asked=len(wanted), deleted=len(released.ids), run_id=released.run_id)
@@ -367,16 +372,7 @@ class Reverie:
                     if not archived:
                         self.used([pid])
                     return found[0], archived
-        raise NotFoundError(f"unknown memory id: {point_id!r}{self._dropped_hint()}")
-
-    def _dropped_hint(self) -> str:
-        days = self.settings.archive.keep_days
-        if days is None:
-            return ""
-        return (
-            f" (or an original merged more than archive.keep_days = {days:g} ago: it left the archive, "
-            "and the merged memory it went into stands for it; delete that one to remove its content)"
-        )
+        raise NotFoundError(f"unknown memory id: {point_id!r}{dropped_hint(self.settings.archive)}")
 
     def _retrieve(self, name: str, ids: list[PointId]) -> list[Record]:
         return self.store.retrieve(name, ids, with_vectors=False) if self.exists else []
@@ -404,28 +400,10 @@ class Reverie:
         # before it deletes anything: room for a copy of each point it may touch
         touched = self.store.count(self.collection, None if options.get("full") else p.FRESH_FILTER)
         self._check_writable(needed=2 * touched * (4 * dimension + 1024))
-        self._check_tenants()
+        self.consolidator.check_tenants()
         self.recover()
         self.flush_accesses()  # merged points inherit their members' use as written
         return self.consolidator.run(**options)
-
-    def _check_tenants(self) -> None:
-        """Refuse to merge across what may be tenants: a collection in which no sampled
-        point carries any partition key (a wrong path, or a store of one tenant: only the
-        operator can say which). Memories written through reverie itself carry the tenant
-        given per write: none given is the one default tenant."""
-        layout = self.layout
-        keys = layout.tenant_keys
-        own = layout.name == "reverie" and self.layouts.written_by_reverie
-        if own or not keys or self.settings.consolidation.single_tenant:
-            return
-        if set(self.layouts.absent_keys) == set(keys):
-            raise ConfigError(
-                f"no memory in collection {self.collection!r} carries a partition key (looked for "
-                f"{', '.join(keys)}): reverie cannot tell its tenants apart and merges nothing. Set "
-                "consolidation.partition_keys to the key that separates them, or "
-                "consolidation.single_tenant = true if the collection holds one tenant's memories"
-            )
 
     def recover(self) -> dict[str, int]:
         """Settle whatever a crash left in flight (forgets, merges, undos), then bring the
@@ -441,21 +419,13 @@ class Reverie:
         if self.exists:
             self.recover()
         if target.startswith("r-") and self.run_log.get_run(target).kind == "forget":
-            return self._undo_forget(target)
+            return undo_forget(self.dormancy, self.run_log, target)
         return undo(self.consolidator.applier, self.run_log, target)
 
     def prune_history(self) -> dict[str, Any]:
-        """Bounded growth (maintenance runs it): the run log keeps `runs.keep_days` and at most
-        `runs.keep_max` runs (less what undo, revive and recovery still need), and with
-        `archive.keep_days` the originals of older merges leave the archive."""
-        keep = self.settings.runs
-        cutoff = (p.utcnow() - timedelta(days=keep.keep_days)).isoformat(timespec="milliseconds")
-        pruned: dict[str, Any] = {"run_log": self.run_log.prune(cutoff, keep.keep_max)}
-        days = self.settings.archive.keep_days
-        if days is not None and self.exists:
-            pruned["archive"] = drop_old_originals(self.consolidator.applier, self.run_log, days, p.utcnow())
-        log.info("history.pruned", **pruned)
-        return pruned
+        """Bounded growth: old runs leave the run log, old originals the archive (maintenance)."""
+        s = self.settings
+        return prune_history(self.consolidator.applier, self.run_log, s.runs, s.archive)
 
     # -- fading and forgetting ------------------------------------------------------------
     def forget_faded(self, dry_run: bool = False) -> ForgetReport:
@@ -474,18 +444,6 @@ class Reverie:
         if not self.exists:
             raise NotFoundError(f"unknown memory id: {point_id!r}")
         return self.forgetter.revive(pid)
-
-    def _undo_forget(self, run_id: str) -> UndoReport:
-        if not any(entry.status == "dormant" for entry in self.run_log.merges(run_id)):
-            raise InvalidInputError(f"run {run_id} has no dormant memories left to bring back")
-        report = UndoReport(run_id=new_run_id(), target=run_id)
-        self.run_log.start(report.run_id, "undo", self.collection, p.now())
-        revived = self.dormancy.undo(run_id)
-        report.undone = [
-            {"revived": point_id, "from_run": run_id, "restored": [point_id]} for point_id in revived
-        ]
-        self.run_log.finish(report.run_id, "done", p.now(), {"target": run_id, "revived": len(revived)})
-        return report
 
     def invariant_problems(
         self, must_hold: Iterable[PointId] = (), may_hold: Iterable[PointId] | None = None

@@ -27,7 +27,7 @@ from reverie.consolidation.geometry import Geometry
 from reverie.consolidation.labels import labelled_merges
 from reverie.consolidation.planning import MergePlan, plan_merges
 from reverie.consolidation.replica import Replica
-from reverie.errors import InvalidInputError
+from reverie.errors import ConfigError, InvalidInputError
 from reverie.ledger.apply import MergeApplier, Outcome
 from reverie.ledger.release import release_rewritten
 from reverie.ledger.runs import RunLog, new_run_id
@@ -91,6 +91,24 @@ class Consolidator:
         # Set by a shutdown: a run stops before its next merge (a safe point) and leaves
         # the rest for the next run.
         self.stopping = threading.Event()
+
+    def check_tenants(self) -> None:
+        """Refuse to merge across what may be tenants: a collection in which no sampled
+        point carries any partition key (a wrong path, or a store of one tenant: only the
+        operator can say which). Memories written through reverie itself carry the tenant
+        given per write: none given is the one default tenant."""
+        layout = self.layouts.get()
+        keys = layout.tenant_keys
+        own = layout.name == "reverie" and self.layouts.written_by_reverie
+        if own or not keys or self.settings.single_tenant:
+            return
+        if set(self.layouts.absent_keys) == set(keys):
+            raise ConfigError(
+                f"no memory in collection {self.collection!r} carries a partition key (looked for "
+                f"{', '.join(keys)}): reverie cannot tell its tenants apart and merges nothing. Set "
+                "consolidation.partition_keys to the key that separates them, or "
+                "consolidation.single_tenant = true if the collection holds one tenant's memories"
+            )
 
     def run(
         self,

@@ -12,9 +12,11 @@ below them are deleted; a crash between leaves copies that the next maintenance 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Any
 
 import structlog
 
+from reverie.config import ArchiveSettings, RunsSettings
 from reverie.ledger.apply import MergeApplier
 from reverie.ledger.lineage import DROPPED
 from reverie.ledger.runs import RunLog
@@ -80,6 +82,31 @@ def _due(record: Record, cutoff: datetime) -> bool:
         return not stamp[DROPPED].get("done")
     merged_at = parse_time(stamp.get("merged_at"))
     return merged_at is not None and merged_at < cutoff
+
+
+def prune_history(
+    applier: MergeApplier, run_log: RunLog, runs: RunsSettings, archive: ArchiveSettings
+) -> dict[str, Any]:
+    """Bounded growth (maintenance runs it): the run log keeps `runs.keep_days` and at most
+    `runs.keep_max` runs (less what undo, revive and recovery still need), and with
+    `archive.keep_days` the originals of older merges leave the archive."""
+    now = p.utcnow()
+    cutoff = (now - timedelta(days=runs.keep_days)).isoformat(timespec="milliseconds")
+    pruned: dict[str, Any] = {"run_log": run_log.prune(cutoff, runs.keep_max)}
+    if archive.keep_days is not None and applier.store.collection_exists(applier.collection):
+        pruned["archive"] = drop_old_originals(applier, run_log, archive.keep_days, now)
+    log.info("history.pruned", **pruned)
+    return pruned
+
+
+def dropped_hint(archive: ArchiveSettings) -> str:
+    """What a 404 for an id adds where `archive.keep_days` may have dropped it."""
+    if archive.keep_days is None:
+        return ""
+    return (
+        f" (or an original merged more than archive.keep_days = {archive.keep_days:g} ago: it left the "
+        "archive, and the merged memory it went into stands for it; delete that one to remove its content)"
+    )
 
 
 def dropped_error(record: Record) -> str | None:

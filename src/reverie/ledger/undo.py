@@ -13,6 +13,7 @@ import structlog
 from reverie.errors import InvalidInputError, NotFoundError
 from reverie.ledger.apply import MergeApplier
 from reverie.ledger.archive_retention import dropped_error
+from reverie.ledger.dormancy import Dormancy
 from reverie.ledger.runs import MergeRecord, RunLog, new_run_id
 from reverie.storage import PointId, Record
 from reverie.storage import payload as p
@@ -42,6 +43,20 @@ def undo(applier: MergeApplier, run_log: RunLog, target: str) -> UndoReport:
         summary = {"target": target, "undone": len(report.undone)}
         run_log.finish(report.run_id, "done", p.now(), summary)
         log.info("undo.summary", **summary)
+    return report
+
+
+def undo_forget(dormancy: Dormancy, run_log: RunLog, run_id: str) -> UndoReport:
+    """Every memory a forget run made dormant, and still dormant, back as it was (a run)."""
+    if not any(entry.status == "dormant" for entry in run_log.merges(run_id)):
+        raise InvalidInputError(f"run {run_id} has no dormant memories left to bring back")
+    report = UndoReport(run_id=new_run_id(), target=run_id)
+    run_log.start(report.run_id, "undo", dormancy.collection, p.now())
+    revived = dormancy.undo(run_id)
+    report.undone = [
+        {"revived": point_id, "from_run": run_id, "restored": [point_id]} for point_id in revived
+    ]
+    run_log.finish(report.run_id, "done", p.now(), {"target": run_id, "revived": len(revived)})
     return report
 
 

@@ -251,13 +251,18 @@ def cmd_jobs(args: argparse.Namespace, settings: Settings) -> None:
             print(f"{job['id']:<12} next {job['next_run_time'] or 'paused'}  {job['trigger']}")
 
 
-def cmd_serve(args: argparse.Namespace, settings: Settings) -> None:
-    from reverie.daemon.serve import serve
-
+def _listen(args: argparse.Namespace, settings: Settings, port_setting: str) -> None:
+    """--host and --port over the daemon settings they name."""
     if args.host:
         settings.daemon.host = args.host
     if args.port is not None:
-        settings.daemon.port = args.port
+        setattr(settings.daemon, port_setting, args.port)
+
+
+def cmd_serve(args: argparse.Namespace, settings: Settings) -> None:
+    from reverie.daemon.serve import serve
+
+    _listen(args, settings, "port")
     serve(settings)
 
 
@@ -284,10 +289,7 @@ def cmd_blend(args: argparse.Namespace, settings: Settings) -> None:
 def cmd_mcp(args: argparse.Namespace, settings: Settings) -> None:
     from reverie.daemon.mcp import create_server, run
 
-    if args.host:
-        settings.daemon.host = args.host
-    if args.port is not None:
-        settings.daemon.mcp_port = args.port
+    _listen(args, settings, "mcp_port")
     with _open(settings) as memory:
         run(create_server(memory, settings), settings, args.transport)
 

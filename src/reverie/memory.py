@@ -419,7 +419,7 @@ class Reverie:
         if self.exists:
             self.recover()
         if target.startswith("r-") and self.run_log.get_run(target).kind == "forget":
-            return undo_forget(self.dormancy, self.run_log, target)
+            return undo_forget(self.dormancy, target)
         return undo(self.consolidator.applier, self.run_log, target)
 
     def prune_history(self) -> dict[str, Any]:

@@ -46,17 +46,17 @@ def undo(applier: MergeApplier, run_log: RunLog, target: str) -> UndoReport:
     return report
 
 
-def undo_forget(dormancy: Dormancy, run_log: RunLog, run_id: str) -> UndoReport:
+def undo_forget(dormancy: Dormancy, run_id: str) -> UndoReport:
     """Every memory a forget run made dormant, and still dormant, back as it was (a run)."""
-    if not any(entry.status == "dormant" for entry in run_log.merges(run_id)):
+    if not any(entry.status == "dormant" for entry in dormancy.run_log.merges(run_id)):
         raise InvalidInputError(f"run {run_id} has no dormant memories left to bring back")
     report = UndoReport(run_id=new_run_id(), target=run_id)
-    run_log.start(report.run_id, "undo", dormancy.collection, p.now())
+    dormancy.run_log.start(report.run_id, "undo", dormancy.collection, p.now())
     revived = dormancy.undo(run_id)
     report.undone = [
         {"revived": point_id, "from_run": run_id, "restored": [point_id]} for point_id in revived
     ]
-    run_log.finish(report.run_id, "done", p.now(), {"target": run_id, "revived": len(revived)})
+    dormancy.run_log.finish(report.run_id, "done", p.now(), {"target": run_id, "revived": len(revived)})
     return report
 
 

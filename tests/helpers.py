@@ -93,7 +93,9 @@ def running(app: FastAPI) -> Iterator[httpx.Client]:
     while not server.started:
         time.sleep(0.02)
     try:
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}") as client:
+        # tests check behaviour, not timings: an inversion on a busy 2-core CI machine can take
+        # longer than httpx's default 5 s
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=120) as client:
             yield client
     finally:
         server.should_exit = True

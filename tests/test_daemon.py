@@ -248,7 +248,7 @@ def start_serve(
     output = log.open("ab") if log else subprocess.DEVNULL
     env = {**os.environ, "REVERIE_INVERSION__MODEL": "none", **(env or {})}  # inversion: test_inversion.py
     process = subprocess.Popen(command, stdout=output, stderr=output, env=env)
-    client = httpx.Client(base_url=f"http://127.0.0.1:{port}")
+    client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         try:

@@ -145,9 +145,10 @@ class _Run:
             "inverter.checkpoint", phase=p.phase, epoch=p.epoch, step=p.step, hours=trained["train_hours"]
         )
 
-    def snapshot(self) -> None:
-        """An hourly copy of the model: the curve of quality against training hours."""
-        if time.monotonic() - self.last_snapshot < 60 * self.o.snapshot_minutes:
+    def snapshot(self, force: bool = False) -> None:
+        """A copy of the model every word epoch and every hour of the prefix phase: the curve
+        of quality against training hours."""
+        if not force and time.monotonic() - self.last_snapshot < 60 * self.o.snapshot_minutes:
             return
         target = (
             self.o.out / "snapshots" / f"{self.position.phase}-{self.position.epoch}-{self.position.step:07d}"
@@ -232,6 +233,7 @@ def _train_words(run: _Run) -> None:
             run.position.epoch += 1
             run.tick()
             run.checkpoint(optimizer, force=True)
+            run.snapshot(force=True)
             log.info("inverter.words_epoch", epoch=run.position.epoch, loss=round(running or 0.0, 5))
     bar.close()
     if run.position.epoch >= o.word_epochs:

@@ -5,9 +5,11 @@ memories (inverted on read, cached, never for a point merged again)."""
 from __future__ import annotations
 
 import json
+import threading
 import time
 from pathlib import Path
 
+import httpx
 import numpy as np
 import pytest
 
@@ -373,6 +375,56 @@ def test_the_daemon_inverts_on_read_and_on_its_schedule(lazy_rv) -> None:
         assert "reverie_inverted_points_total 2.0" in metrics
         assert api.get("/readyz").json()["models"]["inverter"].startswith("loaded")
     scheduler.shutdown(wait=True)
+
+
+class Signalling:
+    """The real inverter, saying when an inversion starts and ends."""
+
+    def __init__(self, inverter: GuidedInverter) -> None:
+        self.inverter, self.started, self.finished = inverter, threading.Event(), threading.Event()
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.inverter, name)
+
+    def invert(self, *args: object, **kwargs: object) -> object:
+        self.started.set()
+        try:
+            return self.inverter.invert(*args, **kwargs)
+        finally:
+            self.finished.set()
+
+
+def test_the_daemon_answers_other_requests_while_it_inverts(inverter, embedder, tmp_path: Path) -> None:
+    from reverie.daemon.api import create_app
+    from reverie.daemon.service import Service
+
+    from helpers import running
+
+    thorough = inverter.with_settings(SearchSettings(beam_width=4, expand=8, patience=64, polish=3))
+    signalling = Signalling(thorough)
+    settings = Settings()
+    settings.storage.data_dir = tmp_path / "data"
+    with Reverie(settings, EdgeStore(tmp_path / "collections"), embedder, signalling) as rv:
+        rv.remember([SENTENCES[0], SENTENCES[0] + "!", *SENTENCES[1:4]])
+        rv.consolidate()
+        merged = merged_point(rv).id
+        with running(create_app(Service(rv))) as api:
+            answers: list[httpx.Response] = []
+            reading = threading.Thread(target=lambda: answers.append(api.get(f"/memories/{merged}")))
+            reading.start()
+            assert signalling.started.wait(60)
+            others = [
+                api.get("/healthz"),
+                api.get("/readyz"),
+                api.get("/stats"),
+                api.post("/search", json={"text": SENTENCES[2], "k": 2}),
+                api.post("/memories", json={"memories": [{"text": SENTENCES[5]}]}),
+            ]
+            answered_meanwhile = not signalling.finished.is_set()
+            reading.join(120)
+    assert [r.status_code for r in others] == [200] * 5 and others[3].json()["hits"]
+    assert answered_meanwhile, "the other requests waited for the inversion"
+    assert answers[0].status_code == 200 and answers[0].json()["inverter"] == inverter.id
 
 
 def test_inverter_cli_trains_and_evaluates(tmp_path: Path, capsys, model_dir: Path) -> None:

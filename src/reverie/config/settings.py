@@ -234,6 +234,12 @@ class InversionSettings(_Section):
     )
     keywords: int = Field(default=8, ge=0, le=32, description="Likely words named to the LM in its prompt.")
     polish: int = Field(default=3, ge=0, le=16, description="Rounds of word edits on the text found.")
+    fluency: float = Field(
+        default=0.02,
+        ge=0,
+        le=1,
+        description="Cosine a text may trade for reading one nat per token better (0: closeness alone).",
+    )
     settle_seconds: int = Field(
         default=600,
         le=MAX_SECONDS,
@@ -241,7 +247,12 @@ class InversionSettings(_Section):
         description="The job skips points merged more recently (they may merge again).",
     )
     per_tick: int = Field(default=64, ge=1, description="Most points the job inverts per tick.")
-    batch_size: int = Field(default=16, ge=1, le=1024, description="Vectors inverted together.")
+    batch_size: int = Field(
+        default=16,
+        ge=1,
+        le=1024,
+        description="Vectors inverted together by vec2text's corrector (the guided inverter: one at a time).",
+    )
     tick_seconds: float = Field(
         default=30.0, le=MAX_SECONDS, gt=0, description="Time budget of one tick of the job."
     )

@@ -50,6 +50,7 @@ class Inverter(Protocol):
     id: str
     embedder: Embedder
     embedder_id: str  # the embedder whose vectors it inverts
+    batches: bool  # whether vectors inverted together cost less than one at a time
 
     def invert(
         self,
@@ -67,7 +68,10 @@ def builtin_model_dir() -> Path:
 
 
 class GuidedInverter:
-    """The guided search (guided.py), steered by a trained model or zero-shot."""
+    """The guided search (guided.py), steered by a trained model or zero-shot. One vector
+    at a time: a batch would cost the same, and the job stops sooner between vectors."""
+
+    batches = False
 
     def __init__(
         self,
@@ -134,6 +138,8 @@ class GuidedInverter:
 
 class PretrainedCorrector:
     """vec2text's gtr-base inverter + corrector (hub, cache or a local directory)."""
+
+    batches = True
 
     def __init__(self, source: str, embedder: Embedder, steps: int, beam_width: int = 1) -> None:
         from reverie.inversion.vec2text_adapter import load_pretrained_corrector

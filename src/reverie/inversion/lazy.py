@@ -133,7 +133,7 @@ class LazyInversion:
         self.settings, self.layouts = settings, layouts
         self._inverter = inverter  # loads the model on first need
         self._inverter_status = inverter_status  # why there is none: "off", "failed: why"
-        self.stopping = threading.Event()  # a shutdown: the job ends after its current batch
+        self.stopping = threading.Event()  # a shutdown: the job ends after its current vector
         self.on_inverted: Callable[[int, float], None] = lambda points, seconds: None
 
     def text(self, record: Record) -> MemoryText:
@@ -204,10 +204,11 @@ class LazyInversion:
         )
         deadline = time.monotonic() + s.tick_seconds
         done = 0
-        for start in range(0, min(len(ready), s.per_tick), s.batch_size):
+        batch = s.batch_size if inverter.batches else 1  # a shutdown waits for one batch at most
+        for start in range(0, min(len(ready), s.per_tick), batch):
             if time.monotonic() >= deadline or self.stopping.is_set():
                 break
-            done += len(self._invert(ready[start : min(start + s.batch_size, s.per_tick)], inverter))
+            done += len(self._invert(ready[start : min(start + batch, s.per_tick)], inverter))
         log.info(
             "inversion.tick", inverted=done, pending=len(pending) - done, settling=len(pending) - len(ready)
         )

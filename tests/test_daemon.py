@@ -20,7 +20,10 @@ import numpy as np
 import pytest
 
 from reverie.config import Settings
+from reverie.daemon import packed
 from reverie.daemon.api import create_app
+from reverie.daemon.client import DaemonClient
+from reverie.daemon.registration import Registration
 from reverie.daemon.serve import serve
 from reverie.daemon.service import Service
 from reverie.errors import BusyError, ConfigError
@@ -177,6 +180,55 @@ def test_malformed_json_and_nan_are_4xx(api: httpx.Client) -> None:
     nan = b'{"memories": [{"vector": [NaN, 0, 0, 1]}]}'
     response = api.post("/memories", content=nan, headers=headers)
     assert response.status_code in (400, 422) and "error" in response.json()
+
+
+def test_packed_writes_store_what_json_writes_store(api: httpx.Client) -> None:
+    """The same memories through both formats: the same payloads, vectors and ids; the
+    client's packed writes in batches under the daemon's max_batch."""
+    memories = [{"payload": {"k": "a"}}, {"text": "green tea"}, {}]
+    as_json = [{**m, "vector": v, "id": i} for i, (m, v) in enumerate(zip(memories, NEAR, strict=True), 1)]
+    assert api.post("/memories", json={"memories": as_json}).json()["ids"] == [1, 2, 3]
+    body = packed.pack(np.array(NEAR), [{**m, "id": i} for i, m in enumerate(memories, 11)])
+    answer = api.post("/memories/packed", content=body, headers={"content-type": packed.MEDIA_TYPE})
+    assert answer.status_code == 200 and answer.json()["ids"] == [11, 12, 13]
+    for i, vector in enumerate(NEAR, 1):
+        by_json, by_packed = api.get(f"/memories/{i}").json(), api.get(f"/memories/{i + 10}").json()
+        assert by_packed["payload"] == by_json["payload"] and by_packed["text"] == by_json["text"]
+        hits = api.post("/search", json={"vector": vector, "k": 2}).json()["hits"]
+        assert {h["id"] for h in hits} == {i, i + 10} and min(h["score"] for h in hits) > 0.99999
+    client = DaemonClient(Registration(0, str(api.base_url)), None)
+    vectors = np.random.default_rng(0).normal(size=(12, 4)).astype(np.float32)
+    ids = client.write_vectors(vectors, [{"n": i} for i in range(12)], batch=5)  # max_batch is 5
+    assert len(set(ids)) == 12 and api.get("/stats").json()["live"] == 18
+
+
+PACKED_BAD = [  # (body, content type, status, message)
+    (packed.pack(np.ones((1, 4)), [{}]), "application/octet-stream", 415, packed.MEDIA_TYPE),
+    (b"RVP2" + packed.pack(np.ones((1, 4)), [{}])[4:], None, 400, "starts with"),
+    (b"RVP1\xff\xff\x00\x00{}", None, 400, "runs past"),
+    (packed.pack(np.ones((1, 4)), [{}])[:-4], None, 400, "take 16 bytes"),
+    (packed.pack(np.ones((2, 4)), [{}, {}]).replace(b'"dimension":4', b'"dimension":8'), None, 400, "64"),
+    (b"RVP1\x05\x00\x00\x00{nope", None, 422, "JSON"),
+    (packed.pack(np.ones((1, 4)), [{"vector": [1]}]), None, 422, "memories.0.vector"),
+    (packed.pack(np.ones((1, 4)), [{"id": True}]), None, 422, "memories.0.id"),
+    (packed.pack(np.full((1, 4), np.nan), [{}]), None, 400, "NaN"),
+    (packed.pack(np.ones((1, 3)), [{}]), None, 400, "dimension"),
+    (packed.pack(np.ones((6, 4)), [{}] * 6), None, 413, "max_batch"),
+    (packed.pack(np.ones((1, 4)), [{}], {"x": "1"}), None, 400, "not a partition key"),
+    (packed.pack(np.ones((1, 4)), [{"payload": {"k": "v" * 100}}]), None, 413, "max_payload_bytes"),
+    (packed.pack(np.ones((1, 4)), [{"text": "\u00e9" * 60}]), None, 413, "max_text_chars"),
+    (b"RVP1" + b"\x00" * 5000, None, 413, "max_body_bytes"),
+]
+
+
+@pytest.mark.parametrize(("body", "media", "status", "message"), PACKED_BAD)
+def test_bad_packed_writes_get_clear_4xx_and_write_nothing(api, body, media, status, message) -> None:
+    api.post("/memories", json={"memories": [{"vector": NEAR[2], "id": 7}]})
+    headers = {"content-type": media or packed.MEDIA_TYPE}
+    response = api.post("/memories/packed", content=body, headers=headers)
+    assert response.status_code == status, response.text
+    assert message in response.json()["error"]
+    assert api.get("/stats").json()["live"] == 1
 
 
 def test_api_key_guards_every_route_but_health(tmp_path: Path) -> None:

@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from hypothesis.errors import Unsatisfiable
 
 from reverie.config import Settings
+from reverie.daemon import packed
 from reverie.daemon.api import create_app
 from reverie.daemon.service import Service
 from reverie.inversion.embedders import Embedder
@@ -27,6 +28,12 @@ from helpers import near_duplicates, running
 EXAMPLES = 40  # per operation and mode: about a thousand requests, well under a minute
 DELETED: set[object] = set()  # ids a generated DELETE removed (acknowledged with 200)
 QUICK = settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck))
+
+
+@schemathesis.serializer(packed.MEDIA_TYPE)
+def packed_bytes(ctx: object, value: object) -> bytes:
+    """A packed write's body as generated (binary): sent as it is, to be refused cleanly."""
+    return value if isinstance(value, bytes) else str(value).encode()
 
 
 @pytest.fixture(scope="module")

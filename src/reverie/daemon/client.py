@@ -9,7 +9,9 @@ from functools import cached_property
 from typing import Any
 
 import httpx
+import numpy as np
 
+from reverie.daemon import packed
 from reverie.daemon.registration import Registration
 from reverie.errors import (
     ConflictError,
@@ -23,6 +25,8 @@ from reverie.inversion.lazy import MemoryText
 from reverie.storage import Hit, PointId, Record
 from reverie.storage import payload as p
 from reverie.storage.layouts import Layout, from_description
+
+PACKED_BATCH = 1000  # memories a packed write carries: the daemon's default max_batch
 
 ERRORS: dict[int, type[ReverieError]] = {
     400: InvalidInputError,
@@ -58,6 +62,30 @@ class DaemonClient:
         memories = [{"text": t, "payload": payload or {}} for t in texts]
         body = {"memories": memories, "partition": partition or {}}
         return self._call("POST", "/memories", json=body)["ids"]
+
+    def write_vectors(
+        self,
+        vectors: np.ndarray,
+        payloads: Sequence[dict[str, Any]] | None = None,
+        ids: Sequence[PointId] | None = None,
+        partition: dict[str, Any] | None = None,
+        batch: int = PACKED_BATCH,
+    ) -> list[PointId]:
+        """Vectors with their payloads (and ids), packed as float32 (daemon/packed.py), in
+        batches of `batch`: about twice the rate of JSON floats. Returns the ids written."""
+        count = len(vectors)
+        if (payloads is not None and len(payloads) != count) or (ids is not None and len(ids) != count):
+            raise InvalidInputError(f"{count} vectors need as many payloads and ids")
+        memories = [
+            {"payload": dict(payloads[i]) if payloads else {}, **({"id": ids[i]} if ids else {})}
+            for i in range(count)
+        ]
+        written: list[PointId] = []
+        for start in range(0, count, batch):
+            body = packed.pack(vectors[start : start + batch], memories[start : start + batch], partition)
+            headers = {"content-type": packed.MEDIA_TYPE}
+            written += self._call("POST", "/memories/packed", content=body, headers=headers)["ids"]
+        return written
 
     def recall(
         self, query: str, k: int = 5, partition: dict[str, Any] | None = None, rank: str | None = None

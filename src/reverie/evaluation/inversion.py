@@ -3,8 +3,9 @@
 Three measurements, each on real text:
 - sentences: pure inversion of held-out sentences (no hypotheses), with the metrics of the
   vec2text paper: token F1 (lower-cased words, bag overlap per sentence, averaged), BLEU,
-  exact match, and the cosine of the re-embedded text to the target; per search setting,
-  with the seconds each vector took;
+  exact match, and the cosine of the re-embedded text to the target; how well the texts
+  read: the LM's perplexity of them against its perplexity of the sentences themselves
+  (inversion/fluency.py); per search setting, with the seconds each vector took;
 - merges: paraphrase groups consolidated for real (a temporary embedded store), each
   merged memory read back; its shown text against its label (the closest member text),
   which the search must never fall below;
@@ -26,8 +27,10 @@ from typing import Any
 import numpy as np
 
 from reverie.errors import InvalidInputError
+from reverie.inversion.base_lm import BaseLM, load_base_lm
+from reverie.inversion.fluency import perplexity
 from reverie.inversion.guided import SearchSettings
-from reverie.inversion.inverter import Inverter
+from reverie.inversion.inverter import GuidedInverter, Inverter
 from reverie.progress import with_progress
 
 EXAMPLES = 8
@@ -53,6 +56,8 @@ def evaluate_sentences(
     import sacrebleu
 
     vectors = inverter.embedder.encode(sentences)
+    reader = _reader(inverter)
+    reference = perplexity(reader, sentences)
     rows = []
     for setting in settings:
         configured = _configured(inverter, setting)
@@ -70,6 +75,8 @@ def evaluate_sentences(
                 "cosine": _mean(r.fidelity for r in results),
                 "bleu": round(sacrebleu.corpus_bleu(texts, [sentences]).score, 2),
                 "exact_match": _mean(t.strip() == s.strip() for t, s in zip(texts, sentences, strict=True)),
+                "perplexity": perplexity(reader, texts),
+                "reference_perplexity": reference,
                 "seconds_per_vector": round(float(np.mean(seconds)), 3),
                 "seconds_p90": round(float(np.percentile(seconds, 90)), 3),
                 "examples": [
@@ -78,6 +85,11 @@ def evaluate_sentences(
             }
         )
     return rows
+
+
+def _reader(inverter: Inverter) -> BaseLM:
+    """The LM that judges how well texts read: the guided inverter's own, else SmolLM2."""
+    return inverter.search.lm if isinstance(inverter, GuidedInverter) else load_base_lm()
 
 
 def evaluate_merges(
@@ -203,12 +215,16 @@ def read_groups(path: Path, limit: int) -> list[list[str]]:
 
 def result_lines(result: dict[str, Any]) -> list[str]:
     lines = [f"inverter {result['inverter']}"]
-    lines.append(f"{'search':<40} {'n':>5} {'tok F1':>7} {'cosine':>7} {'BLEU':>6} {'s/vec':>6}")
+    lines.append(
+        f"{'search':<40} {'n':>5} {'tok F1':>7} {'cosine':>7} {'BLEU':>6} {'s/vec':>6} "
+        f"{'perplexity (source)':>20}"
+    )
     for row in result["sentences"]:
         search = row["search"] if isinstance(row["search"], str) else _short(row["search"])
         lines.append(
             f"{search:<40} {row['sentences']:>5} {row['token_f1']:>7.3f} {row['cosine']:>7.3f} "
-            f"{row['bleu']:>6.2f} {row['seconds_per_vector']:>6.2f}"
+            f"{row['bleu']:>6.2f} {row['seconds_per_vector']:>6.2f} "
+            f"{row['perplexity']:>10.1f} ({row['reference_perplexity']:.1f})"
         )
     for example in result["sentences"][-1]["examples"][:5]:
         lines.append(f"  {example['target']!r}\n    -> {example['inverted']!r}")

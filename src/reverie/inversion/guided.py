@@ -23,6 +23,7 @@ import torch
 from reverie.config import InversionSettings
 from reverie.inversion.base_lm import BaseLM
 from reverie.inversion.embedders import Embedder
+from reverie.inversion.fluency import mean_logprobs
 
 PROMPT = "<|im_start|>user\nWrite one short sentence{hint}.{given}<|im_end|>\n<|im_start|>assistant\n"
 GIVEN = " Say what these say:\n{lines}"
@@ -42,11 +43,14 @@ class SearchSettings:
     bias: float = 1.0  # weight of the vocabulary bias on the LM's next-token scores
     repeat_penalty: float = 2.0  # taken off a content word's score once the text holds it
     polish: int = 3  # rounds of word edits (drop a word, add a keyword) kept while they bring it closer
+    fluency: float = 0.02  # cosine a text may trade for reading one nat per token better (fluency.py)
 
     @classmethod
     def of(cls, settings: InversionSettings) -> SearchSettings:
         s = settings
-        return cls(s.beam_width, s.expand, s.max_tokens, s.patience, s.keywords, polish=s.polish)
+        return cls(
+            s.beam_width, s.expand, s.max_tokens, s.patience, s.keywords, polish=s.polish, fluency=s.fluency
+        )
 
 
 @dataclass(frozen=True)
@@ -70,6 +74,7 @@ class GuidedSearch:
     def __init__(self, lm: BaseLM, embedder: Embedder, settings: SearchSettings) -> None:
         self.lm, self.embedder, self.settings = lm, embedder, settings
         self._content = _content_tokens(lm) if settings.repeat_penalty else None
+        self._line_breaks = _line_break_tokens(lm)
 
     def run(
         self,
@@ -95,13 +100,27 @@ class GuidedSearch:
         if given:  # a text read from its members or parents runs about as long as they do
             longest = max(len(self.lm.encode(h)) for h in given)
             steering = replace(steering, expected_tokens=min(steering.expected_tokens or longest, longest))
-        written = self._beam(target, steering, closest)
-        if written is not None and written.cosine > best.cosine:
-            written = self._polish(written, target, steering.keywords)
-            # ranked by the fast embedder; the fidelity reported is the embedder's own
-            exact = Found(written.text, float(self.embedder.encode([written.text])[0] @ target), False)
-            best = exact if exact.cosine > best.cosine else best
+        drafts = self._beam(target, steering, closest)
+        if drafts and max(d.cosine for d in drafts) > best.cosine:
+            polished = self._polish(drafts[0], target, steering.keywords)
+            texts = list(dict.fromkeys([d.text for d in drafts] + [polished.text]))
+            best = self._readable_best(best, texts, target)
         return best
+
+    def _readable_best(self, given: Found, drafts: list[str], target: np.ndarray) -> Found:
+        """The draft that is closest once how well it reads is counted, if it is closer than
+        the best given text; the given text when that one reads enough better. The fidelity
+        is the embedder's own (the search ranked with its fast copy)."""
+        cosines = self.embedder.encode(drafts) @ target
+        w = self.settings.fluency
+        reads = mean_logprobs(self.lm, drafts + ([given.text] if given.text else [])) if w else None
+        scores = cosines + (w * reads[: len(drafts)] if reads is not None else 0.0)
+        top = int(np.argmax(np.where(cosines > given.cosine, scores, -np.inf)))
+        if cosines[top] <= given.cosine:
+            return given
+        if reads is not None and given.text and given.cosine + w * reads[-1] >= scores[top]:
+            return given
+        return Found(drafts[top], float(cosines[top]), False)
 
     def _polish(self, found: Found, target: np.ndarray, keywords: tuple[str, ...]) -> Found:
         """Word edits on the text found, each kept only while it brings the text closer."""
@@ -121,7 +140,9 @@ class GuidedSearch:
             found = Found(edits[top], float(cosines[top]), False)
         return found
 
-    def _beam(self, target: np.ndarray, steering: Steering, closest: list[str]) -> Found | None:
+    def _beam(self, target: np.ndarray, steering: Steering, closest: list[str]) -> list[Found]:
+        """The best text written, ranked by closeness and how well it reads so far, and the
+        best one that ended where the LM would end it (no fragment)."""
         s, lm = self.settings, self.lm
         model = lm.model
         hint = f" using these words: {', '.join(steering.keywords)}" if steering.keywords else ""
@@ -136,35 +157,43 @@ class GuidedSearch:
             out = model(inputs_embeds=embeds, use_cache=True)
         cache, logits = out.past_key_values, out.logits[:, -1]
         beams: list[list[int]] = [[]]
-        best: Found | None = None
+        logp = [0.0]  # each beam's summed log-probability under the LM (before any steering)
+        best: dict[bool, tuple[float, Found]] = {}  # ended or not: the best (score, text)
         stale = 0
         stops = set(lm.stop_ids)
         limit = s.max_tokens
         if steering.expected_tokens is not None:
             limit = min(limit, int(LENGTH_SLACK * steering.expected_tokens) + 8)
         for _ in range(limit):
-            scores = torch.log_softmax(logits.float(), dim=-1)
+            scores = raw = torch.log_softmax(logits.float(), dim=-1)
+            scores = scores.masked_fill(self._line_breaks[: scores.shape[-1]], -torch.inf)  # one paragraph
             if bias is not None:
                 scores = scores + bias
             if self._content is not None:
                 scores = scores - s.repeat_penalty * _used(beams, self._content, scores.shape[-1])
             top = torch.topk(scores, s.expand, dim=-1).indices.tolist()
             candidates = [(row, token) for row, tokens in enumerate(top) for token in tokens]
-            finished = [beams[row] for row, token in candidates if token in stops and beams[row]]
+            finished = [(row, token) for row, token in candidates if token in stops and beams[row]]
             live = [(row, token) for row, token in candidates if token not in stops]
-            texts = [lm.decode(beams[row] + [token]) for row, token in live]
-            texts += [lm.decode(tokens) for tokens in finished]
+            texts = [lm.decode(beams[row] + [token]) for row, token in live + finished]
+            rows = torch.tensor([row for row, _ in live + finished])
+            tokens = torch.tensor([token for _, token in live + finished])
+            # how well each reads so far: mean log-probability per token (an ended one: its end too)
+            steps = raw[rows, tokens].numpy()
+            reads = (np.asarray(logp)[rows] + steps) / (np.asarray([len(b) for b in beams])[rows] + 1)
             cosines = self._cosines(texts, target)
-            live_cosines = cosines[: len(live)]
+            ranked = cosines + s.fluency * reads
             improved = False
-            for text, cosine in zip(texts, cosines, strict=True):
-                if text and (best is None or cosine > best.cosine):
-                    best, improved = Found(text, float(cosine), False), True
+            for i, (text, cosine, score) in enumerate(zip(texts, cosines, ranked, strict=True)):
+                ended = i >= len(live)
+                if text and score > best.get(ended, (-np.inf,))[0]:
+                    best[ended], improved = (float(score), Found(text, float(cosine), False)), True
             stale = 0 if improved else stale + 1
             if not live or stale >= s.patience:
                 break
-            keep = np.argsort(-live_cosines, kind="stable")[: s.beam_width]
+            keep = np.argsort(-ranked[: len(live)], kind="stable")[: s.beam_width]
             rows = torch.tensor([live[k][0] for k in keep])
+            logp = [logp[live[k][0]] + float(steps[k]) for k in keep]
             beams = [beams[live[k][0]] + [live[k][1]] for k in keep]
             cache.reorder_cache(rows)
             with torch.no_grad():
@@ -172,7 +201,7 @@ class GuidedSearch:
                     input_ids=torch.tensor([[b[-1]] for b in beams]), past_key_values=cache, use_cache=True
                 )
             cache, logits = out.past_key_values, out.logits[:, -1]
-        return best
+        return [found for _, found in sorted(best.values(), key=lambda pair: -pair[0])]
 
     def _cosines(self, texts: list[str], target: np.ndarray) -> np.ndarray:
         present = [i for i, t in enumerate(texts) if t.strip()]
@@ -189,6 +218,14 @@ def _content_tokens(lm: BaseLM) -> torch.Tensor:
     return torch.tensor(
         [p is not None and p.startswith("Ġ") and p[1:].isalpha() and len(p) > 4 for p in pieces]
     )
+
+
+def _line_break_tokens(lm: BaseLM) -> torch.Tensor:
+    """Tokens that break the line: a memory is written as one paragraph (a run of lines
+    reads as a list, and repeats itself at a low perplexity)."""
+    size = int(lm.model.config.vocab_size)
+    pieces = lm.tokenizer.convert_ids_to_tokens(list(range(size)))
+    return torch.tensor([p is not None and ("Ċ" in p or "č" in p) for p in pieces])
 
 
 def _used(beams: list[list[int]], content: torch.Tensor, size: int) -> torch.Tensor:

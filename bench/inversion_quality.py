@@ -1,24 +1,29 @@
-"""Inversion quality against CPU time: every search setting tried, on held-out text.
+"""Inversion quality against CPU time, in the domains a model trained on and in domains it
+never saw.
 
-    .venv/bin/python bench/inversion_quality.py --run RUN [--sentences 60] [--groups 200] [--blends 200]
+    .venv/bin/python bench/inversion_quality.py --run RUN [--sentences 40] [--groups 60] [--blends 60]
 
-RUN is a `reverie inverter train` run directory: its holdout.txt holds the WordNet
-sentences and the Bible verses it never trained on (whole verse groups held out), its
-model/ the inverter (default: the builtin model, which was trained by such a run).
-1. Pure inversion (no member texts) of the first --sentences held-out WordNet sentences and
-   as many held-out verses, at each setting below (zero-shot included): token F1, cosine,
-   seconds per vector.
+RUN is a `reverie inverter train` run directory: its holdout.txt holds --holdout sentences
+of each corpus file it trained on (in the order of its model's `corpus`), never trained on:
+the in-domain sets. The left-out domains are whole sources it never saw: Bible verses (one
+modern wording per verse, ../shared/data) and the demo's agent memories.
+1. Pure inversion (no member texts) of the first --sentences sentences of every set, at
+   each setting below: token F1, cosine, BLEU, the LM's perplexity of the texts against its
+   perplexity of the sentences, seconds per vector.
 2. Merged memories: the first --groups OT paraphrase groups consolidated for real, each
    merged memory read back: its text's fidelity against its label's.
-3. Blends of --blends pairs of unrelated held-out sentences: fidelity against the better
-   parent's cosine to the blend.
-Writes the tables and a plot (fidelity against seconds per vector, per setting) into
-docs/inversion.md and docs/inversion-settings.png, and bench/results/inversion-quality.json.
+3. Blends of --blends pairs of unrelated sentences: fidelity against the better parent's
+   cosine to the blend.
+With --curve, instead: the default setting on each snapshot of the run (one per word
+epoch), the table and plot of quality against training hours (section inversion-training).
+Writes the tables and plots into docs/inversion.md, docs/inversion-settings.png,
+docs/inversion-training.png, and bench/results/inversion-quality.json.
 """
 
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 import platform
 from dataclasses import replace
@@ -35,18 +40,19 @@ from reverie.inversion.inverter import BUILTIN, ZERO_SHOT, builtin_model_dir, op
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results" / "inversion-quality.json"
+CURVE_RESULTS = ROOT / "bench" / "results" / "inversion-training.json"
 DOC = ROOT / "docs" / "inversion.md"
 PLOT = ROOT / "docs" / "inversion-settings.png"
+CURVE_PLOT = ROOT / "docs" / "inversion-training.png"
+BIBLE = ROOT.parent / "shared/data/bible-ot-paraphrases.jsonl.gz"
 DEFAULT = SearchSettings()
 SETTINGS = {  # name -> (model, search)
-    "zero-shot, beam 4 x 6": (ZERO_SHOT, DEFAULT),
+    "trained, default (beam 4 x 6, fluency 0.02)": (BUILTIN, DEFAULT),
     "trained, beam 2 x 4": (BUILTIN, replace(DEFAULT, beam_width=2, expand=4)),
-    "trained, beam 4 x 6 (default)": (BUILTIN, DEFAULT),
-    "trained, beam 6 x 8": (BUILTIN, replace(DEFAULT, beam_width=6, expand=8)),
-    "trained, no keywords in the prompt": (BUILTIN, replace(DEFAULT, keywords=0)),
-    "trained, no token bias": (BUILTIN, replace(DEFAULT, bias=0.0)),
-    "trained, no polish, no repeat penalty": (BUILTIN, replace(DEFAULT, polish=0, repeat_penalty=0.0)),
+    "trained, closeness alone (fluency 0)": (BUILTIN, replace(DEFAULT, fluency=0.0)),
+    "zero-shot, beam 4 x 6": (ZERO_SHOT, DEFAULT),
 }
+LEFT_OUT = "left out"
 
 
 def main() -> None:
@@ -54,55 +60,45 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--run", type=Path, required=True, help="the training run (its holdout.txt)")
-    parser.add_argument("--model", default=None, help="inverter to measure (default: builtin)")
-    parser.add_argument("--sentences", type=int, default=60, help="held-out sentences of each source")
-    parser.add_argument("--groups", type=int, default=200, help="OT paraphrase groups to consolidate")
-    parser.add_argument("--blends", type=int, default=200)
-    parser.add_argument(
-        "--paraphrases", type=Path, default=ROOT.parent / "shared/data/bible-ot-paraphrases.jsonl.gz"
-    )
+    parser.add_argument("--model", default=None, help="inverter to measure (default: RUN/model)")
+    parser.add_argument("--sentences", type=int, default=40, help="sentences of each set")
+    parser.add_argument("--groups", type=int, default=60, help="OT paraphrase groups to consolidate")
+    parser.add_argument("--blends", type=int, default=60)
+    parser.add_argument("--holdout", type=int, default=1000, help="the run's --holdout")
     parser.add_argument("--only", action="append", help="run only these settings (by name)")
-    parser.add_argument("--holdout", type=int, default=1000, help="the run's --holdout (WordNet lines first)")
-    parser.add_argument(
-        "--resume", type=Path, help="the output of an interrupted run: its measured rows are kept, not redone"
-    )
+    parser.add_argument("--curve", action="store_true", help="quality against training hours instead")
     args = parser.parse_args()
     from reverie.config import LoggingSettings
     from reverie.logs import configure_logging
 
     configure_logging(LoggingSettings(level="warning"))
     embedder = Embedder("sentence-transformers/all-MiniLM-L6-v2")
-    held = [line.strip() for line in (args.run / "holdout.txt").read_text().splitlines() if line.strip()]
-    # holdout.txt: the held-out WordNet sentences first (--holdout of them), then the verses
-    wordnet, verses = held[: args.sentences], _verses(held[args.holdout :], args.sentences)
-    model = args.model or BUILTIN
+    model = args.model or str(args.run / "model")
+    sets = data_sets(args.run, Path(model), args.holdout, args.sentences)
+    if args.curve:
+        return curve(args, embedder, sets)
     loaded: dict[str, Any] = {}
-    rows = _resumed(args.resume) if args.resume else []
+    rows = []
     for name, (source, search) in SETTINGS.items():
-        if (args.only and name not in args.only) or any(r["setting"] == name for r in rows):
+        if args.only and name not in args.only:
             continue
         source = model if source == BUILTIN else source
         if source not in loaded:
             loaded[source] = open_inverter(source, embedder, search)
-        for data_name, data in (("WordNet", wordnet), ("Bible", verses)):
-            row = evaluate_sentences(loaded[source], data, [search])[0]
-            rows.append({"setting": name, "data": data_name, **row})
+        for (data, domain), sentences in sets.items():
+            row = evaluate_sentences(loaded[source], sentences, [search])[0]
+            rows.append({"setting": name, "data": data, "domain": domain, **row})
             print(json.dumps({k: v for k, v in rows[-1].items() if k != "examples"}), flush=True)
     inverter = loaded.get(model) or open_inverter(model, embedder, DEFAULT)
-    merges = evaluate_merges(inverter, args.paraphrases, args.groups)
+    merges = evaluate_merges(inverter, BIBLE, args.groups)
+    merges["domain"] = LEFT_OUT if ("bible", LEFT_OUT) in sets else "in domain"
     print(json.dumps({k: v for k, v in merges.items() if k != "examples"}), flush=True)
-    blends = evaluate_blends(inverter, wordnet + verses, args.blends)
+    blends = evaluate_blends(inverter, [t for texts in sets.values() for t in texts], args.blends)
     print(json.dumps({k: v for k, v in blends.items() if k != "examples"}), flush=True)
-    meta = json.loads(
-        ((builtin_model_dir() if model == BUILTIN else Path(model)) / "inverter.json").read_text()
-    )
     result = {
         "inverter": inverter.id,
-        "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads",
-        "model": {
-            k: meta.get(k)
-            for k in ("base_lm", "embedder", "sentences", "word_epochs", "prefix_steps", "train_hours")
-        },
+        "machine": _machine(),
+        "model": _trained(Path(model)),
         "sentences": rows,
         "merges": merges,
         "blends": blends,
@@ -116,27 +112,83 @@ def main() -> None:
     write_section(DOC, "inversion-quality", lines, "Inversion")
 
 
-def _resumed(output: Path) -> list[dict[str, Any]]:
-    """The rows an interrupted run printed (one JSON object a line), both data sets of a
-    setting or neither."""
-    rows = []
-    for line in output.read_text().splitlines():
-        if line.startswith('{"setting"'):
-            rows.append(json.loads(line))
-    done = {r["setting"] for r in rows if sum(x["setting"] == r["setting"] for x in rows) == 2}
-    return [r for r in rows if r["setting"] in done]
+def data_sets(run: Path, model: Path, holdout: int, count: int) -> dict[tuple[str, str], list[str]]:
+    """(name, domain) -> sentences: the run's held-out sentences of each corpus file, then
+    the domains it never trained on."""
+    held = [line.strip() for line in (run / "holdout.txt").read_text().splitlines() if line.strip()]
+    corpus = _meta(model)
+    sets = {}
+    for index, path in enumerate(corpus["corpus"]):
+        name = Path(path).name.split(".")[0]
+        if "bible" not in name:  # a model trained on verses has no left-out Bible
+            sets[(name, "in domain")] = held[index * holdout : index * holdout + count]
+    trained_on = " ".join(corpus["corpus"])
+    if "bible" not in trained_on:
+        sets[("bible", LEFT_OUT)] = _verses(count)
+    from reverie.demo import sample
+
+    sets[("agent memories", LEFT_OUT)] = list(dict.fromkeys(row["text"] for row in sample()))[:count]
+    return sets
 
 
-def _verses(held: list[str], count: int) -> list[str]:
-    """Held-out verses, about one wording per verse group (the wordings of a verse are
-    consecutive and mostly begin alike), of at most 40 words."""
-    verses, seen = [], set()
-    for text in held:
-        key = text.lower()[:24]
-        if key not in seen and len(text.split()) <= 40:
-            seen.add(key)
-            verses.append(text)
+def _verses(count: int) -> list[str]:
+    """Every 97th verse, its modern (WEB) wording, of at most 40 words."""
+    verses = []
+    with gzip.open(BIBLE, "rt", encoding="utf-8") as f:
+        for number, line in enumerate(f):
+            text = json.loads(line)["texts"].get("web", "")
+            if number % 97 == 0 and text and len(text.split()) <= 40:
+                verses.append(text.strip())
     return verses[:count]
+
+
+def curve(args: argparse.Namespace, embedder: Embedder, sets: dict[tuple[str, str], list[str]]) -> None:
+    """The default setting on every snapshot of the run: quality against training hours."""
+    rows = []
+    for snapshot in [ZERO_SHOT, *sorted((args.run / "snapshots").glob("words-*"), key=_epoch)]:
+        inverter = open_inverter(str(snapshot), embedder, DEFAULT)
+        hours = 0.0 if snapshot == ZERO_SHOT else _trained(snapshot)["train_hours"]
+        for (data, domain), sentences in sets.items():
+            row = evaluate_sentences(inverter, sentences, [None])[0]
+            rows.append({"hours": hours, "data": data, "domain": domain, **row})
+            rows[-1].pop("examples")
+            print(json.dumps(rows[-1]), flush=True)
+    CURVE_RESULTS.write_text(json.dumps({"machine": _machine(), "rows": rows}, indent=1) + "\n")
+    _plot_curve(rows)
+    lines = [
+        f"Measured by `bench/inversion_quality.py --run {args.run} --curve --sentences {args.sentences}` "
+        f"({_machine()}): the default search on the model after each word epoch (0 h: zero-shot).",
+        "",
+        "| hours trained | set | domain | token F1 | cosine | perplexity (source) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['hours']:.2f} | {r['data']} | {r['domain']} | {r['token_f1']:.3f} | {r['cosine']:.3f} | "
+            f"{r['perplexity']:.1f} ({r['reference_perplexity']:.1f}) |"
+        )
+    lines += ["", "![quality against training hours](inversion-training.png)"]
+    print("\n".join(lines))
+    write_section(DOC, "inversion-training", lines, "Inversion")
+
+
+def _epoch(path: Path) -> int:
+    return int(path.name.split("-")[1])
+
+
+def _trained(model: Path) -> dict[str, Any]:
+    meta = _meta(model)
+    keys = ("base_lm", "embedder", "sentences", "word_epochs", "prefix_steps", "train_hours")
+    return {k: meta.get(k) for k in keys}
+
+
+def _meta(model: Path) -> dict[str, Any]:
+    directory = builtin_model_dir() if str(model) == BUILTIN else model
+    return json.loads((directory / "inverter.json").read_text())
+
+
+def _machine() -> str:
+    return f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads"
 
 
 def report_lines(result: dict[str, Any]) -> list[str]:
@@ -144,18 +196,22 @@ def report_lines(result: dict[str, Any]) -> list[str]:
         f"Measured by `{result['command']}` ({result['machine']}); inverter {result['inverter']}, "
         f"trained {result['model']}.",
         "",
-        "| setting | held-out | sentences | token F1 | cosine | BLEU | s/vector (p90) |",
-        "|---|---|---|---|---|---|---|",
+        "| setting | set | domain | sentences | token F1 | cosine | BLEU | perplexity (source) "
+        "| s/vector (p90) |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in result["sentences"]:
         lines.append(
-            f"| {r['setting']} | {r['data']} | {r['sentences']} | {r['token_f1']:.3f} | {r['cosine']:.3f} | "
-            f"{r['bleu']:.1f} | {r['seconds_per_vector']:.2f} ({r['seconds_p90']:.2f}) |"
+            f"| {r['setting']} | {r['data']} | {r['domain']} | {r['sentences']} | {r['token_f1']:.3f} | "
+            f"{r['cosine']:.3f} | {r['bleu']:.1f} | "
+            f"{r['perplexity']:.1f} ({r['reference_perplexity']:.1f}) | "
+            f"{r['seconds_per_vector']:.2f} ({r['seconds_p90']:.2f}) |"
         )
     lines += ["", "![fidelity against seconds per vector](inversion-settings.png)", ""]
     m, b = result["merges"], result["blends"]
     lines += [
         f"**Merged memories** ({m['merges']} merges of the first {m['groups']} OT paraphrase groups, "
+        f"{m['domain']}, "
         f"consolidated at the defaults): shown text fidelity {m['shown_fidelity']:.3f} against the labels' "
         f"{m['label_fidelity']:.3f}; below its label: {m['below_label']}; a written text beat the label "
         f"in {100 * m['written_beats_label']:.0f}% of merges; {m['seconds_per_merge']:.2f} s per merge.",
@@ -182,30 +238,70 @@ def report_lines(result: dict[str, Any]) -> list[str]:
     return lines
 
 
-def _plot(rows: list[dict[str, Any]]) -> None:
+def _pyplot() -> Any:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5), sharey=False)
+    return plt
+
+
+def _plot(rows: list[dict[str, Any]]) -> None:
+    """Fidelity and token F1 against seconds per vector: a colour per setting, a marker per set."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    settings = list(dict.fromkeys(r["setting"] for r in rows))
+    sets = list(dict.fromkeys((r["data"], r["domain"]) for r in rows))
+    markers = "osD^vP*"
     for ax, metric, title in ((axes[0], "cosine", "fidelity (cosine)"), (axes[1], "token_f1", "token F1")):
-        for marker, data in (("o", "WordNet"), ("s", "Bible")):
-            for index, r in enumerate(x for x in rows if x["data"] == data):
-                ax.scatter(
-                    r["seconds_per_vector"],
-                    r[metric],
-                    marker=marker,
-                    color=f"C{index}",
-                    label=r["setting"] if data == "WordNet" and ax is axes[0] else None,
-                )
-        ax.set(xlabel="seconds per vector (2 CPU cores)", ylabel=title, title=f"{title}: o WordNet, s Bible")
+        for r in rows:
+            k = sets.index((r["data"], r["domain"]))
+            ax.scatter(
+                r["seconds_per_vector"],
+                r[metric],
+                marker=markers[k % len(markers)],
+                color=f"C{settings.index(r['setting'])}",
+                facecolors="none" if r["domain"] == LEFT_OUT else None,
+            )
+        ax.set(xlabel="seconds per vector (2 CPU cores)", ylabel=title, title=f"{title} (hollow: left out)")
         ax.grid(alpha=0.3)
-    axes[0].axhline(0.85, color="grey", ls="--", lw=0.8)
-    axes[1].axhline(0.40, color="grey", ls="--", lw=0.8)
-    fig.legend(loc="lower center", ncol=4, fontsize=7)
-    fig.tight_layout(rect=(0, 0.14, 1, 1))
+    axes[0].axhline(0.87, color="grey", ls="--", lw=0.8)
+    axes[1].axhline(0.45, color="grey", ls="--", lw=0.8)
+    handles = [
+        plt.Line2D([], [], color=f"C{i}", marker="o", ls="", label=name) for i, name in enumerate(settings)
+    ]
+    handles += [
+        plt.Line2D([], [], color="black", marker=markers[k % len(markers)], ls="", label=f"{d} ({domain})")
+        for k, (d, domain) in enumerate(sets)
+    ]
+    fig.legend(handles=handles, loc="lower center", ncol=4, fontsize=7)
+    fig.tight_layout(rect=(0, 0.16, 1, 1))
     fig.savefig(PLOT, dpi=120)
+    plt.close(fig)
+
+
+def _plot_curve(rows: list[dict[str, Any]]) -> None:
+    """Token F1 and fidelity against hours trained, a line per set (dashed: left out)."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    for ax, metric, title in ((axes[0], "cosine", "fidelity (cosine)"), (axes[1], "token_f1", "token F1")):
+        for k, key in enumerate(dict.fromkeys((r["data"], r["domain"]) for r in rows)):
+            line = [r for r in rows if (r["data"], r["domain"]) == key]
+            style = "--" if key[1] == LEFT_OUT else "-"
+            ax.plot(
+                [r["hours"] for r in line],
+                [r[metric] for r in line],
+                style,
+                marker="o",
+                color=f"C{k}",
+                label=f"{key[0]} ({key[1]})",
+            )
+        ax.set(xlabel="hours of training (2 CPU cores)", ylabel=title, title=title)
+        ax.grid(alpha=0.3)
+    axes[1].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(CURVE_PLOT, dpi=120)
     plt.close(fig)
 
 

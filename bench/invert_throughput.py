@@ -1,11 +1,14 @@
 """What the background `invert` job sustains while the daemon is under load.
 
-    .venv/bin/python bench/invert_throughput.py [--minutes 8] [--write-rate 4] [--search-rate 10]
+    .venv/bin/python bench/invert_throughput.py [--minutes 8] [--write-rate 4] [--search-rate 10] \
+        [--read-rate 0.2]
 
 `reverie serve` (embedded store, the default MiniLM embedder and builtin inverter,
 consolidation every 10 s, the invert job every 5 s with no settle time) takes text writes
 from one agent (the three wordings of each OT verse in turn, so merges keep coming, each
-with a label to read back) and searches from another, over HTTP. Every 15 s: merged points
+with a label to read back) and searches from another, over HTTP; a third reads a merged
+memory that still shows its label (found by a search), as an agent reading it the first
+time would: that read inverts it, and its latency is the first-read time. Every 15 s: merged points
 inverted so far (`reverie_inverted_points_total`), the backlog still showing labels, and
 the agents' latencies. Reports vectors inverted per minute over the second half (after
 warm-up), with the search latency meanwhile. Writes the section `invert-throughput` of
@@ -63,7 +66,7 @@ def inverted(client: httpx.Client) -> float:
     return 0.0
 
 
-def run(minutes: float, write_rate: float, search_rate: float, work: Path) -> dict:
+def run(minutes: float, write_rate: float, search_rate: float, read_rate: float, work: Path) -> dict:
     env = {
         **os.environ,
         "HF_HUB_OFFLINE": "1",
@@ -73,13 +76,21 @@ def run(minutes: float, write_rate: float, search_rate: float, work: Path) -> di
     }
     process, url = start_daemon(work, env)
     texts = iter(wordings())
-    latencies: dict[str, list[float]] = {"write": [], "search": []}
+    latencies: dict[str, list[float]] = {"write": [], "search": [], "first read": []}
     stop = threading.Event()
 
     def call(kind: str, path: str, body: dict) -> None:
         started = time.perf_counter()
         client.post(path, json=body).raise_for_status()
         latencies[kind].append(time.perf_counter() - started)
+
+    def first_read() -> None:
+        hits = client.post("/search", json={"text": next(texts), "k": 10}).json()["hits"]
+        labelled = [h["id"] for h in hits if h["text_source"] == "label"]
+        if labelled:
+            started = time.perf_counter()
+            client.get(f"/memories/{labelled[0]}").raise_for_status()
+            latencies["first read"].append(time.perf_counter() - started)
 
     samples: list[tuple[float, float, int, int]] = []  # s, inverted, labelled backlog, merged
     with httpx.Client(base_url=url, timeout=120) as client:
@@ -108,6 +119,7 @@ def run(minutes: float, write_rate: float, search_rate: float, work: Path) -> di
                     lambda: call("search", "/search", {"text": "the LORD spoke", "k": 5}),
                 ),
             ),
+            threading.Thread(target=paced, args=(stop, read_rate, first_read)),
         ]
         for thread in threads:
             thread.start()
@@ -128,6 +140,7 @@ def run(minutes: float, write_rate: float, search_rate: float, work: Path) -> di
     half = [s for s in samples if s[0] >= samples[-1][0] / 2]
     per_minute = (half[-1][1] - half[0][1]) / max((half[-1][0] - half[0][0]) / 60, 1e-9)
     search = np.array(latencies["search"]) * 1000
+    reads = np.array(latencies["first read"] or [np.nan])
     return {
         "minutes": minutes,
         "write_rate": write_rate,
@@ -140,6 +153,9 @@ def run(minutes: float, write_rate: float, search_rate: float, work: Path) -> di
         "backlog_last": samples[-1][2],
         "search_p50_ms": round(float(np.percentile(search, 50)), 1),
         "search_p99_ms": round(float(np.percentile(search, 99)), 1),
+        "first_reads": len(latencies["first read"]),
+        "first_read_p50_s": round(float(np.percentile(reads, 50)), 2),
+        "first_read_p90_s": round(float(np.percentile(reads, 90)), 2),
         "samples": samples,
     }
 
@@ -147,14 +163,17 @@ def run(minutes: float, write_rate: float, search_rate: float, work: Path) -> di
 def report(result: dict, args: argparse.Namespace) -> None:
     lines = [
         f"`bench/invert_throughput.py --minutes {args.minutes:g} --write-rate {args.write_rate:g} "
-        f"--search-rate {args.search_rate:g}` (2 cores; text writes embedded by the daemon, three wordings "
-        "of each verse in turn; consolidation every 10 s; the invert job every 5 s, no settle time):",
+        f"--search-rate {args.search_rate:g} --read-rate {args.read_rate:g}` (2 cores; text writes embedded "
+        "by the daemon, three wordings of each verse in turn; consolidation every 10 s; the invert job every "
+        "5 s, no settle time; first reads of merged memories that still showed their labels):",
         "",
-        "| minutes | writes | searches | search p50 / p99 ms | merged points at the end | inverted | "
-        "inverted per minute (second half) | still labelled at the end |",
-        "|---|---|---|---|---|---|---|---|",
+        "| minutes | writes | searches | search p50 / p99 ms | first reads | first read p50 / p90 s | "
+        "merged points at the end | inverted | inverted per minute (second half) "
+        "| still labelled at the end |",
+        "|---|---|---|---|---|---|---|---|---|---|",
         f"| {args.minutes:g} | {result['writes']:,} | {result['searches']:,} | {result['search_p50_ms']} / "
-        f"{result['search_p99_ms']} | {result['merged_last']} | {result['inverted']:.0f} | "
+        f"{result['search_p99_ms']} | {result['first_reads']} | {result['first_read_p50_s']} / "
+        f"{result['first_read_p90_s']} | {result['merged_last']} | {result['inverted']:.0f} | "
         f"{result['inverted_per_minute']} | {result['backlog_last']} |",
         "",
         "![inverted points and backlog under load](invert-throughput.png)",
@@ -184,9 +203,12 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=8)
     parser.add_argument("--write-rate", type=float, default=4, help="text writes per second")
     parser.add_argument("--search-rate", type=float, default=10, help="searches per second")
+    parser.add_argument(
+        "--read-rate", type=float, default=0.2, help="first reads of merged memories a second"
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        result = run(args.minutes, args.write_rate, args.search_rate, Path(tmp))
+        result = run(args.minutes, args.write_rate, args.search_rate, args.read_rate, Path(tmp))
     (ROOT / "bench" / "results" / "invert-throughput.json").write_text(json.dumps(result, indent=1) + "\n")
     report(result, args)
     print(json.dumps({k: v for k, v in result.items() if k != "samples"}, indent=1))

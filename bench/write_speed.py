@@ -1,10 +1,11 @@
 """Write paths: the embedded store, the HTTP API under concurrent clients, text embedding.
 
-    .venv/bin/python bench/write_speed.py [--n 50000] [--clients 1 4 8] [--batch 100]
+    .venv/bin/python bench/write_speed.py [--n 50000] [--clients 1 4 8] [--batch 100] [--formats json packed]
 
 - embedded store: memories/s through `Reverie.write` (validation included) into a fresh store;
 - HTTP API: a real `reverie serve` on loopback; each client thread posts batches of vectors
-  until --n are written; memories/s overall and p50/p99 request latency;
+  until --n are written, as JSON floats (`POST /memories`) or packed float32
+  (`POST /memories/packed`, daemon/packed.py); memories/s overall and p50/p99 request latency;
 - embedding: texts/s of the default embedder on real short sentences
   (../shared/data/wordnet-sentences.txt.gz when present, else synthetic ones).
 Prints a table and writes bench/results/write-speed.json.
@@ -33,6 +34,7 @@ from datagen import generate  # noqa: E402
 from report import write_section  # noqa: E402
 
 from reverie.config import Settings  # noqa: E402
+from reverie.daemon import packed  # noqa: E402
 from reverie.daemon.registration import running_daemon  # noqa: E402
 from reverie.inversion.embedders import Embedder  # noqa: E402
 from reverie.memory import NewMemory, Reverie  # noqa: E402
@@ -53,24 +55,29 @@ def embedded(vectors: np.ndarray) -> dict[str, Any]:
     return {"memories": len(vectors), "per_s": round(len(vectors) / seconds)}
 
 
-def over_http(vectors: np.ndarray, clients: int, batch: int) -> dict[str, Any]:
+def over_http(vectors: np.ndarray, clients: int, batch: int, body_format: str) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         command = [sys.executable, "-m", "reverie.cli", "--data-dir", tmp, "serve", "--port", "0"]
         env = {**os.environ, "REVERIE_SCHEDULER__ENABLED": "false", "REVERIE_LOGGING__LEVEL": "warning"}
         server = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             url = _wait_for(Path(tmp))
-            batches = [vectors[i : i + batch].tolist() for i in range(0, len(vectors), batch)]
+            batches = [vectors[i : i + batch] for i in range(0, len(vectors), batch)]
             latencies: list[float] = []
             lock = threading.Lock()
 
-            def client(mine: list[list[list[float]]]) -> None:
+            def post(http: httpx.Client, rows: np.ndarray) -> httpx.Response:
+                if body_format == "packed":
+                    body = packed.pack(rows, [{}] * len(rows))
+                    headers = {"content-type": packed.MEDIA_TYPE}
+                    return http.post("/memories/packed", content=body, headers=headers)
+                return http.post("/memories", json={"memories": [{"vector": v} for v in rows.tolist()]})
+
+            def client(mine: list[np.ndarray]) -> None:
                 with httpx.Client(base_url=url, timeout=120) as http:
-                    for body in mine:
+                    for rows in mine:
                         started = time.perf_counter()
-                        http.post(
-                            "/memories", json={"memories": [{"vector": v} for v in body]}
-                        ).raise_for_status()
+                        post(http, rows).raise_for_status()
                         with lock:
                             latencies.append(time.perf_counter() - started)
 
@@ -86,6 +93,7 @@ def over_http(vectors: np.ndarray, clients: int, batch: int) -> dict[str, Any]:
             server.wait(30)
     ms = np.array(latencies) * 1000
     return {
+        "format": body_format,
         "clients": clients,
         "batch": batch,
         "per_s": round(len(vectors) / seconds),
@@ -125,18 +133,20 @@ def main() -> None:
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 4, 8])
     parser.add_argument("--batch", type=int, default=100)
     parser.add_argument("--texts", type=int, default=5000)
+    parser.add_argument("--formats", nargs="+", choices=["json", "packed"], default=["json", "packed"])
     args = parser.parse_args()
     vectors = generate(args.n).vectors
     result: dict[str, Any] = {"embedded": embedded(vectors)}
     print(f"embedded store: {result['embedded']['per_s']:,} memories/s ({args.n:,} written)")
     result["http"] = []
-    for clients in args.clients:
-        row = over_http(vectors, clients, args.batch)
-        result["http"].append(row)
-        print(
-            f"HTTP API, {clients} client(s), batches of {args.batch}: {row['per_s']:,} memories/s, "
-            f"p50 {row['p50_ms']} ms, p99 {row['p99_ms']} ms per request"
-        )
+    for body_format in args.formats:
+        for clients in args.clients:
+            row = over_http(vectors, clients, args.batch, body_format)
+            result["http"].append(row)
+            print(
+                f"HTTP API, {body_format}, {clients} client(s), batches of {args.batch}: {row['per_s']:,} "
+                f"memories/s, p50 {row['p50_ms']} ms, p99 {row['p99_ms']} ms per request"
+            )
     result["embedding"] = embedding(args.texts)
     print(f"embedding (all-MiniLM-L6-v2, CPU): {result['embedding']['per_s']:,} texts/s")
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
@@ -148,8 +158,8 @@ def main() -> None:
         "|---|---|---|---|",
         f"| embedded store, `Reverie.write` | {result['embedded']['per_s']:,} | | |",
         *(
-            f"| HTTP API, {r['clients']} client(s), batches of {r['batch']} | {r['per_s']:,} | "
-            f"{r['p50_ms']} | {r['p99_ms']} |"
+            f"| HTTP API, {r['format']}, {r['clients']} client(s), batches of {r['batch']} | "
+            f"{r['per_s']:,} | {r['p50_ms']} | {r['p99_ms']} |"
             for r in result["http"]
         ),
         f"| text embedding, all-MiniLM-L6-v2 on CPU | {result['embedding']['per_s']:,} | | |",

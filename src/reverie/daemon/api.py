@@ -266,13 +266,17 @@ def create_app(service: Service, scheduler: BaseScheduler | None = None) -> Fast
         """The write with vectors packed as float32 (about twice the JSON path's rate)."""
         if request.headers.get("content-type", "").split(";")[0].strip() != packed.MEDIA_TYPE:
             raise StarletteHTTPException(415, f"send the packed body as {packed.MEDIA_TYPE}")
-        header_bytes, raw = packed.split(await request.body())
+        # parsed off the event loop, like the JSON write: a large batch must not stall other requests
+        return await run_in_threadpool(write_unpacked, await request.body())
+
+    def write_unpacked(body: bytes) -> dict[str, Any]:
+        header_bytes, raw = packed.split(body)
         try:
             header = PackedHeader.model_validate_json(header_bytes)
         except ValidationError as exc:
             raise RequestValidationError(exc.errors()) from None
         vectors = packed.rows(raw, len(header.memories), header.dimension)
-        return await run_in_threadpool(write_memories, header.memories, dict(header.partition), vectors)
+        return write_memories(header.memories, dict(header.partition), vectors)
 
     @protected.post("/search")
     def search(body: SearchRequest) -> dict[str, Any]:

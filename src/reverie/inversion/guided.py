@@ -73,8 +73,9 @@ class Steering:
 class GuidedSearch:
     def __init__(self, lm: BaseLM, embedder: Embedder, settings: SearchSettings) -> None:
         self.lm, self.embedder, self.settings = lm, embedder, settings
-        self._content = _content_tokens(lm) if settings.repeat_penalty else None
-        self._line_breaks = _line_break_tokens(lm)
+        pieces = _pieces(lm)
+        self._content = _content_tokens(pieces) if settings.repeat_penalty else None
+        self._line_breaks = _line_break_tokens(pieces)
 
     def run(
         self,
@@ -211,20 +212,21 @@ class GuidedSearch:
         return scores
 
 
-def _content_tokens(lm: BaseLM) -> torch.Tensor:
+def _pieces(lm: BaseLM) -> list[str | None]:
+    """The LM's vocabulary as token pieces, by id."""
+    return list(lm.tokenizer.convert_ids_to_tokens(list(range(int(lm.model.config.vocab_size)))))
+
+
+def _content_tokens(pieces: list[str | None]) -> torch.Tensor:
     """Tokens that start a word of four letters or more: the ones worth not repeating."""
-    size = int(lm.model.config.vocab_size)
-    pieces = lm.tokenizer.convert_ids_to_tokens(list(range(size)))
     return torch.tensor(
         [p is not None and p.startswith("Ġ") and p[1:].isalpha() and len(p) > 4 for p in pieces]
     )
 
 
-def _line_break_tokens(lm: BaseLM) -> torch.Tensor:
+def _line_break_tokens(pieces: list[str | None]) -> torch.Tensor:
     """Tokens that break the line: a memory is written as one paragraph (a run of lines
     reads as a list, and repeats itself at a low perplexity)."""
-    size = int(lm.model.config.vocab_size)
-    pieces = lm.tokenizer.convert_ids_to_tokens(list(range(size)))
     return torch.tensor([p is not None and ("Ċ" in p or "č" in p) for p in pieces])
 
 

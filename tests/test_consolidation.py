@@ -101,6 +101,24 @@ def test_partitions_are_never_mixed(rv: Reverie) -> None:
     assert {r.payload["user_id"] for r in rv.live_records() if p.weight(r.payload) == 2} == {"a"}
 
 
+def test_a_full_pass_gathers_whole_tenants_a_slice_at_a_time(rv: Reverie) -> None:
+    """Slices of whole tenants (at most 7 points here, a larger tenant alone) merge what one
+    gathering of everything would, and never across tenants."""
+    rv.settings.consolidation.slice_points = 7
+    vectors, labels = near_duplicates(groups=6, per_group=3)
+    ms = memories(vectors, labels)
+    tenants = ["u0"] * 3 + ["u1"] * 3 + ["u2"] * 3 + ["u0"] * 3 + ["u1"] * 3 + ["u2", "u2", "u3"]
+    for m, user in zip(ms, tenants, strict=True):
+        m.payload["user_id"] = user
+    rv.write(ms)
+    report = rv.consolidate(full=True)
+    assert report.slices == 3  # u0 (6 points), u1 (6), then u2 and u3 together (3 + 2 + 1)
+    assert report.considered == 18 and report.adopted == 18
+    expected = [[3 * g, 3 * g + 1, 3 * g + 2] for g in range(5)] + [[15, 16], [17]]
+    assert live_clusters(rv) == expected
+    check_invariants(rv, set(range(18)))
+
+
 @pytest.mark.parametrize("full", [False, True])
 def test_a_tenant_is_its_json_value_with_its_type(rv: Reverie, full: bool) -> None:
     """1, "1", true and 1.0 are four tenants (Python's == once made three of them one: 18 of

@@ -140,6 +140,12 @@ class ConsolidationSettings(_Section):
         ge=2,
         description="Partitions up to this many points are paired exactly; larger ones by k-means cells.",
     )
+    slice_points: int = Field(
+        default=200_000,
+        ge=1,
+        description="A full pass gathers whole tenants, up to this many points at a time (a larger "
+        "tenant alone): its memory follows the largest slice, not the collection.",
+    )
     cell_size: int = Field(default=1000, ge=16, description="Points per k-means cell (large partitions).")
     probes: int = Field(default=8, ge=1, le=64, description="Nearest cells each point is compared with.")
     apply_batch: int = Field(

@@ -27,6 +27,7 @@ from reverie.consolidation.geometry import Geometry
 from reverie.consolidation.labels import labelled_merges
 from reverie.consolidation.planning import MergePlan, plan_merges
 from reverie.consolidation.replica import Replica
+from reverie.consolidation.slicing import Slice, tenant_slices, whole_collection
 from reverie.errors import ConfigError, InvalidInputError
 from reverie.ledger.apply import MergeApplier, Outcome
 from reverie.ledger.release import release_rewritten
@@ -57,6 +58,7 @@ class RunReport:
     considered: int = 0
     pairs: int = 0
     cell_partitions: int = 0  # partitions too large for exact pairs, paired by k-means cells
+    slices: int = 0  # a full pass's slices of whole tenants (slicing.py)
     merges: list[dict[str, Any]] = field(default_factory=list)
     skipped: list[dict[str, Any]] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
@@ -170,11 +172,39 @@ class Consolidator:
         exact = full or 2 * fresh > report.points_before
         report.route = "exact" if exact else "neighbours"
         geometry = Geometry(self.store.distance(self.collection), self.collection)
-        # everything gathered is dropped once planned: the apply stage holds only the plans
-        plans, to_stamp = self._gather_and_plan(report, params, exact, dry_run, geometry)
+        progress = _Progress("run.progress", total=report.points_before)
+        for piece in self._slices(report) if exact else [None]:
+            if self.stopping.is_set():
+                report.stopped = True
+                log.warning("run.stopped", applied=len(report.merges))
+                break
+            # everything gathered is dropped once planned: the apply stage holds only the plans
+            plans, to_stamp = self._gather_and_plan(report, params, piece, dry_run, geometry)
+            consumed = self._apply_plans(plans, report, dry_run)
+            # A stopped run leaves its fresh points fresh: the next run plans them again.
+            if not dry_run and not report.stopped:
+                mark_adopted(self.store, self.collection, to_stamp, skip=consumed)
+            progress.step(piece.points if piece else report.considered, merges=len(report.merges))
+        report.points_after = self.store.count(self.collection, p.searchable_filter())
+        if dry_run:
+            report.points_after = report.points_before - sum(m["size"] - 1 for m in report.merges)
+
+    def _slices(self, report: RunReport) -> list[Slice]:
+        """A full pass's slices: whole tenants, up to `slice_points` points each (slicing.py)."""
+        layout = self.layouts.get()
+        if not layout.tenant_keys or self.settings.single_tenant:
+            return [whole_collection(report.points_before)]
+        with _timed(report.timings, "count"):
+            budget = self.settings.slice_points
+            slices = list(tenant_slices(self.store, self.collection, layout, self.replica.owns, budget))
+        report.slices = len(slices)
+        return slices
+
+    def _apply_plans(self, plans: list[MergePlan], report: RunReport, dry_run: bool) -> set[PointId]:
+        """Apply in batches, stopping between two when asked; the ids consumed."""
+        consumed: set[PointId] = set()
+        progress = _Progress("run.apply.progress", total=len(plans))
         with _timed(report.timings, "apply"):
-            consumed: set[PointId] = set()
-            progress = _Progress("run.progress", total=len(plans))
             for start in range(0, len(plans), self.settings.apply_batch):
                 if self.stopping.is_set():
                     report.stopped = True
@@ -183,24 +213,26 @@ class Consolidator:
                 batch = plans[start : start + self.settings.apply_batch]
                 consumed.update(self._apply(batch, report, dry_run))
                 progress.step(len(batch), merges=len(report.merges))
-            # A stopped run leaves its fresh points fresh: the next run plans them again.
-            if not dry_run and not report.stopped:
-                mark_adopted(self.store, self.collection, to_stamp, skip=consumed)
-        report.points_after = self.store.count(self.collection, p.searchable_filter())
-        if dry_run:
-            report.points_after = report.points_before - sum(m["size"] - 1 for m in report.merges)
+        return consumed
 
     def _gather_and_plan(
-        self, report: RunReport, params: ClusterParams, exact: bool, dry_run: bool, geometry: Geometry
+        self,
+        report: RunReport,
+        params: ClusterParams,
+        piece: Slice | None,
+        dry_run: bool,
+        geometry: Geometry,
     ) -> tuple[list[MergePlan], Stamps]:
-        """Adopt the fresh points, gather what to consider, plan the merges. Returns the
+        """Adopt the fresh points, gather what to consider (a slice's points, or the fresh
+        ones and their neighbours when `piece` is None), plan the merges. Returns the
         plans (their members' vectors copied out of the gathered matrix, so it can go) and
         the stamps the fresh points get once the run has applied its merges."""
         layout = self.layouts.get()
         with _timed(report.timings, "scroll"):
-            if exact:  # one pass over everything: the fresh points are among them
-                owned = (r for r in self._scroll_searchable() if self._owns(r))
-                everything = Gathered.pack(owned, capacity=report.points_before)
+            if piece is not None:  # one pass over the slice: its fresh points are among them
+                scrolled = self.store.scroll(self.collection, piece.filter, with_vectors=True)
+                owned = (r for r in scrolled if piece.holds(layout, r) and self._owns(r))
+                everything = Gathered.pack(owned, capacity=piece.points)
                 fresh_records = [r for r in everything.records if _is_fresh(r)]
                 adoption = adopt(self.store, self.collection, fresh_records, report.run_id, dry_run, layout)
                 quarantined = {point_id for point_id, _ in adoption.quarantined}
@@ -217,9 +249,9 @@ class Consolidator:
                 )
                 gathered = Gathered.pack(near)
         geometry.check(gathered.records)
-        report.adopted = len(adoption.valid)
-        report.quarantined = len(adoption.quarantined)
-        report.considered = len(gathered)
+        report.adopted += len(adoption.valid)
+        report.quarantined += len(adoption.quarantined)
+        report.considered += len(gathered)
         plans: list[MergePlan] = []
         for rows in _partition_rows(gathered.records, layout):
             plans.extend(self._plan_partition(gathered.select(rows), params, report))
@@ -229,7 +261,7 @@ class Consolidator:
         for plan in plans:
             for member in plan.members:
                 member.vector = np.array(member.vector)
-        log.info("run.planned", considered=report.considered, pairs=report.pairs, merges=len(plans))
+        log.debug("run.planned", considered=len(gathered), merges=len(plans))
         return plans, adoption_stamps(adoption.valid)
 
     def _plan_partition(
@@ -316,12 +348,11 @@ class Consolidator:
         return settled
 
     # -- gathering ----------------------------------------------------------------------
-    def _scroll_searchable(self) -> Iterator[Record]:
-        return self.store.scroll(self.collection, p.searchable_filter(), with_vectors=True)
-
     def _owns(self, record: Record) -> bool:
         """This replica's point; one whose tenant cannot be read is owned (adoption
         quarantines it)."""
+        if self.replica.count == 1:  # the only replica: no need to read the tenant
+            return True
         try:
             return self.replica.owns(self.layouts.get().tenant(record.payload))
         except PayloadError:

@@ -85,6 +85,9 @@ def _agglomerative(
         granted = np.minimum.outer(lenience[comp], lenience[comp])
         distance = np.clip(1.0 - (sub @ sub.T + granted), 0.0, 2.0).astype(np.float64)
         np.fill_diagonal(distance, 0.0)
+        if distance.max() < 1.0 - params.threshold + 1e-9:  # every pair close: any linkage joins all
+            groups.append(comp)
+            continue
         labels = AgglomerativeClustering(
             n_clusters=None,
             metric="precomputed",

@@ -30,6 +30,8 @@ class PayloadError(ValueError):
 def get_path(payload: Mapping[str, Any], path: str) -> Any:
     """The value at a dotted path, MISSING where a key is absent; a step into a value that
     is not an object is a PayloadError naming both."""
+    if "." not in path and isinstance(payload, Mapping):  # most tenant keys: one step
+        return payload.get(path, MISSING)
     value: Any = payload
     walked: list[str] = []
     for part in path.split("."):

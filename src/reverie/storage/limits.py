@@ -23,22 +23,30 @@ def payload_problem(payload: Any) -> str | None:
     """Why `payload` cannot be stored, naming the place and the limit, or None."""
     if not isinstance(payload, dict):
         return f"a payload must be a JSON object, not {type(payload).__name__}"
-    pending: list[tuple[Any, str, int]] = [(payload, "", 0)]  # a stack: deep input needs no recursion
+    # a stack (deep input needs no recursion); a place's path is spelled out only for an error
+    pending: list[tuple[Any, tuple[str | int, ...]]] = [(payload, ())]
     while pending:
-        value, path, depth = pending.pop()
-        where = path or "the top level"
-        if isinstance(value, dict | list) and depth > MAX_DEPTH:
-            return f"payload nests deeper than {MAX_DEPTH} levels (at {where})"
+        value, path = pending.pop()
+        if isinstance(value, dict | list) and len(path) > MAX_DEPTH:
+            return f"payload nests deeper than {MAX_DEPTH} levels (at {_where(path)})"
         if isinstance(value, dict):
             for key, item in value.items():
                 if not isinstance(key, str) or not is_utf8(key):
-                    return f"payload key {key!r} at {where} is not a string of valid UTF-8"
-                pending.append((item, f"{path}.{key}" if path else key, depth + 1))
+                    return f"payload key {key!r} at {_where(path)} is not a string of valid UTF-8"
+                pending.append((item, (*path, key)))
         elif isinstance(value, list):
-            pending.extend((item, f"{path}[{i}]", depth + 1) for i, item in enumerate(value))
+            pending.extend((item, (*path, i)) for i, item in enumerate(value))
         elif (problem := _scalar_problem(value)) is not None:
-            return f"payload value at {where} {problem}"
+            return f"payload value at {_where(path)} {problem}"
     return None
+
+
+def _where(path: tuple[str | int, ...]) -> str:
+    """A place in a payload as the errors name it: `a.b[2].c`, or the top level."""
+    spelled = ""
+    for part in path:
+        spelled += f"[{part}]" if isinstance(part, int) else (f".{part}" if spelled else part)
+    return spelled or "the top level"
 
 
 def payload_bytes(payload: dict[str, Any]) -> int:

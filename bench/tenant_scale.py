@@ -1,0 +1,378 @@
+"""Many tenants on one node: the full pass, the incremental pass and scale-out, measured.
+
+    .venv/bin/python bench/tenant_scale.py --sizes 1000000 3000000 --tenants 10000 [--replicas 3]
+
+The workload agent memory has in production: `--tenants` tenants whose sizes follow a
+Zipf-like law (exponent `--zipf`: with 0.8 and 10,000 tenants the largest holds 3.7% of
+all memories and the median a few hundred), 30% near-duplicates (bench/datagen.py), each
+group of them inside one tenant, and 1% of memories identical copies (same vector, same
+text) of a memory of another tenant, which must never merge.
+
+For each size, on the embedded engine (data on disk), each phase in a process of its own:
+- writes in batches of 10,000;
+- the full pass: wall time by stage, slices, peak resident memory split into anonymous
+  (reverie's own) and mapped files (the engine's pages, which the kernel may evict), and
+  the largest tenant beside it;
+- 10,000 fresh memories over 1,000 tenants (half near-duplicates of stored ones), then the
+  incremental pass;
+- every merge of both passes checked against the tenants the memories were written to;
+- the pair recall of the pairing the largest tenant gets (k-means cells above
+  consolidation.exact_limit; smaller tenants are paired exactly), sampled;
+- with `--replicas N`, the same store copied and consolidated by `consolidation.replica`
+  "i/N" for each i in turn (one process at a time: the embedded engine can be opened by one
+  process only), the pass time of each and the tenants each touched.
+Prints a table and writes bench/results/tenant-scale.json and docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).parent))
+from consolidation_speed import RssSampler, peak_rss_mib, sampled_cell_recall, timed  # noqa: E402
+from datagen import generate  # noqa: E402
+from report import write_section  # noqa: E402
+
+from reverie.config import LoggingSettings, Settings  # noqa: E402
+from reverie.logs import configure_logging  # noqa: E402
+from reverie.memory import NewMemory, Reverie  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results" / "tenant-scale.json"
+BLOCK = 100_000
+FRESH, FRESH_TENANTS = 10_000, 1_000
+
+
+def tenant_name(t: int) -> str:
+    return f"user-{t:05d}"
+
+
+def workload(n: int, args: argparse.Namespace) -> Any:
+    """Blocks of (first id, vectors, tenant per row, text per row), generated as written."""
+    rng = np.random.default_rng(args.seed)
+    weights = 1.0 / np.arange(1, args.tenants + 1) ** args.zipf
+    weights /= weights.sum()
+    for block, start in enumerate(range(0, n, BLOCK)):
+        size = min(BLOCK, n - start)
+        data = generate(size, args.duplicate_fraction, args.seed + block)
+        groups = data.labels.max() + 1
+        group_tenant = rng.choice(args.tenants, size=groups, p=weights)
+        tenants = np.where(
+            data.labels >= 0, group_tenant[data.labels], rng.choice(args.tenants, size, p=weights)
+        )
+        texts = [f"memory {start + i}" for i in range(size)]
+        singles = np.flatnonzero(data.labels < 0)
+        copies = rng.choice(singles, size=min(len(singles), size // 100), replace=False)
+        for row in copies:  # an identical memory in another tenant
+            source = int(rng.integers(size))
+            if tenants[source] != tenants[row]:
+                data.vectors[row], texts[row] = data.vectors[source], texts[source]
+        yield start, data.vectors, tenants.astype(np.int32), texts
+
+
+def write_phase(n: int, tmp: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """Write the workload; keep each memory's tenant, the largest tenant's vectors and a
+    sample of stored memories (the fresh ones are made near them) beside the store."""
+    tenant_of = np.empty(n, dtype=np.int32)
+    largest: list[np.ndarray] = []
+    sample_ids: list[int] = []
+    seconds = 0.0
+    with Reverie.open(settings_for(tmp / "store")) as rv:
+        for start, vectors, tenants, texts in workload(n, args):
+            tenant_of[start : start + len(vectors)] = tenants
+            largest.append(vectors[tenants == 0])
+            sample_ids.extend(start + np.flatnonzero(np.arange(len(vectors)) % 97 == 0))
+            for at in range(0, len(vectors), 10_000):
+                batch = [
+                    NewMemory(
+                        vectors[i], {"text": texts[i], "user_id": tenant_name(int(tenants[i]))}, start + i
+                    )
+                    for i in range(at, min(at + 10_000, len(vectors)))
+                ]
+                seconds += timed(lambda batch=batch: rv.write(batch))[1]
+            print(f"written {start + len(vectors):,} of {n:,}", file=sys.stderr, flush=True)
+    np.save(tmp / "tenant_of.npy", tenant_of)
+    np.save(tmp / "largest.npy", np.concatenate(largest))
+    np.save(tmp / "sample_ids.npy", np.asarray(sample_ids))
+    counts = np.bincount(tenant_of, minlength=args.tenants)
+    return {
+        "n": n,
+        "write_per_s": round(n / seconds),
+        "tenants_used": int((counts > 0).sum()),
+        "largest_tenant": int(counts.max()),
+        "median_tenant": int(np.median(counts[counts > 0])),
+        "store_gib": round(
+            sum(f.stat().st_size for f in (tmp / "store").rglob("*") if f.is_file()) / 2**30, 2
+        ),
+    }
+
+
+def cross_tenant(merges: list[dict[str, Any]], tenant_of: np.ndarray, rv: Reverie) -> int:
+    """Merges whose members were written to more than one tenant. A member that is itself a
+    merged memory (an incremental pass merging into it) is read back for its tenant."""
+    merged = [m["id"] for merge in merges for m in merge["members"] if isinstance(m["id"], str)]
+    found = rv.store.retrieve(rv.archive, merged, with_vectors=False)
+    found += rv.store.retrieve(rv.collection, merged, with_vectors=False)
+    tenant_of_merged = {r.id: int(r.payload["user_id"].removeprefix("user-")) for r in found}
+    bad = 0
+    for merge in merges:
+        ids = [m["id"] for m in merge["members"]]
+        bad += len({tenant_of_merged[i] if isinstance(i, str) else int(tenant_of[i]) for i in ids}) > 1
+    return bad
+
+
+def pass_phase(n: int, tmp: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """The full pass (peak memory sampled), then fresh memories and the incremental pass."""
+    tenant_of = np.load(tmp / "tenant_of.npy")
+    out: dict[str, Any] = {}
+    with Reverie.open(settings_for(tmp / "store")) as rv:
+        rv.store.count(rv.collection)  # the engine opens the collection
+        opened = round(peak_rss_mib())
+        sampler = RssSampler()
+        sampler.start()
+        report, seconds = timed(lambda: rv.consolidate(full=True))
+        sampler.stopped.set()
+        out["full"] = {
+            "seconds": round(seconds, 1),
+            "stages": report.timings,
+            "slices": report.slices,
+            "points_in": report.points_before,
+            "points_out": report.points_after,
+            "merges": len(report.merges),
+            "cross_tenant_merges": cross_tenant(report.merges, tenant_of, rv),
+            "opened_rss_mib": opened,
+            "peak_anon_mib": max(a for _, a, _ in sampler.samples),
+            "peak_mapped_mib": max(f for _, _, f in sampler.samples),
+            "peak_rss_mib": round(peak_rss_mib()),
+        }
+        fresh, fresh_tenants = fresh_memories(rv, tmp, args)
+        ids = range(n, n + len(fresh))
+        rv.write(
+            [
+                NewMemory(v, {"text": f"memory {i}", "user_id": tenant_name(int(t))}, i)
+                for i, v, t in zip(ids, fresh, fresh_tenants, strict=True)
+            ]
+        )
+        report, seconds = timed(rv.consolidate)
+        out["incremental"] = {
+            "fresh": len(fresh),
+            "tenants": len(set(fresh_tenants.tolist())),
+            "seconds": round(seconds, 2),
+            "route": report.route,
+            "stages": report.timings,
+            "merges": len(report.merges),
+            "cross_tenant_merges": cross_tenant(
+                report.merges, np.concatenate([tenant_of, fresh_tenants]), rv
+            ),
+        }
+    return out
+
+
+def fresh_memories(rv: Reverie, tmp: Path, args: argparse.Namespace) -> tuple[np.ndarray, np.ndarray]:
+    """10,000 fresh memories over 1,000 tenants: for each, five near-duplicates (cosine about
+    0.9) of stored memories of its own and five new ones."""
+    rng = np.random.default_rng(args.seed + 1)
+    tenant_of = np.load(tmp / "tenant_of.npy")
+    sample = np.load(tmp / "sample_ids.npy")
+    by_tenant: dict[int, list[int]] = {}
+    for i in sample:
+        by_tenant.setdefault(int(tenant_of[i]), []).append(int(i))
+    chosen = rng.choice(sorted(by_tenant), size=min(FRESH_TENANTS, len(by_tenant)), replace=False)
+    stored = stored_vectors(rv, [rng.choice(by_tenant[t]) for t in chosen for _ in range(5)])
+    near = unit(stored + 0.45 * unit(rng.normal(size=stored.shape)))
+    new = generate(5 * len(chosen), args.duplicate_fraction, args.seed + 7).vectors
+    per_tenant = FRESH // len(chosen)
+    vectors = np.concatenate([near, new]).astype(np.float32)[: per_tenant * len(chosen)]
+    tenants = np.concatenate([np.repeat(chosen, 5), np.repeat(chosen, 5)]).astype(np.int32)
+    return vectors, tenants[: len(vectors)]
+
+
+def stored_vectors(rv: Reverie, ids: list[int]) -> np.ndarray:
+    records = {r.id: r.vector for r in rv.store.retrieve(rv.collection, ids)}
+    missing = [i for i in set(ids) if i not in records]  # merged away: in the archive
+    records |= {r.id: r.vector for r in rv.store.retrieve(rv.archive, missing)}
+    return np.stack([records[i] for i in ids])
+
+
+def unit(x: np.ndarray) -> np.ndarray:
+    return x / np.linalg.norm(x, axis=-1, keepdims=True)
+
+
+def replica_phase(n: int, tmp: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """One replica's full pass over a copy of the freshly written store: its time and the
+    tenants its merges touched."""
+    index, count = args.replica_slot
+    tenant_of = np.load(tmp / "tenant_of.npy")
+    settings = settings_for(tmp / f"store-{count}")
+    settings.consolidation.replica = f"{index}/{count}"
+    with Reverie.open(settings) as rv:
+        report, seconds = timed(lambda: rv.consolidate(full=True))
+    touched = sorted({int(tenant_of[m["id"]]) for merge in report.merges for m in merge["members"]})
+    return {"seconds": round(seconds, 1), "merges": len(report.merges), "tenants": touched}
+
+
+def settings_for(store: Path) -> Settings:
+    settings = Settings()
+    settings.storage.data_dir = store
+    return settings
+
+
+def phase(name: str, n: int, tmp: Path, *extra: str) -> dict[str, Any]:
+    command = [sys.executable, __file__, "--phase", name, str(n), str(tmp), *extra, *sys.argv[1:]]
+    done = subprocess.run(command, stdout=subprocess.PIPE, text=True, check=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def measure(n: int, args: argparse.Namespace) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(dir=args.scratch) as scratch:
+        tmp = Path(scratch)
+        result = phase("write", n, tmp)
+        if args.replicas > 1:
+            shutil.copytree(tmp / "store", tmp / f"store-{args.replicas}")
+        result |= phase("pass", n, tmp)
+        largest = np.load(tmp / "largest.npy")
+        c = Settings().consolidation
+        exact = len(largest) <= c.exact_limit
+        result["largest_pair_recall"] = 1.0 if exact else sampled_cell_recall(largest, c, args.seed)
+        result["largest_paired"] = "exact" if exact else "k-means cells"
+        if args.replicas > 1:
+            result["replicas"] = replicas(n, tmp, args)
+    return result
+
+
+def replicas(n: int, tmp: Path, args: argparse.Namespace) -> dict[str, Any]:
+    runs = [
+        phase("replica", n, tmp, "--replica-slot", str(i), str(args.replicas)) for i in range(args.replicas)
+    ]
+    tenants = [set(r.pop("tenants")) for r in runs]
+    shared = sum(len(a & b) for i, a in enumerate(tenants) for b in tenants[i + 1 :])
+    return {"count": args.replicas, "runs": runs, "tenants_touched_by_two": shared}
+
+
+def row(r: dict[str, Any]) -> str:
+    f, i = r["full"], r["incremental"]
+    return (
+        f"{r['n']:>10,} {r['write_per_s']:>8,} {f['seconds']:>8.1f} {f['slices']:>6} "
+        f"{f['peak_anon_mib']:>7,} {f['peak_mapped_mib']:>7,} {r['largest_tenant']:>8,} {f['merges']:>8,} "
+        f"{f['cross_tenant_merges']:>5} "
+        f"{i['seconds']:>7.2f} {i['cross_tenant_merges']:>5} {r['largest_pair_recall']:>7.4f}"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--sizes", type=int, nargs="+", default=[1_000_000])
+    parser.add_argument("--tenants", type=int, default=10_000)
+    parser.add_argument("--zipf", type=float, default=0.8)
+    parser.add_argument("--duplicate-fraction", type=float, default=0.3)
+    parser.add_argument("--replicas", type=int, default=1)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--scratch", default=None, help="where the stores go (default: the system's temp)")
+    parser.add_argument("--append", action="store_true", help="keep earlier sizes' results")
+    parser.add_argument("--phase", nargs=3, help=argparse.SUPPRESS)
+    parser.add_argument("--replica-slot", type=int, nargs=2, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.phase:
+        name, n, tmp = args.phase
+        work = {"write": write_phase, "pass": pass_phase, "replica": replica_phase}[name]
+        log = open(Path(tmp) / f"{name}.log", "a")  # noqa: SIM115 (open for the process's life)
+        configure_logging(LoggingSettings(level="info", format="json"), stream=log)  # as a daemon logs
+        print(json.dumps(work(int(n), Path(tmp), args)))
+        return
+    earlier = json.loads(RESULTS.read_text())["results"] if args.append and RESULTS.exists() else []
+    results = [r for r in earlier if r["n"] not in args.sizes]
+    print(
+        f"{'N':>10} {'writes/s':>8} {'full s':>8} {'slices':>6} {'anon':>7} {'mapped':>7} {'largest':>8} "
+        f"{'merges':>8} {'cross':>5} {'incr s':>7} {'cross':>5} {'recall':>7}"
+    )
+    for n in args.sizes:
+        result = measure(n, args)
+        results.append(result)
+        print(row(result), flush=True)
+        for r in result.get("replicas", {}).get("runs", []):
+            print(f"{'':>10}   replica: {r['seconds']:.1f} s, {r['merges']:,} merges")
+        results.sort(key=lambda r: r["n"])
+        RESULTS.parent.mkdir(parents=True, exist_ok=True)
+        RESULTS.write_text(json.dumps({"args": vars(args), "results": results}, indent=2))
+    write_docs(results, args)
+
+
+def write_docs(results: list[dict[str, Any]], args: argparse.Namespace) -> None:
+    lines = [
+        f"`bench/tenant_scale.py --sizes {' '.join(str(r['n']) for r in results)} --tenants {args.tenants} "
+        f"--zipf {args.zipf}` (30% near-duplicates inside tenants, 1% identical copies across them; "
+        "embedded engine, data on disk; 2 cores, 24 GiB):",
+        "",
+        "| memories | tenants (largest, median) | writes/s | full pass s | stages s | slices | peak MiB: "
+        "anonymous / mapped | merges | cross-tenant | incremental s (10,000 fresh, 1,000 tenants) | "
+        "cross-tenant | largest tenant's pair recall |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        f, i = r["full"], r["incremental"]
+        stages = ", ".join(f"{k} {v:.0f}" for k, v in f["stages"].items())
+        lines.append(
+            f"| {r['n']:,} | {r['tenants_used']:,} ({r['largest_tenant']:,}, {r['median_tenant']:,}) | "
+            f"{r['write_per_s']:,} | {f['seconds']:,.0f} | {stages} | {f['slices']} | "
+            f"{f['peak_anon_mib']:,} / {f['peak_mapped_mib']:,} | {f['merges']:,} | "
+            f"{f['cross_tenant_merges']} | "
+            f"{i['seconds']:.2f} | {i['cross_tenant_merges']} | {r['largest_pair_recall']:.4f} "
+            f"({r['largest_paired']}) |"
+        )
+    for r in results:
+        if "replicas" in r:
+            times = ", ".join(f"{x['seconds']:.0f} s" for x in r["replicas"]["runs"])
+            lines += [
+                "",
+                f"Scale-out at {r['n']:,}: `consolidation.replica` i/{r['replicas']['count']} over a copy "
+                f"of the same store, one replica at a time: {times} (one daemon alone: "
+                f"{r['full']['seconds']:.0f} s); "
+                f"tenants touched by two replicas: {r['replicas']['tenants_touched_by_two']}.",
+            ]
+    lines += ["", "![full pass time and peak memory by size](tenant-scale.png)"]
+    _plot(results)
+    write_section(ROOT / "docs" / "benchmarks.md", "tenant-scale", lines, "Benchmarks")
+
+
+def _plot(results: list[dict[str, Any]]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    sizes = [r["n"] for r in results]
+    fig, (time_ax, memory_ax) = plt.subplots(1, 2, figsize=(10, 4))
+    time_ax.plot(sizes, [r["full"]["seconds"] for r in results], "o-", label="full pass")
+    time_ax.plot(sizes, [r["incremental"]["seconds"] for r in results], "o-", label="incremental (10k fresh)")
+    time_ax.set(xscale="log", yscale="log", xlabel="memories", ylabel="seconds", title="Time (2 cores)")
+    memory_ax.plot(sizes, [r["full"]["peak_anon_mib"] for r in results], "o-", label="anonymous (reverie)")
+    memory_ax.plot(
+        sizes, [r["full"]["peak_mapped_mib"] for r in results], "o-", label="mapped files (engine)"
+    )
+    memory_ax.plot(
+        sizes,
+        [r["largest_tenant"] * 384 * 4 / 2**20 for r in results],
+        "k--",
+        label="largest tenant's vectors",
+    )
+    memory_ax.set(xscale="log", xlabel="memories", ylabel="MiB", title="Peak resident memory, full pass")
+    for ax in (time_ax, memory_ax):
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(ROOT / "docs" / "tenant-scale.png", dpi=110)
+
+
+if __name__ == "__main__":
+    main()

@@ -12,6 +12,9 @@ import numpy as np
 import pytest
 
 from reverie.cli import main
+from reverie.config import Settings
+from reverie.memory import Reverie
+from reverie.storage import payload as p
 
 PARAPHRASES = [
     "The user prefers tea over coffee",
@@ -91,6 +94,20 @@ def test_import_jsonl_and_npy(cli, tmp_path: Path) -> None:
     assert json.loads(cli("stats", "--json")[1])["fresh"] == 5
     code, out, _ = cli("consolidate", "--json")
     assert json.loads(out)["points_after"] == 3
+
+
+def test_import_sets_the_partition_at_the_layouts_path(cli, tmp_path: Path, monkeypatch) -> None:
+    """LangChain keeps tenant keys inside `metadata`: `-p user_id=u1` lands there, not in a
+    top-level key named "metadata.user_id"."""
+    monkeypatch.setenv("REVERIE_STORAGE__LAYOUT", "langchain")
+    row = {"id": 5, "vector": [1.0] + [0.0] * 7, "payload": {"page_content": "tea", "metadata": {"s": 1}}}
+    (tmp_path / "lc.jsonl").write_text(json.dumps(row) + "\n")
+    assert cli("import", str(tmp_path / "lc.jsonl"), "-p", "user_id=u1")[0] == 0
+    settings = Settings()
+    settings.storage.data_dir = tmp_path / "data"
+    with Reverie.open(settings) as rv:
+        (stored,) = rv.store.retrieve(rv.collection, [5])
+    assert p.agent_payload(stored.payload) == {"page_content": "tea", "metadata": {"s": 1, "user_id": "u1"}}
 
 
 @pytest.mark.parametrize(

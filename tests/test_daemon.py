@@ -213,6 +213,7 @@ PACKED_BAD = [  # (body, content type, status, message)
     (packed.pack(np.ones((1, 4)), [{"id": True}]), None, 422, "memories.0.id"),
     (packed.pack(np.full((1, 4), np.nan), [{}]), None, 400, "NaN"),
     (packed.pack(np.ones((1, 3)), [{}]), None, 400, "dimension"),
+    (packed.pack(np.ones((1, 4)), [{"text": "t"}], raw_payload=True), None, 400, "carries its own text"),
     (packed.pack(np.ones((6, 4)), [{}] * 6), None, 413, "max_batch"),
     (packed.pack(np.ones((1, 4)), [{}], {"x": "1"}), None, 400, "not a partition key"),
     (packed.pack(np.ones((1, 4)), [{"payload": {"k": "v" * 100}}]), None, 413, "max_payload_bytes"),
@@ -483,15 +484,19 @@ def test_cli_commands_go_through_a_running_daemon(tmp_path: Path) -> None:
         assert forgotten.stdout.startswith("deleted 1 memories"), forgotten.stderr
         assert "consolidate" in cli(tmp_path, "jobs").stdout
         assert "job maintain: started" in cli(tmp_path, "jobs", "run", "maintain").stdout
-        (tmp_path / "x.jsonl").write_text(json.dumps({"vector": [0.1] * 384}) + "\n")
-        blocked = cli(tmp_path, "import", str(tmp_path / "x.jsonl"))
-        assert blocked.returncode == 1 and f"reverie serve (pid {process.pid}) holds" in blocked.stderr
+        # an import goes through the daemon, packed, each payload written as given
+        given = {"id": 77, "vector": [0.1] * 384, "payload": {"text": "imported", "meta": {"a": [1, 2]}}}
+        (tmp_path / "x.jsonl").write_text(json.dumps(given) + "\n")
+        imported = cli(tmp_path, "import", str(tmp_path / "x.jsonl"), "-p", "user_id=u2")
+        assert imported.returncode == 0 and f"through reverie serve (pid {process.pid})" in imported.stdout
+        stored = client.get("/memories/77").json()
+        assert stored["payload"] == {"text": "imported", "meta": {"a": [1, 2]}, "user_id": "u2"}
     finally:
         os.kill(process.pid, signal.SIGTERM)
         assert process.wait(timeout=20) == 0
         client.close()
     assert not (tmp_path / "daemon.json").exists()
-    assert json.loads(cli(tmp_path, "stats", "--json").stdout)["live"] == 1  # storage itself again
+    assert json.loads(cli(tmp_path, "stats", "--json").stdout)["live"] == 2  # storage itself again
     no_daemon = cli(tmp_path, "jobs")
     assert no_daemon.returncode == 1 and "no reverie serve is running" in no_daemon.stderr
 

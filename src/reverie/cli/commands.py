@@ -104,13 +104,25 @@ def cmd_remember(args: argparse.Namespace, settings: Settings) -> None:
 
 
 def cmd_import(args: argparse.Namespace, settings: Settings) -> None:
+    """Into the store, or through `reverie serve` when one holds it (packed, payloads as given)."""
+    from tqdm import tqdm
+
+    from reverie.daemon.registration import running_daemon
     from reverie.importing import read_import
+    from reverie.storage.intake import with_tenant
 
     memories = read_import(Path(args.file), Path(args.payloads) if args.payloads else None)
+    partition = _partition(args.partition)
+    daemon = running_daemon(settings.storage.data_dir)
+    if daemon is not None:
+        with tqdm(total=len(memories), desc="importing", unit="mem", disable=not _tty()) as bar:
+            ids = _daemon(settings).import_memories(memories, partition, progress=bar.update)
+        print(f"imported {len(ids)} memories through reverie serve (pid {daemon.pid})")
+        return
     with _open_storage(settings, "import") as rv:
-        extra = rv.partition_payload(_partition(args.partition))
+        tenant = rv.partition_payload(partition)
         for memory in memories:
-            memory.payload.update(extra)
+            memory.payload = with_tenant(memory.payload, tenant)
         ids = rv.write(memories, progress=_tty())
     print(f"imported {len(ids)} memories into {settings.storage.collection!r}")
 

@@ -48,7 +48,7 @@ from reverie.inversion.embedders import embedder_id
 from reverie.inversion.lazy import cached_text
 from reverie.memory import Reverie
 from reverie.storage.base import as_vector
-from reverie.storage.intake import NewMemory, parse_sparse
+from reverie.storage.intake import NewMemory, parse_sparse, with_tenant
 
 log = structlog.get_logger("reverie.api")
 
@@ -83,6 +83,11 @@ class PackedHeader(_Body):
     dimension: int = Field(ge=1)
     memories: list[MemoryFields] = Field(min_length=1)
     partition: dict[str, PartitionValue] = Field(default_factory=dict)
+    raw_payload: bool = Field(
+        default=False,
+        description="Each payload is the whole point payload, written as given (`reverie import`), "
+        "not metadata put in the collection's layout; a memory then carries no separate text.",
+    )
 
 
 class WriteRequest(_Body):
@@ -236,7 +241,10 @@ def create_app(service: Service, scheduler: BaseScheduler | None = None) -> Fast
         return JSONResponse(body, status_code=200 if body["ready"] else 503)
 
     def write_memories(
-        items: Sequence[MemoryFields], partition: dict[str, Any], vectors: np.ndarray | None
+        items: Sequence[MemoryFields],
+        partition: dict[str, Any],
+        vectors: np.ndarray | None,
+        raw_payload: bool = False,
     ) -> dict[str, Any]:
         if len(items) > settings.daemon.max_batch:
             raise TooLargeError(
@@ -246,7 +254,7 @@ def create_app(service: Service, scheduler: BaseScheduler | None = None) -> Fast
         tenant = rv.partition_payload(partition)
         for index, memory in enumerate(items):
             rv.check_text(memory.text, f"memory {index}")  # before the batch is embedded
-        return {"ids": rv.write(_memories(items, tenant, rv, vectors))}
+        return {"ids": rv.write(_memories(items, tenant, rv, vectors, raw_payload))}
 
     @protected.post("/memories")
     def write(body: WriteRequest) -> dict[str, Any]:
@@ -276,7 +284,7 @@ def create_app(service: Service, scheduler: BaseScheduler | None = None) -> Fast
         except ValidationError as exc:
             raise RequestValidationError(exc.errors()) from None
         vectors = packed.rows(raw, len(header.memories), header.dimension)
-        return write_memories(header.memories, dict(header.partition), vectors)
+        return write_memories(header.memories, dict(header.partition), vectors, header.raw_payload)
 
     @protected.post("/search")
     def search(body: SearchRequest) -> dict[str, Any]:
@@ -390,19 +398,29 @@ def _authorizer(api_key: str | None) -> Any:
 
 
 def _memories(
-    items: Sequence[MemoryFields], partition: dict[str, Any], rv: Reverie, rows: np.ndarray | None
+    items: Sequence[MemoryFields],
+    partition: dict[str, Any],
+    rv: Reverie,
+    rows: np.ndarray | None,
+    raw_payload: bool = False,
 ) -> list[NewMemory]:
     """Memories to write, their vectors given (in each item, or packed `rows`); texts
-    without a vector are embedded in one batch."""
+    without a vector are embedded in one batch. A raw payload is written as given, with
+    the partition set at its paths."""
     given = list(rows) if rows is not None else [getattr(m, "vector", None) for m in items]
     for index, (m, vector) in enumerate(zip(items, given, strict=True)):
         if vector is None and m.text is None:
             raise InvalidInputError(f"memory {index}: give text, a vector, or both")
+        if raw_payload and m.text is not None:
+            raise InvalidInputError(f"memory {index}: a raw payload carries its own text; drop `text`")
     to_embed = [m.text for m, vector in zip(items, given, strict=True) if vector is None]
     embedded = iter(rv.embedder.encode(to_embed) if to_embed else [])  # type: ignore[arg-type]
     memories = []
     for index, (m, vector) in enumerate(zip(items, given, strict=True)):
-        payload = rv.new_payload(m.text, m.payload, partition)
+        if raw_payload:
+            payload = with_tenant(m.payload, partition)
+        else:
+            payload = rv.new_payload(m.text, m.payload, partition)
         sparse = parse_sparse(m.model_dump()["sparse"], f"memory {index}")
         if vector is None:
             model = embedder_id(rv.embedder.model_name)

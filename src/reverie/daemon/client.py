@@ -4,7 +4,7 @@ holds it."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import cached_property
 from typing import Any
 
@@ -24,6 +24,7 @@ from reverie.errors import (
 from reverie.inversion.lazy import MemoryText
 from reverie.storage import Hit, PointId, Record
 from reverie.storage import payload as p
+from reverie.storage.intake import NewMemory, sparse_json
 from reverie.storage.layouts import Layout, from_description
 
 PACKED_BATCH = 1000  # memories a packed write carries: the daemon's default max_batch
@@ -80,11 +81,42 @@ class DaemonClient:
             {"payload": dict(payloads[i]) if payloads else {}, **({"id": ids[i]} if ids else {})}
             for i in range(count)
         ]
+        return self._write_packed(np.asarray(vectors), memories, partition, batch)
+
+    def import_memories(
+        self,
+        memories: Sequence[NewMemory],
+        partition: dict[str, Any] | None = None,
+        batch: int = PACKED_BATCH,
+        progress: Callable[[int], object] | None = None,
+    ) -> list[PointId]:
+        """`reverie import` through the daemon: each payload is the whole point payload,
+        written as given (the packed format's raw_payload). `progress` hears each batch."""
+        fields = [
+            {"payload": m.payload, **({"id": m.id} if m.id is not None else {})}
+            | ({"sparse": sparse_json(m.sparse)} if m.sparse else {})
+            for m in memories
+        ]
+        vectors = np.stack([m.vector for m in memories]) if memories else np.empty((0, 0))
+        return self._write_packed(vectors, fields, partition, batch, raw_payload=True, progress=progress)
+
+    def _write_packed(
+        self,
+        vectors: np.ndarray,
+        memories: list[dict[str, Any]],
+        partition: dict[str, Any] | None,
+        batch: int,
+        raw_payload: bool = False,
+        progress: Callable[[int], object] | None = None,
+    ) -> list[PointId]:
         written: list[PointId] = []
-        for start in range(0, count, batch):
-            body = packed.pack(vectors[start : start + batch], memories[start : start + batch], partition)
-            headers = {"content-type": packed.MEDIA_TYPE}
+        headers = {"content-type": packed.MEDIA_TYPE}
+        for start in range(0, len(memories), batch):
+            rows, fields = vectors[start : start + batch], memories[start : start + batch]
+            body = packed.pack(rows, fields, partition, raw_payload)
             written += self._call("POST", "/memories/packed", content=body, headers=headers)["ids"]
+            if progress is not None:
+                progress(len(fields))
         return written
 
     def recall(

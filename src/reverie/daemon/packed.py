@@ -7,7 +7,8 @@ body (media type `application/x-reverie-packed`, `POST /memories/packed`) is:
     b"RVP1" | header length (uint32, little-endian) | header (UTF-8 JSON) | vectors
 
 The header is `{"dimension": d, "memories": [...], "partition": {...}}`, each memory as in
-the JSON write without its vector (`id`, `text`, `payload`, `sparse`); the vectors follow as
+the JSON write without its vector (`id`, `text`, `payload`, `sparse`), and `"raw_payload":
+true` where each payload is the whole point payload (`reverie import`); the vectors follow as
 len(memories) rows of d float32, little-endian, in the order of the memories. Any language
 writes it with a struct packer and a JSON encoder.
 """
@@ -29,13 +30,19 @@ _FLOAT32 = np.dtype("<f4")
 
 
 def pack(
-    vectors: np.ndarray, memories: list[dict[str, Any]], partition: dict[str, Any] | None = None
+    vectors: np.ndarray,
+    memories: list[dict[str, Any]],
+    partition: dict[str, Any] | None = None,
+    raw_payload: bool = False,
 ) -> bytes:
-    """A packed body: one row of `vectors` per memory (its other fields in `memories`)."""
+    """A packed body: one row of `vectors` per memory (its other fields in `memories`);
+    `raw_payload`: the payloads are whole point payloads, written as given."""
     matrix = np.ascontiguousarray(vectors, dtype=_FLOAT32)
     if matrix.ndim != 2 or matrix.shape[0] != len(memories):
         raise InvalidInputError(f"{len(memories)} memories need as many vector rows, got {matrix.shape}")
     header = {"dimension": matrix.shape[1], "memories": memories, "partition": partition or {}}
+    if raw_payload:
+        header["raw_payload"] = True
     encoded = json.dumps(header, separators=(",", ":")).encode()
     return MAGIC + _LENGTH.pack(len(encoded)) + encoded + matrix.tobytes()
 

@@ -7,6 +7,7 @@ before any of it is written.
 
 from __future__ import annotations
 
+import copy
 import json
 import uuid
 from collections.abc import Sequence
@@ -19,7 +20,7 @@ from reverie.config import DaemonSettings, StorageSettings
 from reverie.errors import InvalidInputError, InvalidPayloadError, StorageError, TooLargeError
 from reverie.storage import payload as p
 from reverie.storage.base import PointId, Record, SparseVector, Store, VectorSchema, normalize_id
-from reverie.storage.layouts import Layout
+from reverie.storage.layouts import Layout, PayloadError, set_path
 from reverie.storage.limits import payload_bytes, payload_problem
 from reverie.storage.space import ensure_free_space
 
@@ -51,6 +52,23 @@ def parse_sparse(raw: Any, where: str) -> dict[str, SparseVector]:
         except (TypeError, ValueError) as exc:
             raise InvalidInputError(f"{where}: sparse vector {name!r}: {exc}") from None
     return vectors
+
+
+def with_tenant(payload: dict[str, Any], tenant: dict[str, Any]) -> dict[str, Any]:
+    """A whole point payload (an import's, written as given) with the tenant's values set
+    at their paths (`metadata.user_id` inside LangChain's metadata object)."""
+    result = copy.deepcopy(payload)
+    for path, value in tenant.items():
+        try:
+            set_path(result, path, value)
+        except PayloadError as exc:
+            raise InvalidInputError(f"payload: {exc}") from None
+    return result
+
+
+def sparse_json(sparse: dict[str, SparseVector]) -> dict[str, dict[str, list[Any]]]:
+    """Sparse vectors as a write or an import gives them (parse_sparse reads them back)."""
+    return {name: {"indices": v.indices.tolist(), "values": v.values.tolist()} for name, v in sparse.items()}
 
 
 def check_text(text: str | None, what: str, limits: DaemonSettings) -> None:

@@ -1,11 +1,15 @@
 """Write paths: the embedded store, the HTTP API under concurrent clients, text embedding.
 
-    .venv/bin/python bench/write_speed.py [--n 50000] [--clients 1 4 8] [--batch 100] [--formats json packed]
+    .venv/bin/python bench/write_speed.py [--n 50000] [--clients 1 4 8] [--batch 100 1000]
+        [--formats json packed] [--consolidate-every 5]
 
 - embedded store: memories/s through `Reverie.write` (validation included) into a fresh store;
 - HTTP API: a real `reverie serve` on loopback; each client thread posts batches of vectors
   until --n are written, as JSON floats (`POST /memories`) or packed float32
-  (`POST /memories/packed`, daemon/packed.py); memories/s overall and p50/p99 request latency;
+  (`POST /memories/packed`, daemon/packed.py); memories/s overall and p50/p99 request latency.
+  Each memory carries a short text and one of 100 tenants, as agents write them. With
+  --consolidate-every S the daemon's scheduler consolidates every S seconds meanwhile (the
+  runs it made are counted);
 - embedding: texts/s of the default embedder on real short sentences
   (../shared/data/wordnet-sentences.txt.gz when present, else synthetic ones).
 Prints a table and writes bench/results/write-speed.json.
@@ -55,29 +59,41 @@ def embedded(vectors: np.ndarray) -> dict[str, Any]:
     return {"memories": len(vectors), "per_s": round(len(vectors) / seconds)}
 
 
-def over_http(vectors: np.ndarray, clients: int, batch: int, body_format: str) -> dict[str, Any]:
+def over_http(
+    vectors: np.ndarray, clients: int, batch: int, body_format: str, consolidate_every: int | None
+) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         command = [sys.executable, "-m", "reverie.cli", "--data-dir", tmp, "serve", "--port", "0"]
-        env = {**os.environ, "REVERIE_SCHEDULER__ENABLED": "false", "REVERIE_LOGGING__LEVEL": "warning"}
+        env = {
+            **os.environ,
+            "REVERIE_SCHEDULER__ENABLED": "true" if consolidate_every else "false",
+            "REVERIE_SCHEDULER__CONSOLIDATE_EVERY": str(consolidate_every or 300),
+            "REVERIE_SCHEDULER__MAINTAIN_EVERY": "3600",  # the index build is not what is measured
+            "REVERIE_INVERSION__MODEL": "none",
+            "REVERIE_LOGGING__LEVEL": "warning",
+        }
         server = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             url = _wait_for(Path(tmp))
-            batches = [vectors[i : i + batch] for i in range(0, len(vectors), batch)]
+            batches = [(i, vectors[i : i + batch]) for i in range(0, len(vectors), batch)]
             latencies: list[float] = []
             lock = threading.Lock()
 
-            def post(http: httpx.Client, rows: np.ndarray) -> httpx.Response:
+            def post(http: httpx.Client, start: int, rows: np.ndarray) -> httpx.Response:
+                fields = [{"text": f"memory {start + i}"} for i in range(len(rows))]
+                partition = {"user_id": f"user-{start // batch % 100}"}
                 if body_format == "packed":
-                    body = packed.pack(rows, [{}] * len(rows))
+                    body = packed.pack(rows, fields, partition)
                     headers = {"content-type": packed.MEDIA_TYPE}
                     return http.post("/memories/packed", content=body, headers=headers)
-                return http.post("/memories", json={"memories": [{"vector": v} for v in rows.tolist()]})
+                memories = [{**f, "vector": v} for f, v in zip(fields, rows.tolist(), strict=True)]
+                return http.post("/memories", json={"memories": memories, "partition": partition})
 
-            def client(mine: list[np.ndarray]) -> None:
+            def client(mine: list[tuple[int, np.ndarray]]) -> None:
                 with httpx.Client(base_url=url, timeout=120) as http:
-                    for rows in mine:
+                    for start, rows in mine:
                         started = time.perf_counter()
-                        post(http, rows).raise_for_status()
+                        post(http, start, rows).raise_for_status()
                         with lock:
                             latencies.append(time.perf_counter() - started)
 
@@ -88,6 +104,8 @@ def over_http(vectors: np.ndarray, clients: int, batch: int, body_format: str) -
             for t in threads:
                 t.join()
             seconds = time.perf_counter() - started
+            with httpx.Client(base_url=url, timeout=120) as http:
+                runs = [r for r in http.get("/runs").json()["runs"] if r["kind"] == "consolidate"]
         finally:
             server.send_signal(signal.SIGTERM)
             server.wait(30)
@@ -99,6 +117,8 @@ def over_http(vectors: np.ndarray, clients: int, batch: int, body_format: str) -
         "per_s": round(len(vectors) / seconds),
         "p50_ms": round(float(np.percentile(ms, 50)), 1),
         "p99_ms": round(float(np.percentile(ms, 99)), 1),
+        "consolidate_every": consolidate_every,
+        "consolidations": len(runs),
     }
 
 
@@ -131,38 +151,44 @@ def main() -> None:
     )
     parser.add_argument("--n", type=int, default=50_000)
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 4, 8])
-    parser.add_argument("--batch", type=int, default=100)
+    parser.add_argument("--batch", type=int, nargs="+", default=[100])
     parser.add_argument("--texts", type=int, default=5000)
     parser.add_argument("--formats", nargs="+", choices=["json", "packed"], default=["json", "packed"])
+    parser.add_argument("--consolidate-every", type=int, default=None, help="seconds; off by default")
     args = parser.parse_args()
     vectors = generate(args.n).vectors
     result: dict[str, Any] = {"embedded": embedded(vectors)}
     print(f"embedded store: {result['embedded']['per_s']:,} memories/s ({args.n:,} written)")
     result["http"] = []
     for body_format in args.formats:
-        for clients in args.clients:
-            row = over_http(vectors, clients, args.batch, body_format)
-            result["http"].append(row)
-            print(
-                f"HTTP API, {body_format}, {clients} client(s), batches of {args.batch}: {row['per_s']:,} "
-                f"memories/s, p50 {row['p50_ms']} ms, p99 {row['p99_ms']} ms per request"
-            )
+        for batch in args.batch:
+            for clients in args.clients:
+                row = over_http(vectors, clients, batch, body_format, args.consolidate_every)
+                result["http"].append(row)
+                print(
+                    f"HTTP API, {body_format}, {clients} client(s), batches of {batch}: {row['per_s']:,} "
+                    f"memories/s, p50 {row['p50_ms']} ms, p99 {row['p99_ms']} ms per request, "
+                    f"{row['consolidations']} consolidation runs meanwhile"
+                )
     result["embedding"] = embedding(args.texts)
     print(f"embedding (all-MiniLM-L6-v2, CPU): {result['embedding']['per_s']:,} texts/s")
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(result, indent=2))
     lines = [
-        f"`bench/write_speed.py --n {args.n}` (2 cores):",
+        f"`bench/write_speed.py --n {args.n} --clients {' '.join(map(str, args.clients))} --batch "
+        f"{' '.join(map(str, args.batch))}"
+        + (f" --consolidate-every {args.consolidate_every}`" if args.consolidate_every else "`")
+        + " (2 cores; each memory a vector, a short text and one of 100 tenants):",
         "",
-        "| path | memories or texts / s | p50 ms | p99 ms |",
-        "|---|---|---|---|",
-        f"| embedded store, `Reverie.write` | {result['embedded']['per_s']:,} | | |",
+        "| path | memories or texts / s | p50 ms | p99 ms | consolidation runs meanwhile |",
+        "|---|---|---|---|---|",
+        f"| embedded store, `Reverie.write` | {result['embedded']['per_s']:,} | | | |",
         *(
             f"| HTTP API, {r['format']}, {r['clients']} client(s), batches of {r['batch']} | "
-            f"{r['per_s']:,} | {r['p50_ms']} | {r['p99_ms']} |"
+            f"{r['per_s']:,} | {r['p50_ms']} | {r['p99_ms']} | {r['consolidations']} |"
             for r in result["http"]
         ),
-        f"| text embedding, all-MiniLM-L6-v2 on CPU | {result['embedding']['per_s']:,} | | |",
+        f"| text embedding, all-MiniLM-L6-v2 on CPU | {result['embedding']['per_s']:,} | | | |",
     ]
     write_section(ROOT / "docs" / "benchmarks.md", "write-speed", lines, "Benchmarks")
 

@@ -17,7 +17,7 @@ from reverie.cli import main
 from reverie.config import Settings
 from reverie.errors import InvalidInputError, InverterError, ReverieError
 from reverie.inversion.base_lm import SMOLLM2, load_base_lm, smollm2_gguf
-from reverie.inversion.guided import SearchSettings
+from reverie.inversion.guided import SearchSettings, without_list_mark
 from reverie.inversion.inverter import GuidedInverter, configured_inverter, open_inverter
 from reverie.inversion.lazy import cached_text
 from reverie.inversion.training import TrainOptions, train
@@ -64,6 +64,19 @@ def inverter(model_dir: Path, embedder) -> GuidedInverter:
 
 def cosine(embedder, text: str, vector: np.ndarray) -> float:
     return float(embedder.encode([text])[0] @ (vector / np.linalg.norm(vector)))
+
+
+@pytest.mark.parametrize(
+    ("draft", "shown"),
+    [
+        ("- green tea", "green tea"),
+        ("  * tea", "tea"),
+        ("-5 degrees", "-5 degrees"),
+        ("tea - or not", "tea - or not"),
+    ],
+)
+def test_a_draft_loses_the_list_mark_it_copied_from_the_prompt(draft: str, shown: str) -> None:
+    assert without_list_mark(draft) == shown
 
 
 def test_the_fidelity_shown_is_the_real_cosine_and_training_shows_in_the_words(inverter, embedder) -> None:

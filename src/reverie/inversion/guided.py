@@ -14,6 +14,7 @@ never further from the vector than the best of them, and their words steer the p
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
@@ -27,6 +28,7 @@ from reverie.inversion.fluency import mean_logprobs
 
 PROMPT = "<|im_start|>user\nWrite one short sentence{hint}.{given}<|im_end|>\n<|im_start|>assistant\n"
 GIVEN = " Say what these say:\n{lines}"
+LIST_MARK = re.compile(r"^\s*[-*\u2022]\s+")  # the prompt lists given texts as "- text"
 PROMPT_HYPOTHESES = 3  # the closest hypotheses shown to the LM
 LENGTH_SLACK = 1.4  # a written text may run this much longer than the model expects
 
@@ -104,7 +106,7 @@ class GuidedSearch:
         drafts = self._beam(target, steering, closest)
         if drafts and max(d.cosine for d in drafts) > best.cosine:
             polished = self._polish(drafts[0], target, steering.keywords)
-            texts = list(dict.fromkeys([d.text for d in drafts] + [polished.text]))
+            texts = list(dict.fromkeys(without_list_mark(d.text) for d in [*drafts, polished]))
             best = self._readable_best(best, texts, target)
         return best
 
@@ -210,6 +212,11 @@ class GuidedSearch:
         if present:
             scores[present] = self.embedder.encode([texts[i] for i in present], ranking=True) @ target
         return scores
+
+
+def without_list_mark(text: str) -> str:
+    """A draft without the "- " it may copy from the prompt's list of given texts."""
+    return LIST_MARK.sub("", text, count=1)
 
 
 def _pieces(lm: BaseLM) -> list[str | None]:

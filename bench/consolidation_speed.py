@@ -155,7 +155,7 @@ def pass_phase(n: int, tmp: Path, args: argparse.Namespace) -> dict[str, Any]:
             "stages": report.timings,
             "points_in": report.points_before,
             "points_out": report.points_after,
-            "merges": len(report.merges),
+            "merges": report.merge_count,
             "peak_rss_mib": round(peak_rss_mib()),
             "opened_rss_mib": opened_mib,
             "rss_by_stage_mib": sampler.peaks_by_stage(report.timings),
@@ -172,7 +172,7 @@ def pass_phase(n: int, tmp: Path, args: argparse.Namespace) -> dict[str, Any]:
             "seconds": round(seconds, 2),
             "route": report.route,
             "stages": report.timings,
-            "merges": len(report.merges),
+            "merges": report.merge_count,
             "pair_recall": recall,
         }
     return out

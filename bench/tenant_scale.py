@@ -116,6 +116,11 @@ def write_phase(n: int, tmp: Path, args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def applied(rv: Reverie, run_id: str) -> list[dict[str, Any]]:
+    """Every merge a run applied, from the run log (a report keeps only the first ones)."""
+    return [m.detail for m in rv.run_log.merges(run_id) if m.status == "applied"]
+
+
 def cross_tenant(merges: list[dict[str, Any]], tenant_of: np.ndarray, rv: Reverie) -> int:
     """Merges whose members were written to more than one tenant. A member that is itself a
     merged memory (an incremental pass merging into it) is read back for its tenant."""
@@ -147,8 +152,8 @@ def pass_phase(n: int, tmp: Path, args: argparse.Namespace) -> dict[str, Any]:
             "slices": report.slices,
             "points_in": report.points_before,
             "points_out": report.points_after,
-            "merges": len(report.merges),
-            "cross_tenant_merges": cross_tenant(report.merges, tenant_of, rv),
+            "merges": report.merge_count,
+            "cross_tenant_merges": cross_tenant(applied(rv, report.run_id), tenant_of, rv),
             "opened_rss_mib": opened,
             "peak_anon_mib": max(a for _, a, _ in sampler.samples),
             "peak_mapped_mib": max(f for _, _, f in sampler.samples),
@@ -169,9 +174,9 @@ def pass_phase(n: int, tmp: Path, args: argparse.Namespace) -> dict[str, Any]:
             "seconds": round(seconds, 2),
             "route": report.route,
             "stages": report.timings,
-            "merges": len(report.merges),
+            "merges": report.merge_count,
             "cross_tenant_merges": cross_tenant(
-                report.merges, np.concatenate([tenant_of, fresh_tenants]), rv
+                applied(rv, report.run_id), np.concatenate([tenant_of, fresh_tenants]), rv
             ),
         }
     return out
@@ -216,8 +221,9 @@ def replica_phase(n: int, tmp: Path, args: argparse.Namespace) -> dict[str, Any]
     settings.consolidation.replica = f"{index}/{count}"
     with Reverie.open(settings) as rv:
         report, seconds = timed(lambda: rv.consolidate(full=True))
-    touched = sorted({int(tenant_of[m["id"]]) for merge in report.merges for m in merge["members"]})
-    return {"seconds": round(seconds, 1), "merges": len(report.merges), "tenants": touched}
+        merges = applied(rv, report.run_id)
+    touched = sorted({int(tenant_of[m["id"]]) for merge in merges for m in merge["members"]})
+    return {"seconds": round(seconds, 1), "merges": report.merge_count, "tenants": touched}
 
 
 def settings_for(store: Path) -> Settings:

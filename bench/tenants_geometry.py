@@ -159,7 +159,7 @@ def run_case(case: Case, groups: list[dict], vectors: dict[str, np.ndarray], wor
             assert case.refused and case.refused in str(exc), (case.name, str(exc))
             return row
         assert not case.refused, f"{case.name}: merged where it must refuse"
-        row.points_after, row.merges = report.points_after, len(report.merges)
+        row.points_after, row.merges = report.points_after, report.merge_count
         row.cross_tenant_merges = sum(
             len({json.dumps(owner[int(m["id"])]) for m in merge["members"]}) > 1 for merge in report.merges
         )

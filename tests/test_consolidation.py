@@ -3,7 +3,9 @@
 import numpy as np
 import pytest
 
+from reverie.consolidation import engine
 from reverie.consolidation.planning import merged_id
+from reverie.display import report_lines
 from reverie.errors import InvalidInputError, NotFoundError
 from reverie.ledger.lineage import store_lineage_map
 from reverie.memory import NewMemory, Reverie
@@ -50,6 +52,19 @@ def test_merges_groups_and_archives_originals(rv: Reverie) -> None:
     assert stats["live"] == 5 and stats["merged"] == 5 and stats["archived"] == 15
     assert stats["labelled_text"] == 5 and stats["pending_text"] == 0
     assert stats["last_run"]["run_id"] == report.run_id and stats["layout"]["layout"] == "reverie"
+
+
+def test_a_report_keeps_the_first_merges_and_counts_them_all(rv: Reverie, monkeypatch) -> None:
+    """A pass over millions makes hundreds of thousands of merges: the report holds the
+    first few in memory and counts the rest; the run log has every one."""
+    monkeypatch.setattr(engine, "MERGES_KEPT", 2)
+    vectors, labels = near_duplicates(groups=5, per_group=3)
+    rv.write(memories(vectors, labels))
+    report = rv.consolidate()
+    assert len(report.merges) == 2 and report.merge_count == 5
+    assert report.summary()["merges"] == 5 and report.summary()["members_merged"] == 15
+    assert len(rv.run_log.merges(report.run_id)) == 5
+    assert report_lines(report)[-1] == f"  ... and 3 more merges: reverie runs show {report.run_id}"
 
 
 def test_second_run_changes_nothing(rv: Reverie) -> None:

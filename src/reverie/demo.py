@@ -46,10 +46,9 @@ def run_demo(settings: Settings, fresh: bool = True) -> None:
         started = time.perf_counter()
         report = rv.consolidate()
         seconds = time.perf_counter() - started
-        merged = sum(m["size"] for m in report.merges)
         print(
             f"before: {report.points_before} memories  ->  after: {report.points_after} memories"
-            f"  ({len(report.merges)} merges of {merged} memories, {seconds:.1f} s)\n"
+            f"  ({report.merge_count} merges of {report.members_merged} memories, {seconds:.1f} s)\n"
         )
         if local.inversion.model != "none":
             print("loading the inverter, which reads merged vectors back as text ...\n", flush=True)
@@ -61,9 +60,9 @@ def run_demo(settings: Settings, fresh: bool = True) -> None:
             merged, _ = rv.get(merge["merge_id"])
             print("    reads as: ", end="", flush=True)  # a few seconds of search follow
             print(rv.text(merged).shown())
-        if len(report.merges) > SHOWN_MERGES:
-            print(f"  ... and {len(report.merges) - SHOWN_MERGES} more merges")
-        left = report.points_after - len(report.merges)
+        if report.merge_count > SHOWN_MERGES:
+            print(f"  ... and {report.merge_count - SHOWN_MERGES} more merges")
+        left = report.points_after - report.merge_count
         print(f"\n{left} memories were left alone: their wordings differ too much to be sure.")
         print("Every original is archived with its lineage; nothing was deleted.\n")
         blend = rv.blend(list(BLEND))

@@ -111,11 +111,10 @@ def memory_lines(record: Record, archived: bool, text: MemoryText, layout: Layou
 
 def report_lines(report: RunReport) -> list[str]:
     verb = "would merge" if report.dry_run else "merged"
-    merged_points = sum(m["size"] for m in report.merges)
     lines = [
         f"run {report.run_id} ({report.mode}{', dry run: nothing changed' if report.dry_run else ''})",
         f"  memories before {report.points_before}, after {report.points_after}: "
-        f"{verb} {merged_points} into {len(report.merges)}",
+        f"{verb} {report.members_merged} into {report.merge_count}",
         f"  adopted {report.adopted} new, quarantined {report.quarantined}, "
         f"considered {report.considered} ({report.route} route), candidate pairs {report.pairs}, "
         f"skipped merges {len(report.skipped)}",
@@ -123,6 +122,9 @@ def report_lines(report: RunReport) -> list[str]:
     ]
     for merge in report.merges:
         lines.extend(merge_lines(merge))
+    if report.merge_count > len(report.merges):
+        more = report.merge_count - len(report.merges)
+        lines.append(f"  ... and {more} more merges: reverie runs show {report.run_id}")
     return lines
 
 

@@ -41,6 +41,7 @@ from reverie.storage.layouts import Layout, PayloadError
 log = structlog.get_logger("reverie.consolidation")
 
 QUERY_BATCH = 256
+MERGES_KEPT = 10_000  # merge details a run report holds in memory
 
 
 @dataclass
@@ -59,17 +60,26 @@ class RunReport:
     pairs: int = 0
     cell_partitions: int = 0  # partitions too large for exact pairs, paired by k-means cells
     slices: int = 0  # a full pass's slices of whole tenants (slicing.py)
+    merge_count: int = 0
+    members_merged: int = 0  # memories that went into merges
+    # the first MERGES_KEPT merges' details (a pass over millions makes hundreds of thousands:
+    # all of them are in the run log, `reverie runs show RUN`)
     merges: list[dict[str, Any]] = field(default_factory=list)
     skipped: list[dict[str, Any]] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
     stopped: bool = False
 
+    def add_merge(self, detail: dict[str, Any]) -> None:
+        self.merge_count += 1
+        self.members_merged += detail["size"]
+        if len(self.merges) < MERGES_KEPT:
+            self.merges.append(detail)
+
     def summary(self) -> dict[str, Any]:
         data = {f.name: getattr(self, f.name) for f in fields(self)}  # merges: counted, not copied
         data["params"], data["timings"] = dict(self.params), dict(self.timings)
-        data["merges"] = len(self.merges)
+        data["merges"] = data.pop("merge_count")
         data["skipped"] = len(self.skipped)
-        data["members_merged"] = sum(m["size"] for m in self.merges)  # memories that went into merges
         return data
 
 
@@ -176,7 +186,7 @@ class Consolidator:
         for piece in self._slices(report) if exact else [None]:
             if self.stopping.is_set():
                 report.stopped = True
-                log.warning("run.stopped", applied=len(report.merges))
+                log.warning("run.stopped", applied=report.merge_count)
                 break
             # everything gathered is dropped once planned: the apply stage holds only the plans
             plans, to_stamp = self._gather_and_plan(report, params, piece, dry_run, geometry)
@@ -184,10 +194,10 @@ class Consolidator:
             # A stopped run leaves its fresh points fresh: the next run plans them again.
             if not dry_run and not report.stopped:
                 mark_adopted(self.store, self.collection, to_stamp, skip=consumed)
-            progress.step(piece.points if piece else report.considered, merges=len(report.merges))
+            progress.step(piece.points if piece else report.considered, merges=report.merge_count)
         report.points_after = self.store.count(self.collection, p.searchable_filter())
         if dry_run:
-            report.points_after = report.points_before - sum(m["size"] - 1 for m in report.merges)
+            report.points_after = report.points_before - report.members_merged + report.merge_count
 
     def _slices(self, report: RunReport) -> list[Slice]:
         """A full pass's slices: whole tenants, up to `slice_points` points each (slicing.py)."""
@@ -208,11 +218,11 @@ class Consolidator:
             for start in range(0, len(plans), self.settings.apply_batch):
                 if self.stopping.is_set():
                     report.stopped = True
-                    log.warning("run.stopped", applied=len(report.merges), left=len(plans) - start)
+                    log.warning("run.stopped", applied=report.merge_count, left=len(plans) - start)
                     break
                 batch = plans[start : start + self.settings.apply_batch]
                 consumed.update(self._apply(batch, report, dry_run))
-                progress.step(len(batch), merges=len(report.merges))
+                progress.step(len(batch), merges=report.merge_count)
         return consumed
 
     def _gather_and_plan(
@@ -304,8 +314,8 @@ class Consolidator:
         again)."""
         details = [plan.describe(self.layouts.get()) for plan in plans]
         if dry_run:
-            report.merges.extend(details)
             for detail in details:
+                report.add_merge(detail)
                 log.info("merge.planned", **detail)
             return []
         # on record before the first store write: a crash leaves them `applying`, and
@@ -331,7 +341,7 @@ class Consolidator:
         settled: list[tuple[str, str, dict[str, Any]]] = []
         for plan, detail, outcome in zip(plans, details, outcomes, strict=True):
             if outcome.applied:
-                report.merges.append(detail)
+                report.add_merge(detail)
                 settled.append((plan.merge_id, "applied", detail))
                 log.info("merge.applied", **detail)
                 continue

@@ -61,7 +61,7 @@ class Metrics:
             return
         self.runs.labels("dry_run" if report.dry_run else "done").inc()
         if not report.dry_run:
-            self.merges.inc(len(report.merges))
+            self.merges.inc(report.merge_count)
             self.skipped.inc(len(report.skipped))
 
     def render(self, stats: dict[str, Any]) -> bytes:

@@ -11,6 +11,7 @@ record in a run of kind `release`, so a review shows why they went.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -84,12 +85,12 @@ def release_rewritten(
     undone so that it counts in them no more. A merge another process is applying right
     now: left for the next run."""
     store = applier.store
-    fresh = [r.id for r in store.scroll(applier.collection, p.FRESH_FILTER) if owns(r)]
-    rewritten = [
-        r.id
-        for start in range(0, len(fresh), LOOKUP_BATCH)
-        for r in store.retrieve(applier.archive, fresh[start : start + LOOKUP_BATCH], with_vectors=False)
-    ]
+    fresh = (
+        r.id for r in store.scroll(applier.collection, p.FRESH_FILTER, batch_size=LOOKUP_BATCH) if owns(r)
+    )
+    rewritten: list[PointId] = []
+    while batch := list(itertools.islice(fresh, LOOKUP_BATCH)):  # a bulk import leaves millions fresh
+        rewritten += [r.id for r in store.retrieve(applier.archive, batch, with_vectors=False)]
     if not rewritten:
         return None
     try:

@@ -241,7 +241,7 @@ def phase(name: str, n: int, tmp: Path, *extra: str) -> dict[str, Any]:
 def measure(n: int, args: argparse.Namespace) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(dir=args.scratch) as scratch:
         tmp = Path(scratch)
-        result = phase("write", n, tmp)
+        result = {"commit": commit(), **phase("write", n, tmp)}
         if args.replicas > 1:
             shutil.copytree(tmp / "store", tmp / f"store-{args.replicas}")
         result |= phase("pass", n, tmp)
@@ -253,6 +253,12 @@ def measure(n: int, args: argparse.Namespace) -> dict[str, Any]:
         if args.replicas > 1:
             result["replicas"] = replicas(n, tmp, args)
     return result
+
+
+def commit() -> str:
+    """The code measured (results of several sizes may come from different runs)."""
+    done = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
+    return done.stdout.strip() or "unknown"
 
 
 def replicas(n: int, tmp: Path, args: argparse.Namespace) -> dict[str, Any]:
@@ -320,16 +326,17 @@ def write_docs(results: list[dict[str, Any]], args: argparse.Namespace) -> None:
         f"--zipf {args.zipf}` (30% near-duplicates inside tenants, 1% identical copies across them; "
         "embedded engine, data on disk; 2 cores, 24 GiB):",
         "",
-        "| memories | tenants (largest, median) | writes/s | full pass s | stages s | slices | peak MiB: "
-        "anonymous / mapped | merges | cross-tenant | incremental s (10,000 fresh, 1,000 tenants) | "
-        "cross-tenant | largest tenant's pair recall |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| memories | code | tenants (largest, median) | writes/s | full pass s | stages s | slices | "
+        "peak MiB: anonymous / mapped | merges | cross-tenant | incremental s (10,000 fresh, "
+        "1,000 tenants) | cross-tenant | largest tenant's pair recall |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         f, i = r["full"], r["incremental"]
         stages = ", ".join(f"{k} {v:.0f}" for k, v in f["stages"].items())
         lines.append(
-            f"| {r['n']:,} | {r['tenants_used']:,} ({r['largest_tenant']:,}, {r['median_tenant']:,}) | "
+            f"| {r['n']:,} | {r.get('commit', 'earlier')} | {r['tenants_used']:,} "
+            f"({r['largest_tenant']:,}, {r['median_tenant']:,}) | "
             f"{r['write_per_s']:,} | {f['seconds']:,.0f} | {stages} | {f['slices']} | "
             f"{f['peak_anon_mib']:,} / {f['peak_mapped_mib']:,} | {f['merges']:,} | "
             f"{f['cross_tenant_merges']} | "

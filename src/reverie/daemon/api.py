@@ -28,6 +28,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from reverie import __version__
 from reverie.config.settings import Ranking
 from reverie.daemon import packed
+from reverie.daemon.fastjson import FastJSONRoute
 from reverie.daemon.guards import HostCheck
 from reverie.daemon.service import Service
 from reverie.display import forget_json, memory_json, score_json
@@ -180,7 +181,9 @@ def create_app(service: Service, scheduler: BaseScheduler | None = None) -> Fast
     app.add_middleware(BodyLimit, limit=settings.daemon.max_body_bytes)
     app.add_middleware(HostCheck, allowed=settings.daemon.allowed_hosts)  # outermost: checked first
     # every route but health needs the API key (when one is configured)
-    protected = APIRouter(dependencies=[Depends(_authorizer(settings.daemon.api_key))])
+    protected = APIRouter(
+        dependencies=[Depends(_authorizer(settings.daemon.api_key))], route_class=FastJSONRoute
+    )
 
     @app.exception_handler(ReverieError)
     async def reverie_error(request: Request, exc: ReverieError) -> JSONResponse:

@@ -178,7 +178,7 @@ def main() -> None:
         f"`bench/write_speed.py --n {args.n} --clients {' '.join(map(str, args.clients))} --batch "
         f"{' '.join(map(str, args.batch))}"
         + (f" --consolidate-every {args.consolidate_every}`" if args.consolidate_every else "`")
-        + " (2 cores; each memory a vector, a short text and one of 100 tenants):",
+        + " (2 cores; over HTTP each memory a vector, a short text and one of 100 tenants):",
         "",
         "| path | memories or texts / s | p50 ms | p99 ms | consolidation runs meanwhile |",
         "|---|---|---|---|---|",

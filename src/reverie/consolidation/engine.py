@@ -191,8 +191,9 @@ class Consolidator:
             # everything gathered is dropped once planned: the apply stage holds only the plans
             plans, to_stamp = self._gather_and_plan(report, params, piece, dry_run, geometry)
             consumed = self._apply_plans(plans, report, dry_run)
-            # A stopped run leaves its fresh points fresh: the next run plans them again.
-            if not dry_run and not report.stopped:
+            if report.stopped:  # its fresh points stay fresh: the next run plans them again
+                break
+            if not dry_run:
                 mark_adopted(self.store, self.collection, to_stamp, skip=consumed)
             progress.step(piece.points if piece else report.considered, merges=report.merge_count)
         report.points_after = self.store.count(self.collection, p.searchable_filter())

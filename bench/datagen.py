@@ -28,12 +28,12 @@ class Dataset:
 
 def generate(n: int, duplicate_fraction: float = 0.3, seed: int = 0, dim: int = DIM) -> Dataset:
     rng = np.random.default_rng(seed)
-    shared = _unit(rng.normal(size=dim))
-    topics = _unit(rng.normal(size=(256, dim)))
+    shared = unit(rng.normal(size=dim))
+    topics = unit(rng.normal(size=(256, dim)))
 
     def base(count: int) -> np.ndarray:
         topic = topics[rng.integers(0, len(topics), count)]
-        return _unit(0.45 * shared + 0.55 * topic + 0.9 * _unit(rng.normal(size=(count, dim))))
+        return unit(0.45 * shared + 0.55 * topic + 0.9 * unit(rng.normal(size=(count, dim))))
 
     sizes = []
     duplicates = int(n * duplicate_fraction)
@@ -46,7 +46,7 @@ def generate(n: int, duplicate_fraction: float = 0.3, seed: int = 0, dim: int = 
     labels = np.repeat(np.arange(len(sizes)), sizes)
     # noise scale per group: pairwise cosine of its members from about 0.98 down to 0.83
     spread = rng.uniform(0.10, 0.45, len(sizes))[labels]
-    members = _unit(centres[labels] + spread[:, None] * _unit(rng.normal(size=(in_groups, dim))))
+    members = unit(centres[labels] + spread[:, None] * unit(rng.normal(size=(in_groups, dim))))
     singles = base(n - in_groups)
     vectors = np.concatenate([members, singles]).astype(np.float32)
     labels = np.concatenate([labels, np.full(n - in_groups, -1)])
@@ -54,7 +54,7 @@ def generate(n: int, duplicate_fraction: float = 0.3, seed: int = 0, dim: int = 
     return Dataset(vectors[order], labels[order])
 
 
-def _unit(x: np.ndarray) -> np.ndarray:
+def unit(x: np.ndarray) -> np.ndarray:
     return x / np.linalg.norm(x, axis=-1, keepdims=True)
 
 

@@ -39,7 +39,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
 from consolidation_speed import RssSampler, peak_rss_mib, sampled_cell_recall, timed  # noqa: E402
-from datagen import generate  # noqa: E402
+from datagen import generate, unit  # noqa: E402
 from report import write_section  # noqa: E402
 
 from reverie.config import LoggingSettings, Settings  # noqa: E402
@@ -206,10 +206,6 @@ def stored_vectors(rv: Reverie, ids: list[int]) -> np.ndarray:
     missing = [i for i in set(ids) if i not in records]  # merged away: in the archive
     records |= {r.id: r.vector for r in rv.store.retrieve(rv.archive, missing)}
     return np.stack([records[i] for i in ids])
-
-
-def unit(x: np.ndarray) -> np.ndarray:
-    return x / np.linalg.norm(x, axis=-1, keepdims=True)
 
 
 def replica_phase(n: int, tmp: Path, args: argparse.Namespace) -> dict[str, Any]:

@@ -112,6 +112,13 @@ def sampled_cell_recall(
     return round(len(found_set & exact) / max(1, len(exact)), 4)
 
 
+def resident_mib() -> tuple[int, int]:
+    """This process's resident memory now: anonymous (heaps) and file-backed (mapped files)."""
+    status = dict(line.split(":", 1) for line in Path("/proc/self/status").read_text().splitlines())
+    anon, mapped = (int(status[k].split()[0]) // 1024 for k in ("RssAnon", "RssFile"))
+    return anon, mapped
+
+
 class RssSampler(threading.Thread):
     """Resident memory every 0.1 s, anonymous (ours) and file-backed (the engine's mapped
     segments) apart: where in a pass the memory goes."""
@@ -124,8 +131,7 @@ class RssSampler(threading.Thread):
 
     def run(self) -> None:
         while not self.stopped.wait(0.1):
-            status = dict(line.split(":", 1) for line in Path("/proc/self/status").read_text().splitlines())
-            anon, mapped = (int(status[k].split()[0]) // 1024 for k in ("RssAnon", "RssFile"))
+            anon, mapped = resident_mib()
             self.samples.append((round(time.perf_counter() - self.started_at, 2), anon, mapped))
 
     def peaks_by_stage(self, stages: dict[str, float]) -> dict[str, int]:

@@ -107,6 +107,18 @@ def test_query_threshold_filter_and_batch(filled: Store) -> None:
     assert [h.id for h in batch[1]] == [UUID]
 
 
+def test_query_returns_only_the_payload_paths_asked_for(filled: Store) -> None:
+    """Neighbour queries ask only for the tenant paths: the rest of a payload is not converted."""
+    filled.upsert("c", [Record(5, unit(0, 0, 0, 1), {"text": "e", "metadata": {"user_id": "u3", "x": 1}})])
+    near = unit(0, 0, 0, 1)
+    [hit] = filled.query("c", QueryRequest(near, 1, payload_keys=("metadata.user_id", "user_id")))
+    assert (hit.id, hit.payload) == (5, {"metadata": {"user_id": "u3"}})
+    [bare] = filled.query("c", QueryRequest(near, 1, payload_keys=()))
+    assert (bare.id, bare.payload) == (5, {})
+    [whole] = filled.query("c", QueryRequest(near, 1))
+    assert whole.payload == {"text": "e", "metadata": {"user_id": "u3", "x": 1}}
+
+
 def test_delete_set_payload_count(filled: Store) -> None:
     assert filled.count("c") == 4
     filled.set_payload("c", [1, 2], {"state": "fresh"}, key="_reverie")

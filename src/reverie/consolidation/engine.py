@@ -400,6 +400,7 @@ class Consolidator:
             score_threshold=threshold,
             filter=p.searchable_filter(p.partition_filter(layout.tenant(record.payload), layout.tenant_keys)),
             hnsw_ef=s.search_ef,
+            payload_keys=layout.tenant_keys,  # all `_partition` reads: the rest is re-read for the found
         )
 
 

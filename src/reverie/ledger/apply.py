@@ -73,7 +73,7 @@ class MergeApplier:
             self.store.upsert(self.collection, [merge.point for merge in merges])
             copies = [self._archived(m, merge.point, run_id) for merge in merges for m in merge.members]
             self.store.upsert(self.archive, copies)
-            return self._settle([merge.point for merge in merges])
+            return self._settle([merge.point for merge in merges], copies)
 
     def _archived(self, member: Record, merged: Record, run_id: str) -> Record:
         """The archive copy: the member as adopted (so undo restores a live original),
@@ -90,14 +90,17 @@ class MergeApplier:
         )
         return Record(member.id, member.vector, payload, member.others)
 
-    def _settle(self, merged: list[Record]) -> list[Outcome]:
+    def _settle(self, merged: list[Record], written: list[Record] | None = None) -> list[Outcome]:
         """Verify each merge, then roll the sound ones forward together (archive what is
-        missing, mark verified, delete members, mark live) and the others back."""
+        missing, mark verified, delete members, mark live) and the others back. `written`:
+        the archive copies apply has just written (recovery reads them back instead)."""
         members = [i for record in merged for i in p.meta(record.payload)["merged_from"]]
         for run_id, marked in _members_by_run(merged).items():  # before the check: see step 4
             self.store.set_payload(self.collection, marked, {"merging": run_id}, key=p.KEY)
         live = {r.id: r for r in self.store.retrieve(self.collection, members)}
-        copies = {r.id: r for r in self.store.retrieve(self.archive, members)}
+        copies = {
+            r.id: r for r in (self.store.retrieve(self.archive, members) if written is None else written)
+        }
         outcomes: list[Outcome] = []
         forward: list[Record] = []
         unarchived: list[Record] = []

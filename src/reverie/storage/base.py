@@ -157,6 +157,13 @@ class QueryRequest:
     filter: Filter | None = None
     with_vectors: bool = False
     hnsw_ef: int | None = None  # the index's search breadth; None: the collection's default
+    payload_keys: tuple[str, ...] | None = None  # only these (dotted) paths; None: the whole payload
+
+    def with_payload(self) -> bool | list[str]:
+        """What both clients take as `with_payload`."""
+        if self.payload_keys is None:
+            return True
+        return list(self.payload_keys) or False
 
 
 class Store(Protocol):

@@ -283,7 +283,7 @@ def _query(r: QueryRequest, using: str) -> qe.QueryRequest:
         query=qe.Query.Nearest(as_vector(r.vector).tolist(), using=using or None),
         filter=_filter(r.filter),
         score_threshold=r.score_threshold,
-        with_payload=True,
+        with_payload=r.with_payload(),
         with_vector=r.with_vectors,
         params=qe.SearchParams(hnsw_ef=r.hnsw_ef) if r.hnsw_ef else None,
     )

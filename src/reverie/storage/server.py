@@ -190,7 +190,7 @@ class ServerStore(VectorNames):
                 limit=r.limit,
                 score_threshold=r.score_threshold,
                 filter=_filter(r.filter),
-                with_payload=True,
+                with_payload=r.with_payload(),
                 with_vector=r.with_vectors,
                 params=models.SearchParams(hnsw_ef=r.hnsw_ef) if r.hnsw_ef else None,
             )

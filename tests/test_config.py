@@ -68,6 +68,7 @@ def test_config_env_var_names_file(tmp_path: Path) -> None:
         ("[daemon]\nport = true\n", {}, "daemon.port"),
         ("", {"REVERIE_STORAGE__LAYOUT": '{metadata = "m"}'}, "needs storage.layout.text"),
         ("[forget]\nenabled = 'yes'\n", {}, "forget.enabled"),
+        ("[storage]\nshard_buckets = 256\n", {}, "storage.shard_buckets needs storage.url"),
         ("[daemon]\napi_key = ''\n", {}, "daemon.api_key"),
         ("", {"REVERIE_DAEMON__API_KEY": ""}, "daemon.api_key"),
         ("[consolidation]\nalgorithm = 'kmeans'\n", {}, "consolidation.algorithm"),

@@ -9,10 +9,11 @@ import pytest
 from qdrant_client import QdrantClient, models
 
 from reverie.config import Settings
-from reverie.consolidation.replica import Replica, partition_slot
+from reverie.consolidation.replica import Replica
 from reverie.errors import ConfigError
 from reverie.memory import Reverie
 from reverie.storage import payload as p
+from reverie.storage.buckets import bucket_of
 from reverie.storage.server import ServerStore
 
 PARAPHRASES = [
@@ -55,7 +56,7 @@ def test_two_daemons_adopt_plain_points_and_never_share_a_partition(tmp_path: Pa
     client = QdrantClient(location=":memory:")  # one Qdrant, seen by the agent and both daemons
     owner = agent_writes(client, embedder)
     first, second = daemon(client, tmp_path, "0/2"), daemon(client, tmp_path, "1/2")
-    mine = {agent for agent in AGENTS if partition_slot((("str", agent), None), 2) == 0}
+    mine = {agent for agent in AGENTS if bucket_of((("str", agent), None), 2) == 0}
     assert 0 < len(mine) < len(AGENTS), "the hash should split eight agents between two replicas"
 
     report = first.consolidate()
@@ -75,6 +76,41 @@ def test_two_daemons_adopt_plain_points_and_never_share_a_partition(tmp_path: Pa
         rv.run_log.close()
 
 
+class ShardKeyRecorder(QdrantClient):
+    """Local mode has no shards and drops the shard key it is given: this client notes the
+    key each upsert carries, then stores the points as local mode does."""
+
+    def __init__(self) -> None:
+        super().__init__(location=":memory:")
+        self.upserts: list[tuple[str, str | None, list[dict]]] = []
+
+    def upsert(self, collection_name: str, points, shard_key_selector=None, **kwargs):  # type: ignore[override]
+        self.upserts.append((collection_name, shard_key_selector, [dict(pt.payload) for pt in points]))
+        return super().upsert(collection_name, points, shard_key_selector=shard_key_selector, **kwargs)
+
+
+def test_with_shard_buckets_every_write_goes_to_its_tenants_shard_key(tmp_path: Path, embedder) -> None:
+    """A custom-sharded collection (storage.shard_buckets): the merged points, the archive
+    copies and the restored originals of an undo each go to their tenant's bucket, the
+    bucket consolidation replicas split tenants by."""
+    client = ShardKeyRecorder()
+    agent_writes(client, embedder)  # on a sharded server the agent's tool would name keys too
+    client.upserts.clear()
+    settings = Settings()
+    settings.storage.data_dir = tmp_path
+    rv = Reverie(settings, ServerStore(client, local=True, shard_buckets=4))
+    report = rv.consolidate()
+    assert report.merge_count == len(PARAPHRASES) * len(AGENTS)
+    rv.undo(report.merges[0]["merge_id"])
+    written = {(collection, key) for collection, key, _ in client.upserts}
+    assert {collection for collection, _ in written} == {"memories", "memories__archive"}
+    assert len({key for _, key in written}) > 1, "eight agents should fall into several buckets"
+    for _, key, payloads in client.upserts:
+        for payload in payloads:
+            assert key == f"bucket-{bucket_of((('str', payload['agent_id']), None), 4)}"
+    rv.run_log.close()
+
+
 TYPED = [("int", 1), ("str", "1"), ("bool", True), ("float", 1.0)]
 
 
@@ -84,8 +120,8 @@ def test_replica_hash_is_stable_and_covers_every_partition() -> None:
     assert all(sum(row) == 1 for row in owners)
     # a text tenant keeps the slot it had before tenants were typed (daemons upgrade one by one)
     before = int.from_bytes(hashlib.sha256(b'["agent-1",null]').digest()[:8], "big") % 3
-    assert partition_slot((("str", "agent-1"), None), 3) == before
-    assert len({partition_slot(((kind, value),), 1000) for kind, value in TYPED}) == len(TYPED)
+    assert bucket_of((("str", "agent-1"), None), 3) == before
+    assert len({bucket_of(((kind, value),), 1000) for kind, value in TYPED}) == len(TYPED)
     assert 250 < sum(row[0] for row in owners) < 420
 
 

@@ -58,6 +58,15 @@ class StorageSettings(_Section):
         "Unset: embedded storage (qdrant-edge) in data_dir.",
     )
     api_key: str | None = Field(default=None, min_length=1, description="Qdrant API key (server mode).")
+    shard_buckets: int | None = Field(
+        default=None,
+        ge=1,
+        le=65_536,
+        description="Server mode, collections with custom sharding: each memory is written to shard key "
+        '"bucket-<k>", k its tenant\'s bucket (SHA-256 of the tenant mod this number, as '
+        "consolidation.replica splits tenants). The collection and its archive need those shard keys. "
+        "Unset: Qdrant places points itself.",
+    )
     data_dir: Path = Field(
         default=Path("reverie-data"),
         strict=False,  # a path given as text
@@ -97,6 +106,12 @@ class StorageSettings(_Section):
         description="Embedded store: seconds between flushes of a collection being written. Until a "
         "flush the engine keeps its whole write-ahead log and does not reuse space that updates free.",
     )
+
+    @model_validator(mode="after")
+    def _buckets_need_a_server(self) -> StorageSettings:
+        if self.shard_buckets is not None and self.url is None:
+            raise ValueError("storage.shard_buckets needs storage.url (embedded storage has one shard)")
+        return self
 
 
 class EmbedderSettings(_Section):

@@ -7,7 +7,7 @@ imports a Qdrant module and works the same on the embedded engine and on a serve
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, Union
 
@@ -181,6 +181,10 @@ class Store(Protocol):
     def use_vector(self, name: str, vector_name: str) -> None:
         """Which dense vector of the collection is a Record's `vector` (reads, writes and
         queries); "" (the default) is the unnamed one."""
+
+    def use_tenants(self, name: str, tenant_of: Callable[[Mapping[str, Any]], tuple[Any, ...]]) -> None:
+        """How to read a point's tenant (the layout's), for a store that places points by
+        tenant (storage.shard_buckets); a store of one shard ignores it."""
 
     def vector_size(self, name: str) -> int | None:
         """The size of the collection's vector in use, or None if it does not exist."""

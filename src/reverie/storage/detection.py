@@ -79,8 +79,9 @@ class CollectionLayout:
         with self._lock:
             if not self._settled:
                 self._layout, self._settled = self._resolve()
-                self.store.use_vector(self.collection, self._layout.vector)
-                self.store.use_vector(self.archive, self._layout.vector)
+                for name in (self.collection, self.archive):
+                    self.store.use_vector(name, self._layout.vector)
+                    self.store.use_tenants(name, self._layout.tenant)
         return self._layout  # type: ignore[return-value]
 
     def bound(self, store: Store) -> Store:

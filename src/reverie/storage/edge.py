@@ -11,7 +11,7 @@ import json
 import os
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -160,6 +160,9 @@ class EdgeStore(VectorNames):
                     log.error("storage.flush_failed", collection=name, error=str(exc))
                 finally:
                     self._optimizing.release()
+
+    def use_tenants(self, name: str, tenant_of: Callable[[Mapping[str, Any]], tuple[Any, ...]]) -> None:
+        """One shard: nothing is placed by tenant."""
 
     def distance(self, name: str) -> str:
         return "Cosine"  # reverie makes every embedded collection, always for cosine

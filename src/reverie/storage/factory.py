@@ -15,7 +15,7 @@ def open_store(settings: StorageSettings) -> Store:
     if settings.url:
         from reverie.storage.server import ServerStore
 
-        return ServerStore.connect(settings.url, api_key=settings.api_key)
+        return ServerStore.connect(settings.url, settings.api_key, settings.shard_buckets)
     from reverie.storage.edge import EdgeStore
 
     return EdgeStore(settings.data_dir / "collections", settings.min_free_mb, settings.flush_every)

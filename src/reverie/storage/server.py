@@ -5,7 +5,8 @@ from __future__ import annotations
 import contextlib
 import threading
 import warnings
-from collections.abc import Iterator, Sequence
+from collections import defaultdict
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
 
 import httpx
@@ -35,6 +36,8 @@ from reverie.storage.base import (
     record_from,
     schema_problem,
 )
+from reverie.storage.buckets import bucket_of
+from reverie.storage.layouts import PayloadError, TenantValue
 
 R = TypeVar("R", bound=Record)
 
@@ -64,10 +67,17 @@ class _Client:
         return call
 
 
+TenantOf = Callable[[Mapping[str, Any]], tuple[TenantValue, ...]]
+
+
 class ServerStore(VectorNames):
-    def __init__(self, client: _Client, local: bool = False) -> None:
+    def __init__(self, client: _Client, local: bool = False, shard_buckets: int | None = None) -> None:
+        """`shard_buckets`: write each point to shard key "bucket-<k>", k its tenant's bucket
+        (storage.shard_buckets), for a collection with custom sharding."""
         super().__init__()
         self._client = client
+        self._buckets = shard_buckets
+        self._tenant_of: dict[str, TenantOf] = {}
         # qdrant-client's local mode hands a Cosine collection's vectors back as written once
         # it is reopened (the same client, like a server, hands them back normalised): the
         # vector an agent wrote then changed under a merge between two reads. Read as a
@@ -76,18 +86,23 @@ class ServerStore(VectorNames):
         self._normalised: dict[str, bool] = {}
 
     @classmethod
-    def connect(cls, url: str, api_key: str | None = None) -> ServerStore:
+    def connect(cls, url: str, api_key: str | None = None, shard_buckets: int | None = None) -> ServerStore:
         """`url` is an http(s) address, or qdrant-client's local mode: ":memory:", or
         "file:DIR" on disk (no server; for tests and small single-process setups)."""
         if url == ":memory:":
-            return cls(_Client(QdrantClient(location=":memory:"), url, serialize=True), local=True)
+            return cls(_Client(QdrantClient(location=":memory:"), url, serialize=True), True, shard_buckets)
         if url.startswith("file:"):
             try:
                 local = QdrantClient(path=url.removeprefix("file:"))
             except RuntimeError as exc:  # another process (an agent's own client) holds the folder
                 raise StorageError(f"cannot open {url} (storage.url): {exc}") from None
-            return cls(_Client(local, url, serialize=True), local=True)
-        return cls(_Client(QdrantClient(url=url, api_key=api_key), url, serialize=False))
+            return cls(_Client(local, url, serialize=True), True, shard_buckets)
+        return cls(
+            _Client(QdrantClient(url=url, api_key=api_key), url, serialize=False), False, shard_buckets
+        )
+
+    def use_tenants(self, name: str, tenant_of: TenantOf) -> None:
+        self._tenant_of[name] = tenant_of
 
     def collection_exists(self, name: str) -> bool:
         return self._client.collection_exists(name)
@@ -122,8 +137,13 @@ class ServerStore(VectorNames):
                 name,
                 vectors_config=dense[""] if list(dense) == [""] else dense,
                 sparse_vectors_config=sparse or None,
+                sharding_method=models.ShardingMethod.CUSTOM if self._buckets else None,
             )
+            if self._buckets and not self._local:  # local mode has no shards
+                for bucket in range(self._buckets):
+                    self._client.create_shard_key(name, shard_key=_shard_key(bucket))
             return
+        self._check_sharding(name)
         problem = schema_problem(existing, schema)
         if problem:
             raise StorageError(
@@ -136,20 +156,53 @@ class ServerStore(VectorNames):
             warnings.simplefilter("ignore", UserWarning)
             self._client.create_payload_index(name, key, models.PayloadSchemaType.KEYWORD)
 
+    def _check_sharding(self, name: str) -> None:
+        """With shard_buckets, an existing collection must take shard keys (a server refuses
+        them from a collection Qdrant shards itself, and every write would fail)."""
+        if not self._buckets or self._local:
+            return
+        method = self._client.get_collection(name).config.params.sharding_method
+        if method != models.ShardingMethod.CUSTOM:
+            raise StorageError(
+                f"collection {name!r} is not sharded by shard key (its sharding_method is {method}): "
+                "storage.shard_buckets needs one made with sharding_method custom and shard keys "
+                f"{_shard_key(0)} .. {_shard_key(self._buckets - 1)} (or unset storage.shard_buckets)"
+            )
+
     def upsert(self, name: str, records: Sequence[Record]) -> None:
         if not records:
             return
         using = self.vector_in_use(name)
-        points = [
-            models.PointStruct(id=r.id, vector=point_vector(r, using, _sparse), payload=r.payload)
-            for r in records
-        ]
-        try:
-            self._client.upsert(name, points=points, wait=True)
-        except (ValueError, UnexpectedResponse) as exc:
-            if "dim" in str(exc).lower():
-                raise InvalidInputError(f"wrong vector dimension: {exc}") from None
-            raise StorageError(f"upsert into {name!r} failed: {exc}") from None
+        for shard_key, group in self._by_shard_key(name, records).items():
+            points = [
+                models.PointStruct(id=r.id, vector=point_vector(r, using, _sparse), payload=r.payload)
+                for r in group
+            ]
+            try:
+                self._client.upsert(name, points=points, wait=True, shard_key_selector=shard_key)
+            except (ValueError, UnexpectedResponse) as exc:
+                if "dim" in str(exc).lower():
+                    raise InvalidInputError(f"wrong vector dimension: {exc}") from None
+                raise StorageError(f"upsert into {name!r} failed: {exc}") from None
+
+    def _by_shard_key(self, name: str, records: Sequence[Record]) -> dict[str | None, list[Record]]:
+        """The records by the shard key each goes to (Qdrant takes one key a call): its
+        tenant's bucket with shard_buckets, else no key (Qdrant places them)."""
+        if not self._buckets:
+            return {None: list(records)}
+        tenant_of = self._tenant_of.get(name)
+        if tenant_of is None:
+            raise StorageError(f"cannot choose shard keys in {name!r}: its tenant paths are not known yet")
+        groups: dict[str | None, list[Record]] = defaultdict(list)
+        for record in records:
+            try:
+                bucket = bucket_of(tenant_of(record.payload), self._buckets)
+            except PayloadError as exc:
+                raise InvalidInputError(
+                    f"point {record.id}: no shard key without its tenant: {exc}"
+                ) from None
+            groups[_shard_key(bucket)].append(record)
+        return groups
 
     def retrieve(self, name: str, ids: Sequence[PointId], with_vectors: bool = True) -> list[Record]:
         if not ids:
@@ -247,6 +300,10 @@ class ServerStore(VectorNames):
 
     def close(self) -> None:
         self._client.close()
+
+
+def _shard_key(bucket: int) -> str:
+    return f"bucket-{bucket}"
 
 
 def _sparse(vector: SparseVector) -> models.SparseVector:

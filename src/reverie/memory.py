@@ -48,7 +48,7 @@ from reverie.ledger.reconcile import recover
 from reverie.ledger.release import Release, release
 from reverie.ledger.runs import RunLog, new_run_id
 from reverie.ledger.undo import UndoReport, undo, undo_forget
-from reverie.ledger.vanished import honour_agent_deletes
+from reverie.ledger.vanished import MERGED_INTO, honour_agent_deletes
 from reverie.lifecycle.accesses import AccessLog
 from reverie.lifecycle.forgetting import ForgetReport, Forgetter
 from reverie.lifecycle.ranking import rank_by_memory
@@ -195,6 +195,10 @@ class Reverie:
             self.store.ensure_collection(self.archive, schema)
             for key in (f"{p.KEY}.state", f"{p.KEY}.kind", *self.layout.tenant_keys):
                 self.store.create_payload_index(self.collection, key)
+            # the archive is found by state (dormant copies, at every run's recovery) and by
+            # merge (the originals under one): without indexes each is a scan of all of it
+            for key in (f"{p.KEY}.state", MERGED_INTO):
+                self.store.create_payload_index(self.archive, key)
             self._ensured_size = vector_size
 
     # -- writing ------------------------------------------------------------------------

@@ -166,6 +166,9 @@ class QueryRequest:
         return list(self.payload_keys) or False
 
 
+TenantOf = Callable[[Mapping[str, Any]], tuple[Any, ...]]  # a payload -> its tenant (Layout.tenant)
+
+
 class Store(Protocol):
     """What reverie needs from a vector store, named after Qdrant's own client methods."""
 
@@ -182,7 +185,7 @@ class Store(Protocol):
         """Which dense vector of the collection is a Record's `vector` (reads, writes and
         queries); "" (the default) is the unnamed one."""
 
-    def use_tenants(self, name: str, tenant_of: Callable[[Mapping[str, Any]], tuple[Any, ...]]) -> None:
+    def use_tenants(self, name: str, tenant_of: TenantOf) -> None:
         """How to read a point's tenant (the layout's), for a store that places points by
         tenant (storage.shard_buckets); a store of one shard ignores it."""
 

@@ -11,7 +11,7 @@ import json
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +32,7 @@ from reverie.storage.base import (
     QueryRequest,
     Record,
     SparseVector,
+    TenantOf,
     VectorNames,
     VectorSchema,
     as_vector,
@@ -161,7 +162,7 @@ class EdgeStore(VectorNames):
                 finally:
                     self._optimizing.release()
 
-    def use_tenants(self, name: str, tenant_of: Callable[[Mapping[str, Any]], tuple[Any, ...]]) -> None:
+    def use_tenants(self, name: str, tenant_of: TenantOf) -> None:
         """One shard: nothing is placed by tenant."""
 
     def distance(self, name: str) -> str:

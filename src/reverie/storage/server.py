@@ -6,7 +6,7 @@ import contextlib
 import threading
 import warnings
 from collections import defaultdict
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any, TypeVar
 
 import httpx
@@ -27,6 +27,7 @@ from reverie.storage.base import (
     QueryRequest,
     Record,
     SparseVector,
+    TenantOf,
     VectorNames,
     VectorSchema,
     as_vector,
@@ -37,7 +38,7 @@ from reverie.storage.base import (
     schema_problem,
 )
 from reverie.storage.buckets import bucket_of
-from reverie.storage.layouts import PayloadError, TenantValue
+from reverie.storage.layouts import PayloadError
 
 R = TypeVar("R", bound=Record)
 
@@ -65,9 +66,6 @@ class _Client:
                     raise StorageUnreachableError(f"Qdrant at {self._where} is unreachable: {exc}") from None
 
         return call
-
-
-TenantOf = Callable[[Mapping[str, Any]], tuple[TenantValue, ...]]
 
 
 class ServerStore(VectorNames):

@@ -4,7 +4,9 @@ import numpy as np
 import pytest
 
 from reverie.errors import InvalidInputError, StorageError
+from reverie.ledger.census import searchable_count
 from reverie.storage import Filter, HasId, IsEmpty, Match, MatchAny, QueryRequest, Record, Store
+from reverie.storage import payload as p
 from reverie.storage.base import SparseVector, VectorSchema
 
 UUID = "0b6f0d6e-8a57-4a1c-9a43-5b7c5d4b9f10"
@@ -130,8 +132,18 @@ def test_delete_set_payload_count(filled: Store) -> None:
     assert filled.retrieve("c", [UUID])[0].payload["note"] == "x"
     assert filled.count("c", Filter(must=(Match("_reverie.state", "fresh"),))) == 2
     filled.delete("c", [1, UUID, 78])
+    filled.upsert("c", [Record(2, unit(0, 0, 1, 0), {"text": "b again"})])  # a rewrite adds no point
     assert filled.count("c") == 2
     assert filled.retrieve("c", [1]) == []
+
+
+@pytest.mark.parametrize("must", [(), (Match("user_id", "u1"),)])
+def test_searchable_count_is_the_count_of_the_searchable_filter(filled: Store, must: tuple) -> None:
+    """Counted as all less the unsearchable (cheap from the indexes), it must agree with
+    the must_not filter it stands for: an in-flight merge (4) and a quarantined point."""
+    filled.set_payload("c", [2], {"state": p.QUARANTINED}, key=p.KEY)
+    expected = filled.count("c", p.searchable_filter(Filter(must=must)))
+    assert searchable_count(filled, "c", *must) == expected == (1 if must else 2)
 
 
 def test_wrong_dimension_is_an_input_error(filled: Store) -> None:

@@ -30,6 +30,7 @@ from reverie.consolidation.replica import Replica
 from reverie.consolidation.slicing import Slice, tenant_slices, whole_collection
 from reverie.errors import ConfigError, InvalidInputError
 from reverie.ledger.apply import MergeApplier, Outcome
+from reverie.ledger.census import searchable_count
 from reverie.ledger.release import release_rewritten
 from reverie.ledger.runs import RunLog, new_run_id
 from reverie.ledger.usage import DAY, use_of
@@ -175,7 +176,7 @@ class Consolidator:
     def _run(self, report: RunReport, params: ClusterParams, full: bool, dry_run: bool) -> None:
         if not dry_run:
             release_rewritten(self.applier, self.run_log, self._owns)
-        report.points_before = self.store.count(self.collection, p.searchable_filter())
+        report.points_before = searchable_count(self.store, self.collection)
         # Neighbour queries pay off when little is new; when most points are new (a first
         # run, a bulk import), exact blocked products over everything are cheaper.
         fresh = self.store.count(self.collection, p.FRESH_FILTER)
@@ -196,7 +197,7 @@ class Consolidator:
             if not dry_run:
                 mark_adopted(self.store, self.collection, to_stamp, skip=consumed)
             progress.step(piece.points if piece else report.considered, merges=report.merge_count)
-        report.points_after = self.store.count(self.collection, p.searchable_filter())
+        report.points_after = searchable_count(self.store, self.collection)
         if dry_run:
             report.points_after = report.points_before - report.members_merged + report.merge_count
 

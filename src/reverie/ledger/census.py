@@ -2,8 +2,17 @@
 
 from __future__ import annotations
 
-from reverie.storage import Filter, Match, Store
+from reverie.storage import Condition, Filter, Match, Store
 from reverie.storage import payload as p
+
+
+def searchable_count(store: Store, name: str, *must: Condition) -> int:
+    """Points a search may return (`p.searchable_filter`), among those matching `must`:
+    all of them less the few in flight or quarantined. The engine counts both from its
+    indexes; the `must_not` filter itself makes it read every point's state (0.7 s at 3M
+    memories, 2.3 s at 10M, twice a run)."""
+    matching = store.count(name, Filter(must=must) if must else None)
+    return matching - store.count(name, Filter(must=(p.UNSEARCHABLE_STATES, *must)))
 
 
 def census(store: Store, collection: str, archive: str) -> dict[str, int]:
@@ -15,10 +24,8 @@ def census(store: Store, collection: str, archive: str) -> dict[str, int]:
     archived = store.count(archive) if store.collection_exists(archive) else 0
     state = f"{p.KEY}.state"
     return counts | {
-        "live": store.count(collection, p.searchable_filter()),
-        "merged": store.count(
-            collection, p.searchable_filter(Filter(must=(Match(f"{p.KEY}.kind", p.MERGED),)))
-        ),
+        "live": searchable_count(store, collection),
+        "merged": searchable_count(store, collection, Match(f"{p.KEY}.kind", p.MERGED)),
         "archived": archived,
         "fresh": store.count(collection, p.FRESH_FILTER),
         "quarantined": store.count(collection, Filter(must=(Match(state, p.QUARANTINED),))),

@@ -2,6 +2,7 @@
 server.py over qdrant-client), reverie's payload schema, and the writers' layouts it reads."""
 
 from reverie.storage.base import (
+    Condition,
     Filter,
     HasId,
     Hit,
@@ -16,6 +17,7 @@ from reverie.storage.base import (
 from reverie.storage.factory import archive_name, open_store
 
 __all__ = [
+    "Condition",
     "Filter",
     "HasId",
     "Hit",

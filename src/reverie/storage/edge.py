@@ -263,7 +263,10 @@ class EdgeStore(VectorNames):
         return [normalize_id(point.id) for point in found]
 
     def count(self, name: str, filter: Filter | None = None) -> int:
-        return self._shard(name).count(qe.CountRequest(exact=True, filter=_filter(filter)))
+        # Unfiltered, the estimate is the segments' own tally and exact; an exact count
+        # visits every point (7 ms at 80,000 points, a second at 10M).
+        exact = filter is not None
+        return self._shard(name).count(qe.CountRequest(exact=exact, filter=_filter(filter)))
 
     def optimize(self, name: str) -> None:
         shard = self._shard(name)

@@ -182,6 +182,7 @@ def incremental_phase(n: int, tmp: Path, args: argparse.Namespace) -> dict[str, 
         report, seconds = timed(rv.consolidate)
         return {
             "incremental": {
+                "commit": commit(),  # a later phase of a long run may measure later code
                 "fresh": len(fresh),
                 "tenants": len(set(fresh_tenants.tolist())),
                 "seconds": round(seconds, 2),
@@ -351,7 +352,8 @@ def write_docs(results: list[dict[str, Any]], args: argparse.Namespace) -> None:
             f"{r['write_per_s']:,} | {f['seconds']:,.0f} | {stages} | {f['slices']} | "
             f"{f['peak_anon_mib']:,} ({_at_open(f)}) / {f['peak_mapped_mib']:,} | {f['merges']:,} | "
             f"{f['cross_tenant_merges']} | "
-            f"{i['seconds']:.2f} | {i['cross_tenant_merges']} | {r['largest_pair_recall']:.4f} "
+            f"{i['seconds']:.2f}{_code_if_other(i, r)} | {i['cross_tenant_merges']} | "
+            f"{r['largest_pair_recall']:.4f} "
             f"({r['largest_paired']}) |"
         )
     for r in results:
@@ -367,6 +369,12 @@ def write_docs(results: list[dict[str, Any]], args: argparse.Namespace) -> None:
     lines += ["", "![full pass time and peak memory by size](tenant-scale.png)"]
     _plot(results)
     write_section(ROOT / "docs" / "benchmarks.md", "tenant-scale", lines, "Benchmarks")
+
+
+def _code_if_other(phase: dict[str, Any], result: dict[str, Any]) -> str:
+    """Names the code a phase ran when it is not the code that wrote the store."""
+    code = phase.get("commit", result.get("commit"))
+    return f" (code {code})" if code != result.get("commit") else ""
 
 
 def _at_open(full: dict[str, Any]) -> str:

@@ -9,8 +9,8 @@ from reverie.storage import payload as p
 def searchable_count(store: Store, name: str, *must: Condition) -> int:
     """Points a search may return (`p.searchable_filter`), among those matching `must`:
     all of them less the few in flight or quarantined. The engine counts both from its
-    indexes; the `must_not` filter itself makes it read every point's state (0.7 s at 3M
-    memories, 2.3 s at 10M, twice a run)."""
+    indexes; the `must_not` filter itself makes it read every point's state (16 ms at
+    80,000 points, growing with the collection; a consolidation run counts twice)."""
     matching = store.count(name, Filter(must=must) if must else None)
     return matching - store.count(name, Filter(must=(p.UNSEARCHABLE_STATES, *must)))
 

@@ -3,10 +3,11 @@ skipped, the agent's write stands, and the next run picks the rest up."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from reverie.memory import Reverie
+from reverie.memory import NewMemory, Reverie
 from reverie.storage import Record, Store
 from reverie.storage import payload as p
 
@@ -100,3 +101,31 @@ def test_a_rewrite_between_the_check_and_the_delete_is_kept(rv: Reverie) -> None
     kept, archived = rv.get(1)
     assert kept.payload["text"] == "memory 1, corrected too late for the check"
     check_invariants(rv, {0, 1, 2})
+
+
+def test_new_memories_are_written_while_a_merge_is_applied_and_rewrites_wait(rv: Reverie) -> None:
+    """A write of new memories cannot touch a merge in flight, so it does not wait for the
+    merge lock; a write that names ids may rewrite a member, so it waits for the merge."""
+    vectors, labels = near_duplicates(groups=2, per_group=3, seed=5)
+    rv.write(memories(vectors, labels))
+    threads: dict[str, threading.Thread] = {}
+
+    def agents_write_mid_apply(store: Store, live: str) -> None:
+        new = [NewMemory(vectors[0], {"text": "a new memory, written mid-merge"})]
+        threads["new"] = threading.Thread(target=racing.write, args=(new,))
+        named = [NewMemory(vectors[3], {"text": "memory 100, named by the agent"}, 100)]
+        threads["named"] = threading.Thread(target=racing.write, args=(named,))
+        for thread in threads.values():
+            thread.start()
+        threads["new"].join(timeout=60)
+        threads["named"].join(timeout=0.5)
+        assert not threads["new"].is_alive()  # written while this merge holds the lock
+        assert threads["named"].is_alive()  # cannot finish before the merge lets go
+
+    racing = Reverie(rv.settings, AgentRacingStore(rv.store, agents_write_mid_apply))  # type: ignore[arg-type]
+    report = racing.consolidate()
+    threads["named"].join(timeout=60)
+    assert len(report.merges) == 2 and not threads["named"].is_alive()
+    written = {r.id: r.payload["text"] for r in rv.store.scroll(rv.collection, p.FRESH_FILTER)}
+    assert set(written.values()) == {"a new memory, written mid-merge", "memory 100, named by the agent"}
+    check_invariants(rv, set(range(6)) | set(written))

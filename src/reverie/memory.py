@@ -250,17 +250,22 @@ class Reverie:
         ]
         self.ensure_collections(dimension)
         named = [r.id for r, m in zip(records, memories, strict=True) if m.id is not None]
+        if not named:  # new ids: no merge can hold them, so no need to wait for one
+            self._upsert(records, progress)
+            return [r.id for r in records]
         # under the merge lock: a memory rewritten between a merge's check and its delete
         # would be deleted with the old version
         with self.consolidator.applier.lock:
-            if named:
-                self._make_way(named)
-            with _progress(len(records), "writing", progress) as bar:
-                for start in range(0, len(records), WRITE_BATCH):
-                    batch = records[start : start + WRITE_BATCH]
-                    self.store.upsert(self.collection, batch)
-                    bar.update(len(batch))
+            self._make_way(named)
+            self._upsert(records, progress)
         return [r.id for r in records]
+
+    def _upsert(self, records: list[Record], progress: bool) -> None:
+        with _progress(len(records), "writing", progress) as bar:
+            for start in range(0, len(records), WRITE_BATCH):
+                batch = records[start : start + WRITE_BATCH]
+                self.store.upsert(self.collection, batch)
+                bar.update(len(batch))
 
     def check_text(self, text: str | None, what: str) -> None:
         intake.check_text(text, what, self.settings.daemon)

@@ -16,8 +16,9 @@ between any two leaves a state recovery can finish, merge by merge):
   4. delete        remove the members from the live collection, only those still marked:
                    a member an agent rewrote after the check (its write replaced the mark)
                    stays, and the next run releases the merge (release.py). Within one
-                   process writes also wait for the merge lock; the mark covers agents
-                   writing to Qdrant directly and other daemons.
+                   process writes that name ids also wait for the merge lock (new ids
+                   cannot be members); the mark covers agents writing to Qdrant
+                   directly and other daemons.
   5. mark live     the merged point becomes `live`.
 Recovery settles each in-flight merge with steps 2-5 and finishes each undo.
 """

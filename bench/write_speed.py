@@ -4,9 +4,10 @@
         [--formats json packed] [--consolidate-every 5]
 
 - embedded store: memories/s through `Reverie.write` (validation included) into a fresh store;
-- HTTP API: a real `reverie serve` on loopback; each client thread posts batches of vectors
-  until --n are written, as JSON floats (`POST /memories`) or packed float32
-  (`POST /memories/packed`, daemon/packed.py); memories/s overall and p50/p99 request latency.
+- HTTP API: a real `reverie serve` on loopback, once it has loaded its models; each client
+  thread posts batches of vectors until --n are written, as JSON floats (`POST /memories`)
+  or packed float32 (`POST /memories/packed`, daemon/packed.py); memories/s overall and
+  p50/p99 request latency.
   Each memory carries a short text and one of 100 tenants, as agents write them. With
   --consolidate-every S the daemon's scheduler consolidates every S seconds meanwhile (the
   runs it made are counted);
@@ -75,6 +76,7 @@ def over_http(
         server = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             url = _wait_for(Path(tmp))
+            _wait_for_models(url)
             batches = [(i, vectors[i : i + batch]) for i in range(0, len(vectors), batch)]
             latencies: list[float] = []
             lock = threading.Lock()
@@ -130,6 +132,18 @@ def _wait_for(data_dir: Path) -> str:
             return daemon.url
         time.sleep(0.1)
     raise RuntimeError("reverie serve did not start")
+
+
+def _wait_for_models(url: str) -> None:
+    """The daemon loads its embedder in the background as it starts (torch's import and the
+    model: seconds of both cores); writes measured meanwhile measure the load too."""
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        states = httpx.get(f"{url}/readyz").json()["models"].values()
+        if not any(state in ("not loaded", "loading") for state in states):
+            return
+        time.sleep(0.2)
+    raise RuntimeError("reverie serve did not load its models in 5 minutes")
 
 
 def embedding(count: int) -> dict[str, Any]:

@@ -1,6 +1,7 @@
 """Many tenants on one node: the full pass, the incremental pass and scale-out, measured.
 
     .venv/bin/python bench/tenant_scale.py --sizes 1000000 3000000 --tenants 10000 [--replicas 3]
+        [--written DIR]  (each size's store written once into DIR, each run from a copy of it)
 
 The workload agent memory has in production: `--tenants` tenants whose sizes follow a
 Zipf-like law (exponent `--zipf`: with 0.8 and 10,000 tenants the largest holds 3.7% of
@@ -51,6 +52,7 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results" / "tenant-scale.json"
 BLOCK = 100_000
 FRESH, FRESH_TENANTS = 10_000, 1_000
+WRITTEN = "write.json"  # the write phase's result, beside the store it wrote
 
 
 def tenant_name(t: int) -> str:
@@ -105,7 +107,9 @@ def write_phase(n: int, tmp: Path, args: argparse.Namespace) -> dict[str, Any]:
     np.save(tmp / "largest.npy", np.concatenate(largest))
     np.save(tmp / "sample_ids.npy", np.asarray(sample_ids))
     counts = np.bincount(tenant_of, minlength=args.tenants)
-    return {
+    result = {
+        "commit": commit(),
+        "workload": workload_args(args),
         "n": n,
         "write_per_s": round(n / seconds),
         "tenants_used": int((counts > 0).sum()),
@@ -115,6 +119,12 @@ def write_phase(n: int, tmp: Path, args: argparse.Namespace) -> dict[str, Any]:
             sum(f.stat().st_size for f in (tmp / "store").rglob("*") if f.is_file()) / 2**30, 2
         ),
     }
+    (tmp / WRITTEN).write_text(json.dumps(result))  # what a later run starting from a copy reports
+    return result
+
+
+def workload_args(args: argparse.Namespace) -> dict[str, Any]:
+    return {k: getattr(args, k) for k in ("tenants", "zipf", "duplicate_fraction", "seed")}
 
 
 def applied(rv: Reverie, run_id: str) -> list[dict[str, Any]]:
@@ -149,6 +159,7 @@ def pass_phase(n: int, tmp: Path, args: argparse.Namespace) -> dict[str, Any]:
         sampler.stopped.set()
         return {
             "full": {
+                "commit": commit(),
                 "seconds": round(seconds, 1),
                 "stages": report.timings,
                 "slices": report.slices,
@@ -251,7 +262,7 @@ def phase(name: str, n: int, tmp: Path, *extra: str) -> dict[str, Any]:
 def measure(n: int, args: argparse.Namespace) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(dir=args.scratch) as scratch:
         tmp = Path(scratch)
-        result = {"commit": commit(), **phase("write", n, tmp)}
+        result = written_store(n, tmp, args)
         if args.replicas > 1:
             shutil.copytree(tmp / "store", tmp / f"store-{args.replicas}")
         result |= phase("pass", n, tmp)
@@ -263,6 +274,25 @@ def measure(n: int, args: argparse.Namespace) -> dict[str, Any]:
         result["largest_paired"] = "exact" if exact else "k-means cells"
         if args.replicas > 1:
             result["replicas"] = replicas(n, tmp, args)
+    return result
+
+
+def written_store(n: int, tmp: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """The write phase into `tmp`; with `--written DIR`, the store is written once into
+    DIR/<n> and each run consolidates a copy (writing 10M takes 40 minutes)."""
+    if args.written is None:
+        return phase("write", n, tmp)
+    kept = Path(args.written) / str(n)
+    if not (kept / WRITTEN).exists():
+        shutil.rmtree(kept, ignore_errors=True)  # a write that did not finish
+        kept.mkdir(parents=True)
+        phase("write", n, kept)
+    result = json.loads((kept / WRITTEN).read_text())
+    if result["workload"] != workload_args(args):
+        raise SystemExit(f"{kept} holds a store written with {result['workload']}, not {workload_args(args)}")
+    shutil.copytree(kept / "store", tmp / "store")
+    for name in ("tenant_of.npy", "largest.npy", "sample_ids.npy"):
+        shutil.copy(kept / name, tmp / name)
     return result
 
 
@@ -303,6 +333,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--scratch", default=None, help="where the stores go (default: the system's temp)")
     parser.add_argument("--append", action="store_true", help="keep earlier sizes' results")
+    parser.add_argument("--written", help="write each size's store once into this folder; start from copies")
     parser.add_argument("--phase", nargs=3, help=argparse.SUPPRESS)
     parser.add_argument("--replica-slot", type=int, nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -349,7 +380,7 @@ def write_docs(results: list[dict[str, Any]], args: argparse.Namespace) -> None:
         lines.append(
             f"| {r['n']:,} | {r.get('commit', 'earlier')} | {r['tenants_used']:,} "
             f"({r['largest_tenant']:,}, {r['median_tenant']:,}) | "
-            f"{r['write_per_s']:,} | {f['seconds']:,.0f} | {stages} | {f['slices']} | "
+            f"{r['write_per_s']:,} | {f['seconds']:,.0f}{_code_if_other(f, r)} | {stages} | {f['slices']} | "
             f"{f['peak_anon_mib']:,} ({_at_open(f)}) / {f['peak_mapped_mib']:,} | {f['merges']:,} | "
             f"{f['cross_tenant_merges']} | "
             f"{i['seconds']:.2f}{_code_if_other(i, r)} | {i['cross_tenant_merges']} | "

@@ -264,7 +264,7 @@ class EdgeStore(VectorNames):
 
     def count(self, name: str, filter: Filter | None = None) -> int:
         # Unfiltered, the estimate is the segments' own tally and exact; an exact count
-        # visits every point (7 ms at 80,000 points, a second at 10M).
+        # visits every point (7 ms at 80,000 points, growing with the collection).
         exact = filter is not None
         return self._shard(name).count(qe.CountRequest(exact=exact, filter=_filter(filter)))
 

@@ -6,7 +6,7 @@ import pytest
 from reverie.consolidation import engine
 from reverie.consolidation.planning import merged_id
 from reverie.display import report_lines
-from reverie.errors import InvalidInputError, NotFoundError
+from reverie.errors import InvalidInputError, NotFoundError, StorageFullError
 from reverie.ledger.lineage import store_lineage_map
 from reverie.memory import NewMemory, Reverie
 from reverie.storage import Record
@@ -131,6 +131,37 @@ def test_a_full_pass_gathers_whole_tenants_a_slice_at_a_time(rv: Reverie) -> Non
     assert report.considered == 18 and report.adopted == 18
     expected = [[3 * g, 3 * g + 1, 3 * g + 2] for g in range(5)] + [[15, 16], [17]]
     assert live_clusters(rv) == expected
+    check_invariants(rv, set(range(18)))
+
+
+def test_a_full_pass_needs_room_for_one_slice_at_a_time(rv: Reverie) -> None:
+    """The disk is checked before each slice, for that slice: a pass over a store larger
+    than the free space goes ahead while each slice fits (a 10M store was refused whole for
+    48 GiB it would never hold at once). Out of room partway, the pass stops with an error
+    that says the merges before it stay applied, and the next pass finishes the rest."""
+    rv.settings.consolidation.slice_points = 6
+    vectors, labels = near_duplicates(groups=6, per_group=3)
+    ms = memories(vectors, labels)
+    for i, m in enumerate(ms):
+        m.payload["user_id"] = f"u{i // 6}"  # three tenants, two groups of three each
+    rv.write(ms)
+    asked: list[int] = []
+
+    def room_for_two_slices(points: int) -> None:
+        asked.append(points)
+        if len(asked) == 3:
+            raise StorageFullError("data: 10 MiB free, under storage.min_free_mb")
+
+    real_room, rv.consolidator.room = rv.consolidator.room, room_for_two_slices
+    with pytest.raises(StorageFullError, match="the 4 merges before it stay applied"):
+        rv.consolidate(full=True)
+    assert asked == [6, 6, 6]
+    unmerged = [[i] for i in range(12, 18)]
+    assert live_clusters(rv) == [[0, 1, 2], [3, 4, 5], [6, 7, 8], [9, 10, 11], *unmerged]
+    check_invariants(rv, set(range(18)))
+    rv.consolidator.room = real_room
+    rv.consolidate(full=True)
+    assert live_clusters(rv) == [[3 * g, 3 * g + 1, 3 * g + 2] for g in range(6)]
     check_invariants(rv, set(range(18)))
 
 

@@ -107,7 +107,13 @@ class Reverie:
         self.store = self.layouts.bound(store)
         self.strength = StrengthGauge(self.store, self.collection, settings.memory)
         self.consolidator = Consolidator(
-            self.store, self.collection, self.archive, settings.consolidation, self.run_log, self.layouts
+            self.store,
+            self.collection,
+            self.archive,
+            settings.consolidation,
+            self.run_log,
+            self.layouts,
+            room=self._room_for_run,
         )
         self.dormancy = Dormancy(self.consolidator.applier, self.run_log)
         self.forgetter = Forgetter(self.dormancy, settings.memory, settings.forget)
@@ -273,6 +279,13 @@ class Reverie:
     def _check_writable(self, needed: int) -> None:
         intake.check_writable(self.store, self.settings.storage, needed)
 
+    def _room_for_run(self, points: int) -> None:
+        """Before a run considers `points` points (a slice, or the fresh ones and their
+        neighbours): it stamps them and writes merged points and archive copies before it
+        deletes anything, so room for two copies of each."""
+        dimension: int = self.store.vector_size(self.collection)  # type: ignore[assignment]
+        self._check_writable(needed=2 * points * (4 * dimension + 1024))
+
     def _make_way(self, ids: list[PointId]) -> None:
         """Before memories are rewritten: one merged away is brought back (the merges above
         it undone, release.py), so its new version replaces the old one everywhere instead
@@ -403,12 +416,7 @@ class Reverie:
             )
         # An agent may have created the collection with a plain Qdrant client: the
         # archive and the payload indexes are reverie's to add.
-        dimension: int = self.store.vector_size(self.collection)  # type: ignore[assignment]
-        self.ensure_collections(dimension)
-        # a run stamps what it considers and writes merged points and archive copies
-        # before it deletes anything: room for a copy of each point it may touch
-        touched = self.store.count(self.collection, None if options.get("full") else p.FRESH_FILTER)
-        self._check_writable(needed=2 * touched * (4 * dimension + 1024))
+        self.ensure_collections(self.store.vector_size(self.collection))  # type: ignore[arg-type]
         self.consolidator.check_tenants()
         self.recover()
         self.flush_accesses()  # merged points inherit their members' use as written

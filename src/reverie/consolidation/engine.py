@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
@@ -28,7 +28,7 @@ from reverie.consolidation.labels import labelled_merges
 from reverie.consolidation.planning import MergePlan, plan_merges
 from reverie.consolidation.replica import Replica
 from reverie.consolidation.slicing import Slice, tenant_slices, whole_collection
-from reverie.errors import ConfigError, InvalidInputError
+from reverie.errors import ConfigError, InvalidInputError, StorageFullError
 from reverie.ledger.apply import MergeApplier, Outcome
 from reverie.ledger.census import searchable_count
 from reverie.ledger.release import release_rewritten
@@ -93,12 +93,17 @@ class Consolidator:
         settings: ConsolidationSettings,
         run_log: RunLog,
         layouts: CollectionLayout,
+        room: Callable[[int], None] = lambda points: None,
     ) -> None:
+        """`room(points)`: raises StorageFullError unless the disk has room for a run
+        to consider that many points (checked before each slice, not for the whole pass:
+        a pass over a store larger than the free space goes ahead while each slice fits)."""
         self.store = store
         self.collection = collection
         self.settings = settings
         self.run_log = run_log
         self.layouts = layouts
+        self.room = room
         self.applier = MergeApplier(store, collection, archive, layouts)
         self.replica = Replica.parse(settings.replica)
         # Set by a shutdown: a run stops before its next merge (a safe point) and leaves
@@ -189,6 +194,8 @@ class Consolidator:
                 report.stopped = True
                 log.warning("run.stopped", applied=report.merge_count)
                 break
+            if not dry_run:
+                self._check_room(piece.points if piece else fresh, report)
             # everything gathered is dropped once planned: the apply stage holds only the plans
             plans, to_stamp = self._gather_and_plan(report, params, piece, dry_run, geometry)
             consumed = self._apply_plans(plans, report, dry_run)
@@ -200,6 +207,15 @@ class Consolidator:
         report.points_after = searchable_count(self.store, self.collection)
         if dry_run:
             report.points_after = report.points_before - report.members_merged + report.merge_count
+
+    def _check_room(self, points: int, report: RunReport) -> None:
+        try:
+            self.room(points)
+        except StorageFullError as exc:
+            if report.merge_count:
+                applied = f"the {report.merge_count} merges before it stay applied"
+                raise StorageFullError(f"{exc}; {applied}") from exc
+            raise
 
     def _slices(self, report: RunReport) -> list[Slice]:
         """A full pass's slices: whole tenants, up to `slice_points` points each (slicing.py)."""

@@ -127,6 +127,7 @@ def test_a_full_pass_gathers_whole_tenants_a_slice_at_a_time(rv: Reverie) -> Non
         m.payload["user_id"] = user
     rv.write(ms)
     report = rv.consolidate(full=True)
+    assert report.tenants_counted_by == "index"  # one text value a point: the key's index counts them
     assert report.slices == 3  # u0 (6 points), u1 (6), then u2 and u3 together (3 + 2 + 1)
     assert report.considered == 18 and report.adopted == 18
     expected = [[3 * g, 3 * g + 1, 3 * g + 2] for g in range(5)] + [[15, 16], [17]]
@@ -165,6 +166,27 @@ def test_a_full_pass_needs_room_for_one_slice_at_a_time(rv: Reverie) -> None:
     check_invariants(rv, set(range(18)))
 
 
+def test_tenants_the_index_cannot_tell_apart_are_gathered_last_and_kept_apart(rv: Reverie) -> None:
+    """Counted from the index, ["u0"] and "u0" beside an empty agent_id are "u0" (the index
+    sees the same value): met in u0's slice, their points are gathered in a last slice, and
+    each of the three tenants merges only within itself."""
+    rv.settings.consolidation.slice_points = 4
+    vectors, _ = near_duplicates(groups=1, per_group=9)
+    others, _ = near_duplicates(groups=1, per_group=3, seed=1)
+    tenants = [{"user_id": "u0"}] * 3 + [{"user_id": ["u0"]}] * 3 + [{"user_id": "u0", "agent_id": []}] * 3
+    tenants += [{"user_id": "u1"}] * 3
+    written = [
+        NewMemory(v, {"text": f"memory {i}", **tenant}, i)
+        for i, (v, tenant) in enumerate(zip([*vectors, *others], tenants, strict=True))
+    ]
+    rv.write(written)
+    report = rv.consolidate(full=True)
+    assert report.tenants_counted_by == "index"
+    assert report.slices == 3  # "u0" as counted (9 points: alone), u1, then the six it could not tell
+    assert live_clusters(rv) == [[0, 1, 2], [3, 4, 5], [6, 7, 8], [9, 10, 11]]
+    check_invariants(rv, set(range(12)))
+
+
 @pytest.mark.parametrize("full", [False, True])
 def test_a_tenant_is_its_json_value_with_its_type(rv: Reverie, full: bool) -> None:
     """1, "1", true and 1.0 are four tenants (Python's == once made three of them one: 18 of
@@ -180,7 +202,8 @@ def test_a_tenant_is_its_json_value_with_its_type(rv: Reverie, full: bool) -> No
         rv.write(written[::2])
         rv.consolidate()
         rv.write(written[1::2])
-    rv.consolidate(full=full)
+    report = rv.consolidate(full=full)
+    assert report.tenants_counted_by == ("payloads" if full else "")  # not all text: read from payloads
     assert live_clusters(rv) == [[2 * t, 2 * t + 1] for t in range(len(tenants))]
     merged = {repr(r.payload["user_id"]) for r in rv.live_records()}
     assert merged == {repr(t) for t in tenants}

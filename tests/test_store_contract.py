@@ -162,3 +162,12 @@ def test_boolean_match_is_refused() -> None:
     """qdrant-edge-py 0.9 matches True as the integer 1; the contract refuses booleans."""
     with pytest.raises(TypeError, match="boolean"):
         Match("pinned", True)
+
+
+def test_facet_counts_each_value_from_the_index(filled: Store) -> None:
+    """Per value, the points holding it (a list counts under each of its values, a point
+    without the key under none), within the filter when one is given."""
+    filled.create_payload_index("c", "user_id")
+    filled.upsert("c", [Record(5, unit(0, 0, 0, 1), {"user_id": ["u2", "u3"]})])
+    assert filled.facet("c", "user_id") == {"u1": 2, "u2": 2, "u3": 1}
+    assert filled.facet("c", "user_id", Filter(must=(Match("text", "a"),))) == {"u1": 1}

@@ -27,7 +27,7 @@ from reverie.consolidation.geometry import Geometry
 from reverie.consolidation.labels import labelled_merges
 from reverie.consolidation.planning import MergePlan, plan_merges
 from reverie.consolidation.replica import Replica
-from reverie.consolidation.slicing import Slice, tenant_slices, whole_collection
+from reverie.consolidation.slicing import Slice, SlicePlan, tenant_slices, whole_collection
 from reverie.errors import ConfigError, InvalidInputError, StorageFullError
 from reverie.ledger.apply import MergeApplier, Outcome
 from reverie.ledger.census import searchable_count
@@ -61,6 +61,7 @@ class RunReport:
     pairs: int = 0
     cell_partitions: int = 0  # partitions too large for exact pairs, paired by k-means cells
     slices: int = 0  # a full pass's slices of whole tenants (slicing.py)
+    tenants_counted_by: str = ""  # how they were counted: "index" or "payloads" (slicing.py)
     merge_count: int = 0
     members_merged: int = 0  # memories that went into merges
     # the first MERGES_KEPT merges' details (a pass over millions makes hundreds of thousands:
@@ -189,7 +190,8 @@ class Consolidator:
         report.route = "exact" if exact else "neighbours"
         geometry = Geometry(self.store.distance(self.collection), self.collection)
         progress = _Progress("run.progress", total=report.points_before)
-        for piece in self._slices(report) if exact else [None]:
+        plan = self._slices(report) if exact else None
+        for piece in plan if plan is not None else [None]:
             if self.stopping.is_set():
                 report.stopped = True
                 log.warning("run.stopped", applied=report.merge_count)
@@ -197,13 +199,15 @@ class Consolidator:
             if not dry_run:
                 self._check_room(piece.points if piece else fresh, report)
             # everything gathered is dropped once planned: the apply stage holds only the plans
-            plans, to_stamp = self._gather_and_plan(report, params, piece, dry_run, geometry)
+            plans, to_stamp = self._gather_and_plan(report, params, piece, plan, dry_run, geometry)
             consumed = self._apply_plans(plans, report, dry_run)
             if report.stopped:  # its fresh points stay fresh: the next run plans them again
                 break
             if not dry_run:
                 mark_adopted(self.store, self.collection, to_stamp, skip=consumed)
             progress.step(piece.points if piece else report.considered, merges=report.merge_count)
+        if plan is not None and plan.strays:  # gathered in a slice of their own
+            report.slices = len(plan)
         report.points_after = searchable_count(self.store, self.collection)
         if dry_run:
             report.points_after = report.points_before - report.members_merged + report.merge_count
@@ -217,16 +221,16 @@ class Consolidator:
                 raise StorageFullError(f"{exc}; {applied}") from exc
             raise
 
-    def _slices(self, report: RunReport) -> list[Slice]:
+    def _slices(self, report: RunReport) -> SlicePlan:
         """A full pass's slices: whole tenants, up to `slice_points` points each (slicing.py)."""
         layout = self.layouts.get()
         if not layout.tenant_keys or self.settings.single_tenant:
-            return [whole_collection(report.points_before)]
+            return SlicePlan([whole_collection(report.points_before)], frozenset(), "")
         with _timed(report.timings, "count"):
             budget = self.settings.slice_points
-            slices = list(tenant_slices(self.store, self.collection, layout, self.replica.owns, budget))
-        report.slices = len(slices)
-        return slices
+            plan = tenant_slices(self.store, self.collection, layout, self.replica.owns, budget)
+        report.slices, report.tenants_counted_by = len(plan), plan.counted_by
+        return plan
 
     def _apply_plans(self, plans: list[MergePlan], report: RunReport, dry_run: bool) -> set[PointId]:
         """Apply in batches, stopping between two when asked; the ids consumed."""
@@ -248,6 +252,7 @@ class Consolidator:
         report: RunReport,
         params: ClusterParams,
         piece: Slice | None,
+        plan: SlicePlan | None,
         dry_run: bool,
         geometry: Geometry,
     ) -> tuple[list[MergePlan], Stamps]:
@@ -257,9 +262,9 @@ class Consolidator:
         the stamps the fresh points get once the run has applied its merges."""
         layout = self.layouts.get()
         with _timed(report.timings, "scroll"):
-            if piece is not None:  # one pass over the slice: its fresh points are among them
+            if piece is not None and plan is not None:  # one pass over the slice: its fresh points too
                 scrolled = self.store.scroll(self.collection, piece.filter, with_vectors=True)
-                owned = (r for r in scrolled if piece.holds(layout, r) and self._owns(r))
+                owned = (r for r in scrolled if plan.holds(piece, layout, r) and self._owns(r))
                 everything = Gathered.pack(owned, capacity=piece.points)
                 fresh_records = [r for r in everything.records if _is_fresh(r)]
                 adoption = adopt(self.store, self.collection, fresh_records, report.run_id, dry_run, layout)

@@ -229,6 +229,11 @@ class Store(Protocol):
 
     def count(self, name: str, filter: Filter | None = None) -> int: ...
 
+    def facet(self, name: str, key: str, filter: Filter | None = None) -> dict[str | int, int]:
+        """Exact count of the matching points holding each value of `key`, read from the
+        key's index (no payload is read): a point holding a list counts under each of its
+        values, one without a value under none."""
+
     def optimize(self, name: str) -> None:
         """Storage maintenance after large changes (a no-op where the server does it)."""
 

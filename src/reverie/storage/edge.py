@@ -268,6 +268,16 @@ class EdgeStore(VectorNames):
         exact = filter is not None
         return self._shard(name).count(qe.CountRequest(exact=exact, filter=_filter(filter)))
 
+    def facet(self, name: str, key: str, filter: Filter | None = None) -> dict[str | int, int]:
+        shard = self._shard(name)
+        limit = max(1, self.count(name))  # every value: never more values than points
+        request = qe.FacetRequest(key, limit=limit, exact=True, filter=_filter(filter))
+        try:
+            hits = shard.facet(request).hits
+        except Exception as exc:  # no index on the key
+            raise StorageError(f"facet of {key!r} in {name!r} failed: {exc}") from None
+        return {hit.value: hit.count for hit in hits}
+
     def optimize(self, name: str) -> None:
         shard = self._shard(name)
         with self._optimizing:

@@ -284,6 +284,14 @@ class ServerStore(VectorNames):
     def count(self, name: str, filter: Filter | None = None) -> int:
         return self._client.count(name, count_filter=_filter(filter), exact=True).count
 
+    def facet(self, name: str, key: str, filter: Filter | None = None) -> dict[str | int, int]:
+        limit = max(1, self.count(name))  # every value: never more values than points
+        try:
+            found = self._client.facet(name, key, facet_filter=_filter(filter), limit=limit, exact=True)
+        except UnexpectedResponse as exc:  # no index on the key
+            raise StorageError(f"facet of {key!r} in {name!r} failed: {exc}") from None
+        return {hit.value: hit.count for hit in found.hits}
+
     def optimize(self, name: str) -> None:
         """Qdrant servers optimize segments on their own."""
 

@@ -162,6 +162,7 @@ class _Bound:
             "delete",
             "set_payload",
             "count",
+            "facet",
             "vector_size",
             "distance",
         }

@@ -11,8 +11,8 @@ A collection without tenant keys (or declared single-tenant) is one slice. Point
 tenant cannot be read are a slice of their own, picked by id: adoption quarantines them.
 
 The counts come from the tenant key's index where that is exact (one key carries text
-values, one per point): a scroll of every payload took 5.5 minutes at 10M memories, most
-of it reading payloads from disk. Otherwise the payloads are read. A point the counts did
+values, one per point): at 10M memories it took 19 s, against 169 s for a scroll of every
+payload (304 s from a cold cache). Otherwise the payloads are read. A point the counts did
 not see (a tenant value the index cannot tell apart, such as ["u1"] beside "u1") is
 found by the slice whose filter it matched and gathered in a last slice, by id.
 """

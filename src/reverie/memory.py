@@ -418,6 +418,8 @@ class Reverie:
         # archive and the payload indexes are reverie's to add.
         self.ensure_collections(self.store.vector_size(self.collection))  # type: ignore[arg-type]
         self.consolidator.check_tenants()
+        # recovery and the access flush write before the run checks room for its first slice
+        self._check_writable(needed=0)
         self.recover()
         self.flush_accesses()  # merged points inherit their members' use as written
         return self.consolidator.run(**options)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import httpx
@@ -96,6 +97,40 @@ def test_member_texts_are_candidates_so_the_text_is_never_below_the_label(invert
     found = inverter.invert(centre[None], [members])[0]
     assert found.fidelity >= label_cosine - 1e-4
     assert found.source == ("label" if found.text in members else "inversion from members")
+
+
+def test_vectors_inverted_together_read_back_as_well_as_alone(inverter, embedder) -> None:
+    """The job inverts a batch: prompts of different lengths padded into one LM batch, a
+    vector with member texts beside ones without, each search stopping on its own."""
+    members = ["The user prefers green tea in the morning.", "In the morning the user likes green tea."]
+    vectors = np.vstack(
+        [embedder.encode(members).mean(axis=0, keepdims=True), embedder.encode(SENTENCES[1:4])]
+    )
+    hypotheses = [members, [], [], []]
+    together = inverter.invert(vectors, hypotheses)
+    alone = [inverter.invert(v[None], [h])[0] for v, h in zip(vectors, hypotheses, strict=True)]
+    for both, vector in zip(together, vectors, strict=True):
+        assert both.fidelity == pytest.approx(cosine(embedder, both.text, vector), abs=2e-3)
+    # not the same texts: a padded batch computes in bfloat16 a little differently, and a beam
+    # follows the smallest difference; as close on the whole
+    assert np.mean([r.fidelity for r in together]) >= np.mean([r.fidelity for r in alone]) - 0.05
+    assert together[0].fidelity >= max(cosine(embedder, m, vectors[0]) for m in members) - 1e-4
+    assert [r.source for r in together][1:] == ["inversion"] * 3
+
+
+def test_a_given_text_close_enough_is_shown_without_a_search(inverter, embedder) -> None:
+    members = ["The user prefers green tea in the morning.", "In the morning the user likes green tea."]
+    centre = embedder.encode(members).mean(axis=0)
+    label = max(members, key=lambda m: cosine(embedder, m, centre))
+    steps = []
+    hook = inverter.search.lm.model.register_forward_hook(lambda *_: steps.append(1))
+    try:
+        satisfied = inverter.with_settings(replace(QUICK, enough=cosine(embedder, label, centre) - 1e-3))
+        assert satisfied.invert(centre[None], [members])[0].text == label and not steps
+        inverter.with_settings(replace(QUICK, enough=1.0)).invert(centre[None], [members])
+        assert steps  # the same vector is searched when its label is not close enough
+    finally:
+        hook.remove()
 
 
 def test_zero_shot_needs_no_trained_part(embedder) -> None:
@@ -443,10 +478,14 @@ def test_the_daemon_answers_other_requests_while_it_inverts(inverter, embedder, 
 def test_inverter_cli_trains_and_evaluates(tmp_path: Path, capsys, model_dir: Path) -> None:
     data = tmp_path / "sentences.txt"
     data.write_text("\n".join(SENTENCES[:2]) + "\n")
-    assert main(["inverter", "eval", "--model", str(model_dir), "--data", str(data), "--json"]) == 0
-    row = json.loads(capsys.readouterr().out)["sentences"][0]
-    assert row["sentences"] == 2 and 0 <= row["token_f1"] <= 1 and row["cosine"] > 0.3
-    assert row["seconds_per_vector"] > 0 and len(row["examples"]) == 2
+    evaluate = ["inverter", "eval", "--model", str(model_dir), "--data", str(data), "--json"]
+    for batch in (1, 2):  # one at a time (a first read), and together (the invert job)
+        assert main([*evaluate, "--batch", str(batch)]) == 0
+        row = json.loads(capsys.readouterr().out)["sentences"][0]
+        assert row["sentences"] == 2 and 0 <= row["token_f1"] <= 1 and row["cosine"] > 0.3
+        assert row["seconds_per_vector"] > 0 and len(row["examples"]) == 2 and row["batch"] == batch
+    assert main([*evaluate, "--batch", "0"]) == 1
+    assert "--batch must be at least 1, not 0" in capsys.readouterr().err
     out = tmp_path / "run"
     args = [
         "inverter",

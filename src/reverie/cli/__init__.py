@@ -277,6 +277,12 @@ COMMANDS: tuple[Command, ...] = (
             arg("--data", required=True, help="sentences, one a line (e.g. RUN/holdout.txt)"),
             arg("--limit", type=int, help="only the first N sentences"),
             arg(
+                "--batch",
+                type=int,
+                default=1,
+                help="vectors inverted together (1: as a first read; inversion.batch_size: as the job)",
+            ),
+            arg(
                 "--paraphrases", help="paraphrase groups (JSONL[.gz]): consolidate, read merged memories back"
             ),
             arg("--groups", type=int, default=200, help="paraphrase groups used"),

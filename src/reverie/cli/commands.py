@@ -354,10 +354,12 @@ def cmd_inverter_eval(args: argparse.Namespace, settings: Settings) -> None:
     inverter = configured_inverter(settings.inversion, embedder, args.model)
     if inverter is None:
         raise InvalidInputError('inversion.model is "none": name an inverter with --model')
+    if args.batch < 1:
+        raise InvalidInputError(f"--batch must be at least 1, not {args.batch}")
     sentences = read_sentences(Path(args.data), args.limit)
     result: dict[str, Any] = {
         "inverter": inverter.id,
-        "sentences": evaluate_sentences(inverter, sentences, [None], progress=True),
+        "sentences": evaluate_sentences(inverter, sentences, [None], progress=True, batch=args.batch),
     }
     if args.paraphrases:
         result["merges"] = evaluate_merges(inverter, Path(args.paraphrases), args.groups, progress=True)

@@ -261,6 +261,13 @@ class InversionSettings(_Section):
         le=1,
         description="Cosine a text may trade for reading one nat per token better (0: closeness alone).",
     )
+    enough: float = Field(
+        default=0.97,
+        ge=0,
+        le=1,
+        description="A member or parent text at least this close to the vector is shown as it is, with no "
+        "search (1: always search).",
+    )
     settle_seconds: int = Field(
         default=600,
         le=MAX_SECONDS,
@@ -269,10 +276,10 @@ class InversionSettings(_Section):
     )
     per_tick: int = Field(default=64, ge=1, description="Most points the job inverts per tick.")
     batch_size: int = Field(
-        default=16,
+        default=8,
         ge=1,
         le=1024,
-        description="Vectors inverted together by vec2text's corrector (the guided inverter: one at a time).",
+        description="Vectors the job inverts together (they share each step of the language model).",
     )
     tick_seconds: float = Field(
         default=30.0, le=MAX_SECONDS, gt=0, description="Time budget of one tick of the job."

@@ -50,26 +50,34 @@ def _mean(values: Any) -> float:
 
 
 def evaluate_sentences(
-    inverter: Inverter, sentences: list[str], settings: list[SearchSettings | None], progress: bool = False
+    inverter: Inverter,
+    sentences: list[str],
+    settings: list[SearchSettings | None],
+    progress: bool = False,
+    batch: int = 1,
 ) -> list[dict[str, Any]]:
-    """One row per search setting (None: the inverter's own) on the same sentences."""
+    """One row per search setting (None: the inverter's own) on the same sentences,
+    inverted `batch` at a time (1: as a first read is; the invert job's batch_size: as the
+    job is); the seconds of a vector are its batch's over the batch's size."""
     import sacrebleu
 
     vectors = inverter.embedder.encode(sentences)
     reader = _reader(inverter)
     reference = perplexity(reader, sentences)
     rows = []
+    batches = [vectors[start : start + batch] for start in range(0, len(vectors), batch)]
     for setting in settings:
         configured = _configured(inverter, setting)
         results, seconds = [], []
-        for vector in with_progress(vectors, "inverting", "vector", progress):
+        for chunk in with_progress(batches, "inverting", "batch", progress):
             started = time.perf_counter()
-            results.append(configured.invert(vector[None])[0])
-            seconds.append(time.perf_counter() - started)
+            results += configured.invert(chunk)
+            seconds += [(time.perf_counter() - started) / len(chunk)] * len(chunk)
         texts = [r.text for r in results]
         rows.append(
             {
                 "search": asdict(setting) if setting else "default",
+                "batch": batch,
                 "sentences": len(sentences),
                 "token_f1": _mean(token_f1(t, s) for t, s in zip(texts, sentences, strict=True)),
                 "cosine": _mean(r.fidelity for r in results),
@@ -129,6 +137,7 @@ def evaluate_merges(
         "below_label": sum(shown.fidelity < label.fidelity - 1e-4 for label, shown, *_ in rows),
         "written_beats_label": _mean(shown.source != "label" for _, shown, *_ in rows),
         "seconds_per_merge": _mean(seconds for *_, seconds, _ in rows),
+        "seconds_p50": round(float(np.median([seconds for *_, seconds, _ in rows])), 3),
         "examples": [
             {
                 "label": label.text,

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
@@ -46,12 +46,20 @@ class SearchSettings:
     repeat_penalty: float = 2.0  # taken off a content word's score once the text holds it
     polish: int = 3  # rounds of word edits (drop a word, add a keyword) kept while they bring it closer
     fluency: float = 0.02  # cosine a text may trade for reading one nat per token better (fluency.py)
+    enough: float = 0.97  # a given text this close is shown as it is: no search
 
     @classmethod
     def of(cls, settings: InversionSettings) -> SearchSettings:
         s = settings
         return cls(
-            s.beam_width, s.expand, s.max_tokens, s.patience, s.keywords, polish=s.polish, fluency=s.fluency
+            s.beam_width,
+            s.expand,
+            s.max_tokens,
+            s.patience,
+            s.keywords,
+            polish=s.polish,
+            fluency=s.fluency,
+            enough=s.enough,
         )
 
 
@@ -72,43 +80,70 @@ class Steering:
     expected_tokens: float | None = None  # how long the sentence probably is (distinct tokens)
 
 
+@dataclass(frozen=True)
+class Task:
+    """One vector to write text for, with what steers the search."""
+
+    vector: np.ndarray
+    steering: Steering
+    hypotheses: Sequence[str] = ()  # texts that may be shown for it (its members, a blend's parents)
+    context: Sequence[str] = ()  # texts near it that are not its own: they steer the writing only
+
+
 class GuidedSearch:
     def __init__(self, lm: BaseLM, embedder: Embedder, settings: SearchSettings) -> None:
         self.lm, self.embedder, self.settings = lm, embedder, settings
         pieces = _pieces(lm)
         self._content = _content_tokens(pieces) if settings.repeat_penalty else None
         self._line_breaks = _line_break_tokens(pieces)
+        self._stops = set(lm.stop_ids)
 
-    def run(
-        self,
-        vector: np.ndarray,
-        steering: Steering,
-        hypotheses: Sequence[str] = (),
-        context: Sequence[str] = (),
-    ) -> Found:
-        """The text closest to `vector` among the hypotheses and what the beam writes;
-        `context` (texts near the vector that are not its own: another memory's) steers the
-        writing only."""
-        target = np.asarray(vector, dtype=np.float32)
+    def run(self, tasks: Sequence[Task]) -> list[Found]:
+        """For each task, the text closest to its vector among its hypotheses and what the
+        beam writes. The vectors' beams share each LM step (rows of one batch, which costs
+        little more than one vector's) and each ranking call. A vector with a given text
+        already `enough` close is not searched: no written text was measured to beat one
+        (docs/inversion.md)."""
+        starts = [self._start(task) for task in tasks]
+        searches = {
+            i: _Search(target, steering, closest, self._limit(steering))
+            for i, (target, steering, best, closest) in enumerate(starts)
+            if best.cosine < self.settings.enough
+        }
+        if searches:
+            self._beams(list(searches.values()))
+        out = []
+        for i, (target, steering, best, _) in enumerate(starts):
+            drafts = searches[i].drafts() if i in searches else []
+            if drafts and max(d.cosine for d in drafts) > best.cosine:
+                polished = self._polish(drafts[0], target, steering.keywords)
+                texts = list(dict.fromkeys(without_list_mark(d.text) for d in [*drafts, polished]))
+                best = self._readable_best(best, texts, target)
+            out.append(best)
+        return out
+
+    def _start(self, task: Task) -> tuple[np.ndarray, Steering, Found, list[str]]:
+        """The unit target, the steering, the best given text, and the texts the prompt shows."""
+        target = np.asarray(task.vector, dtype=np.float32)
         target = target / max(float(np.linalg.norm(target)), 1e-12)
-        given = [h for h in dict.fromkeys(h.strip() for h in hypotheses) if h]
-        best = Found("", -1.0, False)
-        closest: list[str] = []
+        given = [h for h in dict.fromkeys(h.strip() for h in task.hypotheses) if h]
+        steering, best, closest = task.steering, Found("", -1.0, False), []
         if given:
             scores = self.embedder.encode(given) @ target
             top = int(np.argmax(scores))
             best = Found(given[top], float(scores[top]), True)
             closest = [given[i] for i in np.argsort(-scores)[:PROMPT_HYPOTHESES]]
-        closest = closest or [c for c in context if c.strip()][:PROMPT_HYPOTHESES]
-        if given:  # a text read from its members or parents runs about as long as they do
+            # a text read from its members or parents runs about as long as they do
             longest = max(len(self.lm.encode(h)) for h in given)
             steering = replace(steering, expected_tokens=min(steering.expected_tokens or longest, longest))
-        drafts = self._beam(target, steering, closest)
-        if drafts and max(d.cosine for d in drafts) > best.cosine:
-            polished = self._polish(drafts[0], target, steering.keywords)
-            texts = list(dict.fromkeys(without_list_mark(d.text) for d in [*drafts, polished]))
-            best = self._readable_best(best, texts, target)
-        return best
+        closest = closest or [c for c in task.context if c.strip()][:PROMPT_HYPOTHESES]
+        return target, steering, best, closest
+
+    def _limit(self, steering: Steering) -> int:
+        """How many tokens the search may write: near the length the model expects."""
+        if steering.expected_tokens is None:
+            return self.settings.max_tokens
+        return min(self.settings.max_tokens, int(LENGTH_SLACK * steering.expected_tokens) + 8)
 
     def _readable_best(self, given: Found, drafts: list[str], target: np.ndarray) -> Found:
         """The draft that is closest once how well it reads is counted, if it is closer than
@@ -143,75 +178,167 @@ class GuidedSearch:
             found = Found(edits[top], float(cosines[top]), False)
         return found
 
-    def _beam(self, target: np.ndarray, steering: Steering, closest: list[str]) -> list[Found]:
-        """The best text written, ranked by closeness and how well it reads so far, and the
-        best one that ended where the LM would end it (no fragment)."""
-        s, lm = self.settings, self.lm
-        model = lm.model
-        hint = f" using these words: {', '.join(steering.keywords)}" if steering.keywords else ""
-        given = GIVEN.format(lines="\n".join(f"- {h}" for h in closest)) if closest else ""
-        if steering.prefix is not None:  # the trained prefix stands for the prompt: text follows it
-            embeds = steering.prefix[None].to(model.dtype)
-        else:
-            prompt = torch.tensor([lm.encode(PROMPT.format(hint=hint, given=given))])
-            embeds = model.get_input_embeddings()(prompt)
-        bias = None if steering.token_bias is None else s.bias * steering.token_bias.float()
+    def _beams(self, searches: list[_Search]) -> None:
+        """Write for every search at once, each keeping its best texts (_Search). The
+        prompts are padded on the left into one batch; a search that stops gives up its rows."""
+        s, model = self.settings, self.lm.model
+        prompts = [self._prompt(search) for search in searches]
+        width = max(len(prompt) for prompt in prompts)
+        inputs = torch.zeros(len(prompts), width, prompts[0].shape[-1], dtype=model.dtype)
+        mask = torch.zeros(len(prompts), width, dtype=torch.long)
+        for row, prompt in enumerate(prompts):
+            inputs[row, width - len(prompt) :], mask[row, width - len(prompt) :] = prompt, 1
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
         with torch.inference_mode():
-            out = model(inputs_embeds=embeds, use_cache=True)
-        cache, logits = out.past_key_values, out.logits[:, -1]
-        beams: list[list[int]] = [[]]
-        logp = [0.0]  # each beam's summed log-probability under the LM (before any steering)
-        best: dict[bool, tuple[float, Found]] = {}  # ended or not: the best (score, text)
-        stale = 0
-        stops = set(lm.stop_ids)
-        limit = s.max_tokens
-        if steering.expected_tokens is not None:
-            limit = min(limit, int(LENGTH_SLACK * steering.expected_tokens) + 8)
-        for _ in range(limit):
-            scores = raw = torch.log_softmax(logits.float(), dim=-1)
-            scores = scores.masked_fill(self._line_breaks[: scores.shape[-1]], -torch.inf)  # one paragraph
-            if bias is not None:
-                scores = scores + bias
+            out = model(inputs_embeds=inputs, attention_mask=mask, position_ids=positions, use_cache=True)
+        cache, logits, positions = out.past_key_values, out.logits[:, -1], positions[:, -1:]
+        for step in range(max(search.limit for search in searches)):
+            live = [search for search in searches if not search.done]
+            raw = torch.log_softmax(logits.float(), dim=-1)
+            scores = raw.masked_fill(self._line_breaks[: raw.shape[-1]], -torch.inf)  # one paragraph
+            scores = scores + self._biases(live, raw.shape[-1])
+            beams = [beam for search in live for beam in search.beams]
             if self._content is not None:
-                scores = scores - s.repeat_penalty * _used(beams, self._content, scores.shape[-1])
-            top = torch.topk(scores, s.expand, dim=-1).indices.tolist()
-            candidates = [(row, token) for row, tokens in enumerate(top) for token in tokens]
-            finished = [(row, token) for row, token in candidates if token in stops and beams[row]]
-            live = [(row, token) for row, token in candidates if token not in stops]
-            texts = [lm.decode(beams[row] + [token]) for row, token in live + finished]
-            rows = torch.tensor([row for row, _ in live + finished])
-            tokens = torch.tensor([token for _, token in live + finished])
-            # how well each reads so far: mean log-probability per token (an ended one: its end too)
-            steps = raw[rows, tokens].numpy()
-            reads = (np.asarray(logp)[rows] + steps) / (np.asarray([len(b) for b in beams])[rows] + 1)
-            cosines = self._cosines(texts, target)
-            ranked = cosines + s.fluency * reads
-            improved = False
-            for i, (text, cosine, score) in enumerate(zip(texts, cosines, ranked, strict=True)):
-                ended = i >= len(live)
-                if text and score > best.get(ended, (-np.inf,))[0]:
-                    best[ended], improved = (float(score), Found(text, float(cosine), False)), True
-            stale = 0 if improved else stale + 1
-            if not live or stale >= s.patience:
+                scores = scores - s.repeat_penalty * _used(beams, self._content, raw.shape[-1])
+            top = torch.topk(scores, s.expand, dim=-1)
+            rows = np.cumsum([0] + [len(search.beams) for search in live])
+            for search, a, b in zip(live, rows[:-1], rows[1:], strict=True):
+                search.propose(top.indices[a:b], raw[a:b], self._stops, self.lm)
+            self._rank(live)
+            kept = [
+                int(a) + k
+                for search, a in zip(live, rows[:-1], strict=True)
+                for k in search.advance(s, last=step + 1 >= search.limit)
+            ]
+            if not kept:
                 break
-            keep = np.argsort(-ranked[: len(live)], kind="stable")[: s.beam_width]
-            rows = torch.tensor([live[k][0] for k in keep])
-            logp = [logp[live[k][0]] + float(steps[k]) for k in keep]
-            beams = [beams[live[k][0]] + [live[k][1]] for k in keep]
-            cache.reorder_cache(rows)
-            with torch.no_grad():
+            chosen = torch.tensor(kept)
+            cache.reorder_cache(chosen)
+            mask = torch.cat([mask[chosen], torch.ones(len(kept), 1, dtype=torch.long)], dim=-1)
+            positions = positions[chosen] + 1
+            tokens = torch.tensor(
+                [[beam[-1]] for search in searches if not search.done for beam in search.beams]
+            )
+            with torch.inference_mode():
                 out = model(
-                    input_ids=torch.tensor([[b[-1]] for b in beams]), past_key_values=cache, use_cache=True
+                    input_ids=tokens,
+                    attention_mask=mask,
+                    position_ids=positions,
+                    past_key_values=cache,
+                    use_cache=True,
                 )
             cache, logits = out.past_key_values, out.logits[:, -1]
-        return [found for _, found in sorted(best.values(), key=lambda pair: -pair[0])]
 
-    def _cosines(self, texts: list[str], target: np.ndarray) -> np.ndarray:
+    def _rank(self, searches: list[_Search]) -> None:
+        """Each search's candidate texts scored against its target, in one embedding call;
+        a text seen before (an ended beam is the text it already was) keeps its cosine."""
+        wanted = list(
+            dict.fromkeys(
+                (k, t) for k, search in enumerate(searches) for t in search.texts if t not in search.seen
+            )
+        )
+        if wanted:
+            targets = np.stack([searches[k].target for k, _ in wanted])
+            cosines = self._cosines([text for _, text in wanted], targets)
+            for (k, text), cosine in zip(wanted, cosines, strict=True):
+                searches[k].seen[text] = float(cosine)
+
+    def _prompt(self, search: _Search) -> torch.Tensor:
+        """(length, hidden): what the LM reads before the text: the trained prefix, which
+        stands for the prompt, or the prompt naming the keywords and the closest texts."""
+        model, steering = self.lm.model, search.steering
+        if steering.prefix is not None:
+            return steering.prefix.to(model.dtype)
+        hint = f" using these words: {', '.join(steering.keywords)}" if steering.keywords else ""
+        given = GIVEN.format(lines="\n".join(f"- {h}" for h in search.closest)) if search.closest else ""
+        prompt = torch.tensor(self.lm.encode(PROMPT.format(hint=hint, given=given)))
+        with torch.inference_mode():
+            return model.get_input_embeddings()(prompt)
+
+    def _biases(self, live: list[_Search], vocab: int) -> torch.Tensor | float:
+        """(rows, vocab): each search's vocabulary bias on its beams' rows."""
+        if all(search.steering.token_bias is None for search in live):
+            return 0.0
+        none = torch.zeros(vocab)
+        rows = [
+            none if (bias := search.steering.token_bias) is None else bias.float()
+            for search in live
+            for _ in search.beams
+        ]
+        return self.settings.bias * torch.stack(rows)
+
+    def _cosines(self, texts: list[str], targets: np.ndarray) -> np.ndarray:
+        """Each text's cosine to its target (one for all, or one a text), embedded in one
+        call with the fast ranking copy; an empty text scores -1."""
         present = [i for i, t in enumerate(texts) if t.strip()]
         scores = np.full(len(texts), -1.0, dtype=np.float32)
         if present:
-            scores[present] = self.embedder.encode([texts[i] for i in present], ranking=True) @ target
+            embedded = self.embedder.encode([texts[i] for i in present], ranking=True)
+            per_text = np.broadcast_to(targets, (len(texts), embedded.shape[1]))
+            scores[present] = np.sum(embedded * per_text[present], axis=1)
         return scores
+
+
+@dataclass
+class _Search:
+    """One vector's beam: its partial texts (token ids), how well each reads so far (summed
+    log-probability under the LM, before any steering), and the best texts it has written,
+    ranked by closeness and how well they read: the best of all and the best that ended
+    where the LM would end it (no fragment)."""
+
+    target: np.ndarray
+    steering: Steering
+    closest: list[str]
+    limit: int
+    beams: list[list[int]] = field(default_factory=lambda: [[]])
+    logp: list[float] = field(default_factory=lambda: [0.0])
+    best: dict[bool, tuple[float, Found]] = field(default_factory=dict)  # ended or not: (score, text)
+    stale: int = 0  # tokens since a better text came
+    done: bool = False
+    candidates: list[tuple[int, int]] = field(default_factory=list)  # (beam, token) proposed this step
+    live: int = 0  # the first `live` candidates go on; the rest end their beam
+    steps: np.ndarray = field(default_factory=lambda: np.zeros(0))  # each candidate's log-probability
+    texts: list[str] = field(default_factory=list)  # each candidate's text
+    seen: dict[str, float] = field(default_factory=dict)  # the cosine of every text ranked
+
+    def propose(self, tokens: torch.Tensor, raw: torch.Tensor, stops: set[int], lm: BaseLM) -> None:
+        """The candidate texts of this step: each beam's top tokens (`tokens`, its rows of
+        the batch). `raw`: the LM's unsteered log-probabilities, how well each reads."""
+        proposed = [(row, token) for row, top in enumerate(tokens.tolist()) for token in top]
+        live = [(row, token) for row, token in proposed if token not in stops]
+        ended = [(row, token) for row, token in proposed if token in stops and self.beams[row]]
+        self.candidates, self.live = live + ended, len(live)
+        rows = torch.tensor([row for row, _ in self.candidates], dtype=torch.long)
+        tokens = torch.tensor([token for _, token in self.candidates], dtype=torch.long)
+        self.steps = raw[rows, tokens].numpy()
+        self.texts = [lm.decode(self.beams[row] + [token]) for row, token in self.candidates]
+
+    def advance(self, s: SearchSettings, last: bool) -> list[int]:
+        """Keep the best texts and the best `beam_width` live candidates (by their ranked
+        cosines); the rows (of this search's beams) the next step extends, none when the
+        search stops."""
+        cosines = np.asarray([self.seen[text] for text in self.texts], dtype=np.float32)
+        rows = np.asarray([row for row, _ in self.candidates], dtype=int)
+        lengths = np.asarray([len(b) for b in self.beams])[rows] + 1
+        reads = (np.asarray(self.logp)[rows] + self.steps) / lengths  # mean log-probability per token
+        ranked = cosines + s.fluency * reads
+        improved = False
+        for i, (text, cosine, score) in enumerate(zip(self.texts, cosines, ranked, strict=True)):
+            ended = i >= self.live
+            if text and score > self.best.get(ended, (-np.inf,))[0]:
+                self.best[ended], improved = (float(score), Found(text, float(cosine), False)), True
+        self.stale = 0 if improved else self.stale + 1
+        if last or not self.live or self.stale >= s.patience:
+            self.done = True
+            return []
+        keep = np.argsort(-ranked[: self.live], kind="stable")[: s.beam_width]
+        self.logp = [self.logp[rows[k]] + float(self.steps[k]) for k in keep]
+        self.beams = [self.beams[rows[k]] + [self.candidates[k][1]] for k in keep]
+        return [int(rows[k]) for k in keep]
+
+    def drafts(self) -> list[Found]:
+        """Its best texts, the best first."""
+        return [found for _, found in sorted(self.best.values(), key=lambda pair: -pair[0])]
 
 
 def without_list_mark(text: str) -> str:

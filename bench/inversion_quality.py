@@ -136,7 +136,7 @@ def data_sets(run: Path, model: Path, holdout: int, count: int) -> dict[tuple[st
     corpus = _meta(model)
     sets = {}
     for index, path in enumerate(corpus["corpus"]):
-        name = Path(path).name.split(".")[0]
+        name = Path(path.split(" (")[0]).name.split(".")[0]  # the builtin's entries are "FILE (what)"
         if "bible" not in name:  # a model trained on verses has no left-out Bible
             sets[(name, "in domain")] = held[index * holdout : index * holdout + count]
     trained_on = " ".join(corpus["corpus"])

@@ -9,7 +9,7 @@ from one agent (the three wordings of each OT verse in turn, so merges keep comi
 with a label to read back) and searches from another, over HTTP; a third reads a merged
 memory that still shows its label (found by a search), as an agent reading it the first
 time would: that read inverts it, and its latency is the first-read time. Every 15 s: merged points
-inverted so far (`reverie_inverted_points_total`), the backlog still showing labels, and
+inverted so far (`reverie_inverted_points_total`), the backlog the job has not tried yet, and
 the agents' latencies. Reports vectors inverted per minute over the second half (after
 warm-up), with the search latency meanwhile. Writes the section `invert-throughput` of
 docs/inversion.md, bench/results/invert-throughput.json and docs/invert-throughput.png.
@@ -92,7 +92,7 @@ def run(minutes: float, write_rate: float, search_rate: float, read_rate: float,
             client.get(f"/memories/{labelled[0]}").raise_for_status()
             latencies["first read"].append(time.perf_counter() - started)
 
-    samples: list[tuple[float, float, int, int]] = []  # s, inverted, labelled backlog, merged
+    samples: list[tuple[float, float, int, int]] = []  # s, inverted, not yet tried, merged
     with httpx.Client(base_url=url, timeout=120) as client:
         deadline = time.monotonic() + 300
         while client.get("/readyz").json()["models"].get("inverter", "").startswith(("not", "loading")):
@@ -127,7 +127,7 @@ def run(minutes: float, write_rate: float, search_rate: float, read_rate: float,
         while time.monotonic() - started < minutes * 60:
             stats = client.get("/stats").json()
             samples.append(
-                (round(time.monotonic() - started), inverted(client), stats["labelled_text"], stats["merged"])
+                (round(time.monotonic() - started), inverted(client), stats["text_backlog"], stats["merged"])
             )
             print(
                 f"\r{samples[-1][0]:>5} s  inverted {samples[-1][1]:.0f}  backlog {samples[-1][2]}",
@@ -169,7 +169,7 @@ def report(result: dict, args: argparse.Namespace) -> None:
         "",
         "| minutes | writes | searches | search p50 / p99 ms | first reads | first read p50 / p90 s | "
         "merged points at the end | inverted | inverted per minute (second half) "
-        "| still labelled at the end |",
+        "| not yet tried at the end |",
         "|---|---|---|---|---|---|---|---|---|---|",
         f"| {args.minutes:g} | {result['writes']:,} | {result['searches']:,} | {result['search_p50_ms']} / "
         f"{result['search_p99_ms']} | {result['first_reads']} | {result['first_read_p50_s']} / "
@@ -188,7 +188,7 @@ def report(result: dict, args: argparse.Namespace) -> None:
     fig, ax = plt.subplots(figsize=(7, 4))
     minutes = [s / 60 for s in seconds]
     ax.plot(minutes, done, label="merged points inverted")
-    ax.plot(minutes, backlog, label="still showing labels")
+    ax.plot(minutes, backlog, label="not yet tried by the job")
     ax.plot(minutes, merged, label="merged points")
     ax.set(xlabel="minutes", title="the invert job under write and search load")
     ax.legend()

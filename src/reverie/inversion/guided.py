@@ -10,6 +10,10 @@ zero-shot, on the LM alone.
 Texts that already exist (a merged memory's members, a blend's parents, the nearest texts
 in the store) enter as hypotheses: they are candidates themselves, so the text found is
 never further from the vector than the best of them, and their words steer the proposals.
+
+Several vectors are searched together (the invert job's batch): the LM reads their beams as
+rows of one batch, which on a CPU costs little more than one vector's rows (the step is
+bound by reading the weights), and their candidates are ranked in one embedding call.
 """
 
 from __future__ import annotations

@@ -245,8 +245,9 @@ def report_lines(result: dict[str, Any]) -> list[str]:
         f"consolidated at the defaults): shown text fidelity {m['shown_fidelity']:.3f} against the labels' "
         f"{m['label_fidelity']:.3f}; below its label: {m['below_label']}; a written text beat the label "
         f"in {100 * m['written_beats_label']:.0f}% of merges; {m['seconds_per_merge']:.2f} s per merge "
-        f"(a first read; p50 {m['seconds_p50']:.2f} s). A label within {1 - DEFAULT.enough:.2f} of the vector (`inversion.enough` "
-        f"{DEFAULT.enough}) is shown with no search; searched always (`enough` 1): shown fidelity "
+        f"(a first read; p50 {m['seconds_p50']:.2f} s). A label within {1 - DEFAULT.enough:.2f} of the "
+        f"vector (`inversion.enough` {DEFAULT.enough}) is shown with no search; searched always "
+        f"(`enough` 1): shown fidelity "
         f"{a['shown_fidelity']:.3f}, a written text beat the label in {100 * a['written_beats_label']:.0f}%, "
         f"{a['seconds_per_merge']:.2f} s per merge (p50 {a['seconds_p50']:.2f} s).",
         "",

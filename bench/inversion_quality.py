@@ -37,6 +37,7 @@ from typing import Any
 import torch
 from report import write_section
 
+from reverie.config import InversionSettings
 from reverie.evaluation.inversion import evaluate_blends, evaluate_merges, evaluate_sentences
 from reverie.inversion.embedders import Embedder
 from reverie.inversion.guided import SearchSettings
@@ -50,7 +51,7 @@ PLOT = ROOT / "docs" / "inversion-settings.png"
 CURVE_PLOT = ROOT / "docs" / "inversion-training.png"
 BIBLE = ROOT.parent / "shared/data/bible-ot-paraphrases.jsonl.gz"
 DEFAULT = SearchSettings()
-JOB_BATCH = 8  # inversion.batch_size: vectors the invert job inverts together
+JOB_BATCH = InversionSettings().batch_size  # vectors the invert job inverts together
 SETTINGS = {  # name -> (model, search, vectors inverted together)
     "trained, default (beam 4 x 6, fluency 0.02)": (BUILTIN, DEFAULT, 1),
     f"trained, default, {JOB_BATCH} vectors together (the invert job)": (BUILTIN, DEFAULT, JOB_BATCH),

@@ -349,13 +349,13 @@ def cmd_inverter_eval(args: argparse.Namespace, settings: Settings) -> None:
     from reverie.inversion.embedders import Embedder
     from reverie.inversion.inverter import configured_inverter
 
+    if args.batch < 1:  # before any model loads
+        raise InvalidInputError(f"--batch must be at least 1, not {args.batch}")
     e = settings.embedder
     embedder = Embedder(e.model, e.device, e.batch_size)
     inverter = configured_inverter(settings.inversion, embedder, args.model)
     if inverter is None:
         raise InvalidInputError('inversion.model is "none": name an inverter with --model')
-    if args.batch < 1:
-        raise InvalidInputError(f"--batch must be at least 1, not {args.batch}")
     sentences = read_sentences(Path(args.data), args.limit)
     result: dict[str, Any] = {
         "inverter": inverter.id,

@@ -426,10 +426,13 @@ def test_the_daemon_inverts_on_read_and_on_its_schedule(lazy_rv) -> None:
 
 
 class Signalling:
-    """The real inverter, saying when an inversion starts and ends."""
+    """The real inverter, saying when an inversion starts and ends. An inversion that has run holds
+    its answer until `release` is set (or a minute passes): a daemon that served requests one at a
+    time would keep them waiting that minute, whatever the search's length on a busy machine."""
 
     def __init__(self, inverter: GuidedInverter) -> None:
-        self.inverter, self.started, self.finished = inverter, threading.Event(), threading.Event()
+        self.inverter = inverter
+        self.started, self.finished, self.release = threading.Event(), threading.Event(), threading.Event()
 
     def __getattr__(self, name: str) -> object:
         return getattr(self.inverter, name)
@@ -439,6 +442,7 @@ class Signalling:
         try:
             return self.inverter.invert(*args, **kwargs)
         finally:
+            self.release.wait(60)
             self.finished.set()
 
 
@@ -448,7 +452,9 @@ def test_the_daemon_answers_other_requests_while_it_inverts(inverter, embedder, 
 
     from helpers import running
 
-    thorough = inverter.with_settings(SearchSettings(beam_width=4, expand=8, patience=64, polish=3))
+    # enough=1: the member text would be shown unsearched; this test wants a real search running
+    long_search = SearchSettings(beam_width=4, expand=8, patience=64, polish=3, enough=1.0)
+    thorough = inverter.with_settings(long_search)
     signalling = Signalling(thorough)
     settings = Settings()
     settings.storage.data_dir = tmp_path / "data"
@@ -469,6 +475,7 @@ def test_the_daemon_answers_other_requests_while_it_inverts(inverter, embedder, 
                 api.post("/memories", json={"memories": [{"text": SENTENCES[5]}]}),
             ]
             answered_meanwhile = not signalling.finished.is_set()
+            signalling.release.set()
             reading.join(120)
     assert [r.status_code for r in others] == [200] * 5 and others[3].json()["hits"]
     assert answered_meanwhile, "the other requests waited for the inversion"

@@ -131,7 +131,8 @@ class Tally:
     merges_settled_by_recovery: int = 0  # killed mid-merge: finished or voided by recovery
     problems: list[str] = field(default_factory=list)
     live: int = 0
-    merged: int = 0
+    merged: int = 0  # merged points live at the last check (undos and releases take some back)
+    merges_applied: int = 0  # merges the runs applied, all kills together, from the run log
     dormant: int = 0
     dormant_peak: int = 0  # the most dormant at any check
     inverted: int = 0  # texts the invert job wrote
@@ -340,9 +341,12 @@ def check(store: str, work: Path, writer: Writer, agents: list[Agent], tally: Ta
         tally.forget_runs = sum(r.kind == "forget" for r in runs)
         tally.releases = sum(r.kind == "release" for r in runs)
         tally.runs_interrupted = sum(r.status == "interrupted" and r.kind == "consolidate" for r in runs)
-        tally.merges_settled_by_recovery = sum(
-            "settled_by" in m.detail for r in runs for m in rv.run_log.merges(r.run_id)
+        merges = [(r.kind, m) for r in runs for m in rv.run_log.merges(r.run_id)]
+        # applied, or applied and then undone by an undo or a release
+        tally.merges_applied = sum(
+            kind == "consolidate" and m.status in ("applied", "undone") for kind, m in merges
         )
+        tally.merges_settled_by_recovery = sum("settled_by" in m.detail for _, m in merges)
 
 
 def torture(store: str, kills: int, seed: int, work: Path, progress: bool = False) -> Tally:
@@ -460,12 +464,12 @@ def main() -> None:
         "| kills | acknowledged bulk writes | agents' creates, updates, deletes (deletes) | runs (forget) "
         "| runs killed mid-run | merges killed mid-merge (settled by recovery) "
         "| live, dormant at the end (peak) "
-        "| merged points | texts inverted | problems |",
+        "| merges applied (merged points at the end) | texts inverted | problems |",
         "|---|---|---|---|---|---|---|---|---|---|",
         f"| {tally.kills} | {tally.acknowledged:,} | {tally.agent_requests:,} ({tally.agent_deletes:,}) "
         f"| {tally.runs} ({tally.forget_runs}) | {tally.runs_interrupted} | "
         f"{tally.merges_settled_by_recovery} | {tally.live:,}, {tally.dormant:,} ({tally.dormant_peak:,}) "
-        f"| {tally.merged:,} | {tally.inverted} | {len(tally.problems)} |",
+        f"| {tally.merges_applied:,} ({tally.merged:,}) | {tally.inverted} | {len(tally.problems)} |",
         "",
         f"Integer and UUID ids in turn. What the kills interrupted (scheduled jobs from the daemon's log, "
         f"operator calls left unanswered): {interrupted}. Operator calls answered: {operations}; "

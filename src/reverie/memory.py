@@ -199,8 +199,10 @@ class Reverie:
             schema = self.store.schema(self.collection) or self.layouts.new_schema(vector_size)
             self.store.ensure_collection(self.collection, schema)
             self.store.ensure_collection(self.archive, schema)
-            for key in (f"{p.KEY}.state", f"{p.KEY}.kind", *self.layout.tenant_keys):
+            for key in (f"{p.KEY}.state", f"{p.KEY}.kind"):
                 self.store.create_payload_index(self.collection, key)
+            for key in self.layout.tenant_keys:  # each tenant's points stored together
+                self.store.create_payload_index(self.collection, key, tenant=True)
             # the archive is found by state (dormant copies, at every run's recovery) and by
             # merge (the originals under one): without indexes each is a scan of all of it
             for key in (f"{p.KEY}.state", MERGED_INTO):

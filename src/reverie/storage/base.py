@@ -196,8 +196,11 @@ class Store(Protocol):
         """How the collection's vector in use is searched: "Cosine", "Dot", "Euclid" or
         "Manhattan" (Qdrant's names)."""
 
-    def create_payload_index(self, name: str, key: str) -> None:
-        """Keyword index on a payload key (partition keys, reverie's state)."""
+    def create_payload_index(self, name: str, key: str, tenant: bool = False) -> None:
+        """Keyword index on a payload key (partition keys, reverie's state). `tenant`: the
+        key tells tenants apart (Qdrant's is_tenant): the engine stores each tenant's points
+        together, so a tenant's search reads a few runs of pages, not one page a point. A
+        plain index on a tenant key is rebuilt as a tenant index."""
 
     def upsert(self, name: str, records: Sequence[Record]) -> None: ...
 

@@ -136,11 +136,12 @@ class EdgeStore(VectorNames):
             self._flushed_at[name] = time.monotonic()
             return shard
 
-    def create_payload_index(self, name: str, key: str) -> None:
-        shard = self._shard(name)
-        if key in shard.info().payload_schema:
+    def create_payload_index(self, name: str, key: str, tenant: bool = False) -> None:
+        existing = self._shard(name).info().payload_schema.get(key)
+        if existing is not None and (not tenant or getattr(existing.params, "is_tenant", False)):
             return
-        self._update(name, qe.UpdateOperation.create_field_index(key, qe.PayloadSchemaType.Keyword))
+        schema = qe.KeywordIndexParams(is_tenant=True) if tenant else qe.PayloadSchemaType.Keyword
+        self._update(name, qe.UpdateOperation.create_field_index(key, schema))
 
     def _update(self, name: str, operation: qe.UpdateOperation) -> None:
         """Apply a write; flush the collection when the last flush is `flush_every` old.

@@ -148,11 +148,16 @@ class ServerStore(VectorNames):
                 f"collection {name!r} {problem}: use another collection or the matching embedder"
             )
 
-    def create_payload_index(self, name: str, key: str) -> None:
+    def create_payload_index(self, name: str, key: str, tenant: bool = False) -> None:
+        schema = (
+            models.KeywordIndexParams(type=models.KeywordIndexType.KEYWORD, is_tenant=True)
+            if tenant
+            else models.PayloadSchemaType.KEYWORD
+        )
         with warnings.catch_warnings():
             # local mode (tests) warns that indexes do nothing there; a server builds them
             warnings.simplefilter("ignore", UserWarning)
-            self._client.create_payload_index(name, key, models.PayloadSchemaType.KEYWORD)
+            self._client.create_payload_index(name, key, schema)
 
     def _check_sharding(self, name: str) -> None:
         """With shard_buckets, an existing collection must take shard keys (a server refuses

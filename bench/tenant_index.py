@@ -35,7 +35,7 @@ from report import write_section  # noqa: E402
 from tenant_scale import commit, tenant_name, workload  # noqa: E402
 
 from reverie.config import Settings  # noqa: E402
-from reverie.consolidation.engine import QUERY_BATCH  # noqa: E402
+from reverie.consolidation.engine import QUERY_BATCH, neighbour_query  # noqa: E402
 from reverie.storage import QueryRequest, Record  # noqa: E402
 from reverie.storage import payload as p  # noqa: E402
 from reverie.storage.base import VectorSchema  # noqa: E402
@@ -91,7 +91,7 @@ def write(store_dir: Path, tenant_index: bool, args: argparse.Namespace) -> dict
 def queries(store_dir: Path, seed: int) -> list[QueryRequest]:
     """10 fresh memories in each of 1,000 tenants: 5 near-duplicates (cosine about 0.9) of
     the tenant's stored memories and 5 new ones, each searched within its tenant as the
-    incremental pass does (consolidation/engine.py `_neighbour_query`)."""
+    incremental pass does (consolidation/engine.py `neighbour_query`)."""
     rng = np.random.default_rng(seed + 1)
     vectors, tenants = np.load(store_dir / "sample_vectors.npy"), np.load(store_dir / "sample_tenants.npy")
     present = np.unique(tenants)
@@ -102,17 +102,10 @@ def queries(store_dir: Path, seed: int) -> list[QueryRequest]:
         own = vectors[rng.choice(np.flatnonzero(tenants == t), size=PER_TENANT // 2)]
         near = unit(own + 0.45 * unit(rng.normal(size=own.shape)))
         new = unit(rng.normal(size=own.shape))
-        tenant = LAYOUT.tenant({"user_id": tenant_name(int(t))})
-        where = p.searchable_filter(p.partition_filter(tenant, LAYOUT.tenant_keys))
+        payload = {"user_id": tenant_name(int(t))}
         requests += [
-            QueryRequest(
-                v.astype(np.float32),
-                c.neighbors + 1,
-                c.threshold,
-                where,
-                hnsw_ef=c.search_ef,
-                payload_keys=LAYOUT.tenant_keys,
-            )
+            # a cosine collection: the threshold is the cosine (geometry.score_threshold)
+            neighbour_query(Record(0, v.astype(np.float32), payload), c.threshold, LAYOUT, c)
             for v in np.concatenate([near, new])
         ]
     return requests

@@ -399,7 +399,7 @@ class Consolidator:
         neighbours: set[PointId] = set()
         for start in range(0, len(seeds), QUERY_BATCH):
             batch = seeds[start : start + QUERY_BATCH]
-            requests = [self._neighbour_query(r, threshold, layout) for r in batch]
+            requests = [neighbour_query(r, threshold, layout, self.settings) for r in batch]
             results = self.store.query_batch(self.collection, requests)
             for seed, hits in zip(batch, results, strict=True):
                 partition = _partition(seed, layout)
@@ -414,16 +414,19 @@ class Consolidator:
             found.update((r.id, r) for r in p.consolidatable(batch, layout.mergeable))
         return list(found.values())
 
-    def _neighbour_query(self, record: Record, threshold: float | None, layout: Layout) -> QueryRequest:
-        s = self.settings
-        return QueryRequest(
-            vector=record.vector,  # type: ignore[arg-type]
-            limit=s.neighbors + 1,
-            score_threshold=threshold,
-            filter=p.searchable_filter(p.partition_filter(layout.tenant(record.payload), layout.tenant_keys)),
-            hnsw_ef=s.search_ef,
-            payload_keys=layout.tenant_keys,  # all `_partition` reads: the rest is re-read for the found
-        )
+
+def neighbour_query(
+    record: Record, threshold: float | None, layout: Layout, settings: ConsolidationSettings
+) -> QueryRequest:
+    """An incremental pass's search for a fresh memory's neighbours, within its tenant."""
+    return QueryRequest(
+        vector=record.vector,  # type: ignore[arg-type]
+        limit=settings.neighbors + 1,
+        score_threshold=threshold,
+        filter=p.searchable_filter(p.partition_filter(layout.tenant(record.payload), layout.tenant_keys)),
+        hnsw_ef=settings.search_ef,
+        payload_keys=layout.tenant_keys,  # all `_partition` reads: the rest is re-read for the found
+    )
 
 
 def _partition(record: Record, layout: Layout) -> tuple[Any, ...]:

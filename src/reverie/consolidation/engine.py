@@ -42,6 +42,7 @@ from reverie.storage.layouts import Layout, PayloadError
 log = structlog.get_logger("reverie.consolidation")
 
 QUERY_BATCH = 256
+GATHER_PAGE = 2048  # points a page of a slice's scroll: 512 took 12% longer per point
 MERGES_KEPT = 10_000  # merge details a run report holds in memory
 
 
@@ -263,7 +264,9 @@ class Consolidator:
         layout = self.layouts.get()
         with _timed(report.timings, "scroll"):
             if piece is not None and plan is not None:  # one pass over the slice: its fresh points too
-                scrolled = self.store.scroll(self.collection, piece.filter, with_vectors=True)
+                scrolled = self.store.scroll(
+                    self.collection, piece.filter, with_vectors=True, batch_size=GATHER_PAGE
+                )
                 owned = (r for r in scrolled if plan.holds(piece, layout, r) and self._owns(r))
                 everything = Gathered.pack(owned, capacity=piece.points)
                 fresh_records = [r for r in everything.records if _is_fresh(r)]

@@ -59,6 +59,7 @@ class EdgeStore(VectorNames):
         self._flush_every = flush_every
         self._shards: dict[str, qe.EdgeShard] = {}
         self._flushed_at: dict[str, float] = {}
+        self._schemas: dict[str, VectorSchema] = {}  # meta.json, read once: every write asks
         self._lock = threading.Lock()
         # The engine's flush fails (a panic) when it meets a write or an optimization in
         # progress: writes and flushes go one at a time, and a flush skips a busy optimizer.
@@ -74,14 +75,19 @@ class EdgeStore(VectorNames):
         return (self._dir(name) / "meta.json").is_file()
 
     def schema(self, name: str) -> VectorSchema | None:
+        if name in self._schemas:
+            return self._schemas[name]
         if not self.collection_exists(name):
             return None
         meta = json.loads((self._dir(name) / "meta.json").read_text())
         if "vector_size" in meta:  # written before named vectors
-            return VectorSchema.single(int(meta["vector_size"]))
-        return VectorSchema(
-            tuple((n, int(s)) for n, s in meta["dense"]), tuple((n, bool(i)) for n, i in meta["sparse"])
-        )
+            schema = VectorSchema.single(int(meta["vector_size"]))
+        else:
+            schema = VectorSchema(
+                tuple((n, int(s)) for n, s in meta["dense"]), tuple((n, bool(i)) for n, i in meta["sparse"])
+            )
+        self._schemas[name] = schema
+        return schema
 
     def ensure_collection(self, name: str, schema: VectorSchema) -> None:
         existing = self.schema(name)
@@ -210,13 +216,13 @@ class EdgeStore(VectorNames):
         with_vectors: bool = False,
         batch_size: int = 512,
     ) -> Iterator[Record]:
-        shard = self._shard(name)
+        shard, matching = self._shard(name), _filter(filter)  # once: a slice's filter names thousands
         return paged(
             lambda offset: shard.scroll(
                 qe.ScrollRequest(
                     offset=offset,
                     limit=batch_size,
-                    filter=_filter(filter),
+                    filter=matching,
                     with_payload=True,
                     with_vector=with_vectors,
                 )

@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from consolidation_speed import timed  # noqa: E402
 from datagen import unit  # noqa: E402
 from report import write_section  # noqa: E402
-from tenant_scale import commit, tenant_name, workload  # noqa: E402
+from tenant_scale import add_workload_arguments, commit, tenant_name, workload  # noqa: E402
 
 from reverie.config import Settings  # noqa: E402
 from reverie.consolidation.engine import QUERY_BATCH, neighbour_query  # noqa: E402
@@ -195,10 +195,7 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--n", type=int, default=1_000_000)
-    parser.add_argument("--tenants", type=int, default=10_000)
-    parser.add_argument("--zipf", type=float, default=0.8)
-    parser.add_argument("--duplicate-fraction", type=float, default=0.3)
-    parser.add_argument("--seed", type=int, default=0)
+    add_workload_arguments(parser)
     parser.add_argument("--layouts", nargs="+", choices=list(LAYOUTS), default=list(LAYOUTS))
     parser.add_argument("--scratch", default=None, help="where the stores go (default: the system's temp)")
     parser.add_argument("--search", help=argparse.SUPPRESS)

@@ -123,6 +123,14 @@ def write_phase(n: int, tmp: Path, args: argparse.Namespace) -> dict[str, Any]:
     return result
 
 
+def add_workload_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options `workload` reads (bench/tenant_index.py writes the same workload)."""
+    parser.add_argument("--tenants", type=int, default=10_000)
+    parser.add_argument("--zipf", type=float, default=0.8)
+    parser.add_argument("--duplicate-fraction", type=float, default=0.3)
+    parser.add_argument("--seed", type=int, default=0)
+
+
 def workload_args(args: argparse.Namespace) -> dict[str, Any]:
     return {k: getattr(args, k) for k in ("tenants", "zipf", "duplicate_fraction", "seed")}
 
@@ -326,11 +334,8 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--sizes", type=int, nargs="+", default=[1_000_000])
-    parser.add_argument("--tenants", type=int, default=10_000)
-    parser.add_argument("--zipf", type=float, default=0.8)
-    parser.add_argument("--duplicate-fraction", type=float, default=0.3)
+    add_workload_arguments(parser)
     parser.add_argument("--replicas", type=int, default=1)
-    parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--scratch", default=None, help="where the stores go (default: the system's temp)")
     parser.add_argument("--append", action="store_true", help="keep earlier sizes' results")
     parser.add_argument("--written", help="write each size's store once into this folder; start from copies")

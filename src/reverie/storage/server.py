@@ -220,10 +220,11 @@ class ServerStore(VectorNames):
         with_vectors: bool = False,
         batch_size: int = 512,
     ) -> Iterator[Record]:
+        matching = _filter(filter)  # once, not a page: a slice's filter names thousands of tenants
         pages = paged(
             lambda offset: self._client.scroll(
                 name,
-                scroll_filter=_filter(filter),
+                scroll_filter=matching,
                 limit=batch_size,
                 offset=offset,
                 with_vectors=with_vectors,

@@ -5,6 +5,7 @@ decides its speed once the store outgrows the page cache."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -56,3 +57,23 @@ def test_a_tenants_vectors_lie_together_on_disk_once_optimized(tmp_path: Path) -
     assert len(set(order.tolist())) == n
     runs = 1 + int(np.count_nonzero(tenant[order][1:] != tenant[order][:-1]))
     assert runs <= tenants + 2, f"{runs} runs of one tenant's rows for {tenants} tenants"
+
+
+def vector_storage(collection_dir: Path) -> set[str]:
+    """Where the engine keeps each segment's vectors, as its segments record it."""
+    segments = collection_dir.rglob("segment.json")
+    return {json.loads(s.read_text())["config"]["vector_data"][""]["storage_type"] for s in segments}
+
+
+def test_the_archive_keeps_its_vectors_on_disk_and_the_collection_in_memory(tmp_path: Path) -> None:
+    """The archive is read for undo and recovery only: its vectors are paged in on demand,
+    not loaded whole at open beside the live collection's (at 10M memories, 2M archived
+    copies would take 3 GB of a 24 GiB machine)."""
+    settings = Settings()
+    settings.storage.data_dir = tmp_path
+    with Reverie.open(settings) as rv:
+        rv.write([NewMemory(np.ones(8, dtype=np.float32), {"user_id": "u1"}, 1)])
+        collection, archive = rv.collection, rv.archive
+    root = tmp_path / "collections"
+    assert vector_storage(root / collection) == {"InRamChunkedMmap"}
+    assert vector_storage(root / archive) == {"ChunkedMmap"}

@@ -46,6 +46,14 @@ def test_collections(store: Store) -> None:
         store.ensure_collection("c", VectorSchema.single(4, "dense"))
 
 
+def test_a_collection_kept_on_disk_answers_as_one_in_memory(store: Store) -> None:
+    store.ensure_collection("cold", VectorSchema.single(4), on_disk=True)
+    store.upsert("cold", [Record(1, unit(1, 0, 0, 0), {"t": 1}), Record(2, unit(0, 1, 0, 0), {"t": 2})])
+    assert np.allclose(store.retrieve("cold", [2])[0].vector, unit(0, 1, 0, 0))
+    (hit,) = store.query("cold", QueryRequest(vector=unit(1, 0.1, 0, 0), limit=1))
+    assert hit.id == 1
+
+
 def test_named_and_sparse_vectors_round_trip(store: Store) -> None:
     """A collection as agents' tools make them: a named dense vector beside others and a
     sparse one; the vector in use is the record's, the rest travel in `others`."""

@@ -198,7 +198,7 @@ class Reverie:
             # an agent's tool may have made the collection: the archive mirrors its vectors
             schema = self.store.schema(self.collection) or self.layouts.new_schema(vector_size)
             self.store.ensure_collection(self.collection, schema)
-            self.store.ensure_collection(self.archive, schema)
+            self.store.ensure_collection(self.archive, schema, on_disk=True)
             for key in (f"{p.KEY}.state", f"{p.KEY}.kind"):
                 self.store.create_payload_index(self.collection, key)
             for key in self.layout.tenant_keys:  # each tenant's points stored together

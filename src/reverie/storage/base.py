@@ -172,9 +172,11 @@ TenantOf = Callable[[Mapping[str, Any]], tuple[Any, ...]]  # a payload -> its te
 class Store(Protocol):
     """What reverie needs from a vector store, named after Qdrant's own client methods."""
 
-    def ensure_collection(self, name: str, schema: VectorSchema) -> None:
+    def ensure_collection(self, name: str, schema: VectorSchema, on_disk: bool = False) -> None:
         """Create the collection with `schema` if missing; fail, naming the difference, if
-        it exists and cannot hold such points."""
+        it exists and cannot hold such points. `on_disk`: a new collection's vectors are
+        read from disk as needed instead of held in memory (the archive, read for undo and
+        recovery only: at 10M memories its 2M copies would take 3 GB of memory)."""
 
     def collection_exists(self, name: str) -> bool: ...
 

@@ -89,7 +89,7 @@ class EdgeStore(VectorNames):
         self._schemas[name] = schema
         return schema
 
-    def ensure_collection(self, name: str, schema: VectorSchema) -> None:
+    def ensure_collection(self, name: str, schema: VectorSchema, on_disk: bool = False) -> None:
         existing = self.schema(name)
         if existing is not None:
             problem = schema_problem(existing, schema)
@@ -102,7 +102,11 @@ class EdgeStore(VectorNames):
         directory = self._dir(name)
         ensure_free_space(self._root, self._min_free_mb)
         directory.mkdir(parents=True, exist_ok=True)
-        dense = {n: qe.EdgeVectorParams(size=s, distance=qe.Distance.Cosine) for n, s in schema.dense}
+        memory = qe.Memory.Cold if on_disk else qe.Memory.Cached  # Cached: loaded whole at open
+        dense = {
+            n: qe.EdgeVectorParams(size=s, distance=qe.Distance.Cosine, memory=memory)
+            for n, s in schema.dense
+        }
         sparse = {
             n: qe.EdgeSparseVectorParams(modifier=qe.Modifier.Idf if idf else None)
             for n, idf in schema.sparse

@@ -120,11 +120,13 @@ class ServerStore(VectorNames):
         )
         return VectorSchema(dense, sparse, distances)
 
-    def ensure_collection(self, name: str, schema: VectorSchema) -> None:
+    def ensure_collection(self, name: str, schema: VectorSchema, on_disk: bool = False) -> None:
         existing = self.schema(name)
         if existing is None:
             dense = {
-                n: models.VectorParams(size=s, distance=models.Distance(schema.distance_of(n)))
+                n: models.VectorParams(
+                    size=s, distance=models.Distance(schema.distance_of(n)), on_disk=on_disk or None
+                )
                 for n, s in schema.dense
             }
             sparse = {

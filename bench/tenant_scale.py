@@ -17,7 +17,10 @@ For each size, on the embedded engine (data on disk), each phase in a process of
   evict), and the largest tenant beside it;
 - in a new process, 10,000 fresh memories over 1,000 tenants (half near-duplicates of
   stored ones), then the incremental pass;
-- every merge of both passes checked against the tenants the memories were written to;
+- in a new process, a full pass again over the consolidated store: what a periodic full
+  pass costs once the first one (which adopts and merges everything a bulk import wrote)
+  is done;
+- every merge of every pass checked against the tenants the memories were written to;
 - the pair recall of the pairing the largest tenant gets (k-means cells above
   consolidation.exact_limit; smaller tenants are paired exactly), sampled;
 - with `--replicas N`, the same store copied and consolidated by `consolidation.replica`
@@ -29,6 +32,7 @@ Prints a table and writes bench/results/tenant-scale.json and docs/benchmarks.md
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import shutil
 import subprocess
@@ -53,6 +57,7 @@ RESULTS = ROOT / "bench" / "results" / "tenant-scale.json"
 BLOCK = 100_000
 FRESH, FRESH_TENANTS = 10_000, 1_000
 WRITTEN = "write.json"  # the write phase's result, beside the store it wrote
+FRESH_TENANT_OF = "fresh_tenant_of.npy"  # the incremental phase's memories' tenants
 
 
 def tenant_name(t: int) -> str:
@@ -154,9 +159,11 @@ def cross_tenant(merges: list[dict[str, Any]], tenant_of: np.ndarray, rv: Reveri
     return bad
 
 
-def pass_phase(n: int, tmp: Path, args: argparse.Namespace) -> dict[str, Any]:
+def pass_phase(n: int, tmp: Path, args: argparse.Namespace, key: str = "full") -> dict[str, Any]:
     """The full pass, its peak memory sampled."""
     tenant_of = np.load(tmp / "tenant_of.npy")
+    if (tmp / FRESH_TENANT_OF).exists():  # a pass after the incremental one
+        tenant_of = np.concatenate([tenant_of, np.load(tmp / FRESH_TENANT_OF)])
     with Reverie.open(settings_for(tmp / "store")) as rv:
         rv.store.count(rv.collection)  # the engine opens the collection
         opened = round(peak_rss_mib())
@@ -166,7 +173,7 @@ def pass_phase(n: int, tmp: Path, args: argparse.Namespace) -> dict[str, Any]:
         report, seconds = timed(lambda: rv.consolidate(full=True))
         sampler.stopped.set()
         return {
-            "full": {
+            key: {
                 "commit": commit(),
                 "seconds": round(seconds, 1),
                 "stages": report.timings,
@@ -191,6 +198,7 @@ def incremental_phase(n: int, tmp: Path, args: argparse.Namespace) -> dict[str, 
     tenant_of = np.load(tmp / "tenant_of.npy")
     with Reverie.open(settings_for(tmp / "store")) as rv:
         fresh, fresh_tenants = fresh_memories(rv, tmp, args)
+        np.save(tmp / FRESH_TENANT_OF, fresh_tenants)
         ids = range(n, n + len(fresh))
         rv.write(
             [
@@ -275,6 +283,7 @@ def measure(n: int, args: argparse.Namespace) -> dict[str, Any]:
             shutil.copytree(tmp / "store", tmp / f"store-{args.replicas}")
         result |= phase("pass", n, tmp)
         result |= phase("incremental", n, tmp)
+        result |= phase("repass", n, tmp)
         largest = np.load(tmp / "largest.npy")
         c = Settings().consolidation
         exact = len(largest) <= c.exact_limit
@@ -325,7 +334,8 @@ def row(r: dict[str, Any]) -> str:
         f"{r['n']:>10,} {r['write_per_s']:>8,} {f['seconds']:>8.1f} {f['slices']:>6} "
         f"{f['peak_anon_mib']:>7,} {f['peak_mapped_mib']:>7,} {r['largest_tenant']:>8,} {f['merges']:>8,} "
         f"{f['cross_tenant_merges']:>5} "
-        f"{i['seconds']:>7.2f} {i['cross_tenant_merges']:>5} {r['largest_pair_recall']:>7.4f}"
+        f"{i['seconds']:>7.2f} {i['cross_tenant_merges']:>5} {r['largest_pair_recall']:>7.4f} "
+        f"{r['full_again']['seconds'] if 'full_again' in r else '':>8}"
     )
 
 
@@ -344,7 +354,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.phase:
         name, n, tmp = args.phase
-        phases = {"write": write_phase, "pass": pass_phase, "incremental": incremental_phase}
+        again = functools.partial(pass_phase, key="full_again")
+        phases = {"write": write_phase, "pass": pass_phase, "incremental": incremental_phase, "repass": again}
         work = {**phases, "replica": replica_phase}[name]
         log = open(Path(tmp) / f"{name}.log", "a")  # noqa: SIM115 (open for the process's life)
         configure_logging(LoggingSettings(level="info", format="json"), stream=log)  # as a daemon logs
@@ -354,7 +365,7 @@ def main() -> None:
     results = [r for r in earlier if r["n"] not in args.sizes]
     print(
         f"{'N':>10} {'writes/s':>8} {'full s':>8} {'slices':>6} {'anon':>7} {'mapped':>7} {'largest':>8} "
-        f"{'merges':>8} {'cross':>5} {'incr s':>7} {'cross':>5} {'recall':>7}"
+        f"{'merges':>8} {'cross':>5} {'incr s':>7} {'cross':>5} {'recall':>7} {'again s':>8}"
     )
     for n in args.sizes:
         result = measure(n, args)
@@ -376,8 +387,8 @@ def write_docs(results: list[dict[str, Any]], args: argparse.Namespace) -> None:
         "",
         "| memories | code | tenants (largest, median) | writes/s | full pass s | stages s | slices | "
         "peak MiB: anonymous (of it at open) / mapped | merges | cross-tenant | incremental s (10,000 fresh, "
-        "1,000 tenants) | cross-tenant | largest tenant's pair recall |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "1,000 tenants) | cross-tenant | largest tenant's pair recall | full pass again s (stages; merges) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         f, i = r["full"], r["incremental"]
@@ -390,7 +401,7 @@ def write_docs(results: list[dict[str, Any]], args: argparse.Namespace) -> None:
             f"{f['cross_tenant_merges']} | "
             f"{i['seconds']:.2f}{_code_if_other(i, r)} | {i['cross_tenant_merges']} | "
             f"{r['largest_pair_recall']:.4f} "
-            f"({r['largest_paired']}) |"
+            f"({r['largest_paired']}) | {_again_cell(r)} |"
         )
     for r in results:
         if "replicas" in r:
@@ -413,6 +424,16 @@ def _code_if_other(phase: dict[str, Any], result: dict[str, Any]) -> str:
     return f" (code {code})" if code != result.get("commit") else ""
 
 
+def _again_cell(result: dict[str, Any]) -> str:
+    """The later full pass over the consolidated store, where measured."""
+    if "full_again" not in result:
+        return "not measured"
+    again = result["full_again"]
+    stages = ", ".join(f"{k} {v:.0f}" for k, v in again["stages"].items())
+    merges = f"{again['merges']:,} merges, {again['cross_tenant_merges']} cross-tenant"
+    return f"{again['seconds']:,.0f} ({stages}; {merges})"
+
+
 def _at_open(full: dict[str, Any]) -> str:
     return f"{full['opened_anon_mib']:,}" if "opened_anon_mib" in full else "not measured"
 
@@ -426,6 +447,9 @@ def _plot(results: list[dict[str, Any]]) -> None:
     sizes = [r["n"] for r in results]
     fig, (time_ax, memory_ax) = plt.subplots(1, 2, figsize=(10, 4))
     time_ax.plot(sizes, [r["full"]["seconds"] for r in results], "o-", label="full pass")
+    again = [(r["n"], r["full_again"]["seconds"]) for r in results if "full_again" in r]
+    if again:
+        time_ax.plot(*zip(*again, strict=True), "o:", label="full pass again (consolidated store)")
     time_ax.plot(sizes, [r["incremental"]["seconds"] for r in results], "o-", label="incremental (10k fresh)")
     time_ax.set(xscale="log", yscale="log", xlabel="memories", ylabel="seconds", title="Time (2 cores)")
     anonymous = [r["full"]["peak_anon_mib"] for r in results]

@@ -85,6 +85,15 @@ def test_retrieve_returns_exact_vectors_and_payloads(filled: Store) -> None:
     assert filled.retrieve("c", [1], with_vectors=False)[0].vector is None
 
 
+def test_scroll_hands_over_only_the_payload_keys_asked_for(filled: Store) -> None:
+    ids_only = {r.id: r.payload for r in filled.scroll("c", payload_keys=())}
+    assert ids_only == {1: {}, 2: {}, UUID: {}, 4: {}}
+    states = {r.id: r.payload for r in filled.scroll("c", payload_keys=("user_id", "_reverie.state"))}
+    assert states[1] == {"user_id": "u1", "_reverie": {"state": "live"}}
+    assert states[UUID] == {"user_id": "u2"}
+    assert states[4] == {"_reverie": {"state": "committing"}}
+
+
 def test_scroll_pages_and_filters(filled: Store) -> None:
     assert {r.id for r in filled.scroll("c", batch_size=1)} == {1, 2, UUID, 4}
     u1 = filled.scroll("c", Filter(must=(Match("user_id", "u1"),)), with_vectors=True)

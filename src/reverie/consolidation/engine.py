@@ -182,7 +182,7 @@ class Consolidator:
 
     def _run(self, report: RunReport, params: ClusterParams, full: bool, dry_run: bool) -> None:
         if not dry_run:
-            release_rewritten(self.applier, self.run_log, self._owns)
+            release_rewritten(self.applier, self.run_log, self._owns, self._owner_keys())
         report.points_before = searchable_count(self.store, self.collection)
         # Neighbour queries pay off when little is new; when most points are new (a first
         # run, a bulk import), exact blocked products over everything are cheaper.
@@ -395,6 +395,10 @@ class Consolidator:
             return self.replica.owns(self.layouts.get().tenant(record.payload))
         except PayloadError:
             return True
+
+    def _owner_keys(self) -> tuple[str, ...]:
+        """The payload paths `_owns` reads."""
+        return () if self.replica.count == 1 else self.layouts.get().tenant_keys
 
     def _fresh_and_neighbours(
         self, fresh: list[Record], threshold: float | None, layout: Layout

@@ -168,7 +168,7 @@ class Dormancy:
 
     def _drop_copies_of_live(self) -> int:
         """Dormant copies whose memory is live (a revive crashed after its write) are void."""
-        ids = [c.id for c in self.store.scroll(self.archive, DORMANT_ONLY)]
+        ids = [c.id for c in self.store.scroll(self.archive, DORMANT_ONLY, payload_keys=())]
         dropped = 0
         for start in range(0, len(ids), BATCH):
             live = self.store.retrieve(self.collection, ids[start : start + BATCH], with_vectors=False)

@@ -77,19 +77,21 @@ def release(
 
 
 def release_rewritten(
-    applier: MergeApplier, run_log: RunLog, owns: Callable[[Record], bool]
+    applier: MergeApplier, run_log: RunLog, owns: Callable[[Record], bool], owner_keys: tuple[str, ...]
 ) -> Release | None:
     """Fresh points whose id is in the archive too: an agent rewrote a memory reverie had
     merged without asking reverie (a plain Qdrant client, another daemon). The new version
     stands (an undo never restores over a live point); the merges above the old one are
     undone so that it counts in them no more. A merge another process is applying right
-    now: left for the next run."""
+    now: left for the next run. `owner_keys`: the payload paths `owns` reads (a bulk import
+    leaves millions fresh, whose whole payloads would cost a conversion each)."""
     store = applier.store
-    fresh = (
-        r.id for r in store.scroll(applier.collection, p.FRESH_FILTER, batch_size=LOOKUP_BATCH) if owns(r)
+    scrolled = store.scroll(
+        applier.collection, p.FRESH_FILTER, batch_size=LOOKUP_BATCH, payload_keys=owner_keys
     )
+    fresh = (r.id for r in scrolled if owns(r))
     rewritten: list[PointId] = []
-    while batch := list(itertools.islice(fresh, LOOKUP_BATCH)):  # a bulk import leaves millions fresh
+    while batch := list(itertools.islice(fresh, LOOKUP_BATCH)):
         rewritten += [r.id for r in store.retrieve(applier.archive, batch, with_vectors=False)]
     if not rewritten:
         return None

@@ -160,10 +160,15 @@ class QueryRequest:
     payload_keys: tuple[str, ...] | None = None  # only these (dotted) paths; None: the whole payload
 
     def with_payload(self) -> bool | list[str]:
-        """What both clients take as `with_payload`."""
-        if self.payload_keys is None:
-            return True
-        return list(self.payload_keys) or False
+        return payload_selector(self.payload_keys)
+
+
+def payload_selector(keys: tuple[str, ...] | None) -> bool | list[str]:
+    """What both clients take as `with_payload` for these keys (None: the whole payload;
+    none: no payload, the ids alone)."""
+    if keys is None:
+        return True
+    return list(keys) or False
 
 
 TenantOf = Callable[[Mapping[str, Any]], tuple[Any, ...]]  # a payload -> its tenant (Layout.tenant)
@@ -215,8 +220,10 @@ class Store(Protocol):
         filter: Filter | None = None,
         with_vectors: bool = False,
         batch_size: int = 512,
+        payload_keys: tuple[str, ...] | None = None,
     ) -> Iterator[Record]:
-        """Every matching point, page by page."""
+        """Every matching point, page by page; `payload_keys` as in QueryRequest (the
+        binding converts every payload value it hands over: ids alone are cheaper)."""
 
     def query(self, name: str, request: QueryRequest) -> list[Hit]: ...
 

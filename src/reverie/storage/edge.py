@@ -39,6 +39,7 @@ from reverie.storage.base import (
     hit_from,
     normalize_id,
     paged,
+    payload_selector,
     point_vector,
     record_from,
     schema_problem,
@@ -219,15 +220,17 @@ class EdgeStore(VectorNames):
         filter: Filter | None = None,
         with_vectors: bool = False,
         batch_size: int = 512,
+        payload_keys: tuple[str, ...] | None = None,
     ) -> Iterator[Record]:
         shard, matching = self._shard(name), _filter(filter)  # once: a slice's filter names thousands
+        with_payload = payload_selector(payload_keys)
         return paged(
             lambda offset: shard.scroll(
                 qe.ScrollRequest(
                     offset=offset,
                     limit=batch_size,
                     filter=matching,
-                    with_payload=True,
+                    with_payload=with_payload,
                     with_vector=with_vectors,
                 )
             ),

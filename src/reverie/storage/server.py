@@ -33,6 +33,7 @@ from reverie.storage.base import (
     as_vector,
     hit_from,
     paged,
+    payload_selector,
     point_vector,
     record_from,
     schema_problem,
@@ -221,6 +222,7 @@ class ServerStore(VectorNames):
         filter: Filter | None = None,
         with_vectors: bool = False,
         batch_size: int = 512,
+        payload_keys: tuple[str, ...] | None = None,
     ) -> Iterator[Record]:
         matching = _filter(filter)  # once, not a page: a slice's filter names thousands of tenants
         pages = paged(
@@ -230,6 +232,7 @@ class ServerStore(VectorNames):
                 limit=batch_size,
                 offset=offset,
                 with_vectors=with_vectors,
+                with_payload=payload_selector(payload_keys),
             ),
             self.vector_in_use(name),
         )

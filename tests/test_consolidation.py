@@ -236,6 +236,19 @@ def test_points_written_by_plain_clients_are_adopted_or_quarantined(rv: Reverie)
     assert rv.consolidate(full=True).merges == []
 
 
+def test_a_plain_clients_point_is_found_after_runs_that_saw_only_stamped_ones(rv: Reverie) -> None:
+    """Runs look for points without a state only when some exist (the look reads every
+    point's entry): one written later by a plain client is still adopted and merged."""
+    vectors, labels = near_duplicates(groups=2, per_group=2)
+    rv.write(memories(vectors[:3], labels[:3]))
+    assert rv.consolidate().adopted == 3
+    assert rv.consolidate().adopted == 0
+    rv.store.upsert(rv.collection, [Record(3, vectors[3], {"text": "agent"})])
+    report = rv.consolidate()
+    assert report.adopted == 1
+    assert live_clusters(rv) == [[0, 1], [2, 3]]
+
+
 def test_undo_merge_restores_exact_vectors_and_payloads(rv: Reverie) -> None:
     vectors, labels = near_duplicates(groups=2, per_group=3)
     rv.write(memories(vectors, labels))

@@ -19,7 +19,14 @@ import numpy as np
 import structlog
 
 from reverie.config import ConsolidationSettings
-from reverie.consolidation.adoption import Stamps, adopt, adoption_stamps, find_fresh, mark_adopted
+from reverie.consolidation.adoption import (
+    Stamps,
+    adopt,
+    adoption_stamps,
+    find_fresh,
+    fresh_filter,
+    mark_adopted,
+)
 from reverie.consolidation.candidates import cell_pairs, exact_pairs
 from reverie.consolidation.clustering import ClusterParams, cluster
 from reverie.consolidation.gathering import Gathered
@@ -34,7 +41,7 @@ from reverie.ledger.census import searchable_count
 from reverie.ledger.release import release_rewritten
 from reverie.ledger.runs import RunLog, new_run_id
 from reverie.ledger.usage import DAY, use_of
-from reverie.storage import PointId, QueryRequest, Record, Store
+from reverie.storage import Filter, PointId, QueryRequest, Record, Store
 from reverie.storage import payload as p
 from reverie.storage.detection import CollectionLayout
 from reverie.storage.layouts import Layout, PayloadError
@@ -181,12 +188,13 @@ class Consolidator:
         return report
 
     def _run(self, report: RunReport, params: ClusterParams, full: bool, dry_run: bool) -> None:
+        fresh_points = fresh_filter(self.store, self.collection)
         if not dry_run:
-            release_rewritten(self.applier, self.run_log, self._owns, self._owner_keys())
+            release_rewritten(self.applier, self.run_log, fresh_points, self._owns, self._owner_keys())
         report.points_before = searchable_count(self.store, self.collection)
         # Neighbour queries pay off when little is new; when most points are new (a first
         # run, a bulk import), exact blocked products over everything are cheaper.
-        fresh = self.store.count(self.collection, p.FRESH_FILTER)
+        fresh = self.store.count(self.collection, fresh_points)
         exact = full or 2 * fresh > report.points_before
         report.route = "exact" if exact else "neighbours"
         geometry = Geometry(self.store.distance(self.collection), self.collection)
@@ -200,7 +208,9 @@ class Consolidator:
             if not dry_run:
                 self._check_room(piece.points if piece else fresh, report)
             # everything gathered is dropped once planned: the apply stage holds only the plans
-            plans, to_stamp = self._gather_and_plan(report, params, piece, plan, dry_run, geometry)
+            plans, to_stamp = self._gather_and_plan(
+                report, params, piece, plan, fresh_points, dry_run, geometry
+            )
             consumed = self._apply_plans(plans, report, dry_run)
             if report.stopped:  # its fresh points stay fresh: the next run plans them again
                 break
@@ -254,6 +264,7 @@ class Consolidator:
         params: ClusterParams,
         piece: Slice | None,
         plan: SlicePlan | None,
+        fresh_points: Filter,
         dry_run: bool,
         geometry: Geometry,
     ) -> tuple[list[MergePlan], Stamps]:
@@ -280,7 +291,14 @@ class Consolidator:
                 gathered = everything.select(np.asarray(rows, dtype=np.int64))
             else:
                 adoption = find_fresh(
-                    self.store, self.collection, report.run_id, dry_run, self._owns, layout, GATHER_PAGE
+                    self.store,
+                    self.collection,
+                    fresh_points,
+                    report.run_id,
+                    dry_run,
+                    self._owns,
+                    layout,
+                    GATHER_PAGE,
                 )
                 near = self._fresh_and_neighbours(
                     adoption.valid, geometry.score_threshold(params.threshold), layout

@@ -25,7 +25,7 @@ from reverie.ledger.lineage import members_of
 from reverie.ledger.runs import RunLog, new_run_id
 from reverie.ledger.undo import undo_on_record
 from reverie.ledger.vanished import delete_under
-from reverie.storage import PointId, Record
+from reverie.storage import Filter, PointId, Record
 from reverie.storage import payload as p
 
 log = structlog.get_logger("reverie.release")
@@ -77,18 +77,21 @@ def release(
 
 
 def release_rewritten(
-    applier: MergeApplier, run_log: RunLog, owns: Callable[[Record], bool], owner_keys: tuple[str, ...]
+    applier: MergeApplier,
+    run_log: RunLog,
+    fresh: Filter,
+    owns: Callable[[Record], bool],
+    owner_keys: tuple[str, ...],
 ) -> Release | None:
     """Fresh points whose id is in the archive too: an agent rewrote a memory reverie had
     merged without asking reverie (a plain Qdrant client, another daemon). The new version
     stands (an undo never restores over a live point); the merges above the old one are
     undone so that it counts in them no more. A merge another process is applying right
-    now: left for the next run. `owner_keys`: the payload paths `owns` reads (a bulk import
-    leaves millions fresh, whose whole payloads would cost a conversion each)."""
+    now: left for the next run. `fresh`: the filter that finds the fresh points;
+    `owner_keys`: the payload paths `owns` reads (a bulk import leaves millions fresh, whose
+    whole payloads would cost a conversion each)."""
     store = applier.store
-    scrolled = store.scroll(
-        applier.collection, p.FRESH_FILTER, batch_size=LOOKUP_BATCH, payload_keys=owner_keys
-    )
+    scrolled = store.scroll(applier.collection, fresh, batch_size=LOOKUP_BATCH, payload_keys=owner_keys)
     fresh = (r.id for r in scrolled if owns(r))
     rewritten: list[PointId] = []
     while batch := list(itertools.islice(fresh, LOOKUP_BATCH)):

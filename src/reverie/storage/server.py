@@ -225,6 +225,7 @@ class ServerStore(VectorNames):
         payload_keys: tuple[str, ...] | None = None,
     ) -> Iterator[Record]:
         matching = _filter(filter)  # once, not a page: a slice's filter names thousands of tenants
+        with_payload = payload_selector(payload_keys)
         pages = paged(
             lambda offset: self._client.scroll(
                 name,
@@ -232,7 +233,7 @@ class ServerStore(VectorNames):
                 limit=batch_size,
                 offset=offset,
                 with_vectors=with_vectors,
-                with_payload=payload_selector(payload_keys),
+                with_payload=with_payload,
             ),
             self.vector_in_use(name),
         )

@@ -243,7 +243,11 @@ class Reverie:
 
     def write(self, memories: Sequence[NewMemory], progress: bool = False) -> list[PointId]:
         """Check every memory first (storage/intake.py), then write in batches: all or nothing
-        is checked."""
+        is checked. A consolidation run meanwhile gives way (consolidation/pacing.py)."""
+        with self.consolidator.writes_first.writing():
+            return self._write(memories, progress)
+
+    def _write(self, memories: Sequence[NewMemory], progress: bool) -> list[PointId]:
         if not memories:
             raise InvalidInputError("no memories to write")
         layout = self.layout  # an agent's first write may have just given the collection its layout

@@ -168,6 +168,13 @@ class ConsolidationSettings(_Section):
         ge=1,
         description="Merges applied together (one store call per step); a stop waits for one batch.",
     )
+    share_while_writing: float = Field(
+        default=0.25,
+        gt=0.0,
+        le=1.0,
+        description="While agents write, the part of the time a consolidation run keeps: between two "
+        "steps it pauses, so writes are not slowed by it and it takes longer instead. 1: never pauses.",
+    )
     partition_keys: list[Annotated[str, Field(pattern=PATH_PATTERN)]] | None = Field(
         default=None,
         description="Payload keys that separate memories which must never merge (tenants): names, put "

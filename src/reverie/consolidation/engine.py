@@ -32,6 +32,7 @@ from reverie.consolidation.clustering import ClusterParams, cluster
 from reverie.consolidation.gathering import Gathered
 from reverie.consolidation.geometry import Geometry
 from reverie.consolidation.labels import labelled_merges
+from reverie.consolidation.pacing import WritesFirst
 from reverie.consolidation.planning import MergePlan, plan_merges
 from reverie.consolidation.replica import Replica
 from reverie.consolidation.slicing import Slice, SlicePlan, tenant_slices, whole_collection
@@ -77,6 +78,7 @@ class RunReport:
     merges: list[dict[str, Any]] = field(default_factory=list)
     skipped: list[dict[str, Any]] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
+    paused: float = 0.0  # seconds the run gave to writes (pacing.py), inside its stages' timings
     stopped: bool = False
 
     def add_merge(self, detail: dict[str, Any]) -> None:
@@ -118,6 +120,7 @@ class Consolidator:
         # Set by a shutdown: a run stops before its next merge (a safe point) and leaves
         # the rest for the next run.
         self.stopping = threading.Event()
+        self.writes_first = WritesFirst(settings.share_while_writing, sleep=self.stopping.wait)
 
     def check_tenants(self) -> None:
         """Refuse to merge across what may be tenants: a collection in which no sampled
@@ -188,6 +191,7 @@ class Consolidator:
         return report
 
     def _run(self, report: RunReport, params: ClusterParams, full: bool, dry_run: bool) -> None:
+        self.writes_first.restart()
         fresh_points = fresh_filter(self.store, self.collection)
         if not dry_run:
             release_rewritten(self.applier, self.run_log, fresh_points, self._owns, self._owner_keys())
@@ -201,6 +205,7 @@ class Consolidator:
         progress = _Progress("run.progress", total=report.points_before)
         plan = self._slices(report) if exact else None
         for piece in plan if plan is not None else [None]:
+            self.writes_first.pace()
             if self.stopping.is_set():
                 report.stopped = True
                 log.warning("run.stopped", applied=report.merge_count)
@@ -220,6 +225,7 @@ class Consolidator:
         if plan is not None and plan.strays:  # gathered in a slice of their own
             report.slices = len(plan)
         report.points_after = searchable_count(self.store, self.collection)
+        report.paused = round(self.writes_first.paused, 2)
         if dry_run:
             report.points_after = report.points_before - report.members_merged + report.merge_count
 
@@ -249,6 +255,7 @@ class Consolidator:
         progress = _Progress("run.apply.progress", total=len(plans))
         with _timed(report.timings, "apply"):
             for start in range(0, len(plans), self.settings.apply_batch):
+                self.writes_first.pace()
                 if self.stopping.is_set():
                     report.stopped = True
                     log.warning("run.stopped", applied=report.merge_count, left=len(plans) - start)
@@ -428,6 +435,7 @@ class Consolidator:
         found: dict[PointId, Record] = {r.id: r for r in seeds}
         neighbours: set[PointId] = set()
         for start in range(0, len(seeds), QUERY_BATCH):
+            self.writes_first.pace()
             batch = seeds[start : start + QUERY_BATCH]
             requests = [neighbour_query(r, threshold, layout, self.settings) for r in batch]
             results = self.store.query_batch(self.collection, requests)
@@ -440,6 +448,7 @@ class Consolidator:
         # retrieve, and apply verifies members against exactly what was read here.
         ids = list(neighbours)
         for start in range(0, len(ids), QUERY_BATCH):
+            self.writes_first.pace()
             batch = self.store.retrieve(self.collection, ids[start : start + QUERY_BATCH])
             found.update((r.id, r) for r in p.consolidatable(batch, layout.mergeable))
         return list(found.values())

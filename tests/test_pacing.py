@@ -1,0 +1,120 @@
+"""Writes first (consolidation/pacing.py): a run gives way to writes, and only to them."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from reverie.consolidation.pacing import WritesFirst
+from reverie.memory import NewMemory, Reverie
+
+from helpers import check_invariants, memories, near_duplicates
+
+
+class Clock:
+    """Time that moves only when told to (or when the pacer sleeps)."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+        self.slept: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
+
+
+def test_a_step_that_saw_a_write_pauses_to_keep_the_runs_share() -> None:
+    clock = Clock()
+    pacer = WritesFirst(0.25, clock=clock, sleep=clock.sleep)
+    pacer.restart()
+    clock.now += 1.0
+    pacer.pace()  # no write during the step
+    assert clock.slept == []
+    with pacer.writing():
+        clock.now += 0.1
+    clock.now += 0.9
+    pacer.pace()  # a second of work, a write in it: three seconds for the writes
+    assert clock.slept == [pytest.approx(3.0)]
+    clock.now += 0.5
+    pacer.pace()  # the write ended before this step began
+    assert clock.slept == [pytest.approx(3.0)]
+    with pacer.writing():
+        clock.now += 0.2
+        pacer.pace()  # a write still in flight
+    assert clock.slept == [pytest.approx(3.0), pytest.approx(0.6)]
+    assert pacer.paused == pytest.approx(3.6)
+    pacer.restart()
+    assert pacer.paused == 0.0
+
+
+def test_a_share_of_one_never_pauses_and_a_share_outside_the_range_is_refused() -> None:
+    clock = Clock()
+    pacer = WritesFirst(1.0, clock=clock, sleep=clock.sleep)
+    with pacer.writing():
+        clock.now += 1.0
+        pacer.pace()
+    assert clock.slept == []
+    for share in (0.0, -0.5, 1.5):
+        with pytest.raises(ValueError, match="share"):
+            WritesFirst(share)
+
+
+def _writing_meanwhile(rv: Reverie, start: int) -> tuple[threading.Event, threading.Thread, list[int]]:
+    """A writer that writes a small batch of new memories every few milliseconds until told
+    to stop (at most 2,000 memories: local mode's searches grow slower with each)."""
+    done, written = threading.Event(), []
+    vectors = np.random.default_rng(start).normal(size=(2000, 32))
+
+    def write() -> None:
+        for first in range(0, len(vectors), 5):
+            if done.wait(0.005):
+                return
+            ids = range(start + first, start + first + 5)
+            rv.write([NewMemory(vectors[i - start], {"text": f"new {i}"}, i) for i in ids])
+            written.extend(ids)
+
+    thread = threading.Thread(target=write)
+    thread.start()
+    return done, thread, written
+
+
+def test_a_run_gives_way_to_writes_and_merges_as_it_would_alone(rv: Reverie) -> None:
+    vectors, labels = near_duplicates(groups=40, per_group=3)
+    rv.write(memories(vectors, labels))
+    rv.settings.consolidation.apply_batch = 2  # steps enough to see writes
+    rv.consolidator.writes_first.share = 0.5
+    done, writer, written = _writing_meanwhile(rv, start=10_000)
+    try:
+        report = rv.consolidate(full=True)
+    finally:
+        done.set()
+        writer.join()
+    assert report.paused > 0
+    assert report.merge_count == 40
+    check_invariants(rv, set(range(len(vectors))) | set(written))
+    quiet = rv.consolidate(full=True)  # nobody writes: no pause
+    assert quiet.paused == 0.0
+
+
+def test_a_shutdown_cuts_a_pause_short(rv: Reverie) -> None:
+    vectors, labels = near_duplicates(groups=40, per_group=3)
+    rv.write(memories(vectors, labels))
+    rv.settings.consolidation.apply_batch = 2
+    rv.consolidator.writes_first.share = 1e-4  # a pause of ten thousand times a step
+    done, writer, _ = _writing_meanwhile(rv, start=10_000)
+    stopper = threading.Timer(1.0, rv.consolidator.stopping.set)
+    stopper.start()
+    started = time.monotonic()
+    try:
+        report = rv.consolidate(full=True)
+    finally:
+        done.set()
+        writer.join()
+    assert report.stopped
+    assert time.monotonic() - started < 30

@@ -1,7 +1,7 @@
 """Write paths: the embedded store, the HTTP API under concurrent clients, text embedding.
 
     .venv/bin/python bench/write_speed.py [--n 50000] [--clients 1 4 8] [--batch 100 1000]
-        [--formats json packed] [--consolidate-every 5]
+        [--formats json packed] [--consolidate-every 5] [--name write-speed]
 
 - embedded store: memories/s through `Reverie.write` (validation included) into a fresh store;
 - HTTP API: a real `reverie serve` on loopback, once it has loaded its models; each client
@@ -10,10 +10,11 @@
   p50/p99 request latency.
   Each memory carries a short text and one of 100 tenants, as agents write them. With
   --consolidate-every S the daemon's scheduler consolidates every S seconds meanwhile (the
-  runs it made are counted);
+  runs it made are counted, with the memories not yet consolidated when the writes end and
+  the seconds until they are: runs give way to writes, consolidation/pacing.py);
 - embedding: texts/s of the default embedder on real short sentences
   (../shared/data/wordnet-sentences.txt.gz when present, else synthetic ones).
-Prints a table and writes bench/results/write-speed.json.
+Prints a table and writes bench/results/NAME.json and docs/benchmarks.md's NAME section.
 """
 
 from __future__ import annotations

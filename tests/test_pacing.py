@@ -65,6 +65,20 @@ def test_a_share_of_one_never_pauses_and_a_share_outside_the_range_is_refused() 
             WritesFirst(share)
 
 
+def test_a_long_scroll_is_paced_in_steps() -> None:
+    clock = Clock()
+    pacer = WritesFirst(0.5, clock=clock, sleep=clock.sleep)
+    pacer.restart()
+    seen = []
+    with pacer.writing():
+        for item in pacer.paced(range(10), every=4):
+            clock.now += 1.0  # a second of work on each item
+            seen.append(item)
+    assert seen == list(range(10))
+    # paces before items 0, 4 and 8: no work yet, then four seconds of it twice
+    assert clock.slept == [pytest.approx(4.0), pytest.approx(4.0)]
+
+
 def _writing_meanwhile(rv: Reverie, start: int) -> tuple[threading.Event, threading.Thread, list[int]]:
     """A writer that writes a small batch of new memories every few milliseconds until told
     to stop (at most 2,000 memories: local mode's searches grow slower with each)."""

@@ -282,8 +282,11 @@ class Consolidator:
         layout = self.layouts.get()
         with _timed(report.timings, "scroll"):
             if piece is not None and plan is not None:  # one pass over the slice: its fresh points too
-                scrolled = self.store.scroll(
-                    self.collection, piece.filter, with_vectors=True, batch_size=GATHER_PAGE
+                scrolled = self.writes_first.paced(
+                    self.store.scroll(
+                        self.collection, piece.filter, with_vectors=True, batch_size=GATHER_PAGE
+                    ),
+                    GATHER_PAGE,
                 )
                 owned = (r for r in scrolled if plan.holds(piece, layout, r) and self._owns(r))
                 everything = Gathered.pack(owned, capacity=piece.points)
@@ -317,6 +320,7 @@ class Consolidator:
         report.considered += len(gathered)
         plans: list[MergePlan] = []
         for rows in _partition_rows(gathered.records, layout):
+            self.writes_first.pace()
             plans.extend(self._plan_partition(gathered.select(rows), params, report))
         for plan in plans:  # on Dot, the members' length too
             weights = np.array([p.weight(m.payload) for m in plan.members])

@@ -15,8 +15,11 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from typing import TypeVar
+
+T = TypeVar("T")
 
 
 class WritesFirst:
@@ -60,8 +63,15 @@ class WritesFirst:
         """Between two steps: if a write ran during the step just done, sleep so the step
         was `share` of the time since it started."""
         worked = self._clock() - self._step_started
-        if self.share < 1.0 and (self._in_flight or self._last_write >= self._step_started):
+        if self.share < 1.0 and worked > 0 and (self._in_flight or self._last_write >= self._step_started):
             pause = worked * (1.0 - self.share) / self.share
             self._sleep(pause)
             self.paused += pause
         self._step_started = self._clock()
+
+    def paced(self, items: Iterable[T], every: int) -> Iterator[T]:
+        """`items`, with a pace before every `every` of them: a long scroll in steps."""
+        for index, item in enumerate(items):
+            if index % every == 0:
+                self.pace()
+            yield item

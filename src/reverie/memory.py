@@ -254,12 +254,12 @@ class Reverie:
         dimension = self.store.vector_size(self.collection) or int(memories[0].vector.size)
         vectors = intake.checked_vectors(memories, dimension)
         intake.check_sparse_names(self.store.schema(self.collection), layout, memories)
-        self._check_writable(needed=intake.bytes_to_write(memories, vectors))
         created_at, limits = p.now(), self.settings.daemon
         records = [
             intake.new_record(i, m, v, layout, created_at, limits)
             for i, (m, v) in enumerate(zip(memories, vectors, strict=True))
         ]
+        self._check_writable(needed=intake.bytes_to_write(records))
         self.ensure_collections(dimension)
         named = [r.id for r, m in zip(records, memories, strict=True) if m.id is not None]
         if not named:  # new ids: no merge can hold them, so no need to wait for one

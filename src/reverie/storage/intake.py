@@ -8,7 +8,6 @@ before any of it is written.
 from __future__ import annotations
 
 import copy
-import json
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -19,7 +18,7 @@ import numpy as np
 from reverie.config import DaemonSettings, StorageSettings
 from reverie.errors import InvalidInputError, InvalidPayloadError, StorageError, TooLargeError
 from reverie.storage import payload as p
-from reverie.storage.base import PointId, Record, SparseVector, Store, VectorSchema, normalize_id
+from reverie.storage.base import PointId, Record, SparseVector, Store, VectorSchema, as_vector, normalize_id
 from reverie.storage.layouts import Layout, PayloadError, set_path
 from reverie.storage.limits import payload_bytes, payload_problem
 from reverie.storage.space import ensure_free_space
@@ -112,10 +111,10 @@ def check_writable(store: Store, storage: StorageSettings, needed: int) -> None:
         raise StorageError(f"nothing was written: {problem}")
 
 
-def bytes_to_write(memories: Sequence[NewMemory], vectors: Sequence[np.ndarray]) -> int:
-    """What the engine writes for a batch (log, segment, payload), with room to spare."""
-    payloads = sum(len(json.dumps(m.payload, default=str)) for m in memories)  # not checked yet
-    return 3 * (sum(v.nbytes for v in vectors) + payloads)
+def bytes_to_write(records: Sequence[Record]) -> int:
+    """What the engine writes for a batch of checked records (log, segment, payload), with
+    room to spare."""
+    return 3 * sum(as_vector(r.vector).nbytes + payload_bytes(r.payload) for r in records)
 
 
 def new_record(

@@ -169,11 +169,11 @@ class ConsolidationSettings(_Section):
         description="Merges applied together (one store call per step); a stop waits for one batch.",
     )
     share_while_writing: float = Field(
-        default=0.25,
+        default=0.1,
         gt=0.0,
         le=1.0,
-        description="While agents write, the part of the time a consolidation run keeps: between two "
-        "steps it pauses, so writes are not slowed by it and it takes longer instead. 1: never pauses.",
+        description="The least part of the time a consolidation run keeps while agents write: between "
+        "two steps it waits for a quiet moment in the writes, at most this long. 1: never waits.",
     )
     partition_keys: list[Annotated[str, Field(pattern=PATH_PATTERN)]] | None = Field(
         default=None,

@@ -48,6 +48,7 @@ from reverie.memory import NewMemory, Reverie  # noqa: E402
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 SENTENCES = ROOT.parent / "shared" / "data" / "wordnet-sentences.txt.gz"
+SHARE = "REVERIE_CONSOLIDATION__SHARE_WHILE_WRITING"  # set, the daemon's runs keep this share
 
 
 def embedded(vectors: np.ndarray) -> dict[str, Any]:
@@ -210,14 +211,17 @@ def main() -> None:
                 )
     result["embedding"] = embedding(args.texts)
     print(f"embedding (all-MiniLM-L6-v2, CPU): {result['embedding']['per_s']:,} texts/s")
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"{args.name}.json").write_text(json.dumps(result, indent=2))
+    share = float(os.environ.get(SHARE, Settings().consolidation.share_while_writing))
+    result["share_while_writing"] = share
     lines = [
-        f"`bench/write_speed.py --n {args.n} --clients {' '.join(map(str, args.clients))} --batch "
+        (f"`{SHARE}={os.environ[SHARE]} " if SHARE in os.environ else "`")
+        + f"bench/write_speed.py --n {args.n} --clients {' '.join(map(str, args.clients))} --batch "
         f"{' '.join(map(str, args.batch))}"
         + (f" --consolidate-every {args.consolidate_every}" if args.consolidate_every else "")
         + (f" --name {args.name}`" if args.name != "write-speed" else "`")
-        + " (2 cores; over HTTP each memory a vector, a short text and one of 100 tenants):",
+        + " (2 cores; over HTTP each memory a vector, a short text and one of 100 tenants"
+        + (f"; runs keep at least {share} of the time while agents write" if args.consolidate_every else "")
+        + "):",
         "",
         "| path | memories or texts / s | p50 ms | p99 ms | consolidation runs meanwhile "
         "| not consolidated at the end | caught up s later |",
@@ -231,6 +235,8 @@ def main() -> None:
         ),
         f"| text embedding, all-MiniLM-L6-v2 on CPU | {result['embedding']['per_s']:,} | | | | | |",
     ]
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / f"{args.name}.json").write_text(json.dumps(result, indent=2))
     write_section(ROOT / "docs" / "benchmarks.md", args.name, lines, "Benchmarks")
 
 

@@ -217,6 +217,7 @@ def main() -> None:
         (f"`{SHARE}={os.environ[SHARE]} " if SHARE in os.environ else "`")
         + f"bench/write_speed.py --n {args.n} --clients {' '.join(map(str, args.clients))} --batch "
         f"{' '.join(map(str, args.batch))}"
+        + (f" --formats {' '.join(args.formats)}" if args.formats != ["json", "packed"] else "")
         + (f" --consolidate-every {args.consolidate_every}" if args.consolidate_every else "")
         + (f" --name {args.name}`" if args.name != "write-speed" else "`")
         + " (2 cores; over HTTP each memory a vector, a short text and one of 100 tenants"

@@ -2,7 +2,7 @@
 
 A run is Python work in the process that takes the writes, and the engine's binding holds
 the GIL while it works, so the two take turns. Side by side with a run every 5 seconds, 8
-clients wrote 2,900 memories a second over HTTP; with no run, 11,300 (bench/write_speed.py).
+clients wrote 2,900 memories a second over HTTP; with no run, 9,900-11,300 (bench/write_speed.py).
 A write is an agent waiting; a run is background work, and it can wait. So
 between two steps of a run (a batch of neighbour queries, a batch of merges, a page of a
 scroll, a partition planned: safe points, where it may also stop), a run that saw writes

@@ -59,7 +59,7 @@ def write(store_dir: Path, tenant_index: bool, args: argparse.Namespace) -> dict
         store.create_payload_index(COLLECTION, key)
     for key in LAYOUT.tenant_keys:
         store.create_payload_index(COLLECTION, key, tenant=tenant_index)
-    stamp = p.fresh_meta(p.AGENT_TEXT)
+    stamp = p.fresh_meta()
     sample_vectors, sample_tenants, seconds = [], [], 0.0
     for start, vectors, tenants, texts in workload(args.n, args):
         for at in range(0, len(vectors), 10_000):

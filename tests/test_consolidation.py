@@ -11,6 +11,7 @@ from reverie.ledger.lineage import store_lineage_map
 from reverie.memory import NewMemory, Reverie
 from reverie.storage import Record
 from reverie.storage import payload as p
+from reverie.storage.detection import detect
 
 from helpers import (
     assert_same_points,
@@ -25,6 +26,21 @@ from helpers import (
 def live_clusters(rv: Reverie) -> list[list[int]]:
     lineages = store_lineage_map(rv.store, rv.collection, rv.archive)
     return sorted(sorted(int(i) for i in originals) for originals in lineages.values())
+
+
+def test_a_write_stamps_state_and_age_and_adoption_adds_kind_and_weight(rv: Reverie) -> None:
+    """A fresh memory carries only what finding and ageing it need (each stamped value
+    costs the write); the run that adopts it completes the stamp."""
+    vectors, _ = near_duplicates(groups=3, per_group=1)
+    written = rv.write([NewMemory(vectors[0], {"text": "tea"}), NewMemory(vectors[1], {"agent_id": "a1"})])
+    fresh = rv.store.retrieve(rv.collection, written)
+    assert [set(p.meta(r.payload)) for r in fresh] == [{"state", "created_at"}] * 2
+    assert detect([r.payload for r in fresh], rv.collection) == "reverie"  # a text-less one says nothing
+    rv.consolidate()
+    for record in rv.store.retrieve(rv.collection, written):
+        stamp = p.meta(record.payload)
+        assert (stamp["state"], stamp["kind"], stamp["weight"]) == (p.LIVE, p.ORIGINAL, 1.0)
+        assert stamp["created_at"] == p.meta(fresh[0].payload)["created_at"] and "adopted_at" in stamp
 
 
 def test_merges_groups_and_archives_originals(rv: Reverie) -> None:

@@ -144,7 +144,7 @@ def new_record(
         raise InvalidInputError(
             f"memory {index}: id {memory.id!r} is neither an unsigned integer nor a UUID"
         ) from None
-    stamp = p.fresh_meta(p.AGENT_TEXT if text is not None else None, memory.embedder, created_at)
+    stamp = p.fresh_meta(memory.embedder, created_at)
     return Record(point_id, vector, {**memory.payload, p.KEY: stamp}, dict(memory.sparse))
 
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from reverie.storage.base import Record
-from reverie.storage.payload import BLEND, KEY, agent_payload, meta, utcnow
+from reverie.storage.payload import BLEND, agent_payload, meta, utcnow
 
 MISSING = object()
 
@@ -372,6 +372,6 @@ def recognise(payload: Mapping[str, Any]) -> str | None:
         return "mcp-server-qdrant"
     if "text" in payload:
         return "reverie"
-    if KEY in payload and meta(payload).get("kind"):
+    if meta(payload):
         return None
     return "unknown"

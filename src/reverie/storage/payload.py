@@ -1,17 +1,18 @@
 """reverie's bookkeeping inside a point's payload, all under one key.
 
 Agents' own keys are never touched. Under `_reverie`:
-  kind         "original" | "merged"
+  kind         "original" | "merged" | "blend" (absent on a fresh point: an original)
   state        "fresh" (not yet adopted) | "live" | "committing" (a merge in flight)
                | "verified" (in flight, members checked) | "undoing" (an undo in flight)
                | "quarantined" (invalid vector) | "dormant" (faded: archive only, revivable)
-  weight       how many original memories this point stands for
+  weight       how many original memories this point stands for (absent: 1)
   merged_from  ids of the points a merged point replaced (merged points only); the
                originals behind it are found through the archive (ledger/lineage.py)
   member_fingerprints  what each member looked like when the merge was planned
   run_id, created_at, merged_at, reason (quarantine)
-  text_source  "agent" | "pending" | "label" | "inversion" | "inversion from members": what the
-               text field holds (a merged point read once keeps what its search found)
+  text_source  "pending" | "label" | "inversion" | "inversion from members": what a merged
+               point's text field holds (one read once keeps what its search found); an
+               original's text is its writer's ("agent" on those an earlier reverie wrote)
   embedder     the model reverie embedded the text with (a merged point: its members' common one)
   inversion    {text, fidelity, inverter, steps, beam_width, vector digest, at}: merged points, once read
   archived     {merged_into, run_id, at}: only on archive copies; removed on undo
@@ -108,20 +109,14 @@ def with_meta(payload: dict[str, Any], **changes: Any) -> dict[str, Any]:
     return out
 
 
-def fresh_meta(
-    text_source: str | None, embedder: str | None = None, created_at: str | None = None
-) -> dict[str, Any]:
-    """The stamp a newly written memory carries until consolidation adopts it. `embedder`
-    is recorded when reverie embedded the text itself: an inverter for another embedder
-    is then refused."""
-    stamp: dict[str, Any] = {
-        "kind": ORIGINAL,
-        "state": FRESH,
-        "weight": 1.0,
-        "created_at": created_at or now(),
-    }
-    if text_source:
-        stamp["text_source"] = text_source
+def fresh_meta(embedder: str | None = None, created_at: str | None = None) -> dict[str, Any]:
+    """The stamp a newly written memory carries until consolidation adopts it: its state
+    and age only. Adoption adds kind and weight (mark_adopted), so a write spends nothing
+    on them: each value costs the engine's binding microseconds to convert, and the kind
+    index an entry (a fuller stamp cut embedded writes by a fifth). `embedder` is recorded
+    when reverie embedded the text itself: an inverter for another embedder is then
+    refused."""
+    stamp: dict[str, Any] = {"state": FRESH, "created_at": created_at or now()}
     if embedder:
         stamp["embedder"] = embedder
     return stamp

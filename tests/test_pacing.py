@@ -8,8 +8,12 @@ import time
 import numpy as np
 import pytest
 
+from reverie.consolidation.adoption import mark_adopted
 from reverie.consolidation.pacing import QUIET, WritesFirst
 from reverie.memory import NewMemory, Reverie
+from reverie.storage import Filter, Match, Record, Store
+from reverie.storage import payload as p
+from reverie.storage.base import VectorSchema
 
 from helpers import check_invariants, memories, near_duplicates
 
@@ -83,6 +87,22 @@ def test_a_long_scroll_is_paced_in_steps() -> None:
     assert seen == list(range(10))
     # paces before items 0, 4 and 8: no work yet, then four seconds of it twice
     assert pacer.paused == pytest.approx(8.0)
+
+
+def test_adopted_points_are_stamped_a_page_at_a_time_with_a_pace_between(store: Store) -> None:
+    store.ensure_collection("c", VectorSchema.single(4))
+    fresh = {p.KEY: p.fresh_meta()}
+    store.upsert("c", [Record(i, np.eye(4)[i % 4] + 0.1, fresh) for i in range(6)])
+    live_at_each_pace: list[int] = []
+
+    def pace() -> None:
+        live_at_each_pace.append(store.count("c", Filter(must=(Match(f"{p.KEY}.state", p.LIVE),))))
+
+    mark_adopted(store, "c", {(p.ORIGINAL, 1.0): list(range(6))}, skip={5}, pace=pace, page=2)
+    assert live_at_each_pace == [0, 2, 4]  # three writes of two, a pace before each
+    stamps = {r.id: p.meta(r.payload) for r in store.retrieve("c", list(range(6)), with_vectors=False)}
+    assert [stamps[i]["state"] for i in range(6)] == [p.LIVE] * 5 + [p.FRESH]
+    assert all(stamps[i]["kind"] == p.ORIGINAL and stamps[i]["weight"] == 1.0 for i in range(5))
 
 
 def _writing_meanwhile(rv: Reverie, start: int) -> tuple[threading.Event, threading.Thread, list[int]]:

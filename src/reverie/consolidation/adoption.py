@@ -102,12 +102,17 @@ def adoption_stamps(records: Iterable[Record]) -> Stamps:
     return stamps
 
 
-def mark_adopted(store: Store, collection: str, stamps: Stamps, skip: set[PointId]) -> None:
-    """Stamp the considered fresh points live (one write per distinct stamp), but not those
-    in `skip` (merged away, or set fresh again)."""
+def mark_adopted(
+    store: Store, collection: str, stamps: Stamps, skip: set[PointId], pace: Callable[[], None], page: int
+) -> None:
+    """Stamp the considered fresh points live (one write per distinct stamp and `page` of
+    ids), but not those in `skip` (merged away, or set fresh again). `pace` runs between
+    two writes: a run that adopted a burst of writes stamps them while more come in, and
+    one write for all of them held the writers up for its whole length."""
     adopted_at = p.now()
     for (kind, weight), ids in stamps.items():
         kept = [i for i in ids if i not in skip]
-        if kept:
-            stamp = {"state": p.LIVE, "kind": kind, "weight": weight, "adopted_at": adopted_at}
-            store.set_payload(collection, kept, stamp, key=p.KEY)
+        stamp = {"state": p.LIVE, "kind": kind, "weight": weight, "adopted_at": adopted_at}
+        for start in range(0, len(kept), page):
+            pace()
+            store.set_payload(collection, kept[start : start + page], stamp, key=p.KEY)

@@ -220,7 +220,9 @@ class Consolidator:
             if report.stopped:  # its fresh points stay fresh: the next run plans them again
                 break
             if not dry_run:
-                mark_adopted(self.store, self.collection, to_stamp, skip=consumed)
+                mark_adopted(
+                    self.store, self.collection, to_stamp, consumed, self.writes_first.pace, GATHER_PAGE
+                )
             progress.step(piece.points if piece else report.considered, merges=report.merge_count)
         if plan is not None and plan.strays:  # gathered in a slice of their own
             report.slices = len(plan)

@@ -1,5 +1,7 @@
 """The engine end to end on both real engines, with synthetic near-duplicate vectors."""
 
+import uuid
+
 import numpy as np
 import pytest
 
@@ -41,6 +43,15 @@ def test_a_write_stamps_state_and_age_and_adoption_adds_kind_and_weight(rv: Reve
         stamp = p.meta(record.payload)
         assert (stamp["state"], stamp["kind"], stamp["weight"]) == (p.LIVE, p.ORIGINAL, 1.0)
         assert stamp["created_at"] == p.meta(fresh[0].payload)["created_at"] and "adopted_at" in stamp
+
+
+def test_memories_that_name_no_id_get_distinct_random_uuids(rv: Reverie) -> None:
+    vectors = np.random.default_rng(0).normal(size=(2000, 8)).astype(np.float32)
+    ids = rv.write([NewMemory(v, {"text": f"m{i}"}) for i, v in enumerate(vectors)])
+    parsed = [uuid.UUID(i) for i in ids]
+    assert len(set(ids)) == 2000 and [str(u) for u in parsed] == ids
+    assert {(u.version, u.variant) for u in parsed} == {(4, uuid.RFC_4122)}
+    assert len(rv.store.retrieve(rv.collection, ids, with_vectors=False)) == 2000
 
 
 def test_merges_groups_and_archives_originals(rv: Reverie) -> None:

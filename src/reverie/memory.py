@@ -255,9 +255,10 @@ class Reverie:
         vectors = intake.checked_vectors(memories, dimension)
         intake.check_sparse_names(self.store.schema(self.collection), layout, memories)
         created_at, limits = p.now(), self.settings.daemon
+        ids = intake.new_ids(len(memories))  # for those that name none
         records = [
-            intake.new_record(i, m, v, layout, created_at, limits)
-            for i, (m, v) in enumerate(zip(memories, vectors, strict=True))
+            intake.new_record(i, m, v, layout, created_at, limits, new_id)
+            for i, (m, v, new_id) in enumerate(zip(memories, vectors, ids, strict=True))
         ]
         self._check_writable(needed=intake.bytes_to_write(records))
         self.ensure_collections(dimension)

@@ -8,7 +8,7 @@ before any of it is written.
 from __future__ import annotations
 
 import copy
-import uuid
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -118,9 +118,16 @@ def bytes_to_write(records: Sequence[Record]) -> int:
 
 
 def new_record(
-    index: int, memory: NewMemory, vector: np.ndarray, layout: Layout, created_at: str, limits: DaemonSettings
+    index: int,
+    memory: NewMemory,
+    vector: np.ndarray,
+    layout: Layout,
+    created_at: str,
+    limits: DaemonSettings,
+    new_id: str,
 ) -> Record:
-    """The record to store, stamped fresh; the vector is already checked."""
+    """The record to store, stamped fresh; the vector is already checked. `new_id`: its id
+    when the memory names none (new_ids)."""
     problem = payload_problem(memory.payload)
     if problem:  # what the engine could not read back after a restart
         raise InvalidPayloadError(f"memory {index}: {problem}")
@@ -139,7 +146,7 @@ def new_record(
         raise InvalidInputError(f"memory {index}: empty text under {layout.text!r}")
     check_text(text, f"memory {index}", limits)
     try:
-        point_id = normalize_id(memory.id) if memory.id is not None else new_id()
+        point_id = normalize_id(memory.id) if memory.id is not None else new_id
     except (TypeError, ValueError):
         raise InvalidInputError(
             f"memory {index}: id {memory.id!r} is neither an unsigned integer nor a UUID"
@@ -148,5 +155,18 @@ def new_record(
     return Record(point_id, vector, {**memory.payload, p.KEY: stamp}, dict(memory.sparse))
 
 
+def new_ids(count: int) -> list[str]:
+    """`count` random (version 4) UUIDs from one read of the system's randomness: uuid4()
+    reads it once an id, 3.4 µs each against 0.6 µs here, a few % of a write."""
+    raw = np.frombuffer(os.urandom(16 * count), dtype=np.uint8).reshape(count, 16).copy()
+    raw[:, 6] = (raw[:, 6] & 0x0F) | 0x40  # version 4
+    raw[:, 8] = (raw[:, 8] & 0x3F) | 0x80  # the RFC 4122 variant
+    h = raw.tobytes().hex()
+    return [
+        f"{h[i : i + 8]}-{h[i + 8 : i + 12]}-{h[i + 12 : i + 16]}-{h[i + 16 : i + 20]}-{h[i + 20 : i + 32]}"
+        for i in range(0, 32 * count, 32)
+    ]
+
+
 def new_id() -> str:
-    return str(uuid.uuid4())
+    return new_ids(1)[0]

@@ -7,7 +7,6 @@ nothing a client sends may produce a 500 or a stack trace.
 from __future__ import annotations
 
 import hmac
-import threading
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -32,6 +31,7 @@ from reverie.daemon import packed
 from reverie.daemon.fastjson import FastJSONRoute
 from reverie.daemon.guards import HostCheck
 from reverie.daemon.service import Service
+from reverie.daemon.turns import TurnLock
 from reverie.display import forget_json, memory_json, score_json
 from reverie.errors import (
     ConflictError,
@@ -187,8 +187,8 @@ def create_app(service: Service, scheduler: BaseScheduler | None = None) -> Fast
     )
     # One write at a time: a write is Python work that holds the GIL, so writes side by side
     # only hand it back and forth (and starve the event loop). 8 clients wrote 15-20% more
-    # a second through the packed route once they queued here.
-    writing = threading.Lock()
+    # a second through the packed route once they queued here, in turn (daemon/turns.py).
+    writing = TurnLock()
 
     @app.exception_handler(ReverieError)
     async def reverie_error(request: Request, exc: ReverieError) -> JSONResponse:

@@ -242,6 +242,10 @@ def daemon_env(store: str, work: Path, theme: str | None = None) -> dict[str, st
         **os.environ,
         "REVERIE_SCHEDULER__CONSOLIDATE_EVERY": "1",
         "REVERIE_CONSOLIDATION__APPLY_BATCH": "1",
+        # its agents write without a pause: at the default share a run under them takes ten
+        # times as long (consolidation/pacing.py), its plans go stale before they are applied
+        # and the invert cycle may see no merge to read; kills must land inside runs
+        "REVERIE_CONSOLIDATION__SHARE_WHILE_WRITING": "0.5",
         # agents write vectors: no embedder needed (a missing model fails fast, in the background)
         "REVERIE_EMBEDDER__MODEL": str(work / "no-embedder"),
         "REVERIE_INVERSION__MODEL": "none",  # nor an inverter: labels

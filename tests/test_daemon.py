@@ -67,8 +67,10 @@ def test_write_consolidate_search_review_undo(api: httpx.Client) -> None:
     assert api.get("/runs").json()["runs"][0]["run_id"] == run["run_id"]
     assert len(api.get(f"/runs/{run['run_id']}").json()["merges"]) == 1
     assert api.get("/stats").json()["merged"] == 1
+    assert api.get("/nowhere").status_code == 404
     metrics = api.get("/metrics").text
     for line in (
+        'reverie_api_request_duration_seconds_count{method="GET",route="unmatched",status="404"} 1.0',
         'reverie_points{kind="merged"} 1.0',
         'reverie_points{kind="archived"} 2.0',
         'reverie_runs_total{status="done"} 1.0',

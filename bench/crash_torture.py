@@ -372,15 +372,17 @@ def torture(store: str, kills: int, seed: int, work: Path, progress: bool = Fals
         threads.append(threading.Thread(target=operator.run, args=(url, stop)))
         for thread in threads:
             thread.start()
-        _wait_for_writes(writer, writer.answered + WRITES_BEFORE_KILL)
-        if theme == "invert":
-            tally.inversion_cycles += 1
-            _wait_for_inversion(log_path, log_from)
-        time.sleep(rng.uniform(0.2, 4.0))
-        kill(process)
-        stop.set()
-        for thread in threads:
-            thread.join()
+        try:
+            _wait_for_writes(writer, writer.answered + WRITES_BEFORE_KILL)
+            if theme == "invert":
+                tally.inversion_cycles += 1
+                _wait_for_inversion(log_path, log_from)
+            time.sleep(rng.uniform(0.2, 4.0))
+        finally:  # a cycle that fails still ends its daemon and its load (they ran on for an hour)
+            kill(process)
+            stop.set()
+            for thread in threads:
+                thread.join()
         with log_path.open("rb") as log:
             log.seek(log_from)
             in_flight, inverted = read_log(log.readlines())

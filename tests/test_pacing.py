@@ -8,12 +8,13 @@ import time
 import numpy as np
 import pytest
 
-from reverie.consolidation.adoption import mark_adopted
+from reverie.consolidation.adoption import adopt, mark_adopted
 from reverie.consolidation.pacing import QUIET, WritesFirst
 from reverie.memory import NewMemory, Reverie
 from reverie.storage import Filter, Match, Record, Store
 from reverie.storage import payload as p
 from reverie.storage.base import VectorSchema
+from reverie.storage.layouts import LAYOUTS
 
 from helpers import check_invariants, memories, near_duplicates
 
@@ -103,6 +104,18 @@ def test_adopted_points_are_stamped_a_page_at_a_time_with_a_pace_between(store: 
     stamps = {r.id: p.meta(r.payload) for r in store.retrieve("c", list(range(6)), with_vectors=False)}
     assert [stamps[i]["state"] for i in range(6)] == [p.LIVE] * 5 + [p.FRESH]
     assert all(stamps[i]["kind"] == p.ORIGINAL and stamps[i]["weight"] == 1.0 for i in range(5))
+
+
+def test_fresh_points_are_checked_a_page_at_a_time_with_a_pace_before_each(store: Store) -> None:
+    store.ensure_collection("c", VectorSchema.single(4))
+    fresh = [Record(i, np.eye(4)[i % 4] + 0.1, {p.KEY: p.fresh_meta()}) for i in range(5)]
+    fresh[3] = Record(3, np.full(4, np.nan), {p.KEY: p.fresh_meta()})  # quarantined, never stored
+    store.upsert("c", [r for r in fresh if r.id != 3])
+    paces: list[float] = []
+    adoption = adopt(store, "c", fresh, "r-1", False, LAYOUTS["reverie"], lambda: paces.append(1), page=2)
+    assert len(paces) == 3  # pages of two, two and one
+    assert [r.id for r in adoption.valid] == [0, 1, 2, 4]
+    assert [i for i, _ in adoption.quarantined] == [3]
 
 
 def _writing_meanwhile(rv: Reverie, start: int) -> tuple[threading.Event, threading.Thread, list[int]]:

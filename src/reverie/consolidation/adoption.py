@@ -49,6 +49,7 @@ def find_fresh(
     owns: Callable[[Record], bool],
     layout: Layout,
     page: int,
+    pace: Callable[[], None],
 ) -> Adoption:
     """Fresh points (found by `fresh`, see fresh_filter) this replica owns, split into
     valid and quarantined (stamped so unless a dry run). Another replica's points are its
@@ -56,22 +57,33 @@ def find_fresh(
     (10,000 fresh among 10M: 2.0 s in pages of 512, 0.6 s in pages of 2,048)."""
     scrolled = store.scroll(collection, fresh, with_vectors=True, batch_size=page)
     fresh = [r for r in scrolled if owns(r)]
-    return adopt(store, collection, fresh, run_id, dry_run, layout)
+    return adopt(store, collection, fresh, run_id, dry_run, layout, pace, page)
 
 
 def adopt(
-    store: Store, collection: str, fresh: list[Record], run_id: str, dry_run: bool, layout: Layout
+    store: Store,
+    collection: str,
+    fresh: list[Record],
+    run_id: str,
+    dry_run: bool,
+    layout: Layout,
+    pace: Callable[[], None],
+    page: int,
 ) -> Adoption:
     """Split fresh points into valid and quarantined, stamping the quarantined (unless a
-    dry run); the vectors are checked in one pass."""
+    dry run); a `page` of points at a time, with `pace` before each (150,000 fresh points
+    took 1.6 s to check, while writes waited)."""
     result = Adoption()
-    problems = _vector_problems(fresh, layout)
-    for index, record in enumerate(fresh):
-        problem = problems.get(index) or payload_problem(record.payload) or layout.problem(record.payload)
-        if problem:
-            result.quarantined.append((record.id, problem))
-        else:
-            result.valid.append(record)
+    for start in range(0, len(fresh), page):
+        pace()
+        records = fresh[start : start + page]
+        problems = _vector_problems(records, layout)
+        for index, record in enumerate(records):
+            problem = problems.get(index) or payload_problem(record.payload) or layout.problem(record.payload)
+            if problem:
+                result.quarantined.append((record.id, problem))
+            else:
+                result.valid.append(record)
     if not dry_run:
         for point_id, reason in result.quarantined:
             log.warning("adoption.quarantined", point_id=point_id, reason=reason)

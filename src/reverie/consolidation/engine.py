@@ -194,7 +194,14 @@ class Consolidator:
         self.writes_first.restart()
         fresh_points = fresh_filter(self.store, self.collection)
         if not dry_run:
-            release_rewritten(self.applier, self.run_log, fresh_points, self._owns, self._owner_keys())
+            release_rewritten(
+                self.applier,
+                self.run_log,
+                fresh_points,
+                self._owns,
+                self._owner_keys(),
+                self.writes_first.pace,
+            )
         report.points_before = searchable_count(self.store, self.collection)
         # Neighbour queries pay off when little is new; when most points are new (a first
         # run, a bulk import), exact blocked products over everything are cheaper.
@@ -293,7 +300,16 @@ class Consolidator:
                 owned = (r for r in scrolled if plan.holds(piece, layout, r) and self._owns(r))
                 everything = Gathered.pack(owned, capacity=piece.points)
                 fresh_records = [r for r in everything.records if _is_fresh(r)]
-                adoption = adopt(self.store, self.collection, fresh_records, report.run_id, dry_run, layout)
+                adoption = adopt(
+                    self.store,
+                    self.collection,
+                    fresh_records,
+                    report.run_id,
+                    dry_run,
+                    layout,
+                    self.writes_first.pace,
+                    GATHER_PAGE,
+                )
                 quarantined = {point_id for point_id, _ in adoption.quarantined}
                 rows = [
                     row
@@ -311,6 +327,7 @@ class Consolidator:
                     self._owns,
                     layout,
                     GATHER_PAGE,
+                    self.writes_first.pace,
                 )
                 near = self._fresh_and_neighbours(
                     adoption.valid, geometry.score_threshold(params.threshold), layout

@@ -82,6 +82,7 @@ def release_rewritten(
     fresh: Filter,
     owns: Callable[[Record], bool],
     owner_keys: tuple[str, ...],
+    pace: Callable[[], None],
 ) -> Release | None:
     """Fresh points whose id is in the archive too: an agent rewrote a memory reverie had
     merged without asking reverie (a plain Qdrant client, another daemon). The new version
@@ -89,13 +90,14 @@ def release_rewritten(
     undone so that it counts in them no more. A merge another process is applying right
     now: left for the next run. `fresh`: the filter that finds the fresh points;
     `owner_keys`: the payload paths `owns` reads (a bulk import leaves millions fresh, whose
-    whole payloads would cost a conversion each)."""
+    whole payloads would cost a conversion each); `pace` runs before each batch looked up."""
     store = applier.store
     scrolled = store.scroll(applier.collection, fresh, batch_size=LOOKUP_BATCH, payload_keys=owner_keys)
     fresh = (r.id for r in scrolled if owns(r))
     rewritten: list[PointId] = []
     while batch := list(itertools.islice(fresh, LOOKUP_BATCH)):
         rewritten += [r.id for r in store.retrieve(applier.archive, batch, with_vectors=False)]
+        pace()  # the next batch's scroll and lookup
     if not rewritten:
         return None
     try:

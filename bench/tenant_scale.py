@@ -276,6 +276,8 @@ def phase(name: str, n: int, tmp: Path, *extra: str) -> dict[str, Any]:
 
 
 def measure(n: int, args: argparse.Namespace) -> dict[str, Any]:
+    if args.scratch:
+        Path(args.scratch).mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=args.scratch) as scratch:
         tmp = Path(scratch)
         result = written_store(n, tmp, args)

@@ -120,8 +120,10 @@ def test_vectors_inverted_together_read_back_as_well_as_alone(inverter, embedder
 
 def test_a_given_text_close_enough_is_shown_without_a_search(inverter, embedder) -> None:
     members = ["The user prefers green tea in the morning.", "In the morning the user likes green tea."]
-    centre = embedder.encode(members).mean(axis=0)
-    label = max(members, key=lambda m: cosine(embedder, m, centre))
+    # weighted, so one member is clearly the closer: the plain mean of two unit vectors is
+    # equally close to both, and which one wins would follow the last bit of the floats
+    centre = np.average(embedder.encode(members), axis=0, weights=[0.7, 0.3])
+    label = members[0]
     steps = []
     hook = inverter.search.lm.model.register_forward_hook(lambda *_: steps.append(1))
     try:

@@ -16,7 +16,10 @@ For each size, on the embedded engine (data on disk), each phase in a process of
   the store is the engine's) and mapped files (the engine's pages, which the kernel may
   evict), and the largest tenant beside it;
 - in a new process, 10,000 fresh memories over 1,000 tenants (half near-duplicates of
-  stored ones), then the incremental pass;
+  stored ones), then the incremental pass; the kernel's page cache emptied first (where the
+  bench may: Linux, as root), as for a daemon restarted on a node whose store is not cached;
+- in another new process, 10,000 more, then the incremental pass again, on the pages the
+  first read: as for a daemon that has been running;
 - in a new process, a full pass again over the consolidated store: what a periodic full
   pass costs once the first one (which adopts and merges everything a bulk import wrote)
   is done;
@@ -34,6 +37,7 @@ from __future__ import annotations
 import argparse
 import functools
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -194,12 +198,16 @@ def pass_phase(n: int, tmp: Path, args: argparse.Namespace, key: str = "full") -
 def incremental_phase(n: int, tmp: Path, args: argparse.Namespace) -> dict[str, Any]:
     """Fresh memories and the incremental pass, in a process of its own on the store the
     full pass left (right after a full pass in its own process, the engine answers more
-    slowly: 11.3 s against 8.9 s at 300,000, measured once)."""
-    tenant_of = np.load(tmp / "tenant_of.npy")
+    slowly: 11.3 s against 8.9 s at 300,000, measured once). Round 0 is measured as
+    `incremental`, round 1 (other memories, other tenants' picks) as `incremental_warm`."""
+    earlier = [np.load(tmp / "tenant_of.npy")]
+    if args.round:
+        earlier.append(np.load(tmp / FRESH_TENANT_OF))
     with Reverie.open(settings_for(tmp / "store")) as rv:
         fresh, fresh_tenants = fresh_memories(rv, tmp, args)
-        np.save(tmp / FRESH_TENANT_OF, fresh_tenants)
-        ids = range(n, n + len(fresh))
+        tenant_of = np.concatenate([*earlier, fresh_tenants])
+        np.save(tmp / FRESH_TENANT_OF, tenant_of[n:])
+        ids = range(n + args.round * FRESH, n + args.round * FRESH + len(fresh))
         rv.write(
             [
                 NewMemory(v, {"text": f"memory {i}", "user_id": tenant_name(int(t))}, i)
@@ -208,7 +216,7 @@ def incremental_phase(n: int, tmp: Path, args: argparse.Namespace) -> dict[str, 
         )
         report, seconds = timed(rv.consolidate)
         return {
-            "incremental": {
+            ("incremental_warm" if args.round else "incremental"): {
                 "commit": commit(),  # a later phase of a long run may measure later code
                 "fresh": len(fresh),
                 "tenants": len(set(fresh_tenants.tolist())),
@@ -216,17 +224,25 @@ def incremental_phase(n: int, tmp: Path, args: argparse.Namespace) -> dict[str, 
                 "route": report.route,
                 "stages": report.timings,
                 "merges": report.merge_count,
-                "cross_tenant_merges": cross_tenant(
-                    applied(rv, report.run_id), np.concatenate([tenant_of, fresh_tenants]), rv
-                ),
+                "cross_tenant_merges": cross_tenant(applied(rv, report.run_id), tenant_of, rv),
             }
         }
+
+
+def drop_page_cache() -> str:
+    """Empty the kernel's page cache, as a reboot does (Linux, as root); what was done."""
+    os.sync()
+    try:
+        Path("/proc/sys/vm/drop_caches").write_text("3\n")
+    except OSError as exc:
+        return f"not dropped ({exc.strerror})"
+    return "dropped"
 
 
 def fresh_memories(rv: Reverie, tmp: Path, args: argparse.Namespace) -> tuple[np.ndarray, np.ndarray]:
     """10,000 fresh memories over 1,000 tenants: for each, five near-duplicates (cosine about
     0.9) of stored memories of its own and five new ones."""
-    rng = np.random.default_rng(args.seed + 1)
+    rng = np.random.default_rng(args.seed + 1 + 100 * args.round)
     tenant_of = np.load(tmp / "tenant_of.npy")
     sample = np.load(tmp / "sample_ids.npy")
     by_tenant: dict[int, list[int]] = {}
@@ -235,7 +251,7 @@ def fresh_memories(rv: Reverie, tmp: Path, args: argparse.Namespace) -> tuple[np
     chosen = rng.choice(sorted(by_tenant), size=min(FRESH_TENANTS, len(by_tenant)), replace=False)
     stored = stored_vectors(rv, [rng.choice(by_tenant[t]) for t in chosen for _ in range(5)])
     near = unit(stored + 0.45 * unit(rng.normal(size=stored.shape)))
-    new = generate(5 * len(chosen), args.duplicate_fraction, args.seed + 7).vectors
+    new = generate(5 * len(chosen), args.duplicate_fraction, args.seed + 7 + 100 * args.round).vectors
     per_tenant = FRESH // len(chosen)
     vectors = np.concatenate([near, new]).astype(np.float32)[: per_tenant * len(chosen)]
     tenants = np.concatenate([np.repeat(chosen, 5), np.repeat(chosen, 5)]).astype(np.int32)
@@ -284,7 +300,10 @@ def measure(n: int, args: argparse.Namespace) -> dict[str, Any]:
         if args.replicas > 1:
             shutil.copytree(tmp / "store", tmp / f"store-{args.replicas}")
         result |= phase("pass", n, tmp)
+        page_cache = drop_page_cache()
         result |= phase("incremental", n, tmp)
+        result["incremental"]["page_cache"] = page_cache
+        result |= phase("incremental", n, tmp, "--round", "1")
         result |= phase("repass", n, tmp)
         largest = np.load(tmp / "largest.npy")
         c = Settings().consolidation
@@ -336,7 +355,8 @@ def row(r: dict[str, Any]) -> str:
         f"{r['n']:>10,} {r['write_per_s']:>8,} {f['seconds']:>8.1f} {f['slices']:>6} "
         f"{f['peak_anon_mib']:>7,} {f['peak_mapped_mib']:>7,} {r['largest_tenant']:>8,} {f['merges']:>8,} "
         f"{f['cross_tenant_merges']:>5} "
-        f"{i['seconds']:>7.2f} {i['cross_tenant_merges']:>5} {r['largest_pair_recall']:>7.4f} "
+        f"{i['seconds']:>7.2f} {r['incremental_warm']['seconds'] if 'incremental_warm' in r else '':>7} "
+        f"{i['cross_tenant_merges']:>5} {r['largest_pair_recall']:>7.4f} "
         f"{r['full_again']['seconds'] if 'full_again' in r else '':>8}"
     )
 
@@ -353,6 +373,7 @@ def main() -> None:
     parser.add_argument("--written", help="write each size's store once into this folder; start from copies")
     parser.add_argument("--phase", nargs=3, help=argparse.SUPPRESS)
     parser.add_argument("--replica-slot", type=int, nargs=2, help=argparse.SUPPRESS)
+    parser.add_argument("--round", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.phase:
         name, n, tmp = args.phase
@@ -367,7 +388,7 @@ def main() -> None:
     results = [r for r in earlier if r["n"] not in args.sizes]
     print(
         f"{'N':>10} {'writes/s':>8} {'full s':>8} {'slices':>6} {'anon':>7} {'mapped':>7} {'largest':>8} "
-        f"{'merges':>8} {'cross':>5} {'incr s':>7} {'cross':>5} {'recall':>7} {'again s':>8}"
+        f"{'merges':>8} {'cross':>5} {'incr s':>7} {'warm s':>7} {'cross':>5} {'recall':>7} {'again s':>8}"
     )
     for n in args.sizes:
         result = measure(n, args)
@@ -389,7 +410,8 @@ def write_docs(results: list[dict[str, Any]], args: argparse.Namespace) -> None:
         "",
         "| memories | code | tenants (largest, median) | writes/s | full pass s | stages s | slices | "
         "peak MiB: anonymous (of it at open) / mapped | merges | cross-tenant | incremental s (10,000 fresh, "
-        "1,000 tenants) | cross-tenant | largest tenant's pair recall | full pass again s (stages; merges) |",
+        "1,000 tenants): page cache emptied first / warm | "
+        "cross-tenant | largest tenant's pair recall | full pass again s (stages; merges) |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
@@ -401,7 +423,7 @@ def write_docs(results: list[dict[str, Any]], args: argparse.Namespace) -> None:
             f"{r['write_per_s']:,} | {f['seconds']:,.0f}{_code_if_other(f, r)} | {stages} | {f['slices']} | "
             f"{f['peak_anon_mib']:,} ({_at_open(f)}) / {f['peak_mapped_mib']:,} | {f['merges']:,} | "
             f"{f['cross_tenant_merges']} | "
-            f"{i['seconds']:.2f}{_code_if_other(i, r)} | {i['cross_tenant_merges']} | "
+            f"{_incremental_cell(r)} | {i['cross_tenant_merges']} | "
             f"{r['largest_pair_recall']:.4f} "
             f"({r['largest_paired']}) | {_again_cell(r)} |"
         )
@@ -424,6 +446,20 @@ def _code_if_other(phase: dict[str, Any], result: dict[str, Any]) -> str:
     """Names the code a phase ran when it is not the code that wrote the store."""
     code = phase.get("commit", result.get("commit"))
     return f" (code {code})" if code != result.get("commit") else ""
+
+
+def _incremental_cell(result: dict[str, Any]) -> str:
+    """Both incremental passes where measured; earlier runs measured one, on the page cache
+    the full pass left."""
+    first = result["incremental"]
+    cell = f"{first['seconds']:.2f}{_code_if_other(first, result)}"
+    if "page_cache" not in first:
+        return f"{cell} (cache as the full pass left it)"
+    if first["page_cache"] != "dropped":
+        cell += f" (page cache {first['page_cache']})"
+    warm = result["incremental_warm"]
+    cross = warm["cross_tenant_merges"]
+    return f"{cell} / {warm['seconds']:.2f} ({cross} cross-tenant)"
 
 
 def _again_cell(result: dict[str, Any]) -> str:

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -31,6 +30,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).parent))
 from consolidation_speed import timed  # noqa: E402
 from datagen import unit  # noqa: E402
+from page_cache import evict  # noqa: E402
 from report import write_section  # noqa: E402
 from tenant_scale import add_workload_arguments, commit, tenant_name, workload  # noqa: E402
 
@@ -109,19 +109,6 @@ def queries(store_dir: Path, seed: int) -> list[QueryRequest]:
             for v in np.concatenate([near, new])
         ]
     return requests
-
-
-def evict(store_dir: Path) -> None:
-    """Drop the store's pages from the page cache, as if it had never been read (what a
-    store larger than memory looks like to most of its reads)."""
-    os.sync()
-    for path in store_dir.rglob("*"):
-        if path.is_file():
-            fd = os.open(path, os.O_RDONLY)
-            try:
-                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-            finally:
-                os.close(fd)
 
 
 def search(store_dir: Path, seed: int) -> dict[str, Any]:

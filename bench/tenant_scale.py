@@ -16,8 +16,9 @@ For each size, on the embedded engine (data on disk), each phase in a process of
   the store is the engine's) and mapped files (the engine's pages, which the kernel may
   evict), and the largest tenant beside it;
 - in a new process, 10,000 fresh memories over 1,000 tenants (half near-duplicates of
-  stored ones), then the incremental pass; the kernel's page cache emptied first (where the
-  bench may: Linux, as root), as for a daemon restarted on a node whose store is not cached;
+  stored ones), then the incremental pass; the store's files evicted from the page cache
+  first (posix_fadvise), as for a daemon restarted on a node whose store is not cached
+  (a627b82's 1M and 10M rows emptied the whole page cache instead: drop_caches, as root);
 - in another new process, 10,000 more, then the incremental pass again, every file of the
   store read once first (the live collection last): as for a daemon on a node whose memory
   holds its store (at 10M, a second round without that read ran nearly as cold as the
@@ -39,7 +40,6 @@ from __future__ import annotations
 import argparse
 import functools
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -52,6 +52,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).parent))
 from consolidation_speed import RssSampler, peak_rss_mib, resident_mib, sampled_cell_recall, timed  # noqa: E402
 from datagen import generate, unit  # noqa: E402
+from page_cache import evict, read_in  # noqa: E402
 from report import write_section  # noqa: E402
 
 from reverie.config import LoggingSettings, Settings  # noqa: E402
@@ -210,7 +211,8 @@ def incremental_phase(n: int, tmp: Path, args: argparse.Namespace) -> dict[str, 
         fresh, fresh_tenants = fresh_memories(rv, tmp, args)
         tenant_of = np.concatenate([*earlier, fresh_tenants])
         np.save(tmp / FRESH_TENANT_OF, tenant_of[n:])
-        ids = range(n + args.round * FRESH, n + args.round * FRESH + len(fresh))
+        first = n + args.round * FRESH  # after the earlier rounds' memories
+        ids = range(first, first + len(fresh))
         rv.write(
             [
                 NewMemory(v, {"text": f"memory {i}", "user_id": tenant_name(int(t))}, i)
@@ -230,28 +232,6 @@ def incremental_phase(n: int, tmp: Path, args: argparse.Namespace) -> dict[str, 
                 "cross_tenant_merges": cross_tenant(applied(rv, report.run_id), tenant_of, rv),
             }
         }
-
-
-def drop_page_cache() -> str:
-    """Empty the kernel's page cache, as a reboot does (Linux, as root); what was done."""
-    os.sync()
-    try:
-        Path("/proc/sys/vm/drop_caches").write_text("3\n")
-    except OSError as exc:
-        return f"not dropped ({exc.strerror})"
-    return "dropped"
-
-
-def read_into_page_cache(store: Path) -> None:
-    """Read every file of the store once, the live collection last, so that what the page
-    cache can hold of it is the live collection."""
-    collections = sorted((store / "collections").iterdir(), key=lambda c: not c.name.endswith("__archive"))
-    for collection in collections:
-        for path in sorted(collection.rglob("*")):
-            if path.is_file():
-                with path.open("rb") as file:
-                    while file.read(1 << 24):
-                        pass
 
 
 def fresh_memories(rv: Reverie, tmp: Path, args: argparse.Namespace) -> tuple[np.ndarray, np.ndarray]:
@@ -315,10 +295,9 @@ def measure(n: int, args: argparse.Namespace) -> dict[str, Any]:
         if args.replicas > 1:
             shutil.copytree(tmp / "store", tmp / f"store-{args.replicas}")
         result |= phase("pass", n, tmp)
-        page_cache = drop_page_cache()
+        evict(tmp / "store")
         result |= phase("incremental", n, tmp)
-        result["incremental"]["page_cache"] = page_cache
-        read_into_page_cache(tmp / "store")
+        read_in(tmp / "store", last=Settings().storage.collection)
         result |= phase("incremental", n, tmp, "--round", "1")
         result |= phase("repass", n, tmp)
         largest = np.load(tmp / "largest.npy")
@@ -372,7 +351,7 @@ def row(r: dict[str, Any]) -> str:
         f"{f['peak_anon_mib']:>7,} {f['peak_mapped_mib']:>7,} {r['largest_tenant']:>8,} {f['merges']:>8,} "
         f"{f['cross_tenant_merges']:>5} "
         f"{i['seconds']:>7.2f} {_second_incremental(r)[0]:>7} "
-        f"{i['cross_tenant_merges']:>5} {r['largest_pair_recall']:>7.4f} "
+        f"{_incremental_cross(r):>5} {r['largest_pair_recall']:>7.4f} "
         f"{r['full_again']['seconds'] if 'full_again' in r else '':>8}"
     )
 
@@ -465,15 +444,13 @@ def _code_if_other(phase: dict[str, Any], result: dict[str, Any]) -> str:
 
 
 def _incremental_cell(result: dict[str, Any]) -> str:
-    """Both incremental passes where measured; earlier runs measured one, on the page cache
-    the full pass left."""
+    """Both incremental passes where measured (the first with the store out of the page
+    cache); earlier runs measured one, on the page cache the full pass left."""
     first = result["incremental"]
     cell = f"{first['seconds']:.2f}{_code_if_other(first, result)}"
-    if "page_cache" not in first:
-        return f"{cell} (cache as the full pass left it)"
-    if first["page_cache"] != "dropped":
-        cell += f" (page cache {first['page_cache']})"
     seconds, how = _second_incremental(result)
+    if not seconds:
+        return f"{cell} (cache as the full pass left it)"
     return f"{cell} / {seconds}{how}"
 
 

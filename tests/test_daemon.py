@@ -204,6 +204,37 @@ def test_packed_writes_store_what_json_writes_store(api: httpx.Client) -> None:
     assert len(set(ids)) == 12 and api.get("/stats").json()["live"] == 18
 
 
+def test_a_packed_write_behind_another_write_waits_its_turn_off_the_event_loop(tmp_path: Path) -> None:
+    """A small packed write of new memories runs on the event loop only when no write holds
+    the turn; behind one it waits in a worker thread, and the loop answers meanwhile."""
+    settings = Settings()
+    settings.inversion.model = "none"
+    settings.storage.data_dir = tmp_path / "data"
+    with Reverie.open(settings) as rv:
+        app = create_app(Service(rv))
+        with running(app) as client:
+            body = packed.pack(np.array(NEAR), [{"text": f"memory {i}"} for i in range(3)])
+            headers = {"content-type": packed.MEDIA_TYPE}
+            answers: list[httpx.Response] = []
+
+            def post() -> None:
+                answers.append(client.post("/memories/packed", content=body, headers=headers))
+
+            with app.state.writing:  # another write is running
+                poster = threading.Thread(target=post)
+                poster.start()
+                deadline = time.monotonic() + 10
+                while app.state.writing.queued == 0 and time.monotonic() < deadline:
+                    assert client.get("/healthz", timeout=5).status_code == 200  # the loop is free
+                    time.sleep(0.01)
+                assert app.state.writing.queued == 1 and not answers  # waiting, not written
+                assert client.get("/healthz", timeout=5).status_code == 200
+                assert client.get("/stats").json()["live"] == 0
+            poster.join(10)
+            assert answers[0].status_code == 200 and len(answers[0].json()["ids"]) == 3
+            assert client.get("/stats").json()["live"] == 3
+
+
 PACKED_BAD = [  # (body, content type, status, message)
     (packed.pack(np.ones((1, 4)), [{}]), "application/octet-stream", 415, packed.MEDIA_TYPE),
     (b"RVP2" + packed.pack(np.ones((1, 4)), [{}])[4:], None, 400, "starts with"),

@@ -55,3 +55,15 @@ def test_a_lock_nobody_waits_for_is_free_again_after_an_error() -> None:
     thread.start()
     thread.join(10)
     assert taken.is_set()
+
+
+def test_taking_the_lock_if_free_never_waits_and_never_jumps_the_queue() -> None:
+    lock, order = TurnLock(), []
+    assert lock.take_if_free()
+    assert not lock.take_if_free()  # held
+    waiter = _queue_behind(lock, "waiter", order)
+    lock.release()  # straight to the waiter: it holds the lock now
+    waiter.join(10)
+    assert order == ["waiter"]
+    assert lock.take_if_free()  # the waiter is done: free again
+    lock.release()

@@ -36,11 +36,24 @@ class TurnLock:
             self._waiting.append(turn)
         turn.wait()  # set by the holder's release: the lock is ours, still held
 
-    def __exit__(
-        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
-    ) -> None:
+    def take_if_free(self) -> bool:
+        """Take the lock if nobody holds it or waits for it; never waits. True: taken (give it
+        back with `release`)."""
+        with self._mutex:
+            if self._held:
+                return False
+            self._held = True
+            return True
+
+    def release(self) -> None:
+        """Hand the lock to the first thread waiting, or free it."""
         with self._mutex:
             if self._waiting:
                 self._waiting.popleft().set()
             else:
                 self._held = False
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
+        self.release()

@@ -204,20 +204,28 @@ def test_packed_writes_store_what_json_writes_store(api: httpx.Client) -> None:
     assert len(set(ids)) == 12 and api.get("/stats").json()["live"] == 18
 
 
-def test_a_packed_write_behind_another_write_waits_its_turn_off_the_event_loop(tmp_path: Path) -> None:
-    """A small packed write of new memories runs on the event loop only when no write holds
-    the turn; behind one it waits in a worker thread, and the loop answers meanwhile."""
+@pytest.mark.parametrize("body_format", ["packed", "json"])
+def test_a_write_behind_another_write_waits_its_turn_off_the_event_loop(
+    tmp_path: Path, body_format: str
+) -> None:
+    """A small write of new memories runs on the event loop only when no write holds the
+    turn; behind one it waits in a worker thread, and the loop answers meanwhile."""
     settings = Settings()
     settings.inversion.model = "none"
     settings.storage.data_dir = tmp_path / "data"
+    texts = [{"text": f"memory {i}"} for i in range(3)]
     with Reverie.open(settings) as rv:
         app = create_app(Service(rv))
         with running(app) as client:
-            body = packed.pack(np.array(NEAR), [{"text": f"memory {i}"} for i in range(3)])
-            headers = {"content-type": packed.MEDIA_TYPE}
             answers: list[httpx.Response] = []
 
             def post() -> None:
+                if body_format == "json":
+                    memories = [{**t, "vector": v} for t, v in zip(texts, NEAR, strict=True)]
+                    answers.append(client.post("/memories", json={"memories": memories}))
+                    return
+                body = packed.pack(np.array(NEAR), texts)
+                headers = {"content-type": packed.MEDIA_TYPE}
                 answers.append(client.post("/memories/packed", content=body, headers=headers))
 
             with app.state.writing:  # another write is running

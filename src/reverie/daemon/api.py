@@ -56,9 +56,9 @@ from reverie.storage.intake import NewMemory, parse_sparse, with_tenant
 log = structlog.get_logger("reverie.api")
 
 PartitionValue = str | int
-# A packed write of new memories whose vectors take up to this many bytes runs on the event
-# loop (write_packed): 1,365 memories of 384 dimensions, about 0.1 s of work on this
-# project's build machine, so other requests wait no longer than that.
+# A write of new memories whose vectors take up to this many bytes may run on the event loop
+# (write_in_turn): 1,365 memories of 384 dimensions, about 0.1 s of work on this project's
+# build machine, so other requests wait no longer than that.
 LOOP_WRITE_BYTES = 2 * 1024 * 1024
 
 
@@ -220,7 +220,7 @@ def create_app(service: Service, scheduler: BaseScheduler | None = None) -> Fast
     # One write at a time: a write is Python work that holds the GIL, so writes side by side
     # only hand it back and forth (and starve the event loop). 8 clients wrote 15-20% more
     # a second through the packed route once they queued here, in turn (daemon/turns.py),
-    # and more again once small packed writes ran on the event loop itself (write_packed).
+    # and more again once small writes ran on the event loop itself (write_in_turn).
     writing = TurnLock()
     app.state.writing = writing  # the turn, for what must take it beside the routes (tests)
 
@@ -290,9 +290,36 @@ def create_app(service: Service, scheduler: BaseScheduler | None = None) -> Fast
         with nullcontext() if turn_taken else writing:
             return {"ids": rv.write(_memories(items, tenant, rv, vectors, raw_payload))}
 
+    async def write_in_turn(
+        items: Sequence[MemoryFields],
+        partition: dict[str, Any],
+        vectors: np.ndarray | None,
+        raw_payload: bool,
+        vector_bytes: int | None,
+    ) -> dict[str, Any]:
+        """`vector_bytes`: what the vectors take as float32, None when some are to be
+        embedded. A write of new memories whose vectors are all given and take at most
+        LOOP_WRITE_BYTES runs right here on the event loop, when no other write is running
+        or waiting: handing it to a worker thread made the loop and the worker trade the GIL
+        for the whole write, and 8 clients wrote 20-37% fewer memories a second
+        (bench/write_speed.py). The loop waits for nothing then: not its turn (it is free),
+        not a merge (new ids cannot be members of one), not the embedder. Any other write
+        takes its turn in a worker thread."""
+        write = (items, partition, vectors, raw_payload)
+        small = vector_bytes is not None and vector_bytes <= LOOP_WRITE_BYTES
+        on_loop = small and all(m.id is None for m in items)
+        if on_loop and writing.take_if_free():
+            try:
+                return write_memories(*write, turn_taken=True)
+            finally:
+                writing.release()
+        return await run_in_threadpool(write_memories, *write)
+
     @protected.post("/memories")
-    def write(body: WriteRequest) -> dict[str, Any]:
-        return write_memories(body.memories, dict(body.partition), None)
+    async def write(body: WriteRequest) -> dict[str, Any]:
+        given = [m.vector for m in body.memories if m.vector is not None]
+        vector_bytes = 4 * sum(map(len, given)) if len(given) == len(body.memories) else None
+        return await write_in_turn(body.memories, dict(body.partition), None, False, vector_bytes)
 
     @protected.post(
         "/memories/packed",
@@ -305,26 +332,13 @@ def create_app(service: Service, scheduler: BaseScheduler | None = None) -> Fast
         },
     )
     async def write_packed(request: Request) -> dict[str, Any]:
-        """The write with vectors packed as float32 (daemon/packed.py): no float parsing.
-
-        A small write of new memories runs right here on the event loop, when no other
-        write is running or waiting: handing it to a worker thread made the loop and the
-        worker trade the GIL for the whole write, and 8 clients wrote 20-50% fewer memories
-        a second (bench/write_speed.py). The loop waits for nothing then: not its turn (it
-        is free), not a merge (new ids cannot be members of one). Anything else (a larger
-        body, memories that name ids, another write in progress) takes its turn in a worker
-        thread, as the JSON write does."""
+        """The write with vectors packed as float32 (daemon/packed.py): no float parsing."""
         if request.headers.get("content-type", "").split(";")[0].strip() != packed.MEDIA_TYPE:
             raise StarletteHTTPException(415, f"send the packed body as {packed.MEDIA_TYPE}")
         header, vectors = _unpacked(await request.body())  # parsed here, as the JSON write's body
-        write = (header.memories, dict(header.partition), vectors, header.raw_payload)
-        new_ids = all(m.id is None for m in header.memories)
-        if vectors.nbytes <= LOOP_WRITE_BYTES and new_ids and writing.take_if_free():
-            try:
-                return write_memories(*write, turn_taken=True)
-            finally:
-                writing.release()
-        return await run_in_threadpool(write_memories, *write)
+        return await write_in_turn(
+            header.memories, dict(header.partition), vectors, header.raw_payload, vectors.nbytes
+        )
 
     @protected.post("/search")
     def search(body: SearchRequest) -> dict[str, Any]:

@@ -300,9 +300,9 @@ def create_app(service: Service, scheduler: BaseScheduler | None = None) -> Fast
         """`vector_bytes`: what the vectors take as float32, None when some are to be
         embedded. A write of new memories whose vectors are all given and take at most
         LOOP_WRITE_BYTES runs right here on the event loop, when no other write is running
-        or waiting: handing it to a worker thread made the loop and the worker trade the GIL
-        for the whole write, and 8 clients wrote 10-37% fewer memories a second at batches
-        of 100 (paired runs of bench/write_speed.py, docs/design-notes.md). The loop waits
+        or waiting: handed to a worker thread, the loop and the worker traded the GIL for
+        the whole write, and 8 clients at batches of 100 wrote 10-37% more a second once it
+        ran here (paired runs of bench/write_speed.py, docs/design-notes.md). The loop waits
         for nothing then: not its turn (it is free), not a merge (new ids cannot be members
         of one), not the embedder. Any other write takes its turn in a worker thread."""
         write = (items, partition, vectors, raw_payload)

@@ -21,6 +21,7 @@ from reverie.inversion.base_lm import SMOLLM2, load_base_lm, smollm2_gguf
 from reverie.inversion.guided import SearchSettings, without_list_mark
 from reverie.inversion.inverter import GuidedInverter, configured_inverter, open_inverter
 from reverie.inversion.lazy import cached_text
+from reverie.inversion.phrasebook import Phrasebook
 from reverie.inversion.training import TrainOptions, train
 from reverie.memory import NewMemory, Reverie
 from reverie.storage import payload as p
@@ -88,6 +89,29 @@ def test_the_fidelity_shown_is_the_real_cosine_and_training_shows_in_the_words(i
         assert result.fidelity == pytest.approx(cosine(embedder, result.text, vector), abs=2e-3)
     steering = inverter.conditioner.steering(vectors[0], keywords=4)
     assert {"green", "morning"} & set(steering.keywords), steering.keywords
+
+
+def test_a_vector_with_no_texts_is_steered_by_the_nearest_training_sentences(inverter, embedder) -> None:
+    """The phrasebook: a vector with no member texts (an imported one, a sparse partition)
+    is prompted with the training sentences nearest to it, beside its partition's texts;
+    one that has texts of its own is not (they steer it better)."""
+    vector = embedder.encode(["A little dog was barking at the postman."])[0]
+    near = ["Berlin is the capital of Germany."]
+    context = inverter._context(vector, [], near)
+    assert context[0] == near[0] and "a small dog barked at the mailman" in context
+    assert inverter.search._nearest(context, vector)[0] == "a small dog barked at the mailman"
+    assert inverter._context(vector, ["A dog barked."], near) == near
+    found = inverter.invert(vector[None])[0]
+    assert found.source == "inversion" and found.fidelity == pytest.approx(
+        cosine(embedder, found.text, vector), abs=2e-3
+    )
+
+
+def test_the_phrasebook_holds_the_training_sentences_never_the_held_out_ones(model_dir: Path) -> None:
+    book = Phrasebook.load(model_dir)
+    held_out = (model_dir.parent / "holdout.txt").read_text().strip()
+    assert book is not None and set(SENTENCES) - {held_out} <= set(book.texts)
+    assert held_out not in book.texts and book.codes.shape == (len(book.texts), 384 // 8)
 
 
 def test_member_texts_are_candidates_so_the_text_is_never_below_the_label(inverter, embedder) -> None:
@@ -163,6 +187,11 @@ def test_models_that_cannot_be_used_are_named(model_dir: Path, tmp_path: Path, e
     (damaged / "inverter.safetensors").write_bytes(b"not weights")
     with pytest.raises(InverterError, match="cannot read the inverter weights"):
         open_inverter(str(damaged), embedder)
+    torn = tmp_path / "torn-phrasebook"
+    shutil.copytree(model_dir, torn)
+    (torn / "phrases-signs.npy").write_bytes(b"not codes")
+    with pytest.raises(InverterError, match="cannot read the phrasebook in .*torn-phrasebook"):
+        open_inverter(str(torn), embedder)
     with pytest.raises(InverterError, match="cannot load the inverter's language model"):
         load_base_lm(str(tmp_path))
     with pytest.raises(InverterError, match="inverts sentence-transformers/gtr-t5-base embeddings only"):
@@ -199,9 +228,11 @@ def test_training_resumes_and_names_a_damaged_checkpoint(tmp_path: Path) -> None
     options = TrainOptions(corpus=[corpus_file(tmp_path)], out=tmp_path / "run", holdout=1, word_epochs=1)
     options.progress = False
     assert train(options)["word_epochs"] == 1
-    options.word_epochs = 2
+    assert Phrasebook.load(tmp_path / "run" / "model") is not None
+    options.word_epochs, options.phrasebook = 2, False
     resumed = train(options)
     assert resumed["word_epochs"] == 2 and resumed["options"]["word_epochs"] == 2
+    assert Phrasebook.load(tmp_path / "run" / "model") is None, "--no-phrasebook leaves none behind"
     assert (tmp_path / "run" / "holdout.txt").read_text().count("\n") == 1
     (tmp_path / "run" / "checkpoint.pt").write_bytes(b"damaged")
     options.word_epochs = 3

@@ -264,6 +264,11 @@ COMMANDS: tuple[Command, ...] = (
             arg("--prefix-steps", type=int, default=1_000_000, help="steps of the prefix phase"),
             arg("--seed", type=int, default=0),
             arg("--limit", type=int, help="use only the first N groups of each file"),
+            arg(
+                "--no-phrasebook",
+                action="store_true",
+                help="leave the training sentences out of the model (inversions may copy them)",
+            ),
         ),
     ),
     Command(

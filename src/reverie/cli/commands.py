@@ -328,6 +328,7 @@ def cmd_inverter_train(args: argparse.Namespace, settings: Settings) -> None:
         word_epochs=args.word_epochs,
         prefix_len=args.prefix_len,
         prefix_steps=args.prefix_steps,
+        phrasebook=not args.no_phrasebook,
         progress=_tty(),
     )
     meta = train(options)

@@ -7,9 +7,11 @@ a vocabulary bias (which tokens the sentence probably holds) and prefix vectors 
 LM before the text (vec2text's decoder-only inverter). Without them the search still runs,
 zero-shot, on the LM alone.
 
-Texts that already exist (a merged memory's members, a blend's parents, the nearest texts
-in the store) enter as hypotheses: they are candidates themselves, so the text found is
-never further from the vector than the best of them, and their words steer the proposals.
+Texts that already exist (a merged memory's members, a blend's parents) enter as
+hypotheses: they are candidates themselves, so the text found is never further from the
+vector than the best of them, and their words steer the proposals. A vector with no texts
+of its own is steered by the texts nearest to it (its partition's, the inverter's
+phrasebook's: phrasebook.py), which are never shown as its text.
 
 Several vectors are searched together (the invert job's batch): the LM reads their beams as
 rows of one batch, which on a CPU costs little more than one vector's rows (the step is
@@ -140,8 +142,15 @@ class GuidedSearch:
             # a text read from its members or parents runs about as long as they do
             longest = max(len(self.lm.encode(h)) for h in given)
             steering = replace(steering, expected_tokens=min(steering.expected_tokens or longest, longest))
-        closest = closest or [c for c in task.context if c.strip()][:PROMPT_HYPOTHESES]
-        return target, steering, best, closest
+        return target, steering, best, closest or self._nearest(list(task.context), target)
+
+    def _nearest(self, context: list[str], target: np.ndarray) -> list[str]:
+        """The context texts closest to the target, the closest first."""
+        texts = [t for t in dict.fromkeys(c.strip() for c in context) if t]
+        if len(texts) <= 1:
+            return texts
+        scores = self.embedder.encode(texts, ranking=True) @ target
+        return [texts[i] for i in np.argsort(-scores)[:PROMPT_HYPOTHESES]]
 
     def _limit(self, steering: Steering) -> int:
         """How many tokens the search may write: near the length the model expects."""

@@ -31,6 +31,7 @@ from reverie.config import InversionSettings
 from reverie.errors import InverterError, ReverieError
 from reverie.inversion.embedders import Embedder, embedder_id
 from reverie.inversion.guided import GuidedSearch, SearchSettings, Steering, Task
+from reverie.inversion.phrasebook import Phrasebook
 from reverie.storage.payload import FROM_MEMBERS, INVERSION, LABEL
 
 GTR_BASE = "sentence-transformers/gtr-t5-base"
@@ -99,13 +100,16 @@ class GuidedInverter:
                 )
         lm = load_base_lm(base_lm, model_cache)
         self.conditioner, self.meta = load(model_dir, lm) if model_dir is not None else (None, {})
+        self.phrasebook = Phrasebook.load(model_dir) if model_dir is not None else None
         self.embedder, self.embedder_id, self.settings = embedder, have, settings
         self.search = GuidedSearch(lm, embedder, settings)
         if model_dir is None:
             self.id = f"zero-shot@{lm.id}"
         else:
-            digest = hashlib.sha256((model_dir / "inverter.safetensors").read_bytes()).hexdigest()[:12]
-            self.id = f"{model_dir.name}@{digest}"
+            digest = hashlib.sha256((model_dir / "inverter.safetensors").read_bytes())
+            if self.phrasebook is not None:  # it steers the writing too: part of what the id names
+                digest.update(self.phrasebook.codes.tobytes())
+            self.id = f"{model_dir.name}@{digest.hexdigest()[:12]}"
 
     def with_settings(self, settings: SearchSettings) -> GuidedInverter:
         """The same loaded models, searching with other settings."""
@@ -122,17 +126,16 @@ class GuidedInverter:
         hypotheses: list[list[str]] | None = None,
         context: list[list[str]] | None = None,
     ) -> list[Inversion]:
-        tasks = [
-            Task(
-                vector,
+        tasks = []
+        for row, vector in enumerate(np.asarray(vectors, dtype=np.float32)):
+            given = hypotheses[row] if hypotheses else []
+            steering = (
                 Steering()
                 if self.conditioner is None
-                else self.conditioner.steering(vector, self.settings.keywords),
-                hypotheses[row] if hypotheses else (),
-                context[row] if context else (),
+                else self.conditioner.steering(vector, self.settings.keywords)
             )
-            for row, vector in enumerate(np.asarray(vectors, dtype=np.float32))
-        ]
+            near = self._context(vector, given, context[row] if context else [])
+            tasks.append(Task(vector, steering, given, near))
         return [
             Inversion(
                 found.text,
@@ -141,6 +144,13 @@ class GuidedInverter:
             )
             for task, found in zip(tasks, self.search.run(tasks), strict=True)
         ]
+
+    def _context(self, vector: np.ndarray, given: list[str], near: list[str]) -> list[str]:
+        """What steers a vector with no texts of its own: the texts near it (its partition's)
+        and the phrasebook's sentences nearest to it; the search keeps the closest."""
+        if any(h.strip() for h in given) or self.phrasebook is None:
+            return near
+        return [*near, *self.phrasebook.shortlist(vector)]
 
 
 class PretrainedCorrector:

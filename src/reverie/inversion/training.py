@@ -8,7 +8,8 @@ under one wall-clock budget:
 2. prefix (hours, optional: `--prefix-len`): input vectors for the LM and LoRA adapters
    in it, by the LM's own loss on the sentence (vec2text's decoder-only inverter).
 The corpus is embedded once (cached in the run directory); held-out sentences are written
-to `holdout.txt` and never trained on. The model (`model/`) is exported at every
+to `holdout.txt` and never trained on; the training sentences go with the model as its
+phrasebook (phrasebook.py) unless `--no-phrasebook`. The model (`model/`) is exported at every
 checkpoint, so the latest weights are usable while training goes on; the prefix phase logs
 held-out loss to `train-log.jsonl` and keeps an hourly copy under `snapshots/`.
 """
@@ -35,6 +36,7 @@ from reverie.inversion.base_lm import SMOLLM2, BaseLM, load_base_lm
 from reverie.inversion.conditioning import Conditioner, Shape, save
 from reverie.inversion.corpus import load_corpus
 from reverie.inversion.embedders import Embedder, embedder_id
+from reverie.inversion.phrasebook import drop_phrasebook, save_phrasebook
 
 log = structlog.get_logger("reverie.inverter")
 
@@ -69,6 +71,7 @@ class TrainOptions:
     snapshot_minutes: float = 60.0
     eval_every: int = 200
     eval_sentences: int = 256
+    phrasebook: bool = True  # the training sentences go with the model (phrasebook.py)
     progress: bool = True
 
     def check(self) -> None:
@@ -99,6 +102,10 @@ class _Run:
         embedder = Embedder(o.embedder)
         log.info("inverter.embedding", sentences=len(corpus.train), embedder=o.embedder)
         self.vectors = embed_cached(embedder, corpus.train, o.out / "train-embeddings.npy", o.progress)
+        if o.phrasebook:
+            save_phrasebook(o.out / "model", corpus.train, self.vectors)
+        else:
+            drop_phrasebook(o.out / "model")
         held = corpus.held_out[: o.eval_sentences]
         self.held_vectors = embed_cached(embedder, held, o.out / "holdout-embeddings.npy", False)
         self.lm = load_base_lm(o.base_lm, o.model_cache)
@@ -112,6 +119,7 @@ class _Run:
             "base_lm": self.lm.id,
             "corpus": [str(c) for c in o.corpus],
             "sentences": len(corpus.train),
+            "phrasebook": len(corpus.train) if o.phrasebook else 0,
             "options": asdict(o),
         }
         self.position, self.optimizer_state = self._resume()

@@ -538,8 +538,12 @@ def test_inverter_cli_trains_and_evaluates(tmp_path: Path, capsys, model_dir: Pa
         "1",
     ]
     assert main([*args, "--holdout", "2"]) == 0
-    assert "trained 1 word epochs and 0 prefix steps" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "trained 1 word epochs and 0 prefix steps" in printed
+    assert "training sentences as a phrasebook" in printed and "--no-phrasebook" in printed
     assert (out / "model" / "inverter.json").is_file() and (out / "holdout.txt").read_text().count("\n") == 2
+    assert main([*args[:-1], "2", "--holdout", "2", "--no-phrasebook"]) == 0
+    assert "phrasebook" not in capsys.readouterr().out and Phrasebook.load(out / "model") is None
 
 
 def test_a_blend_the_inverter_cannot_read_says_why(tmp_path: Path, inverter) -> None:

@@ -337,6 +337,11 @@ def cmd_inverter_train(args: argparse.Namespace, settings: Settings) -> None:
         f"({meta['train_hours']:.2f} h); model in {Path(args.out) / 'model'}, held-out sentences in "
         f"{Path(args.out) / 'holdout.txt'}; a rerun with the same --out continues"
     )
+    if meta.get("phrasebook"):
+        print(
+            f"the model carries its {meta['phrasebook']:,} training sentences as a phrasebook: they steer "
+            "inversions, which may copy them (train on private text with --no-phrasebook)"
+        )
 
 
 def cmd_inverter_eval(args: argparse.Namespace, settings: Settings) -> None:

@@ -18,8 +18,11 @@ spread over the file), e.g. the 7,193 facts of the randfacts package
    cosine to the blend.
 With --curve, instead: the default setting on each snapshot of the run (one per word
 epoch), the table and plot of quality against training hours (section inversion-training).
+With --phrasebook-sizes N [N ...], instead: the default setting with a phrasebook of N of
+the model's sentences (a seeded sample; 0: none), quality against the phrasebook's size
+(section inversion-phrasebook).
 Writes the tables and plots into docs/inversion.md, docs/inversion-settings.png,
-docs/inversion-training.png, and bench/results/inversion-quality.json.
+docs/inversion-training.png, docs/inversion-phrasebook.png, and bench/results/.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from report import write_section
 
@@ -42,6 +46,7 @@ from reverie.evaluation.inversion import evaluate_blends, evaluate_merges, evalu
 from reverie.inversion.embedders import Embedder
 from reverie.inversion.guided import SearchSettings
 from reverie.inversion.inverter import BUILTIN, ZERO_SHOT, builtin_model_dir, open_inverter
+from reverie.inversion.phrasebook import Phrasebook
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results" / "inversion-quality.json"
@@ -49,6 +54,8 @@ CURVE_RESULTS = ROOT / "bench" / "results" / "inversion-training.json"
 DOC = ROOT / "docs" / "inversion.md"
 PLOT = ROOT / "docs" / "inversion-settings.png"
 CURVE_PLOT = ROOT / "docs" / "inversion-training.png"
+PHRASEBOOK_RESULTS = ROOT / "bench" / "results" / "inversion-phrasebook.json"
+PHRASEBOOK_PLOT = ROOT / "docs" / "inversion-phrasebook.png"
 BIBLE = ROOT.parent / "shared/data/bible-ot-paraphrases.jsonl.gz"
 DEFAULT = SearchSettings()
 JOB_BATCH = InversionSettings().batch_size  # vectors the invert job inverts together
@@ -77,6 +84,9 @@ def main() -> None:
     parser.add_argument("--curve", action="store_true", help="quality against training hours instead")
     parser.add_argument("--epochs", type=int, nargs="+", help="--curve: these snapshots only (0: zero-shot)")
     parser.add_argument("--append", action="store_true", help="--curve: keep the rows measured before")
+    parser.add_argument(
+        "--phrasebook-sizes", type=int, nargs="+", help="quality against the phrasebook's size instead"
+    )
     parser.add_argument("--sets", nargs="+", help="measure only these sets (by name, e.g. fortunes bible)")
     parser.add_argument("--left-out", action="append", default=[], help="NAME=FILE: a domain not trained on")
     args = parser.parse_args()
@@ -93,6 +103,8 @@ def main() -> None:
     sets = {key: texts for key, texts in sets.items() if not args.sets or key[0] in args.sets}
     if args.curve:
         return curve(args, embedder, sets)
+    if args.phrasebook_sizes:
+        return phrasebook_curve(args, embedder, sets)
     loaded: dict[str, Any] = {}
     rows = []
     for name, (source, search, batch) in SETTINGS.items():
@@ -184,22 +196,68 @@ def curve(args: argparse.Namespace, embedder: Embedder, sets: dict[tuple[str, st
     commands = [*before["commands"], COMMAND]
     measured = {"machine": _machine(), "commands": commands, "rows": rows}
     CURVE_RESULTS.write_text(json.dumps(measured, indent=1) + "\n")
-    _plot_curve(rows)
+    _plot_curve(rows, "hours", "hours of training (2 CPU cores)", CURVE_PLOT)
     lines = [
         f"Measured by {', '.join(f'`{c}`' for c in commands)} ({_machine()}): the default search on the "
         "model after each word epoch (0 h: zero-shot).",
         "",
-        "| hours trained | set | domain | token F1 | cosine | perplexity (source) |",
-        "|---|---|---|---|---|---|",
+        *_curve_table(rows, "hours", "hours trained", "{:.2f}"),
+        "",
+        "![quality against training hours](inversion-training.png)",
     ]
-    for r in rows:
-        lines.append(
-            f"| {r['hours']:.2f} | {r['data']} | {r['domain']} | {r['token_f1']:.3f} | {r['cosine']:.3f} | "
-            f"{r['perplexity']:.1f} ({r['reference_perplexity']:.1f}) |"
-        )
-    lines += ["", "![quality against training hours](inversion-training.png)"]
     print("\n".join(lines))
     write_section(DOC, "inversion-training", lines, "Inversion")
+
+
+def phrasebook_curve(
+    args: argparse.Namespace, embedder: Embedder, sets: dict[tuple[str, str], list[str]]
+) -> None:
+    """The default setting with a phrasebook of each size (a seeded sample of the model's own;
+    0: none): how much the nearest sentences bring, and whether more would bring more."""
+    inverter = open_inverter(args.model or str(args.run / "model"), embedder, DEFAULT)
+    full = inverter.phrasebook
+    if full is None:
+        raise SystemExit("the model has no phrasebook to sample")
+    rows = []
+    for size in sorted(set(args.phrasebook_sizes)):
+        pick = np.sort(np.random.default_rng(0).choice(len(full.texts), min(size, len(full.texts)), False))
+        inverter.phrasebook = Phrasebook([full.texts[i] for i in pick], full.codes[pick]) if size else None
+        for (data, domain), sentences in sets.items():
+            row = evaluate_sentences(inverter, sentences, [None])[0]
+            rows.append({"phrasebook": len(pick), "data": data, "domain": domain, **row})
+            rows[-1].pop("examples")
+            print(json.dumps(rows[-1]), flush=True)
+    measured = {"machine": _machine(), "command": COMMAND, "inverter": inverter.id, "rows": rows}
+    PHRASEBOOK_RESULTS.write_text(json.dumps(measured, indent=1) + "\n")
+    _plot_curve(rows, "phrasebook", "sentences in the phrasebook", PHRASEBOOK_PLOT)
+    lines = [
+        f"Measured by `{COMMAND}` ({_machine()}); inverter {inverter.id}: the default search, one "
+        "vector at a time, with a phrasebook of a seeded sample of the model's sentences (0: none).",
+        "",
+        *_curve_table(rows, "phrasebook", "phrasebook sentences", "{:,}", seconds=True),
+        "",
+        "![quality against the phrasebook's size](inversion-phrasebook.png)",
+    ]
+    print("\n".join(lines))
+    write_section(DOC, "inversion-phrasebook", lines, "Inversion")
+
+
+def _curve_table(
+    rows: list[dict[str, Any]], x: str, heading: str, fmt: str, seconds: bool = False
+) -> list[str]:
+    """A row per point and set: token F1, cosine, how well it reads (and seconds per vector)."""
+    extra = " s/vector (p90) |" if seconds else ""
+    lines = [
+        f"| {heading} | set | domain | token F1 | cosine | perplexity (source) |{extra}",
+        "|---|---|---|---|---|---|" + ("---|" if seconds else ""),
+    ]
+    for r in rows:
+        timing = f" {r['seconds_per_vector']:.2f} ({r['seconds_p90']:.2f}) |" if seconds else ""
+        lines.append(
+            f"| {fmt.format(r[x])} | {r['data']} | {r['domain']} | {r['token_f1']:.3f} | {r['cosine']:.3f} | "
+            f"{r['perplexity']:.1f} ({r['reference_perplexity']:.1f}) |{timing}"
+        )
+    return lines
 
 
 def _epoch(path: Path) -> int:
@@ -317,8 +375,9 @@ def _plot(rows: list[dict[str, Any]]) -> None:
     plt.close(fig)
 
 
-def _plot_curve(rows: list[dict[str, Any]]) -> None:
-    """Token F1 and fidelity against hours trained, a line per set (dashed: left out)."""
+def _plot_curve(rows: list[dict[str, Any]], x: str, xlabel: str, path: Path) -> None:
+    """Token F1 and fidelity against `x` (hours trained, phrasebook size), a line per set
+    (dashed: left out)."""
     plt = _pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
     for ax, metric, title in ((axes[0], "cosine", "fidelity (cosine)"), (axes[1], "token_f1", "token F1")):
@@ -326,18 +385,18 @@ def _plot_curve(rows: list[dict[str, Any]]) -> None:
             line = [r for r in rows if (r["data"], r["domain"]) == key]
             style = "--" if key[1] == LEFT_OUT else "-"
             ax.plot(
-                [r["hours"] for r in line],
+                [r[x] for r in line],
                 [r[metric] for r in line],
                 style,
                 marker="o",
                 color=f"C{k}",
                 label=f"{key[0]} ({key[1]})",
             )
-        ax.set(xlabel="hours of training (2 CPU cores)", ylabel=title, title=title)
+        ax.set(xlabel=xlabel, ylabel=title, title=title)
         ax.grid(alpha=0.3)
     axes[1].legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(CURVE_PLOT, dpi=120)
+    fig.savefig(path, dpi=120)
     plt.close(fig)
 
 

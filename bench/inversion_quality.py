@@ -33,7 +33,7 @@ import json
 import platform
 import shlex
 import sys
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -187,26 +187,15 @@ def curve(args: argparse.Namespace, embedder: Embedder, sets: dict[tuple[str, st
         snapshot = snapshots[epoch]
         inverter = open_inverter(str(snapshot), embedder, DEFAULT)
         hours = 0.0 if snapshot == ZERO_SHOT else _trained(snapshot)["train_hours"]
-        for (data, domain), sentences in sets.items():
-            row = evaluate_sentences(inverter, sentences, [None])[0]
-            rows.append({"hours": hours, "data": data, "domain": domain, **row})
-            rows[-1].pop("examples")
-            print(json.dumps(rows[-1]), flush=True)
+        rows += _curve_rows(inverter, sets, {"hours": hours})
     rows.sort(key=lambda r: r["hours"])
     commands = [*before["commands"], COMMAND]
     measured = {"machine": _machine(), "commands": commands, "rows": rows}
-    CURVE_RESULTS.write_text(json.dumps(measured, indent=1) + "\n")
-    _plot_curve(rows, "hours", "hours of training (2 CPU cores)", CURVE_PLOT)
-    lines = [
+    intro = (
         f"Measured by {', '.join(f'`{c}`' for c in commands)} ({_machine()}): the default search on the "
-        "model after each word epoch (0 h: zero-shot).",
-        "",
-        *_curve_table(rows, "hours", "hours trained", "{:.2f}"),
-        "",
-        "![quality against training hours](inversion-training.png)",
-    ]
-    print("\n".join(lines))
-    write_section(DOC, "inversion-training", lines, "Inversion")
+        "model after each word epoch (0 h: zero-shot)."
+    )
+    _publish(TRAINING_CURVE, measured, intro)
 
 
 def phrasebook_curve(
@@ -222,24 +211,78 @@ def phrasebook_curve(
     for size in sorted(set(args.phrasebook_sizes)):
         pick = np.sort(np.random.default_rng(0).choice(len(full.texts), min(size, len(full.texts)), False))
         inverter.phrasebook = Phrasebook([full.texts[i] for i in pick], full.codes[pick]) if size else None
-        for (data, domain), sentences in sets.items():
-            row = evaluate_sentences(inverter, sentences, [None])[0]
-            rows.append({"phrasebook": len(pick), "data": data, "domain": domain, **row})
-            rows[-1].pop("examples")
-            print(json.dumps(rows[-1]), flush=True)
+        rows += _curve_rows(inverter, sets, {"phrasebook": len(pick)})
     measured = {"machine": _machine(), "command": COMMAND, "inverter": inverter.id, "rows": rows}
-    PHRASEBOOK_RESULTS.write_text(json.dumps(measured, indent=1) + "\n")
-    _plot_curve(rows, "phrasebook", "sentences in the phrasebook", PHRASEBOOK_PLOT)
-    lines = [
+    intro = (
         f"Measured by `{COMMAND}` ({_machine()}); inverter {inverter.id}: the default search, one "
-        "vector at a time, with a phrasebook of a seeded sample of the model's sentences (0: none).",
+        "vector at a time, with a phrasebook of a seeded sample of the model's sentences (0: none)."
+    )
+    _publish(PHRASEBOOK_CURVE, measured, intro)
+
+
+@dataclass(frozen=True)
+class Curve:
+    """Quality against one quantity: where its numbers, table and plot go."""
+
+    x: str  # the rows' key for the quantity
+    xlabel: str
+    heading: str  # the table's first column
+    fmt: str
+    results: Path
+    plot: Path
+    section: str  # in docs/inversion.md
+    caption: str
+    seconds: bool = False  # a seconds column too
+
+
+TRAINING_CURVE = Curve(
+    "hours",
+    "hours of training (2 CPU cores)",
+    "hours trained",
+    "{:.2f}",
+    CURVE_RESULTS,
+    CURVE_PLOT,
+    "inversion-training",
+    "quality against training hours",
+)
+PHRASEBOOK_CURVE = Curve(
+    "phrasebook",
+    "sentences in the phrasebook",
+    "phrasebook sentences",
+    "{:,}",
+    PHRASEBOOK_RESULTS,
+    PHRASEBOOK_PLOT,
+    "inversion-phrasebook",
+    "quality against the phrasebook's size",
+    seconds=True,
+)
+
+
+def _publish(curve: Curve, measured: dict[str, Any], intro: str) -> None:
+    """The curve's numbers into bench/results, its plot and table into docs."""
+    rows = measured["rows"]
+    curve.results.write_text(json.dumps(measured, indent=1) + "\n")
+    _plot_curve(rows, curve.x, curve.xlabel, curve.plot)
+    lines = [
+        intro,
         "",
-        *_curve_table(rows, "phrasebook", "phrasebook sentences", "{:,}", seconds=True),
+        *_curve_table(rows, curve.x, curve.heading, curve.fmt, curve.seconds),
         "",
-        "![quality against the phrasebook's size](inversion-phrasebook.png)",
+        f"![{curve.caption}]({curve.plot.name})",
     ]
     print("\n".join(lines))
-    write_section(DOC, "inversion-phrasebook", lines, "Inversion")
+    write_section(DOC, curve.section, lines, "Inversion")
+
+
+def _curve_rows(inverter: Any, sets: dict[tuple[str, str], list[str]], point: dict[str, Any]) -> list[dict]:
+    """The default search on every set, a row each, marked with the curve's point."""
+    rows = []
+    for (data, domain), sentences in sets.items():
+        row = evaluate_sentences(inverter, sentences, [None])[0]
+        row.pop("examples")
+        rows.append({**point, "data": data, "domain": domain, **row})
+        print(json.dumps(rows[-1]), flush=True)
+    return rows
 
 
 def _curve_table(

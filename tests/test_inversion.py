@@ -99,7 +99,8 @@ def test_a_vector_with_no_texts_is_steered_by_the_nearest_training_sentences(inv
     near = ["Berlin is the capital of Germany."]
     context = inverter._context(vector, [], near)
     assert context[0] == near[0] and "a small dog barked at the mailman" in context
-    assert inverter.search._nearest(context, vector)[0] == "a small dog barked at the mailman"
+    nearest, _ = inverter.search._by_closeness(context, vector, ranking=True)
+    assert nearest[0] == "a small dog barked at the mailman"
     assert inverter._context(vector, ["A dog barked."], near) == near
     found = inverter.invert(vector[None])[0]
     assert found.source == "inversion" and found.fidelity == pytest.approx(

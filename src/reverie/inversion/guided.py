@@ -132,25 +132,27 @@ class GuidedSearch:
         """The unit target, the steering, the best given text, and the texts the prompt shows."""
         target = np.asarray(task.vector, dtype=np.float32)
         target = target / max(float(np.linalg.norm(target)), 1e-12)
-        given = [h for h in dict.fromkeys(h.strip() for h in task.hypotheses) if h]
-        steering, best, closest = task.steering, Found("", -1.0, False), []
+        given, scores = self._by_closeness(task.hypotheses, target)
+        steering, best, closest = task.steering, Found("", -1.0, False), given[:PROMPT_HYPOTHESES]
         if given:
-            scores = self.embedder.encode(given) @ target
-            top = int(np.argmax(scores))
-            best = Found(given[top], float(scores[top]), True)
-            closest = [given[i] for i in np.argsort(-scores)[:PROMPT_HYPOTHESES]]
+            best = Found(given[0], float(scores[0]), True)
             # a text read from its members or parents runs about as long as they do
             longest = max(len(self.lm.encode(h)) for h in given)
             steering = replace(steering, expected_tokens=min(steering.expected_tokens or longest, longest))
-        return target, steering, best, closest or self._nearest(list(task.context), target)
+        else:  # steered by the texts near it, never shown: the fast ranking copy will do
+            closest = self._by_closeness(task.context, target, ranking=True)[0][:PROMPT_HYPOTHESES]
+        return target, steering, best, closest
 
-    def _nearest(self, context: list[str], target: np.ndarray) -> list[str]:
-        """The context texts closest to the target, the closest first."""
-        texts = [t for t in dict.fromkeys(c.strip() for c in context) if t]
-        if len(texts) <= 1:
-            return texts
-        scores = self.embedder.encode(texts, ranking=True) @ target
-        return [texts[i] for i in np.argsort(-scores)[:PROMPT_HYPOTHESES]]
+    def _by_closeness(
+        self, texts: Sequence[str], target: np.ndarray, ranking: bool = False
+    ) -> tuple[list[str], np.ndarray]:
+        """The distinct non-empty texts, the closest to the target first, and their cosines."""
+        distinct = [t for t in dict.fromkeys(t.strip() for t in texts) if t]
+        if not distinct:
+            return [], np.zeros(0, dtype=np.float32)
+        scores = self.embedder.encode(distinct, ranking=ranking) @ target
+        order = np.argsort(-scores, kind="stable")
+        return [distinct[i] for i in order], scores[order]
 
     def _limit(self, steering: Steering) -> int:
         """How many tokens the search may write: near the length the model expects."""

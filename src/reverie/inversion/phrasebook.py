@@ -7,7 +7,7 @@ keeps its training sentences beside its weights, each with the sign bits of its 
 (48 bytes for 384 dimensions): the nearest by Hamming distance are embedded again, and the
 closest of them and of the partition's texts steer the prompt. They steer only: a
 phrasebook sentence is never shown as a memory's text. Measured on domains left out of
-training, the cosine of pure inversion rose from 0.77 to 0.81-0.83 (docs/inversion.md).
+training, the cosine of pure inversion rose from 0.77 to 0.82-0.83 (docs/inversion.md).
 """
 
 from __future__ import annotations

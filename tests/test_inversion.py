@@ -115,6 +115,19 @@ def test_the_phrasebook_holds_the_training_sentences_never_the_held_out_ones(mod
     assert held_out not in book.texts and book.codes.shape == (len(book.texts), 384 // 8)
 
 
+def test_the_search_reads_token_ids_back_as_the_tokenizer_does(inverter) -> None:
+    """The search decodes every candidate in one batch call; the texts are the tokenizer's
+    own, with its spacing rules, special tokens left out, and cut-off words as they are."""
+    lm = inverter.search.lm
+    texts = [*SENTENCES, "After a few boring years, socially meaningful rock 'n' roll died out.", "Don't!"]
+    sequences = [lm.encode(t) for t in texts]
+    sequences += [s[: len(s) // 2] + [2] for s in sequences] + [[1, *s[:3]] for s in sequences] + [[]]
+    sequences.append(lm.encode("rock ' n roll , isn ' t it ?"))  # the tokenizer tidies such spaces
+    reference = [lm.tokenizer.decode(s, skip_special_tokens=True).strip() for s in sequences]
+    assert lm.decode_many(sequences) == reference
+    assert lm.decode_many(sequences[: len(texts)]) == texts
+
+
 def test_member_texts_are_candidates_so_the_text_is_never_below_the_label(inverter, embedder) -> None:
     members = ["The user prefers green tea in the morning.", "In the morning the user likes green tea."]
     centre = embedder.encode(members).mean(axis=0)

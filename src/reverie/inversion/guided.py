@@ -326,7 +326,7 @@ class _Search:
         rows = torch.tensor([row for row, _ in self.candidates], dtype=torch.long)
         tokens = torch.tensor([token for _, token in self.candidates], dtype=torch.long)
         self.steps = raw[rows, tokens].numpy()
-        self.texts = [lm.decode(self.beams[row] + [token]) for row, token in self.candidates]
+        self.texts = lm.decode_many([self.beams[row] + [token] for row, token in self.candidates])
 
     def advance(self, s: SearchSettings, last: bool) -> list[int]:
         """Keep the best texts and the best `beam_width` live candidates (by their ranked

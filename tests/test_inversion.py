@@ -4,6 +4,7 @@ memories (inverted on read, cached, never for a point merged again)."""
 
 from __future__ import annotations
 
+import copy
 import json
 import threading
 import time
@@ -17,7 +18,7 @@ import pytest
 from reverie.cli import main
 from reverie.config import Settings
 from reverie.errors import InvalidInputError, InverterError, ReverieError
-from reverie.inversion.base_lm import SMOLLM2, load_base_lm, smollm2_gguf
+from reverie.inversion.base_lm import SMOLLM2, BaseLM, load_base_lm, smollm2_gguf
 from reverie.inversion.guided import SearchSettings, without_list_mark
 from reverie.inversion.inverter import GuidedInverter, configured_inverter, open_inverter
 from reverie.inversion.lazy import cached_text
@@ -126,6 +127,21 @@ def test_the_search_reads_token_ids_back_as_the_tokenizer_does(inverter) -> None
     reference = [lm.tokenizer.decode(s, skip_special_tokens=True).strip() for s in sequences]
     assert lm.decode_many(sequences) == reference
     assert lm.decode_many(sequences[: len(texts)]) == texts
+
+
+def test_a_tokenizer_that_decodes_its_own_way_is_honoured(inverter) -> None:
+    """A base LM's tokenizer may do more when it decodes (CodeGen's, CPM's): the search's
+    batch decoding must not skip it."""
+    lm = inverter.search.lm
+
+    class Shouting(type(lm.tokenizer)):
+        def _decode(self, *args, **kwargs) -> str:
+            return super()._decode(*args, **kwargs).upper()
+
+    tokenizer = copy.copy(lm.tokenizer)
+    tokenizer.__class__ = Shouting
+    shouting = BaseLM(lm.id, lm.model, tokenizer, lm.stop_ids)
+    assert shouting.decode_many([lm.encode(t) for t in SENTENCES]) == [t.upper() for t in SENTENCES]
 
 
 def test_member_texts_are_candidates_so_the_text_is_never_below_the_label(inverter, embedder) -> None:

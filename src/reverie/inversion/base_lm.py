@@ -54,14 +54,28 @@ class BaseLM:
     def decode_many(self, sequences: list[list[int]]) -> list[str]:
         """The texts of token sequences, in one call to the fast tokenizer's decoder: the
         same texts as `tokenizer.decode` one at a time, at a twentieth of its cost (the
-        search decodes every candidate of every step)."""
+        search decodes every candidate of every step). A tokenizer whose decoding does more
+        than its backend's (CodeGen's, CPM's) decodes each text its own way."""
         tokenizer = self.tokenizer
-        if not tokenizer.is_fast:
+        if not _decodes_as_its_backend(tokenizer):
             return [t.strip() for t in tokenizer.batch_decode(sequences, skip_special_tokens=True)]
         texts = tokenizer.backend_tokenizer.decode_batch(sequences, skip_special_tokens=True)
         if tokenizer.clean_up_tokenization_spaces:
             texts = [tokenizer.clean_up_tokenization(t) for t in texts]
         return [t.strip() for t in texts]
+
+
+def _decodes_as_its_backend(tokenizer: Any) -> bool:
+    """Whether `tokenizer.decode` is the backend's decode plus the spacing clean-up, as in
+    transformers' PreTrainedTokenizerFast, with nothing a subclass adds."""
+    from transformers import PreTrainedTokenizerFast
+
+    kind = type(tokenizer)
+    return (
+        isinstance(tokenizer, PreTrainedTokenizerFast)
+        and kind._decode is PreTrainedTokenizerFast._decode
+        and kind.decode is PreTrainedTokenizerFast.decode
+    )
 
 
 def model_cache(configured: Path | None = None) -> Path:

@@ -19,7 +19,7 @@ from reverie.cli import main
 from reverie.config import Settings
 from reverie.errors import InvalidInputError, InverterError, ReverieError
 from reverie.inversion.base_lm import SMOLLM2, BaseLM, load_base_lm, smollm2_gguf
-from reverie.inversion.guided import SearchSettings, without_list_mark
+from reverie.inversion.guided import SearchSettings, _repeating, without_list_mark
 from reverie.inversion.inverter import GuidedInverter, configured_inverter, open_inverter
 from reverie.inversion.lazy import cached_text
 from reverie.inversion.phrasebook import Phrasebook
@@ -35,6 +35,13 @@ SENTENCES = [
     "a small dog barked at the mailman",
     "paris is the capital of france",
     "the meeting moved to friday at noon",
+]
+LOOPING = [  # texts the test model, searching greedily, loops on (one of them)
+    "He looked toward Sodom and Gomorrah, and toward all the land of the plain, and saw that "
+    "the smoke of the land went up as the smoke of a furnace.",
+    "The angel found her by a fountain of water in the wilderness, by the fountain in the way to Shur.",
+    "The user prefers green tea in the morning and green tea in the evening, and coffee never.",
+    "6 million lives were saved by Bill Gates with vaccines and better healthcare.",
 ]
 QUICK = SearchSettings(beam_width=2, expand=4, max_tokens=14, patience=3, keywords=4, polish=1)
 
@@ -588,3 +595,32 @@ def test_a_blend_the_inverter_cannot_read_says_why(tmp_path: Path, inverter) -> 
             InvalidInputError, match="8-dimensional, and the inverter .* reads 384-dimensional"
         ):
             rv.blend([str(i) for i in ids])
+
+
+def test_a_token_that_would_repeat_a_run_is_banned() -> None:
+    banned = _repeating([[5, 6, 7, 5, 6], [5, 6, 7], [], [9, 9, 9]], 3, 10)
+    assert banned[0].nonzero().flatten().tolist() == [7]  # "5 6" again: 7 would repeat "5 6 7"
+    assert not banned[1:3].any()
+    assert banned[3].nonzero().flatten().tolist() == [9]  # a fourth 9 would write "9 9 9" twice
+    assert _repeating([[4, 4]], 1, 10)[0].nonzero().flatten().tolist() == [4]
+
+
+def test_a_search_never_writes_the_same_run_of_tokens_twice(inverter, embedder) -> None:
+    """Left to itself a search loops ("in the place, in the place"; in the bench "to find
+    her to find her": a repeated phrase reads as likely to the LM and pulls a mean-pooled
+    embedding its way); the search bans a token that would repeat a run of `no_repeat`
+    tokens it has already written. Greedy and without the content-word penalty, the test
+    model loops on one of these four."""
+    lm = inverter.search.lm
+
+    def repeated_runs(text: str) -> int:
+        ids = lm.encode(text)
+        runs = [tuple(ids[i : i + 3]) for i in range(len(ids) - 2)]
+        return len(runs) - len(set(runs))
+
+    vectors = embedder.encode(LOOPING)
+    greedy = replace(QUICK, beam_width=1, expand=1, max_tokens=40, patience=40, polish=0, repeat_penalty=0.0)
+    looping = inverter.with_settings(replace(greedy, fluency=0.0, no_repeat=0)).invert(vectors)
+    guarded = inverter.with_settings(replace(greedy, fluency=0.0)).invert(vectors)
+    assert sum(repeated_runs(found.text) for found in looping) > 0, [f.text for f in looping]
+    assert [repeated_runs(found.text) for found in guarded] == [0] * len(LOOPING), [f.text for f in guarded]

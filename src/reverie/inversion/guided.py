@@ -50,6 +50,7 @@ class SearchSettings:
     keywords: int = 8  # words from the vocabulary bias named in the prompt
     bias: float = 1.0  # weight of the vocabulary bias on the LM's next-token scores
     repeat_penalty: float = 2.0  # taken off a content word's score once the text holds it
+    no_repeat: int = 3  # a run of this many tokens is never written twice (0: allowed)
     polish: int = 3  # rounds of word edits (drop a word, add a keyword) kept while they bring it closer
     fluency: float = 0.02  # cosine a text may trade for reading one nat per token better (fluency.py)
     enough: float = 0.97  # a given text this close is shown as it is: no search
@@ -215,6 +216,8 @@ class GuidedSearch:
             beams = [beam for search in live for beam in search.beams]
             if self._content is not None:
                 scores = scores - s.repeat_penalty * _used(beams, self._content, raw.shape[-1])
+            if s.no_repeat:
+                scores = scores.masked_fill(_repeating(beams, s.no_repeat, raw.shape[-1]), -torch.inf)
             top = torch.topk(scores, s.expand, dim=-1)
             rows = np.cumsum([0] + [len(search.beams) for search in live])
             for search, a, b in zip(live, rows[:-1], rows[1:], strict=True):
@@ -386,3 +389,16 @@ def _used(beams: list[list[int]], content: torch.Tensor, size: int) -> torch.Ten
         if tokens:
             used[row, tokens] = 1.0
     return used * content[:size]
+
+
+def _repeating(beams: list[list[int]], n: int, size: int) -> torch.Tensor:
+    """(beams, vocab): True for a token that would end a run of `n` tokens the beam has
+    already written. Without it a search loops ("to find her to find her"): a repeated
+    phrase reads as likely to the LM and pulls the mean-pooled embedding its way."""
+    banned = torch.zeros(len(beams), size, dtype=torch.bool)
+    for row, tokens in enumerate(beams):
+        tail = tokens[len(tokens) - n + 1 :] if n > 1 else []
+        for i in range(len(tokens) - n + 1):
+            if tokens[i : i + n - 1] == tail:
+                banned[row, tokens[i + n - 1]] = True
+    return banned

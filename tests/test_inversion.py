@@ -280,6 +280,17 @@ def test_training_resumes_and_names_a_damaged_checkpoint(tmp_path: Path) -> None
         train(options)
 
 
+def test_training_with_the_same_seed_gives_the_same_weights(tmp_path: Path) -> None:
+    """`--seed` decides the projections' first weights too, not only the data's order."""
+    weights = []
+    for run in ("a", "b"):
+        options = TrainOptions(corpus=[corpus_file(tmp_path)], out=tmp_path / run, holdout=1, word_epochs=1)
+        options.progress = False
+        train(options)
+        weights.append((tmp_path / run / "model" / "inverter.safetensors").read_bytes())
+    assert weights[0] == weights[1]
+
+
 def test_an_empty_corpus_is_refused(tmp_path: Path) -> None:
     (tmp_path / "empty.txt").write_text("\n  \n")
     with pytest.raises(InvalidInputError, match="holds no sentences"):
@@ -619,8 +630,10 @@ def test_a_search_never_writes_the_same_run_of_tokens_twice(inverter, embedder) 
         return len(runs) - len(set(runs))
 
     vectors = embedder.encode(LOOPING)
-    greedy = replace(QUICK, beam_width=1, expand=1, max_tokens=40, patience=40, polish=0, repeat_penalty=0.0)
-    looping = inverter.with_settings(replace(greedy, fluency=0.0, no_repeat=0)).invert(vectors)
-    guarded = inverter.with_settings(replace(greedy, fluency=0.0)).invert(vectors)
+    greedy = replace(
+        QUICK, beam_width=1, expand=1, max_tokens=40, patience=40, polish=0, repeat_penalty=0.0, fluency=0.0
+    )
+    looping = inverter.with_settings(replace(greedy, no_repeat=0)).invert(vectors)
+    guarded = inverter.with_settings(greedy).invert(vectors)
     assert sum(repeated_runs(found.text) for found in looping) > 0, [f.text for f in looping]
     assert [repeated_runs(found.text) for found in guarded] == [0] * len(LOOPING), [f.text for f in guarded]

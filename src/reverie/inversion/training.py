@@ -112,6 +112,7 @@ class _Run:
         self.encoded = [_token_ids(self.lm, t, o.max_tokens) for t in corpus.train]
         self.held = [_token_ids(self.lm, t, o.max_tokens) for t in held]
         shape = Shape(embedder.dimension, o.hidden, o.word_rank, o.prefix_len, o.lora_rank)
+        torch.manual_seed(o.seed)  # the projections' first weights: a run is repeatable
         self.model = Conditioner(self.lm, shape)
         self.meta = {
             "embedder": embedder_id(embedder.model_name),

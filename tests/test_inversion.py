@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import json
+import shutil
 import threading
 import time
 from dataclasses import replace
@@ -14,13 +15,15 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
+import torch
+from safetensors.torch import load_file
 
 from reverie.cli import main
 from reverie.config import Settings
 from reverie.errors import InvalidInputError, InverterError, ReverieError
 from reverie.inversion.base_lm import SMOLLM2, BaseLM, load_base_lm, smollm2_gguf
 from reverie.inversion.guided import SearchSettings, _repeating, without_list_mark
-from reverie.inversion.inverter import GuidedInverter, configured_inverter, open_inverter
+from reverie.inversion.inverter import GuidedInverter, builtin_model_dir, configured_inverter, open_inverter
 from reverie.inversion.lazy import cached_text
 from reverie.inversion.phrasebook import Phrasebook
 from reverie.inversion.training import TrainOptions, train
@@ -289,6 +292,37 @@ def test_training_with_the_same_seed_gives_the_same_weights(tmp_path: Path) -> N
         train(options)
         weights.append((tmp_path / run / "model" / "inverter.safetensors").read_bytes())
     assert weights[0] == weights[1]
+
+
+def test_a_run_can_start_from_a_trained_model(tmp_path: Path, model_dir: Path) -> None:
+    """`--start-from`: the run begins with that model's weights (with no learning they come
+    out unchanged; a fresh start would not), and says where it began."""
+    options = TrainOptions(corpus=[corpus_file(tmp_path)], out=tmp_path / "run", holdout=1, word_epochs=1)
+    options.progress, options.word_lr, options.start_from = False, 0.0, str(model_dir.parent)
+    meta = train(options)
+    weights = [load_file(str(d / "inverter.safetensors")) for d in (model_dir, tmp_path / "run" / "model")]
+    assert weights[0].keys() == weights[1].keys()
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+    assert meta["started_from"] == {
+        "model": str(model_dir.parent),
+        **{
+            k: json.loads((model_dir / "inverter.json").read_text())[k]
+            for k in ("sentences", "word_epochs", "prefix_steps", "train_hours")
+        },
+    }
+
+
+def test_a_model_that_does_not_fit_the_run_is_refused_as_a_start(tmp_path: Path, model_dir: Path) -> None:
+    other = tmp_path / "other"
+    shutil.copytree(model_dir, other)
+    meta = json.loads((other / "inverter.json").read_text())
+    (other / "inverter.json").write_text(json.dumps({**meta, "embedder": "BAAI/bge-small-en-v1.5"}))
+    options = TrainOptions(corpus=[corpus_file(tmp_path)], out=tmp_path / "run", holdout=1, progress=False)
+    options.start_from, options.word_rank = str(other), 32
+    with pytest.raises(
+        InvalidInputError, match=r"does not fit this run: word_rank 64 \(this run: 32\); embedder 'BAAI"
+    ):
+        train(options)
 
 
 def test_an_empty_corpus_is_refused(tmp_path: Path) -> None:
@@ -592,6 +626,11 @@ def test_inverter_cli_trains_and_evaluates(tmp_path: Path, capsys, model_dir: Pa
     assert (out / "model" / "inverter.json").is_file() and (out / "holdout.txt").read_text().count("\n") == 2
     assert main([*args[:-1], "2", "--holdout", "2", "--no-phrasebook"]) == 0
     assert "phrasebook" not in capsys.readouterr().out and Phrasebook.load(out / "model") is None
+    started = tmp_path / "from-builtin"
+    assert main([*args, "--holdout", "2", "--start-from", "builtin", "--out", str(started)]) == 0
+    assert "started from builtin" in capsys.readouterr().out
+    begun = json.loads((started / "model" / "inverter.json").read_text())["started_from"]
+    assert begun["sentences"] == json.loads((builtin_model_dir() / "inverter.json").read_text())["sentences"]
 
 
 def test_a_blend_the_inverter_cannot_read_says_why(tmp_path: Path, inverter) -> None:

@@ -265,6 +265,10 @@ COMMANDS: tuple[Command, ...] = (
             arg("--seed", type=int, default=0),
             arg("--limit", type=int, help="use only the first N groups of each file"),
             arg(
+                "--start-from",
+                help="a trained model whose weights start the run: builtin, or a run or model directory",
+            ),
+            arg(
                 "--no-phrasebook",
                 action="store_true",
                 help="leave the training sentences out of the model (inversions may copy them)",

@@ -329,6 +329,7 @@ def cmd_inverter_train(args: argparse.Namespace, settings: Settings) -> None:
         prefix_len=args.prefix_len,
         prefix_steps=args.prefix_steps,
         phrasebook=not args.no_phrasebook,
+        start_from=args.start_from,
         progress=_tty(),
     )
     meta = train(options)
@@ -337,6 +338,11 @@ def cmd_inverter_train(args: argparse.Namespace, settings: Settings) -> None:
         f"({meta['train_hours']:.2f} h); model in {Path(args.out) / 'model'}, held-out sentences in "
         f"{Path(args.out) / 'holdout.txt'}; a rerun with the same --out continues"
     )
+    if begun := meta.get("started_from"):
+        print(
+            f"it started from {begun['model']}'s weights "
+            f"({begun['word_epochs']} word epochs on {begun['sentences']} sentences)"
+        )
     if meta.get("phrasebook"):
         print(
             f"the model carries its {meta['phrasebook']:,} training sentences as a phrasebook: they steer "

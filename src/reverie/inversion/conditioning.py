@@ -200,14 +200,18 @@ def read_meta(directory: Path) -> dict[str, Any]:
 
 def load(directory: Path, lm: BaseLM) -> tuple[Conditioner, dict[str, Any]]:
     """The saved projections (and adapters) on top of `lm`, in eval mode."""
+    meta = read_meta(directory)
+    model = Conditioner(lm, Shape(**meta["shape"]))
+    model.load_trainable(read_weights(directory))
+    return model.eval(), meta
+
+
+def read_weights(directory: Path) -> dict[str, torch.Tensor]:
+    """The trained weights saved in an inverter directory (what `save` wrote)."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
-    meta = read_meta(directory)
-    model = Conditioner(lm, Shape(**meta["shape"]))
     try:
-        state = load_file(str(directory / WEIGHTS))
+        return load_file(str(directory / WEIGHTS))
     except (OSError, SafetensorError) as exc:
         raise InverterError(f"cannot read the inverter weights in {directory}: {exc}") from None
-    model.load_trainable(state)
-    return model.eval(), meta

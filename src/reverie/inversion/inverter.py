@@ -231,8 +231,15 @@ def open_inverter(
         return PretrainedCorrector(source, embedder, steps or 20, settings.beam_width)
     if source == ZERO_SHOT:
         return GuidedInverter(embedder, None, base_lm, settings, model_cache)
+    return GuidedInverter(embedder, trained_model_dir(source), base_lm, settings, model_cache)
+
+
+def trained_model_dir(source: str) -> Path:
+    """The directory of a trained model: the builtin's for "builtin", a run directory's
+    exported `model/`, or the directory given."""
     if source == BUILTIN:
-        path = builtin_model_dir()
-    elif (path / "model").is_dir() and not (path / "inverter.json").exists():
-        path = path / "model"  # a run directory: its exported model
-    return GuidedInverter(embedder, path, base_lm, settings, model_cache)
+        return builtin_model_dir()
+    path = Path(source).expanduser()
+    if (path / "model").is_dir() and not (path / "inverter.json").exists():
+        return path / "model"  # a run directory: its exported model
+    return path

@@ -9,9 +9,11 @@ under one wall-clock budget:
    in it, by the LM's own loss on the sentence (vec2text's decoder-only inverter).
 The corpus is embedded once (cached in the run directory); held-out sentences are written
 to `holdout.txt` and never trained on; the training sentences go with the model as its
-phrasebook (phrasebook.py) unless `--no-phrasebook`. The model (`model/`) is exported at every
-checkpoint, so the latest weights are usable while training goes on; the prefix phase logs
-held-out loss to `train-log.jsonl` and keeps an hourly copy under `snapshots/`.
+phrasebook (phrasebook.py) unless `--no-phrasebook`. `--start-from` begins with a trained
+model's weights (the builtin's, or another run's) instead of fresh ones. The model
+(`model/`) is exported at every checkpoint, so the latest weights are usable while training
+goes on; the prefix phase logs held-out loss to `train-log.jsonl` and keeps an hourly copy
+under `snapshots/`.
 """
 
 from __future__ import annotations
@@ -33,9 +35,10 @@ from tqdm import tqdm
 
 from reverie.errors import InvalidInputError, InverterError
 from reverie.inversion.base_lm import SMOLLM2, BaseLM, load_base_lm
-from reverie.inversion.conditioning import Conditioner, Shape, save
+from reverie.inversion.conditioning import Conditioner, Shape, read_meta, read_weights, save
 from reverie.inversion.corpus import load_corpus
 from reverie.inversion.embedders import Embedder, embedder_id
+from reverie.inversion.inverter import trained_model_dir
 from reverie.inversion.phrasebook import drop_phrasebook, save_phrasebook
 
 log = structlog.get_logger("reverie.inverter")
@@ -72,6 +75,7 @@ class TrainOptions:
     eval_every: int = 200
     eval_sentences: int = 256
     phrasebook: bool = True  # the training sentences go with the model (phrasebook.py)
+    start_from: str | None = None  # a trained model whose weights start the run: "builtin" or a directory
     progress: bool = True
 
     def check(self) -> None:
@@ -123,6 +127,8 @@ class _Run:
             "phrasebook": len(corpus.train) if o.phrasebook else 0,
             "options": asdict(o),
         }
+        if o.start_from is not None:
+            self.meta["started_from"] = self._start_from(o.start_from, shape)
         self.position, self.optimizer_state = self._resume()
         self.deadline = None if o.max_minutes is None else time.monotonic() + 60 * o.max_minutes
         self.started, self.base_seconds = time.monotonic(), self.position.seconds
@@ -165,6 +171,34 @@ class _Run:
         if not target.exists():
             shutil.copytree(self.o.out / "model", target)
         self.last_snapshot = time.monotonic()
+
+    def _start_from(self, source: str, shape: Shape) -> dict[str, Any]:
+        """Load a trained model's weights as the run's first weights (a checkpoint, when the
+        run resumes, replaces them); what it was, for the model's description. A model made
+        for another embedder, LM or shape is refused: its weights would read nothing."""
+        directory = trained_model_dir(source)
+        theirs = read_meta(directory)
+        made = Shape(**theirs["shape"])
+        fits = ["embed_dim", "hidden", "word_rank"] + (["prefix_len", "lora_rank"] if made.prefix_len else [])
+        wrong = [
+            f"{k} {getattr(made, k)} (this run: {getattr(shape, k)})"
+            for k in fits
+            if getattr(made, k) != getattr(shape, k)
+        ]
+        wrong += [
+            f"{k} {theirs.get(k)!r} (this run: {self.meta[k]!r})"
+            for k in ("embedder", "base_lm")
+            if theirs.get(k) != self.meta[k]
+        ]
+        if wrong:
+            raise InvalidInputError(
+                f"--start-from {source}: that model does not fit this run: {'; '.join(wrong)}"
+            )
+        self.model.load_trainable(read_weights(directory), grown=shape.prefix_len > made.prefix_len)
+        return {
+            "model": source,
+            **{k: theirs.get(k) for k in ("sentences", "word_epochs", "prefix_steps", "train_hours")},
+        }
 
     def _resume(self) -> tuple[_Position, dict[str, Any] | None]:
         path = self.o.out / CHECKPOINT

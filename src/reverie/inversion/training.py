@@ -177,7 +177,10 @@ class _Run:
         run resumes, replaces them); what it was, for the model's description. A model made
         for another embedder, LM or shape is refused: its weights would read nothing."""
         directory = trained_model_dir(source)
-        theirs = read_meta(directory)
+        try:
+            theirs = read_meta(directory)
+        except InverterError as exc:
+            raise InvalidInputError(f"--start-from {source}: {exc}") from None
         made = Shape(**theirs["shape"])
         fits = ["embed_dim", "hidden", "word_rank"] + (["prefix_len", "lora_rank"] if made.prefix_len else [])
         wrong = [

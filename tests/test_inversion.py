@@ -323,11 +323,12 @@ def test_a_model_that_does_not_fit_the_run_is_refused_as_a_start(tmp_path: Path,
         InvalidInputError, match=r"does not fit this run: word_rank 64 \(this run: 32\); embedder 'BAAI"
     ):
         train(options)
-    options.start_from = str(tmp_path / "missing")
+    options.start_from, options.out = str(tmp_path / "missing"), tmp_path / "never"
     with pytest.raises(
         InvalidInputError, match=r"--start-from .*missing: inverter directory .* does not exist"
     ):
         train(options)
+    assert not options.out.exists(), "a wrong --start-from should fail before the corpus is embedded"
 
 
 def test_an_empty_corpus_is_refused(tmp_path: Path) -> None:

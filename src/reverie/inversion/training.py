@@ -100,6 +100,7 @@ class _Run:
     def __init__(self, o: TrainOptions) -> None:
         o.check()
         self.o = o
+        start = None if o.start_from is None else _start_model(o.start_from)  # before the embedding
         o.out.mkdir(parents=True, exist_ok=True)
         corpus = load_corpus(o.corpus, o.holdout, o.seed, o.limit)
         (o.out / "holdout.txt").write_text("\n".join(corpus.held_out) + "\n")
@@ -127,8 +128,8 @@ class _Run:
             "phrasebook": len(corpus.train) if o.phrasebook else 0,
             "options": asdict(o),
         }
-        if o.start_from is not None:
-            self.meta["started_from"] = self._start_from(o.start_from, shape)
+        if start is not None:
+            self.meta["started_from"] = self._start_from(o.start_from, *start, shape)
         self.position, self.optimizer_state = self._resume()
         self.deadline = None if o.max_minutes is None else time.monotonic() + 60 * o.max_minutes
         self.started, self.base_seconds = time.monotonic(), self.position.seconds
@@ -172,15 +173,12 @@ class _Run:
             shutil.copytree(self.o.out / "model", target)
         self.last_snapshot = time.monotonic()
 
-    def _start_from(self, source: str, shape: Shape) -> dict[str, Any]:
+    def _start_from(
+        self, source: str, directory: Path, theirs: dict[str, Any], shape: Shape
+    ) -> dict[str, Any]:
         """Load a trained model's weights as the run's first weights (a checkpoint, when the
         run resumes, replaces them); what it was, for the model's description. A model made
         for another embedder, LM or shape is refused: its weights would read nothing."""
-        directory = trained_model_dir(source)
-        try:
-            theirs = read_meta(directory)
-        except InverterError as exc:
-            raise InvalidInputError(f"--start-from {source}: {exc}") from None
         made = Shape(**theirs["shape"])
         fits = ["embed_dim", "hidden", "word_rank"] + (["prefix_len", "lora_rank"] if made.prefix_len else [])
         wrong = [
@@ -226,6 +224,16 @@ class _Run:
         if position.epoch < o.word_epochs:
             return "words"
         return "prefix" if o.prefix_len and position.step < o.prefix_steps else "done"
+
+
+def _start_model(source: str) -> tuple[Path, dict[str, Any]]:
+    """The directory and description of the model `--start-from` names, read before the
+    corpus is embedded (up to an hour), so that a wrong name fails at once."""
+    directory = trained_model_dir(source)
+    try:
+        return directory, read_meta(directory)
+    except InverterError as exc:
+        raise InvalidInputError(f"--start-from {source}: {exc}") from None
 
 
 def train(options: TrainOptions) -> dict[str, Any]:

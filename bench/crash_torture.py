@@ -59,6 +59,8 @@ from reverie.config import LoggingSettings, Settings  # noqa: E402
 from reverie.daemon.registration import running_daemon  # noqa: E402
 from reverie.logs import configure_logging  # noqa: E402
 from reverie.memory import Reverie  # noqa: E402
+from reverie.storage import Filter, Match  # noqa: E402
+from reverie.storage import payload as p  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 log = structlog.get_logger("bench.crash_torture")
@@ -184,9 +186,11 @@ class Writer:
 
 @dataclass
 class Operator:
-    """What a person or a tool does besides writing: POST /fade, a revive of a random
-    memory, an undo of a random run, a start of maintenance, in turn. An answer of 5xx is
-    a failure; 4xx is fine (a memory not dormant, a run that cannot be undone)."""
+    """What a person or a tool does besides writing: POST /fade, a revive, an undo of a
+    random run, a start of maintenance, in turn. It revives a memory it knows went dormant
+    (its own fades' answers, the store as checked after a kill), else a random one: dormant
+    ones are tens among thousands, and a GET to find one would revive it. An answer of 5xx
+    is a failure; 4xx is fine (a memory not dormant, a run that cannot be undone)."""
 
     writer: Writer
     seed: int
@@ -194,6 +198,7 @@ class Operator:
     refused: Counter = field(default_factory=Counter)  # (operation, status): 4xx answers
     interrupted: Counter = field(default_factory=Counter)
     failures: list[str] = field(default_factory=list)
+    dormant: list[int | str] = field(default_factory=list)  # ids known to have gone dormant
 
     def __post_init__(self) -> None:
         self.rng = np.random.default_rng(self.seed)
@@ -215,6 +220,8 @@ class Operator:
                     self.failures.append(f"{operation}: {response.status_code} {response.text[:200]}")
                 elif response.status_code < 300:
                     self.done[operation] += 1
+                    if operation == "fade":
+                        self.dormant += [d["id"] for d in response.json()["dormant"]]
                 else:
                     self.refused[f"{operation} {response.status_code}"] += 1
 
@@ -224,10 +231,13 @@ class Operator:
         if operation == "maintain":
             return client.post("/jobs/maintain/run")
         if operation == "revive":
-            written = sorted(self.writer.acknowledged, key=str)
-            if not written:
+            if self.dormant:
+                chosen = self.dormant.pop(self.rng.integers(0, len(self.dormant)))
+            elif written := sorted(self.writer.acknowledged, key=str):
+                chosen = written[self.rng.integers(0, len(written))]
+            else:
                 return None
-            return client.post(f"/memories/{written[self.rng.integers(0, len(written))]}/revive")
+            return client.post(f"/memories/{chosen}/revive")
         runs = client.get("/runs", params={"limit": 50}).json()["runs"]
         done = [r["run_id"] for r in runs if r["kind"] in UNDOABLE and r["status"] == "done"]
         if not done:
@@ -325,7 +335,15 @@ def read_log(log_lines: list[bytes]) -> tuple[list[str], int]:
     return sorted(job for job, started in running.items() if started), inverted
 
 
-def check(store: str, work: Path, writer: Writer, agents: list[Agent], tally: Tally, recover: bool) -> None:
+def check(
+    store: str,
+    work: Path,
+    writer: Writer,
+    agents: list[Agent],
+    operator: Operator,
+    tally: Tally,
+    recover: bool,
+) -> None:
     with Reverie.open(settings_for(store, work)) as rv:
         if not rv.exists:
             return
@@ -340,6 +358,8 @@ def check(store: str, work: Path, writer: Writer, agents: list[Agent], tally: Ta
         tally.live, tally.merged = stats["live"], stats["merged"]
         tally.dormant = stats["dormant"]
         tally.dormant_peak = max(tally.dormant_peak, tally.dormant)
+        asleep = Filter(must=(Match(f"{p.KEY}.state", p.DORMANT),))
+        operator.dormant = [r.id for r in rv.store.scroll(rv.archive, asleep)] if tally.dormant else []
         runs = rv.run_log.runs(limit=1_000_000)
         tally.runs = sum(r.kind == "consolidate" for r in runs)
         tally.forget_runs = sum(r.kind == "forget" for r in runs)
@@ -395,7 +415,7 @@ def torture(store: str, kills: int, seed: int, work: Path, progress: bool = Fals
             process, url = start_daemon(work, quiet)
             _wait_ready(url)
             kill(process)
-        check(store, work, writer, agents, tally, recover=recover_here)
+        check(store, work, writer, agents, operator, tally, recover=recover_here)
         if progress:
             print(
                 f"\rkill {tally.kills}/{kills}: acknowledged {len(writer.acknowledged)}, live {tally.live}, "

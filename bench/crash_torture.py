@@ -9,7 +9,7 @@ Each cycle starts `reverie serve` (a real subprocess on a loopback port) and, ov
 a writer posts batches of near-duplicate vectors, integer and UUID ids in turn (an id
 counts as acknowledged once its batch got 200); two agents create, update and delete
 single memories (bench/agents.py; one uses integer ids, the other UUIDs); an operator
-calls POST /fade, revives a random memory, undoes a random run and starts maintenance, in
+calls POST /fade, revives a memory known to be dormant, undoes a random run and starts maintenance, in
 turn. Once the writer has had answers (so no cycle is idle), the daemon is killed with
 SIGKILL after a random 0.2-4 s. Cycles take turns (CYCLES): consolidation every second
 (the forget job keeps at most FORGET_CAP memories live, the weakest go dormant);

@@ -309,8 +309,8 @@ def _epoch(path: Path) -> int:
 
 def _trained(model: Path) -> dict[str, Any]:
     meta = _meta(model)
-    keys = ("base_lm", "embedder", "sentences", "word_epochs", "prefix_steps", "train_hours")
-    return {k: meta.get(k) for k in keys}
+    keys = ("base_lm", "embedder", "sentences", "word_epochs", "prefix_steps", "train_hours", "started_from")
+    return {k: meta[k] for k in keys if k in meta}
 
 
 def _meta(model: Path) -> dict[str, Any]:

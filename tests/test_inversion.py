@@ -331,6 +331,25 @@ def test_a_model_that_does_not_fit_the_run_is_refused_as_a_start(tmp_path: Path,
     assert not options.out.exists(), "a wrong --start-from should fail before the corpus is embedded"
 
 
+def test_the_phrasebook_can_hold_some_corpus_files_only(tmp_path: Path) -> None:
+    """`--phrasebook-from`: text that may train the weights but must not ship word for word
+    (a corpus whose author asks that it not be republished) stays out of the phrasebook."""
+    shared, private = corpus_file(tmp_path), tmp_path / "private.txt"
+    private.write_text("my locker code is 4471\nthe spare key is under the blue pot\nnobody reads this\n")
+    options = TrainOptions(corpus=[private, shared], out=tmp_path / "run", holdout=1, word_epochs=1)
+    options.progress, options.phrasebook_from = False, [shared]
+    meta = train(options)
+    book = Phrasebook.load(tmp_path / "run" / "model")
+    assert book is not None and not set(private.read_text().splitlines()) & set(book.texts)
+    assert meta["phrasebook"] == len(book.texts) == meta["sentences"] - 2, "its two training lines left out"
+    options.phrasebook_from, options.out = [tmp_path / "elsewhere.txt"], tmp_path / "never"
+    with pytest.raises(
+        InvalidInputError, match=r"--phrasebook-from .*elsewhere.txt: not one of the --corpus"
+    ):
+        train(options)
+    assert not options.out.exists(), "a wrong --phrasebook-from should fail before the corpus is embedded"
+
+
 def test_an_empty_corpus_is_refused(tmp_path: Path) -> None:
     (tmp_path / "empty.txt").write_text("\n  \n")
     with pytest.raises(InvalidInputError, match="holds no sentences"):
@@ -628,10 +647,12 @@ def test_inverter_cli_trains_and_evaluates(tmp_path: Path, capsys, model_dir: Pa
     assert main([*args, "--holdout", "2"]) == 0
     printed = capsys.readouterr().out
     assert "trained 1 word epochs and 0 prefix steps" in printed
-    assert "training sentences as a phrasebook" in printed and "--no-phrasebook" in printed
+    assert "training sentences as a phrasebook" in printed and "--phrasebook-from" in printed
     assert (out / "model" / "inverter.json").is_file() and (out / "holdout.txt").read_text().count("\n") == 2
     assert main([*args[:-1], "2", "--holdout", "2", "--no-phrasebook"]) == 0
     assert "phrasebook" not in capsys.readouterr().out and Phrasebook.load(out / "model") is None
+    assert main([*args, "--phrasebook-from", str(tmp_path / "other.txt")]) == 1
+    assert "--phrasebook-from" in capsys.readouterr().err
     started = tmp_path / "from-builtin"
     assert main([*args, "--holdout", "2", "--start-from", "builtin", "--out", str(started)]) == 0
     assert "started from builtin" in capsys.readouterr().out

@@ -273,6 +273,11 @@ COMMANDS: tuple[Command, ...] = (
                 action="store_true",
                 help="leave the training sentences out of the model (inversions may copy them)",
             ),
+            arg(
+                "--phrasebook-from",
+                action="append",
+                help="only this corpus file's sentences go into the phrasebook (repeatable; default: all)",
+            ),
         ),
     ),
     Command(

@@ -329,6 +329,7 @@ def cmd_inverter_train(args: argparse.Namespace, settings: Settings) -> None:
         prefix_len=args.prefix_len,
         prefix_steps=args.prefix_steps,
         phrasebook=not args.no_phrasebook,
+        phrasebook_from=[Path(c) for c in args.phrasebook_from] if args.phrasebook_from else None,
         start_from=args.start_from,
         progress=_tty(),
     )
@@ -345,8 +346,10 @@ def cmd_inverter_train(args: argparse.Namespace, settings: Settings) -> None:
         )
     if meta.get("phrasebook"):
         print(
-            f"the model carries its {meta['phrasebook']:,} training sentences as a phrasebook: they steer "
-            "inversions, which may copy them (train on private text with --no-phrasebook)"
+            f"the model carries {meta['phrasebook']:,} of its {meta['sentences']:,} training sentences "
+            "as a phrasebook: they steer "
+            "inversions, which may copy them (train on private text with --no-phrasebook, or name the "
+            "files it may hold with --phrasebook-from)"
         )
 
 

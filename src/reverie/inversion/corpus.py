@@ -21,24 +21,29 @@ from reverie.errors import InvalidInputError
 class Corpus:
     train: list[str]
     held_out: list[str]
+    origins: list[int]  # for each training sentence, the first corpus file (its index) that holds it
 
 
 def load_corpus(paths: list[Path], holdout: int, seed: int, limit: int | None = None) -> Corpus:
     """Each file's groups, shuffled with `seed`; its last `holdout` groups are held out."""
     if not paths:
         raise InvalidInputError("no corpus file given")
-    train: list[str] = []
+    train: list[tuple[str, int]] = []
     held_out: list[str] = []
-    for path in paths:
+    for index, path in enumerate(paths):
         groups = read_groups(path)[:limit] if limit else read_groups(path)
         if holdout >= len(groups):
             raise InvalidInputError(f"{path}: holdout {holdout} leaves nothing to train on ({len(groups)})")
         random.Random(seed).shuffle(groups)
         cut = len(groups) - holdout
-        train += [t for g in groups[:cut] for t in g]
+        train += [(t, index) for g in groups[:cut] for t in g]
         held_out += [t for g in groups[cut:] for t in g]
+    first: dict[str, int] = {}
+    for text, index in train:
+        first.setdefault(text, index)
     kept_back = set(held_out)
-    return Corpus([t for t in dict.fromkeys(train) if t not in kept_back], list(dict.fromkeys(held_out)))
+    kept = [(text, index) for text, index in first.items() if text not in kept_back]
+    return Corpus([t for t, _ in kept], list(dict.fromkeys(held_out)), [i for _, i in kept])
 
 
 def read_groups(path: Path) -> list[list[str]]:

@@ -9,8 +9,10 @@ under one wall-clock budget:
    in it, by the LM's own loss on the sentence (vec2text's decoder-only inverter).
 The corpus is embedded once (cached in the run directory); held-out sentences are written
 to `holdout.txt` and never trained on; the training sentences go with the model as its
-phrasebook (phrasebook.py) unless `--no-phrasebook`. `--start-from` begins with a trained
-model's weights (the builtin's, or another run's) instead of fresh ones. The model
+phrasebook (phrasebook.py) unless `--no-phrasebook`, or only those of the files named by
+`--phrasebook-from` (text that may train weights but should not ship word for word).
+`--start-from` begins with a trained model's weights (the builtin's, or another run's)
+instead of fresh ones. The model
 (`model/`) is exported at every checkpoint, so the latest weights are usable while training
 goes on; the prefix phase logs held-out loss to `train-log.jsonl` and keeps an hourly copy
 under `snapshots/`.
@@ -36,7 +38,7 @@ from tqdm import tqdm
 from reverie.errors import InvalidInputError, InverterError
 from reverie.inversion.base_lm import SMOLLM2, BaseLM, load_base_lm
 from reverie.inversion.conditioning import Conditioner, Shape, read_meta, read_weights, save
-from reverie.inversion.corpus import load_corpus
+from reverie.inversion.corpus import Corpus, load_corpus
 from reverie.inversion.embedders import Embedder, embedder_id
 from reverie.inversion.inverter import trained_model_dir
 from reverie.inversion.phrasebook import drop_phrasebook, save_phrasebook
@@ -75,6 +77,7 @@ class TrainOptions:
     eval_every: int = 200
     eval_sentences: int = 256
     phrasebook: bool = True  # the training sentences go with the model (phrasebook.py)
+    phrasebook_from: list[Path] | None = None  # only these corpus files' sentences do (None: all)
     start_from: str | None = None  # a trained model whose weights start the run: "builtin" or a directory
     progress: bool = True
 
@@ -84,6 +87,20 @@ class TrainOptions:
                 raise InvalidInputError(f"{name.replace('_', '-')} must be at least 1")
         if self.prefix_len < 0 or self.word_rank < 0:
             raise InvalidInputError("prefix-len and word-rank cannot be negative")
+        given = {path.resolve() for path in self.corpus}
+        for path in self.phrasebook_from or ():
+            if path.resolve() not in given:
+                raise InvalidInputError(f"--phrasebook-from {path}: not one of the --corpus files")
+
+    def phrasebook_rows(self, corpus: Corpus) -> np.ndarray:
+        """The training sentences (their rows) that go into the phrasebook."""
+        if not self.phrasebook:
+            return np.zeros(0, dtype=int)
+        if self.phrasebook_from is None:
+            return np.arange(len(corpus.train))
+        named = {path.resolve() for path in self.phrasebook_from}
+        chosen = [i for i, path in enumerate(self.corpus) if path.resolve() in named]
+        return np.flatnonzero(np.isin(corpus.origins, chosen))
 
 
 @dataclass
@@ -107,8 +124,9 @@ class _Run:
         embedder = Embedder(o.embedder)
         log.info("inverter.embedding", sentences=len(corpus.train), embedder=o.embedder)
         self.vectors = embed_cached(embedder, corpus.train, o.out / "train-embeddings.npy", o.progress)
-        if o.phrasebook:
-            save_phrasebook(o.out / "model", corpus.train, self.vectors)
+        phrasebook = o.phrasebook_rows(corpus)
+        if len(phrasebook):
+            save_phrasebook(o.out / "model", [corpus.train[i] for i in phrasebook], self.vectors[phrasebook])
         else:
             drop_phrasebook(o.out / "model")
         held = corpus.held_out[: o.eval_sentences]
@@ -125,7 +143,7 @@ class _Run:
             "base_lm": self.lm.id,
             "corpus": [str(c) for c in o.corpus],
             "sentences": len(corpus.train),
-            "phrasebook": len(corpus.train) if o.phrasebook else 0,
+            "phrasebook": len(phrasebook),
             "options": asdict(o),
         }
         if start is not None:

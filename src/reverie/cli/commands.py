@@ -347,9 +347,8 @@ def cmd_inverter_train(args: argparse.Namespace, settings: Settings) -> None:
     if meta.get("phrasebook"):
         print(
             f"the model carries {meta['phrasebook']:,} of its {meta['sentences']:,} training sentences "
-            "as a phrasebook: they steer "
-            "inversions, which may copy them (train on private text with --no-phrasebook, or name the "
-            "files it may hold with --phrasebook-from)"
+            "as a phrasebook: they steer inversions, which may copy them (train on private text with "
+            "--no-phrasebook, or name the files it may hold with --phrasebook-from)"
         )
 
 

@@ -28,7 +28,7 @@ def load_corpus(paths: list[Path], holdout: int, seed: int, limit: int | None = 
     """Each file's groups, shuffled with `seed`; its last `holdout` groups are held out."""
     if not paths:
         raise InvalidInputError("no corpus file given")
-    train: list[tuple[str, int]] = []
+    train: dict[str, int] = {}  # each training text, in order, and the first file that holds it
     held_out: list[str] = []
     for index, path in enumerate(paths):
         groups = read_groups(path)[:limit] if limit else read_groups(path)
@@ -36,14 +36,12 @@ def load_corpus(paths: list[Path], holdout: int, seed: int, limit: int | None = 
             raise InvalidInputError(f"{path}: holdout {holdout} leaves nothing to train on ({len(groups)})")
         random.Random(seed).shuffle(groups)
         cut = len(groups) - holdout
-        train += [(t, index) for g in groups[:cut] for t in g]
+        for text in (t for g in groups[:cut] for t in g):
+            train.setdefault(text, index)
         held_out += [t for g in groups[cut:] for t in g]
-    first: dict[str, int] = {}
-    for text, index in train:
-        first.setdefault(text, index)
     kept_back = set(held_out)
-    kept = [(text, index) for text, index in first.items() if text not in kept_back]
-    return Corpus([t for t, _ in kept], list(dict.fromkeys(held_out)), [i for _, i in kept])
+    kept = {text: index for text, index in train.items() if text not in kept_back}
+    return Corpus(list(kept), list(dict.fromkeys(held_out)), list(kept.values()))
 
 
 def read_groups(path: Path) -> list[list[str]]:

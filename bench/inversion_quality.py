@@ -59,8 +59,9 @@ PHRASEBOOK_PLOT = ROOT / "docs" / "inversion-phrasebook.png"
 BIBLE = ROOT.parent / "shared/data/bible-ot-paraphrases.jsonl.gz"
 DEFAULT = SearchSettings()
 JOB_BATCH = InversionSettings().batch_size  # vectors the invert job inverts together
+DEFAULT_NAME = f"trained, default (beam {DEFAULT.beam_width} x {DEFAULT.expand}, fluency {DEFAULT.fluency})"
 SETTINGS = {  # name -> (model, search, vectors inverted together)
-    "trained, default (beam 4 x 6, fluency 0.02)": (BUILTIN, DEFAULT, 1),
+    DEFAULT_NAME: (BUILTIN, DEFAULT, 1),
     f"trained, default, {JOB_BATCH} vectors together (the invert job)": (BUILTIN, DEFAULT, JOB_BATCH),
     "trained, beam 2 x 4": (BUILTIN, replace(DEFAULT, beam_width=2, expand=4), 1),
     "trained, closeness alone (fluency 0)": (BUILTIN, replace(DEFAULT, fluency=0.0), 1),

@@ -263,7 +263,7 @@ class InversionSettings(_Section):
     keywords: int = Field(default=8, ge=0, le=32, description="Likely words named to the LM in its prompt.")
     polish: int = Field(default=3, ge=0, le=16, description="Rounds of word edits on the text found.")
     fluency: float = Field(
-        default=0.02,
+        default=0.025,
         ge=0,
         le=1,
         description="Cosine a text may trade for reading one nat per token better (0: closeness alone).",

@@ -52,7 +52,7 @@ class SearchSettings:
     repeat_penalty: float = 2.0  # taken off a content word's score once the text holds it
     no_repeat: int = 3  # a run of this many tokens is never written twice (0: allowed)
     polish: int = 3  # rounds of word edits (drop a word, add a keyword) kept while they bring it closer
-    fluency: float = 0.02  # cosine a text may trade for reading one nat per token better (fluency.py)
+    fluency: float = 0.025  # cosine a text may trade for reading one nat per token better (fluency.py)
     enough: float = 0.97  # a given text this close is shown as it is: no search
 
     @classmethod

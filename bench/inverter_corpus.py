@@ -65,6 +65,7 @@ TYPOGRAPHIC_QUOTES = str.maketrans("\u2018\u2019\u201c\u201d", "''\"\"")
 SCRIPTURE = re.compile(r"\b(god|gods|lord|bible|christ|jesus|scripture|gospel)\b", re.IGNORECASE)
 
 MIN_WORDS, MAX_WORDS = 3, 32
+PARAGRAPH_BREAK = re.compile(r"\n\s*\n")
 SENTENCE_END = re.compile(r"(?<=[.!?])[\"')\]]*\s+(?=[\"'(\[]?[A-Z])")
 RST_ROLE = re.compile(r":[\w:.-]+:`~?(?:[^`<]*<)?([^`>]+)>?`")
 RST_LINK = re.compile(r"`([^`<]+?)\s*<[^`>]+>`_+")
@@ -136,14 +137,13 @@ def nlp_corpus_3(root: Path) -> Iterator[str]:
     for name in NLP_CORPUS_3_PROSE:
         for path in sorted(root.glob(f"src/{name}/*.txt")):
             text = path.read_text(encoding="utf-8", errors="replace").translate(TYPOGRAPHIC_QUOTES)
-            for paragraph in text.splitlines() if name in TURNS else re.split(r"\n\s*\n", text):
-                yield from _without_scripture(sentences(paragraph))
+            yield from _prose(text.splitlines() if name in TURNS else PARAGRAPH_BREAK.split(text))
 
 
 def sotu(root: Path) -> Iterator[str]:
     """Every State of the Union address (`sotu/data/YEAR_NAME_PARTY.txt`, one paragraph)."""
     for path in sorted(root.glob("sotu/data/*.txt")):
-        yield from _without_scripture(sentences(path.read_text(encoding="utf-8", errors="replace")))
+        yield from _prose([path.read_text(encoding="utf-8", errors="replace")])
 
 
 def moby_dick(root: Path) -> Iterator[str]:
@@ -154,8 +154,7 @@ def moby_dick(root: Path) -> Iterator[str]:
         if path.stem == MOBY_DICK_SERMON:
             continue
         text = path.read_text(encoding="utf-8", errors="replace").translate(TYPOGRAPHIC_QUOTES)
-        for paragraph in re.split(r"\n\s*\n", text):
-            yield from _without_scripture(sentences(paragraph))
+        yield from _prose(PARAGRAPH_BREAK.split(text))
 
 
 def emails(root: Path) -> Iterator[str]:
@@ -167,16 +166,17 @@ def emails(root: Path) -> Iterator[str]:
         )
         part = message.get_body(preferencelist=("plain",))
         body = part.get_content() if part is not None else ""
-        own = []
-        for line in body.split("\n-- \n")[0].splitlines():
-            if not line.lstrip().startswith(">") and not line.rstrip().endswith("wrote:"):
-                own.append(line)
-        for paragraph in re.split(r"\n\s*\n", "\n".join(own)):
-            yield from _without_scripture(sentences(paragraph))
+        own = [
+            line
+            for line in body.split("\n-- \n")[0].splitlines()
+            if not line.lstrip().startswith(">") and not line.rstrip().endswith("wrote:")
+        ]
+        yield from _prose(PARAGRAPH_BREAK.split("\n".join(own)))
 
 
-def _without_scripture(texts: Iterable[str]) -> Iterator[str]:
-    return (t for t in texts if not SCRIPTURE.search(t))
+def _prose(paragraphs: Iterable[str]) -> Iterator[str]:
+    """The sentences of each paragraph, those naming scripture left out."""
+    return (s for paragraph in paragraphs for s in sentences(paragraph) if not SCRIPTURE.search(s))
 
 
 def _detokenized(words: list[str]) -> str:
@@ -191,7 +191,7 @@ def _detokenized(words: list[str]) -> str:
 def _rst_paragraphs(source: str) -> Iterator[str]:
     """Unindented prose paragraphs, markup reduced to its words: code blocks, directives,
     tables and headings dropped."""
-    for block in re.split(r"\n\s*\n", source):
+    for block in PARAGRAPH_BREAK.split(source):
         lines = block.splitlines()
         if not lines or lines[0][:1].isspace() or lines[0].startswith(("..", ">>>", "+", "=", "-", "*")):
             continue

@@ -21,8 +21,12 @@ epoch), the table and plot of quality against training hours (section inversion-
 With --phrasebook-sizes N [N ...], instead: the default setting with a phrasebook of N of
 the model's sentences (a seeded sample; 0: none), quality against the phrasebook's size
 (section inversion-phrasebook).
+With --vary FIELD=V1,V2,..., instead: the default search with one of its settings at each
+value (e.g. keywords=4,8,12), quality against that setting (section inversion-search-FIELD):
+whether a default is still the right one after the model changed.
 Writes the tables and plots into docs/inversion.md, docs/inversion-settings.png,
-docs/inversion-training.png, docs/inversion-phrasebook.png, and bench/results/.
+docs/inversion-training.png, docs/inversion-phrasebook.png, docs/inversion-search-FIELD.png,
+and bench/results/. Without --run only the left-out sets are measured (no held-out text).
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ import json
 import platform
 import shlex
 import sys
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -75,7 +79,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--run", type=Path, required=True, help="the training run (its holdout.txt)")
+    parser.add_argument("--run", type=Path, help="the training run (its holdout.txt: the in-domain sets)")
     parser.add_argument("--model", default=None, help="inverter to measure (default: RUN/model)")
     parser.add_argument("--sentences", type=int, default=40, help="sentences of each set")
     parser.add_argument("--groups", type=int, default=60, help="OT paraphrase groups to consolidate")
@@ -88,9 +92,13 @@ def main() -> None:
     parser.add_argument(
         "--phrasebook-sizes", type=int, nargs="+", help="quality against the phrasebook's size instead"
     )
+    parser.add_argument("--vary", help="FIELD=V1,V2,...: quality against one search setting instead")
     parser.add_argument("--sets", nargs="+", help="measure only these sets (by name, e.g. fortunes bible)")
     parser.add_argument("--left-out", action="append", default=[], help="NAME=FILE: a domain not trained on")
     args = parser.parse_args()
+    if args.run is None and args.model is None:
+        parser.error("--run or --model is needed: which inverter to measure")
+    varied = _varied(args.vary) if args.vary else None
     from reverie.config import LoggingSettings
     from reverie.logs import configure_logging
 
@@ -106,6 +114,8 @@ def main() -> None:
         return curve(args, embedder, sets)
     if args.phrasebook_sizes:
         return phrasebook_curve(args, embedder, sets)
+    if varied:
+        return search_curve(model, varied, embedder, sets)
     loaded: dict[str, Any] = {}
     rows = []
     for name, (source, search, batch) in SETTINGS.items():
@@ -143,13 +153,17 @@ def main() -> None:
     write_section(DOC, "inversion-quality", lines, "Inversion")
 
 
-def data_sets(run: Path, model: Path, holdout: int, count: int) -> dict[tuple[str, str], list[str]]:
-    """(name, domain) -> sentences: the run's held-out sentences of each corpus file, then
-    the domains it never trained on."""
-    held = [line.strip() for line in (run / "holdout.txt").read_text().splitlines() if line.strip()]
+def data_sets(run: Path | None, model: Path, holdout: int, count: int) -> dict[tuple[str, str], list[str]]:
+    """(name, domain) -> sentences: the run's held-out sentences of each corpus file (none
+    without a run), then the domains it never trained on."""
     corpus = _meta(model)
     sets = {}
-    for index, path in enumerate(corpus["corpus"]):
+    held = (
+        [line.strip() for line in (run / "holdout.txt").read_text().splitlines() if line.strip()]
+        if run
+        else []
+    )
+    for index, path in enumerate(corpus["corpus"] if run else []):
         name = Path(path.split(" (")[0]).name.split(".")[0]  # the builtin's entries are "FILE (what)"
         if "bible" not in name:  # a model trained on verses has no left-out Bible
             sets[(name, "in domain")] = held[index * holdout : index * holdout + count]
@@ -219,6 +233,49 @@ def phrasebook_curve(
         "vector at a time, with a phrasebook of a seeded sample of the model's sentences (0: none)."
     )
     _publish(PHRASEBOOK_CURVE, measured, intro)
+
+
+def _varied(spec: str) -> tuple[str, list[Any]]:
+    """ "keywords=4,8,12" -> ("keywords", [4, 8, 12]), each value of the setting's own type."""
+    field, _, values = spec.partition("=")
+    known = {f.name for f in fields(SearchSettings)}
+    if field not in known or not values:
+        raise SystemExit(
+            f"--vary {spec!r}: wanted FIELD=V1,V2,... with FIELD one of {', '.join(sorted(known))}"
+        )
+    kind = type(getattr(DEFAULT, field))
+    try:
+        return field, [kind(value) for value in values.split(",")]
+    except ValueError:
+        raise SystemExit(f"--vary {spec!r}: {field} takes {kind.__name__} values") from None
+
+
+def search_curve(
+    model: str, varied: tuple[str, list[Any]], embedder: Embedder, sets: dict[tuple[str, str], list[str]]
+) -> None:
+    """The default search with one setting at each value, on the same sentences."""
+    field, values = varied
+    inverter = open_inverter(model, embedder, DEFAULT)
+    rows = []
+    for value in values:
+        rows += _curve_rows(inverter.with_settings(replace(DEFAULT, **{field: value})), sets, {field: value})
+    measured = {"machine": _machine(), "command": COMMAND, "inverter": inverter.id, "rows": rows}
+    intro = (
+        f"Measured by `{COMMAND}` ({_machine()}); inverter {inverter.id}: the default search, one "
+        f"vector at a time, with `{field}` at each value (default {getattr(DEFAULT, field)})."
+    )
+    curve = Curve(
+        field,
+        f"search setting {field}",
+        field,
+        "{}",
+        ROOT / "bench" / "results" / f"inversion-search-{field}.json",
+        ROOT / "docs" / f"inversion-search-{field}.png",
+        f"inversion-search-{field}",
+        f"quality against {field}",
+        seconds=True,
+    )
+    _publish(curve, measured, intro)
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 import json
 import shutil
+import sys
 import threading
 import time
 from dataclasses import replace
@@ -703,3 +704,20 @@ def test_a_search_never_writes_the_same_run_of_tokens_twice(inverter, embedder) 
     guarded = inverter.with_settings(greedy).invert(vectors)
     assert sum(repeated_runs(found.text) for found in looping) > 0, [f.text for f in looping]
     assert [repeated_runs(found.text) for found in guarded] == [0] * len(LOOPING), [f.text for f in guarded]
+
+
+def test_the_bench_varies_a_search_setting_by_name_in_its_own_type() -> None:
+    """bench/inversion_quality.py --vary measures a setting at several values: each value takes
+    the setting's type, and a setting it does not know or a value of the wrong type is refused
+    by name before any model loads."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
+    from inversion_quality import _varied
+
+    assert _varied("keywords=4,8,12") == ("keywords", [4, 8, 12])
+    assert _varied("fluency=0.02,0.03") == ("fluency", [0.02, 0.03])
+    with pytest.raises(SystemExit, match="one of beam_width, bias"):
+        _varied("kw=3")
+    with pytest.raises(SystemExit, match="keywords takes int"):
+        _varied("keywords=4.5")
+    with pytest.raises(SystemExit, match="wanted FIELD="):
+        _varied("keywords")

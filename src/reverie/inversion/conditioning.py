@@ -99,7 +99,9 @@ class Conditioner(nn.Module):
             likely = torch.sigmoid(self.token_logits(embedding))[0]
             prefix = self.prefix(embedding)[0] if self.shape.prefix_len else None
         bias = torch.log(likely.clamp_min(1e-6)).clamp_min(floor)
-        expected = float(likely.sum())  # distinct tokens the sentence probably has
+        # the summed presence probabilities: 2-3 times the true token count, as training weighs
+        # each present token 5 times; the search's cap is loose by design (docs/inversion.md)
+        expected = float(likely.sum())
         named = self._keywords(
             likely, keywords + int(expected / KEYWORDS_PER_EXTRA_TOKENS) if keywords else 0
         )

@@ -84,7 +84,7 @@ class Steering:
     token_bias: torch.Tensor | None = None  # (vocab,) added to the LM's log-probabilities
     keywords: tuple[str, ...] = ()
     prefix: torch.Tensor | None = None  # (k, hidden): input vectors before the text
-    expected_tokens: float | None = None  # how long the sentence probably is (distinct tokens)
+    expected_tokens: float | None = None  # how long the search may write grows with it
 
 
 @dataclass(frozen=True)

@@ -236,7 +236,8 @@ def phrasebook_curve(
 
 
 def _varied(spec: str) -> tuple[str, list[Any]]:
-    """ "keywords=4,8,12" -> ("keywords", [4, 8, 12]), each value of the setting's own type."""
+    """FIELD=V1,V2,... as the field and its values, each of the setting's own type:
+    keywords=4,8,12 gives ("keywords", [4, 8, 12])."""
     field, _, values = spec.partition("=")
     known = {f.name for f in fields(SearchSettings)}
     if field not in known or not values:

@@ -254,8 +254,8 @@ class InversionSettings(_Section):
         default=64,
         ge=1,
         le=256,
-        description="Longest text the search writes (tokens); steered, it stops "
-        "near the length the model expects.",
+        description="Longest text the search writes (tokens); steered, its own cap grows "
+        "with the length the model expects.",
     )
     patience: int = Field(
         default=6, ge=1, le=256, description="Tokens without a closer text before the search stops."

@@ -100,7 +100,8 @@ class Conditioner(nn.Module):
             prefix = self.prefix(embedding)[0] if self.shape.prefix_len else None
         bias = torch.log(likely.clamp_min(1e-6)).clamp_min(floor)
         # the summed presence probabilities: 2-3 times the true token count, as training weighs
-        # each present token 5 times; the search's cap is loose by design (docs/inversion.md)
+        # each present token 5 times, so the search's length cap is loose (a tight one measured
+        # worse: docs/inversion.md)
         expected = float(likely.sum())
         named = self._keywords(
             likely, keywords + int(expected / KEYWORDS_PER_EXTRA_TOKENS) if keywords else 0

@@ -45,7 +45,7 @@ class SearchSettings:
 
     beam_width: int = 4  # partial texts kept after each token
     expand: int = 6  # next tokens tried per kept text
-    max_tokens: int = 64  # at most; a steered search stops near the length the model expects
+    max_tokens: int = 64  # at most; a steered search's own cap grows with the expected length
     patience: int = 6  # tokens without a closer text before the search stops
     keywords: int = 8  # words from the vocabulary bias named in the prompt
     bias: float = 1.0  # weight of the vocabulary bias on the LM's next-token scores
@@ -156,7 +156,7 @@ class GuidedSearch:
         return [distinct[i] for i in order], scores[order]
 
     def _limit(self, steering: Steering) -> int:
-        """How many tokens the search may write: near the length the model expects."""
+        """How many tokens the search may write: 1.4 times the length the model expects, plus 8."""
         if steering.expected_tokens is None:
             return self.settings.max_tokens
         return min(self.settings.max_tokens, int(LENGTH_SLACK * steering.expected_tokens) + 8)

@@ -113,7 +113,7 @@ def main() -> None:
     if args.curve:
         return curve(args, embedder, sets)
     if args.phrasebook_sizes:
-        return phrasebook_curve(args, embedder, sets)
+        return phrasebook_curve(model, args.phrasebook_sizes, embedder, sets)
     if varied:
         return search_curve(model, varied, embedder, sets)
     loaded: dict[str, Any] = {}
@@ -158,15 +158,12 @@ def data_sets(run: Path | None, model: Path, holdout: int, count: int) -> dict[t
     without a run), then the domains it never trained on."""
     corpus = _meta(model)
     sets = {}
-    held = (
-        [line.strip() for line in (run / "holdout.txt").read_text().splitlines() if line.strip()]
-        if run
-        else []
-    )
-    for index, path in enumerate(corpus["corpus"] if run else []):
-        name = Path(path.split(" (")[0]).name.split(".")[0]  # the builtin's entries are "FILE (what)"
-        if "bible" not in name:  # a model trained on verses has no left-out Bible
-            sets[(name, "in domain")] = held[index * holdout : index * holdout + count]
+    if run is not None:
+        held = [line.strip() for line in (run / "holdout.txt").read_text().splitlines() if line.strip()]
+        for index, path in enumerate(corpus["corpus"]):
+            name = Path(path.split(" (")[0]).name.split(".")[0]  # the builtin's entries are "FILE (what)"
+            if "bible" not in name:  # a model trained on verses has no left-out Bible
+                sets[(name, "in domain")] = held[index * holdout : index * holdout + count]
     trained_on = " ".join(corpus["corpus"])
     if "bible" not in trained_on:
         sets[("bible", LEFT_OUT)] = _verses(count)
@@ -214,25 +211,21 @@ def curve(args: argparse.Namespace, embedder: Embedder, sets: dict[tuple[str, st
 
 
 def phrasebook_curve(
-    args: argparse.Namespace, embedder: Embedder, sets: dict[tuple[str, str], list[str]]
+    model: str, sizes: list[int], embedder: Embedder, sets: dict[tuple[str, str], list[str]]
 ) -> None:
     """The default setting with a phrasebook of each size (a seeded sample of the model's own;
     0: none): how much the nearest sentences bring, and whether more would bring more."""
-    inverter = open_inverter(args.model or str(args.run / "model"), embedder, DEFAULT)
+    inverter = open_inverter(model, embedder, DEFAULT)
     full = inverter.phrasebook
     if full is None:
         raise SystemExit("the model has no phrasebook to sample")
     rows = []
-    for size in sorted(set(args.phrasebook_sizes)):
+    for size in sorted(set(sizes)):
         pick = np.sort(np.random.default_rng(0).choice(len(full.texts), min(size, len(full.texts)), False))
         inverter.phrasebook = Phrasebook([full.texts[i] for i in pick], full.codes[pick]) if size else None
         rows += _curve_rows(inverter, sets, {"phrasebook": len(pick)})
-    measured = {"machine": _machine(), "command": COMMAND, "inverter": inverter.id, "rows": rows}
-    intro = (
-        f"Measured by `{COMMAND}` ({_machine()}); inverter {inverter.id}: the default search, one "
-        "vector at a time, with a phrasebook of a seeded sample of the model's sentences (0: none)."
-    )
-    _publish(PHRASEBOOK_CURVE, measured, intro)
+    what = "with a phrasebook of a seeded sample of the model's sentences (0: none)"
+    _publish_one(PHRASEBOOK_CURVE, inverter, rows, what)
 
 
 def _varied(spec: str) -> tuple[str, list[Any]]:
@@ -260,11 +253,6 @@ def search_curve(
     rows = []
     for value in values:
         rows += _curve_rows(inverter.with_settings(replace(DEFAULT, **{field: value})), sets, {field: value})
-    measured = {"machine": _machine(), "command": COMMAND, "inverter": inverter.id, "rows": rows}
-    intro = (
-        f"Measured by `{COMMAND}` ({_machine()}); inverter {inverter.id}: the default search, one "
-        f"vector at a time, with `{field}` at each value (default {getattr(DEFAULT, field)})."
-    )
     curve = Curve(
         field,
         f"search setting {field}",
@@ -276,7 +264,7 @@ def search_curve(
         f"quality against {field}",
         seconds=True,
     )
-    _publish(curve, measured, intro)
+    _publish_one(curve, inverter, rows, f"with `{field}` at each value (default {getattr(DEFAULT, field)})")
 
 
 @dataclass(frozen=True)
@@ -331,6 +319,16 @@ def _publish(curve: Curve, measured: dict[str, Any], intro: str) -> None:
     ]
     print("\n".join(lines))
     write_section(DOC, curve.section, lines, "Inversion")
+
+
+def _publish_one(curve: Curve, inverter: Any, rows: list[dict[str, Any]], what: str) -> None:
+    """A curve of one inverter's default search, one vector at a time, with `what` changed."""
+    measured = {"machine": _machine(), "command": COMMAND, "inverter": inverter.id, "rows": rows}
+    intro = (
+        f"Measured by `{COMMAND}` ({_machine()}); inverter {inverter.id}: the default search, one "
+        f"vector at a time, {what}."
+    )
+    _publish(curve, measured, intro)
 
 
 def _curve_rows(inverter: Any, sets: dict[tuple[str, str], list[str]], point: dict[str, Any]) -> list[dict]:

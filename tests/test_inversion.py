@@ -721,3 +721,15 @@ def test_the_bench_varies_a_search_setting_by_name_in_its_own_type() -> None:
         _varied("keywords=4.5")
     with pytest.raises(SystemExit, match="wanted FIELD="):
         _varied("keywords")
+
+
+def test_the_keyword_bench_scores_a_ranking_by_where_the_sentence_tokens_sit() -> None:
+    """bench/inverter_keywords.py: the sentence's tokens ranked first score 1.0, ranked 2nd
+    and 4th score (1/2 + 2/4) / 2; the words it counts are the kind the prompt names."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
+    from inverter_keywords import average_precision, content_words
+
+    logits = torch.tensor([0.9, 0.8, 0.7, 0.6, 0.5])
+    assert average_precision(logits, [0, 1, 1]) == 1.0
+    assert average_precision(logits, [3, 1]) == 0.5
+    assert content_words("The Earth orbits the Sun, which is their star.") == {"earth", "orbits", "star"}

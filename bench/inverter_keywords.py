@@ -1,0 +1,120 @@
+"""How many of a sentence's words the trained part names, for one or more inverters: a
+minute's check of a change to the word part (more epochs, another training option) before
+the search's quality table, which takes 25 minutes a model.
+
+    .venv/bin/python bench/inverter_keywords.py --model builtin --model runs/more/model \
+        [--run RUN] [--sentences 40] [--left-out facts=runs/pkgs/randfacts/safe.txt]
+
+The sets are bench/inversion_quality.py's: the run's held-out sentences (with --run) and
+the left-out domains. For each sentence, the words of more than three letters (the kind the
+prompt names) less a few function words: the share the search's keywords name (recall), the
+share of the keywords that are its words (precision), and the average precision of its LM
+tokens in the trained part's ranking of all 49,152 (1.0: its tokens ranked first). Writes
+the table into docs/inversion.md (section inverter-keywords) and
+bench/results/inverter-keywords.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import shlex
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+from inversion_quality import DEFAULT, DOC, LEFT_OUT, ROOT, _machine, _spread, data_sets
+from report import write_section
+
+from reverie.inversion.embedders import Embedder
+from reverie.inversion.inverter import builtin_model_dir, open_inverter
+
+RESULTS = ROOT / "bench" / "results" / "inverter-keywords.json"
+COMMAND = shlex.join(["bench/inverter_keywords.py", *sys.argv[1:]])
+_FUNCTION_WORDS = """that this with from they them their there then than were have been will would
+what when which while your into about over also just only very more most some such these those
+each other upon unto shall said says"""
+FUNCTION_WORDS = frozenset(_FUNCTION_WORDS.split())  # not counted: no search should be judged on them
+
+
+def content_words(text: str) -> set[str]:
+    return {w for w in re.findall(r"[a-z]+", text.lower()) if len(w) > 3 and w not in FUNCTION_WORDS}
+
+
+def average_precision(logits: torch.Tensor, token_ids: list[int]) -> float:
+    """How near the top of the ranking the sentence's own tokens sit."""
+    order = torch.argsort(logits, descending=True)
+    rank = torch.empty_like(order)
+    rank[order] = torch.arange(len(order))
+    ranks = np.sort(rank[sorted(set(token_ids))].numpy()) + 1
+    return float(np.mean(np.arange(1, len(ranks) + 1) / ranks))
+
+
+def measure(model: str, embedder: Embedder, sets: dict[tuple[str, str], list[str]]) -> list[dict]:
+    inverter = open_inverter(model, embedder, DEFAULT)
+    conditioner = inverter.conditioner
+    tokenizer = conditioner.lm.tokenizer
+    rows = []
+    for (name, domain), texts in sets.items():
+        vectors = embedder.encode(texts)
+        recall, precision, ap = [], [], []
+        for text, vector in zip(texts, vectors, strict=True):
+            named = set(conditioner.steering(vector, DEFAULT.keywords).keywords)
+            words = content_words(text)
+            recall.append(len(named & words) / max(1, len(words)))
+            precision.append(len(named & words) / max(1, len(named)))
+            with torch.no_grad():
+                logits = conditioner.token_logits(torch.from_numpy(np.asarray(vector, np.float32))[None])
+            ap.append(average_precision(logits[0], tokenizer(text, add_special_tokens=False)["input_ids"]))
+        rows.append(
+            {
+                "model": inverter.id,
+                "data": name,
+                "domain": domain,
+                "recall": round(float(np.mean(recall)), 3),
+                "precision": round(float(np.mean(precision)), 3),
+                "average_precision": round(float(np.mean(ap)), 3),
+            }
+        )
+        print(json.dumps(rows[-1]), flush=True)
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--model", action="append", required=True, help="builtin or a model directory")
+    parser.add_argument("--run", type=Path, help="the training run (its holdout.txt: the in-domain sets)")
+    parser.add_argument("--sentences", type=int, default=40)
+    parser.add_argument("--holdout", type=int, default=1000, help="the run's --holdout")
+    parser.add_argument("--left-out", action="append", default=[], help="NAME=FILE: a domain not trained on")
+    args = parser.parse_args()
+    embedder = Embedder("sentence-transformers/all-MiniLM-L6-v2")
+    first = builtin_model_dir() if args.model[0] == "builtin" else Path(args.model[0])
+    sets = data_sets(args.run, first, args.holdout, args.sentences)
+    for named in args.left_out:
+        name, _, path = named.partition("=")
+        sets[(name, LEFT_OUT)] = _spread(Path(path).read_text(encoding="utf-8").splitlines(), args.sentences)
+    rows = [row for model in args.model for row in measure(model, embedder, sets)]
+    RESULTS.write_text(json.dumps({"machine": _machine(), "command": COMMAND, "rows": rows}, indent=1) + "\n")
+    lines = [
+        f"Measured by `{COMMAND}` ({_machine()}): keyword recall and precision, and the average "
+        "precision of each sentence's tokens, by the trained part alone (no search).",
+        "",
+        "| model | set | domain | keyword recall | keyword precision | token average precision |",
+        "|---|---|---|---|---|---|",
+        *(
+            f"| {r['model']} | {r['data']} | {r['domain']} | {r['recall']:.3f} | {r['precision']:.3f} "
+            f"| {r['average_precision']:.3f} |"
+            for r in rows
+        ),
+    ]
+    print("\n".join(lines))
+    write_section(DOC, "inverter-keywords", lines, "Inversion")
+
+
+if __name__ == "__main__":
+    main()

@@ -28,15 +28,17 @@ import torch
 from inversion_quality import DEFAULT, DOC, LEFT_OUT, ROOT, _machine, _spread, data_sets
 from report import write_section
 
+from reverie.errors import InverterError
+from reverie.inversion.conditioning import read_meta
 from reverie.inversion.embedders import Embedder
-from reverie.inversion.inverter import builtin_model_dir, open_inverter
+from reverie.inversion.inverter import open_inverter, trained_model_dir
 
 RESULTS = ROOT / "bench" / "results" / "inverter-keywords.json"
 COMMAND = shlex.join(["bench/inverter_keywords.py", *sys.argv[1:]])
 _FUNCTION_WORDS = """that this with from they them their there then than were have been will would
 what when which while your into about over also just only very more most some such these those
 each other upon unto shall said says"""
-FUNCTION_WORDS = frozenset(_FUNCTION_WORDS.split())  # not counted: no search should be judged on them
+FUNCTION_WORDS = frozenset(_FUNCTION_WORDS.split())  # not counted: keywords are never meant to name them
 
 
 def content_words(text: str) -> set[str]:
@@ -53,6 +55,7 @@ def average_precision(logits: torch.Tensor, token_ids: list[int]) -> float:
 
 
 def measure(model: str, embedder: Embedder, sets: dict[tuple[str, str], list[str]]) -> list[dict]:
+    """One row a set: what `model`'s trained part names of its sentences."""
     inverter = open_inverter(model, embedder, DEFAULT)
     conditioner = inverter.conditioner
     tokenizer = conditioner.lm.tokenizer
@@ -93,12 +96,17 @@ def main() -> None:
     parser.add_argument("--left-out", action="append", default=[], help="NAME=FILE: a domain not trained on")
     args = parser.parse_args()
     embedder = Embedder("sentence-transformers/all-MiniLM-L6-v2")
-    first = builtin_model_dir() if args.model[0] == "builtin" else Path(args.model[0])
-    sets = data_sets(args.run, first, args.holdout, args.sentences)
+    models = [trained_model_dir(model) for model in args.model]
+    for model in models:
+        try:
+            read_meta(model)  # only a trained guided model has a word part to measure
+        except InverterError as exc:
+            parser.error(str(exc))
+    sets = data_sets(args.run, models[0], args.holdout, args.sentences)
     for named in args.left_out:
         name, _, path = named.partition("=")
         sets[(name, LEFT_OUT)] = _spread(Path(path).read_text(encoding="utf-8").splitlines(), args.sentences)
-    rows = [row for model in args.model for row in measure(model, embedder, sets)]
+    rows = [row for model in models for row in measure(str(model), embedder, sets)]
     RESULTS.write_text(json.dumps({"machine": _machine(), "command": COMMAND, "rows": rows}, indent=1) + "\n")
     lines = [
         f"Measured by `{COMMAND}` ({_machine()}): keyword recall and precision, and the average "

@@ -47,9 +47,10 @@ from report import write_section
 
 from reverie.config import InversionSettings
 from reverie.evaluation.inversion import evaluate_blends, evaluate_merges, evaluate_sentences
+from reverie.inversion.conditioning import read_meta
 from reverie.inversion.embedders import Embedder
 from reverie.inversion.guided import SearchSettings
-from reverie.inversion.inverter import BUILTIN, ZERO_SHOT, builtin_model_dir, open_inverter
+from reverie.inversion.inverter import BUILTIN, ZERO_SHOT, open_inverter, trained_model_dir
 from reverie.inversion.phrasebook import Phrasebook
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -79,12 +80,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--run", type=Path, help="the training run (its holdout.txt: the in-domain sets)")
+    add_set_arguments(parser)
     parser.add_argument("--model", default=None, help="inverter to measure (default: RUN/model)")
-    parser.add_argument("--sentences", type=int, default=40, help="sentences of each set")
     parser.add_argument("--groups", type=int, default=60, help="OT paraphrase groups to consolidate")
     parser.add_argument("--blends", type=int, default=60)
-    parser.add_argument("--holdout", type=int, default=1000, help="the run's --holdout")
     parser.add_argument("--only", action="append", help="run only these settings (by name)")
     parser.add_argument("--curve", action="store_true", help="quality against training hours instead")
     parser.add_argument("--epochs", type=int, nargs="+", help="--curve: these snapshots only (0: zero-shot)")
@@ -94,7 +93,6 @@ def main() -> None:
     )
     parser.add_argument("--vary", help="FIELD=V1,V2,...: quality against one search setting instead")
     parser.add_argument("--sets", nargs="+", help="measure only these sets (by name, e.g. fortunes bible)")
-    parser.add_argument("--left-out", action="append", default=[], help="NAME=FILE: a domain not trained on")
     args = parser.parse_args()
     if args.run is None and args.model is None:
         parser.error("--run or --model is needed: which inverter to measure")
@@ -105,10 +103,7 @@ def main() -> None:
     configure_logging(LoggingSettings(level="warning"))
     embedder = Embedder("sentence-transformers/all-MiniLM-L6-v2")
     model = args.model or str(args.run / "model")
-    sets = data_sets(args.run, Path(model), args.holdout, args.sentences)
-    for named in args.left_out:
-        name, _, path = named.partition("=")
-        sets[(name, LEFT_OUT)] = _spread(Path(path).read_text(encoding="utf-8").splitlines(), args.sentences)
+    sets = chosen_sets(args, Path(model))
     sets = {key: texts for key, texts in sets.items() if not args.sets or key[0] in args.sets}
     if args.curve:
         return curve(args, embedder, sets)
@@ -151,6 +146,23 @@ def main() -> None:
     lines = report_lines(result)
     print("\n".join(lines))
     write_section(DOC, "inversion-quality", lines, "Inversion")
+
+
+def add_set_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options that choose the sentences measured (bench/inverter_keywords.py takes them too)."""
+    parser.add_argument("--run", type=Path, help="the training run (its holdout.txt: the in-domain sets)")
+    parser.add_argument("--sentences", type=int, default=40, help="sentences of each set")
+    parser.add_argument("--holdout", type=int, default=1000, help="the run's --holdout")
+    parser.add_argument("--left-out", action="append", default=[], help="NAME=FILE: a domain not trained on")
+
+
+def chosen_sets(args: argparse.Namespace, model: Path) -> dict[tuple[str, str], list[str]]:
+    """The sets `add_set_arguments` chose: `data_sets` and every --left-out domain."""
+    sets = data_sets(args.run, model, args.holdout, args.sentences)
+    for named in args.left_out:
+        name, _, path = named.partition("=")
+        sets[(name, LEFT_OUT)] = _spread(Path(path).read_text(encoding="utf-8").splitlines(), args.sentences)
+    return sets
 
 
 def data_sets(run: Path | None, model: Path, holdout: int, count: int) -> dict[tuple[str, str], list[str]]:
@@ -371,8 +383,7 @@ def _trained(model: Path) -> dict[str, Any]:
 
 
 def _meta(model: Path) -> dict[str, Any]:
-    directory = builtin_model_dir() if str(model) == BUILTIN else model
-    return json.loads((directory / "inverter.json").read_text())
+    return read_meta(trained_model_dir(str(model)))
 
 
 def _machine() -> str:

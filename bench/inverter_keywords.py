@@ -21,11 +21,10 @@ import json
 import re
 import shlex
 import sys
-from pathlib import Path
 
 import numpy as np
 import torch
-from inversion_quality import DEFAULT, DOC, LEFT_OUT, ROOT, _machine, _spread, data_sets
+from inversion_quality import DEFAULT, DOC, ROOT, _machine, add_set_arguments, chosen_sets
 from report import write_section
 
 from reverie.errors import InverterError
@@ -90,22 +89,16 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--model", action="append", required=True, help="builtin or a model directory")
-    parser.add_argument("--run", type=Path, help="the training run (its holdout.txt: the in-domain sets)")
-    parser.add_argument("--sentences", type=int, default=40)
-    parser.add_argument("--holdout", type=int, default=1000, help="the run's --holdout")
-    parser.add_argument("--left-out", action="append", default=[], help="NAME=FILE: a domain not trained on")
+    add_set_arguments(parser)
     args = parser.parse_args()
-    embedder = Embedder("sentence-transformers/all-MiniLM-L6-v2")
     models = [trained_model_dir(model) for model in args.model]
     for model in models:
         try:
             read_meta(model)  # only a trained guided model has a word part to measure
         except InverterError as exc:
             parser.error(str(exc))
-    sets = data_sets(args.run, models[0], args.holdout, args.sentences)
-    for named in args.left_out:
-        name, _, path = named.partition("=")
-        sets[(name, LEFT_OUT)] = _spread(Path(path).read_text(encoding="utf-8").splitlines(), args.sentences)
+    embedder = Embedder("sentence-transformers/all-MiniLM-L6-v2")
+    sets = chosen_sets(args, models[0])
     rows = [row for model in models for row in measure(str(model), embedder, sets)]
     RESULTS.write_text(json.dumps({"machine": _machine(), "command": COMMAND, "rows": rows}, indent=1) + "\n")
     lines = [

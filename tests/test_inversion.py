@@ -23,8 +23,9 @@ from reverie.cli import main
 from reverie.config import Settings
 from reverie.errors import InvalidInputError, InverterError, ReverieError
 from reverie.inversion.base_lm import SMOLLM2, BaseLM, load_base_lm, smollm2_gguf
-from reverie.inversion.guided import SearchSettings, _repeating, without_list_mark
+from reverie.inversion.guided import SearchSettings, Steering, Task, _repeating, without_list_mark
 from reverie.inversion.inverter import GuidedInverter, builtin_model_dir, configured_inverter, open_inverter
+from reverie.inversion.keywords import choose_keywords, words_of
 from reverie.inversion.lazy import cached_text
 from reverie.inversion.phrasebook import Phrasebook
 from reverie.inversion.training import TrainOptions, train
@@ -101,6 +102,30 @@ def test_the_fidelity_shown_is_the_real_cosine_and_training_shows_in_the_words(i
         assert result.fidelity == pytest.approx(cosine(embedder, result.text, vector), abs=2e-3)
     steering = inverter.conditioner.steering(vectors[0], keywords=4)
     assert {"green", "morning"} & set(steering.keywords), steering.keywords
+
+
+def test_the_embedder_chooses_keywords_whose_bag_lies_near_the_vector(embedder) -> None:
+    target = embedder.encode(["a small dog barked at the mailman"])[0]
+    pool = ["banana", "invoice", "puppy", "quantum", "barked", "taxes", "mailman", "puppy"]
+    assert set(choose_keywords(embedder, target, pool, 3)) == {"puppy", "barked", "mailman"}
+    everything = choose_keywords(embedder, target, pool, 10)
+    assert sorted(everything) == sorted(set(pool))  # each word once, never more than the pool holds
+    assert words_of(["The Dog, the DOG and a cat barked!", "dogs barked"]) == ["barked", "dogs"]
+
+
+def test_the_search_chooses_its_keywords_among_the_likely_words_and_the_closest_texts(
+    inverter, embedder
+) -> None:
+    vector = embedder.encode(["a small dog barked at the mailman"])[0]
+    words = ("banana", "invoice", "quantum")
+    task = Task(vector, Steering(keywords=words[:2], words=words), context=["The dog barked at the postman."])
+    _, steering, _, closest = inverter.search._start(task)
+    assert closest == ["The dog barked at the postman."]
+    assert set(steering.keywords) == {"barked", "postman"}  # as many as the trained part named
+    unpooled = Task(vector, Steering(keywords=words[:2]), context=task.context)
+    assert inverter.search._start(unpooled)[1].keywords == words[:2]  # no pool offered: named as they are
+    offered = inverter.conditioner.steering(vector, keywords=4, pool=12)
+    assert len(offered.words) == 12 and offered.words[: len(offered.keywords)] == offered.keywords
 
 
 def test_a_vector_with_no_texts_is_steered_by_the_nearest_training_sentences(inverter, embedder) -> None:

@@ -261,6 +261,13 @@ class InversionSettings(_Section):
         default=6, ge=1, le=256, description="Tokens without a closer text before the search stops."
     )
     keywords: int = Field(default=8, ge=0, le=32, description="Likely words named to the LM in its prompt.")
+    keyword_pool: int = Field(
+        default=40,
+        ge=0,
+        le=256,
+        description="Likely words the embedder chooses the keywords from, with the words of the texts "
+        "closest to the vector (0: the likeliest words are named as they are).",
+    )
     polish: int = Field(default=3, ge=0, le=16, description="Rounds of word edits on the text found.")
     fluency: float = Field(
         default=0.025,

@@ -90,10 +90,11 @@ class Conditioner(nn.Module):
         tied = self.to_tokens(hidden) @ self._token_embeddings().float().T
         return tied + self.to_free(hidden) @ self.free_tokens.T + self.word_bias
 
-    def steering(self, vector: np.ndarray, keywords: int, floor: float = -5.0) -> Steering:
+    def steering(self, vector: np.ndarray, keywords: int, pool: int = 0, floor: float = -5.0) -> Steering:
         """The search's steering for one vector: the log-probability of each token being in
         the sentence (floored, so an unlikely token is discouraged, never forbidden), the
-        `keywords` likeliest words, and the prefix vectors when the model has them."""
+        `keywords` likeliest words, the `pool` likeliest (the search chooses its keywords
+        among them: keywords.py), and the prefix vectors when the model has them."""
         embedding = torch.from_numpy(np.asarray(vector, dtype=np.float32))[None]
         with torch.no_grad():
             likely = torch.sigmoid(self.token_logits(embedding))[0]
@@ -106,7 +107,7 @@ class Conditioner(nn.Module):
         named = self._keywords(
             likely, keywords + int(expected / KEYWORDS_PER_EXTRA_TOKENS) if keywords else 0
         )
-        return Steering(bias, named, prefix, expected)
+        return Steering(bias, named, self._keywords(likely, pool), prefix, expected)
 
     def _keywords(self, likely: torch.Tensor, count: int) -> tuple[str, ...]:
         words: list[str] = []

@@ -31,6 +31,7 @@ from reverie.config import InversionSettings
 from reverie.inversion.base_lm import BaseLM
 from reverie.inversion.embedders import Embedder
 from reverie.inversion.fluency import mean_logprobs
+from reverie.inversion.keywords import choose_keywords, words_of
 
 PROMPT = "<|im_start|>user\nWrite one short sentence{hint}.{given}<|im_end|>\n<|im_start|>assistant\n"
 GIVEN = " Say what these say:\n{lines}"
@@ -48,6 +49,7 @@ class SearchSettings:
     max_tokens: int = 64  # at most; a steered search's own cap grows with the expected length
     patience: int = 6  # tokens without a closer text before the search stops
     keywords: int = 8  # words from the vocabulary bias named in the prompt
+    keyword_pool: int = 40  # likeliest words the embedder chooses them from (keywords.py); 0: the likeliest
     bias: float = 1.0  # weight of the vocabulary bias on the LM's next-token scores
     repeat_penalty: float = 2.0  # taken off a content word's score once the text holds it
     no_repeat: int = 3  # a run of this many tokens is never written twice (0: allowed)
@@ -64,6 +66,7 @@ class SearchSettings:
             s.max_tokens,
             s.patience,
             s.keywords,
+            keyword_pool=s.keyword_pool,
             polish=s.polish,
             fluency=s.fluency,
             enough=s.enough,
@@ -83,6 +86,7 @@ class Steering:
 
     token_bias: torch.Tensor | None = None  # (vocab,) added to the LM's log-probabilities
     keywords: tuple[str, ...] = ()
+    words: tuple[str, ...] = ()  # more likely words, the likeliest first: a pool to choose keywords from
     prefix: torch.Tensor | None = None  # (k, hidden): input vectors before the text
     expected_tokens: float | None = None  # how long the search may write grows with it
 
@@ -129,6 +133,10 @@ class GuidedSearch:
             out.append(best)
         return out
 
+    def steered(self, task: Task) -> Steering:
+        """How the search steers this task: the keywords its prompt names, chosen."""
+        return self._start(task)[1]
+
     def _start(self, task: Task) -> tuple[np.ndarray, Steering, Found, list[str]]:
         """The unit target, the steering, the best given text, and the texts the prompt shows."""
         target = np.asarray(task.vector, dtype=np.float32)
@@ -142,6 +150,10 @@ class GuidedSearch:
             steering = replace(steering, expected_tokens=min(steering.expected_tokens or longest, longest))
         else:  # steered by the texts near it, never shown: the fast ranking copy will do
             closest = self._by_closeness(task.context, target, ranking=True)[0][:PROMPT_HYPOTHESES]
+        if steering.words and steering.keywords:
+            pool = [*steering.words, *words_of(closest)]
+            chosen = choose_keywords(self.embedder, target, pool, len(steering.keywords))
+            steering = replace(steering, keywords=chosen)
         return target, steering, best, closest
 
     def _by_closeness(

@@ -126,16 +126,10 @@ class GuidedInverter:
         hypotheses: list[list[str]] | None = None,
         context: list[list[str]] | None = None,
     ) -> list[Inversion]:
-        tasks = []
-        for row, vector in enumerate(np.asarray(vectors, dtype=np.float32)):
-            given = hypotheses[row] if hypotheses else []
-            steering = (
-                Steering()
-                if self.conditioner is None
-                else self.conditioner.steering(vector, self.settings.keywords)
-            )
-            near = self._context(vector, given, context[row] if context else [])
-            tasks.append(Task(vector, steering, given, near))
+        tasks = [
+            self._task(vector, hypotheses[row] if hypotheses else [], context[row] if context else [])
+            for row, vector in enumerate(np.asarray(vectors, dtype=np.float32))
+        ]
         return [
             Inversion(
                 found.text,
@@ -144,6 +138,19 @@ class GuidedInverter:
             )
             for task, found in zip(tasks, self.search.run(tasks), strict=True)
         ]
+
+    def keywords(self, vector: np.ndarray) -> tuple[str, ...]:
+        """The words the search's prompt names for a vector with no texts of its own
+        (bench/inverter_keywords.py measures them)."""
+        return self.search.steered(self._task(np.asarray(vector, dtype=np.float32), [], [])).keywords
+
+    def _task(self, vector: np.ndarray, given: list[str], near: list[str]) -> Task:
+        steering = (
+            Steering()
+            if self.conditioner is None
+            else self.conditioner.steering(vector, self.settings.keywords, self.settings.keyword_pool)
+        )
+        return Task(vector, steering, given, self._context(vector, given, near))
 
     def _context(self, vector: np.ndarray, given: list[str], near: list[str]) -> list[str]:
         """What steers a vector with no texts of its own: the texts near it (its partition's)

@@ -119,11 +119,10 @@ def test_the_search_chooses_its_keywords_among_the_likely_words_and_the_closest_
     vector = embedder.encode(["a small dog barked at the mailman"])[0]
     words = ("banana", "invoice", "quantum")
     task = Task(vector, Steering(keywords=words[:2], words=words), context=["The dog barked at the postman."])
-    _, steering, _, closest = inverter.search._start(task)
-    assert closest == ["The dog barked at the postman."]
-    assert set(steering.keywords) == {"barked", "postman"}  # as many as the trained part named
+    assert inverter.search._start(task)[3] == ["The dog barked at the postman."]  # the closest text
+    assert set(inverter.search.steered(task).keywords) == {"barked", "postman"}  # as many as were named
     unpooled = Task(vector, Steering(keywords=words[:2]), context=task.context)
-    assert inverter.search._start(unpooled)[1].keywords == words[:2]  # no pool offered: named as they are
+    assert inverter.search.steered(unpooled).keywords == words[:2]  # no pool offered: named as they are
     offered = inverter.conditioner.steering(vector, keywords=4, pool=12)
     assert len(offered.words) == 12 and offered.words[: len(offered.keywords)] == offered.keywords
 

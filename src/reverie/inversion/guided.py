@@ -117,17 +117,17 @@ class GuidedSearch:
         (docs/inversion.md)."""
         starts = [self._start(task) for task in tasks]
         searches = {
-            i: _Search(target, steering, closest, self._limit(steering))
+            i: _Search(target, self._chosen(steering, closest, target), closest, self._limit(steering))
             for i, (target, steering, best, closest) in enumerate(starts)
             if best.cosine < self.settings.enough
         }
         if searches:
             self._beams(list(searches.values()))
         out = []
-        for i, (target, steering, best, _) in enumerate(starts):
+        for i, (target, _, best, _) in enumerate(starts):
             drafts = searches[i].drafts() if i in searches else []
             if drafts and max(d.cosine for d in drafts) > best.cosine:
-                polished = self._polish(drafts[0], target, steering.keywords)
+                polished = self._polish(drafts[0], target, searches[i].steering.keywords)
                 texts = list(dict.fromkeys(without_list_mark(d.text) for d in [*drafts, polished]))
                 best = self._readable_best(best, texts, target)
             out.append(best)
@@ -135,7 +135,8 @@ class GuidedSearch:
 
     def steered(self, task: Task) -> Steering:
         """How the search steers this task: the keywords its prompt names, chosen."""
-        return self._start(task)[1]
+        target, steering, _, closest = self._start(task)
+        return self._chosen(steering, closest, target)
 
     def _start(self, task: Task) -> tuple[np.ndarray, Steering, Found, list[str]]:
         """The unit target, the steering, the best given text, and the texts the prompt shows."""
@@ -150,11 +151,16 @@ class GuidedSearch:
             steering = replace(steering, expected_tokens=min(steering.expected_tokens or longest, longest))
         else:  # steered by the texts near it, never shown: the fast ranking copy will do
             closest = self._by_closeness(task.context, target, ranking=True)[0][:PROMPT_HYPOTHESES]
-        if steering.words and steering.keywords:
-            pool = [*steering.words, *words_of(closest)]
-            chosen = choose_keywords(self.embedder, target, pool, len(steering.keywords))
-            steering = replace(steering, keywords=chosen)
         return target, steering, best, closest
+
+    def _chosen(self, steering: Steering, closest: list[str], target: np.ndarray) -> Steering:
+        """The steering with its keywords chosen by the embedder (keywords.py) among its
+        likely words and the closest texts' words; only a vector searched pays for it."""
+        if not (steering.words and steering.keywords):
+            return steering
+        pool = [*steering.words, *words_of(closest)]
+        chosen = choose_keywords(self.embedder, target, pool, len(steering.keywords))
+        return replace(steering, keywords=chosen)
 
     def _by_closeness(
         self, texts: Sequence[str], target: np.ndarray, ranking: bool = False

@@ -22,8 +22,9 @@ With --phrasebook-sizes N [N ...], instead: the default setting with a phraseboo
 the model's sentences (a seeded sample; 0: none), quality against the phrasebook's size
 (section inversion-phrasebook).
 With --vary FIELD=V1,V2,..., instead: the default search with one of its settings at each
-value (e.g. keywords=4,8,12), quality against that setting (section inversion-search-FIELD):
-whether a default is still the right one after the model changed.
+value (e.g. keywords=4,8,12), quality against that setting (section inversion-search-FIELD,
+or inversion-search-FIELD-TAG with --tag TAG): whether a default is still the right one
+after the model changed.
 Writes the tables and plots into docs/inversion.md, docs/inversion-settings.png,
 docs/inversion-training.png, docs/inversion-phrasebook.png, docs/inversion-search-FIELD.png,
 and bench/results/. Without --run only the left-out sets are measured (no held-out text).
@@ -92,6 +93,9 @@ def main() -> None:
         "--phrasebook-sizes", type=int, nargs="+", help="quality against the phrasebook's size instead"
     )
     parser.add_argument("--vary", help="FIELD=V1,V2,...: quality against one search setting instead")
+    parser.add_argument(
+        "--tag", help="--vary: a name added to its section, results and plot (another choice of sets)"
+    )
     parser.add_argument("--sets", nargs="+", help="measure only these sets (by name, e.g. fortunes bible)")
     args = parser.parse_args()
     if args.run is None and args.model is None:
@@ -110,7 +114,7 @@ def main() -> None:
     if args.phrasebook_sizes:
         return phrasebook_curve(model, args.phrasebook_sizes, embedder, sets)
     if varied:
-        return search_curve(model, varied, embedder, sets)
+        return search_curve(model, varied, embedder, sets, args.tag)
     loaded: dict[str, Any] = {}
     rows = []
     for name, (source, search, batch) in SETTINGS.items():
@@ -257,10 +261,16 @@ def _varied(spec: str) -> tuple[str, list[Any]]:
 
 
 def search_curve(
-    model: str, varied: tuple[str, list[Any]], embedder: Embedder, sets: dict[tuple[str, str], list[str]]
+    model: str,
+    varied: tuple[str, list[Any]],
+    embedder: Embedder,
+    sets: dict[tuple[str, str], list[str]],
+    tag: str | None = None,
 ) -> None:
-    """The default search with one setting at each value, on the same sentences."""
+    """The default search with one setting at each value, on the same sentences; `tag`
+    names the section, so sets measured apart each keep their table."""
     field, values = varied
+    name = f"inversion-search-{field}" + (f"-{tag}" if tag else "")
     inverter = open_inverter(model, embedder, DEFAULT)
     rows = []
     for value in values:
@@ -270,9 +280,9 @@ def search_curve(
         f"search setting {field}",
         field,
         "{}",
-        ROOT / "bench" / "results" / f"inversion-search-{field}.json",
-        ROOT / "docs" / f"inversion-search-{field}.png",
-        f"inversion-search-{field}",
+        ROOT / "bench" / "results" / f"{name}.json",
+        ROOT / "docs" / f"{name}.png",
+        name,
         f"quality against {field}",
         seconds=True,
     )

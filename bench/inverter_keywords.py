@@ -7,8 +7,10 @@ the search's quality table, which takes 25 minutes a model.
 
 The sets are bench/inversion_quality.py's: the run's held-out sentences (with --run) and
 the left-out domains. For each sentence, the words of more than three letters (the kind the
-prompt names) less a few function words: the share the search's keywords name (recall), the
-share of the keywords that are its words (precision), and the average precision of its LM
+prompt names) less a few function words: the share named (recall) and the share of the named
+that are its words (precision), for the trained part's likeliest words and for the keywords
+the search's prompt names (chosen by the embedder among more of them and the words of the
+nearest phrasebook sentences: inversion/keywords.py); and the average precision of its LM
 tokens in the trained part's ranking of all 49,152 (1.0: its tokens ranked first). Writes
 the table into docs/inversion.md (section inverter-keywords) and
 bench/results/inverter-keywords.json.
@@ -37,6 +39,7 @@ COMMAND = shlex.join(["bench/inverter_keywords.py", *sys.argv[1:]])
 _FUNCTION_WORDS = """that this with from they them their there then than were have been will would
 what when which while your into about over also just only very more most some such these those
 each other upon unto shall said says"""
+SCORES = ("likeliest_recall", "likeliest_precision", "chosen_recall", "chosen_precision", "average_precision")
 FUNCTION_WORDS = frozenset(_FUNCTION_WORDS.split())  # not counted: keywords are never meant to name them
 
 
@@ -61,23 +64,25 @@ def measure(model: str, embedder: Embedder, sets: dict[tuple[str, str], list[str
     rows = []
     for (name, domain), texts in sets.items():
         vectors = embedder.encode(texts)
-        recall, precision, ap = [], [], []
+        scores: dict[str, list[float]] = {key: [] for key in SCORES}
         for text, vector in zip(texts, vectors, strict=True):
-            named = set(conditioner.steering(vector, DEFAULT.keywords).keywords)
             words = content_words(text)
-            recall.append(len(named & words) / max(1, len(words)))
-            precision.append(len(named & words) / max(1, len(named)))
+            for kind, named in (
+                ("likeliest", set(conditioner.steering(vector, DEFAULT.keywords).keywords)),
+                ("chosen", set(inverter.keywords(vector))),
+            ):
+                scores[f"{kind}_recall"].append(len(named & words) / max(1, len(words)))
+                scores[f"{kind}_precision"].append(len(named & words) / max(1, len(named)))
             with torch.no_grad():
                 logits = conditioner.token_logits(torch.from_numpy(np.asarray(vector, np.float32))[None])
-            ap.append(average_precision(logits[0], tokenizer(text, add_special_tokens=False)["input_ids"]))
+            token_ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+            scores["average_precision"].append(average_precision(logits[0], token_ids))
         rows.append(
             {
                 "model": inverter.id,
                 "data": name,
                 "domain": domain,
-                "recall": round(float(np.mean(recall)), 3),
-                "precision": round(float(np.mean(precision)), 3),
-                "average_precision": round(float(np.mean(ap)), 3),
+                **{key: round(float(np.mean(values)), 3) for key, values in scores.items()},
             }
         )
         print(json.dumps(rows[-1]), flush=True)
@@ -102,14 +107,18 @@ def main() -> None:
     rows = [row for model in models for row in measure(str(model), embedder, sets)]
     RESULTS.write_text(json.dumps({"machine": _machine(), "command": COMMAND, "rows": rows}, indent=1) + "\n")
     lines = [
-        f"Measured by `{COMMAND}` ({_machine()}): keyword recall and precision, and the average "
-        "precision of each sentence's tokens, by the trained part alone (no search).",
+        f"Measured by `{COMMAND}` ({_machine()}): keyword recall and precision of the trained "
+        "part's likeliest words and of the keywords the embedder chooses (the search's prompt, "
+        f"`keyword_pool` {DEFAULT.keyword_pool}), and the average precision of each sentence's tokens "
+        "in the trained part's ranking (no search).",
         "",
-        "| model | set | domain | keyword recall | keyword precision | token average precision |",
+        "| model | set | domain | likeliest: recall / precision | chosen: recall / precision "
+        "| token average precision |",
         "|---|---|---|---|---|---|",
         *(
-            f"| {r['model']} | {r['data']} | {r['domain']} | {r['recall']:.3f} | {r['precision']:.3f} "
-            f"| {r['average_precision']:.3f} |"
+            f"| {r['model']} | {r['data']} | {r['domain']} "
+            f"| {r['likeliest_recall']:.3f} / {r['likeliest_precision']:.3f} "
+            f"| {r['chosen_recall']:.3f} / {r['chosen_precision']:.3f} | {r['average_precision']:.3f} |"
             for r in rows
         ),
     ]

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import shlex
 import sys
 
@@ -33,6 +32,7 @@ from reverie.errors import InverterError
 from reverie.inversion.conditioning import read_meta
 from reverie.inversion.embedders import Embedder
 from reverie.inversion.inverter import open_inverter, trained_model_dir
+from reverie.inversion.keywords import words_of
 
 RESULTS = ROOT / "bench" / "results" / "inverter-keywords.json"
 COMMAND = shlex.join(["bench/inverter_keywords.py", *sys.argv[1:]])
@@ -44,7 +44,8 @@ FUNCTION_WORDS = frozenset(_FUNCTION_WORDS.split())  # not counted: keywords are
 
 
 def content_words(text: str) -> set[str]:
-    return {w for w in re.findall(r"[a-z]+", text.lower()) if len(w) > 3 and w not in FUNCTION_WORDS}
+    """The words a keyword may name (keywords.words_of), less the function words."""
+    return set(words_of([text])) - FUNCTION_WORDS
 
 
 def average_precision(logits: torch.Tensor, token_ids: list[int]) -> float:

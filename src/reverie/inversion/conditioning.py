@@ -104,10 +104,9 @@ class Conditioner(nn.Module):
         # each present token 5 times, so the search's length cap is loose (a tight one measured
         # worse: docs/inversion.md)
         expected = float(likely.sum())
-        named = self._keywords(
-            likely, keywords + int(expected / KEYWORDS_PER_EXTRA_TOKENS) if keywords else 0
-        )
-        return Steering(bias, named, self._keywords(likely, pool), prefix, expected)
+        count = keywords + int(expected / KEYWORDS_PER_EXTRA_TOKENS) if keywords else 0
+        likeliest = self._keywords(likely, max(count, pool))  # one pass: the keywords lead the pool
+        return Steering(bias, likeliest[:count], likeliest[:pool], prefix, expected)
 
     def _keywords(self, likely: torch.Tensor, count: int) -> tuple[str, ...]:
         words: list[str] = []

@@ -36,7 +36,8 @@ def choose_keywords(
     while left and len(chosen) < count:
         bags = [" ".join([*chosen, word]) for word in left]
         scores = embedder.encode(bags, ranking=True) @ target
-        best = np.argsort(-scores, kind="stable")[: min(PER_ROUND, count - len(chosen))]
+        best = np.argsort(-scores, kind="stable")[: min(PER_ROUND, count - len(chosen))].tolist()
         chosen += [left[i] for i in best]
-        left = [word for i, word in enumerate(left) if i not in set(best.tolist())]
+        taken = set(best)
+        left = [word for i, word in enumerate(left) if i not in taken]
     return tuple(chosen)

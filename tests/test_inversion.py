@@ -200,8 +200,8 @@ def test_vectors_inverted_together_read_back_as_well_as_alone(inverter, embedder
     alone = [inverter.invert(v[None], [h])[0] for v, h in zip(vectors, hypotheses, strict=True)]
     for both, vector in zip(together, vectors, strict=True):
         assert both.fidelity == pytest.approx(cosine(embedder, both.text, vector), abs=2e-3)
-    # not the same texts: a padded batch computes in bfloat16 a little differently, and a beam
-    # follows the smallest difference; as close on the whole
+    # not the same texts: a padded batch rounds a little differently (in bfloat16 more so),
+    # and a beam follows the smallest difference; as close on the whole
     assert np.mean([r.fidelity for r in together]) >= np.mean([r.fidelity for r in alone]) - 0.05
     assert together[0].fidelity >= max(cosine(embedder, m, vectors[0]) for m in members) - 1e-4
     assert [r.source for r in together][1:] == ["inversion"] * 3

@@ -27,6 +27,7 @@ import structlog
 import torch
 
 from reverie.errors import InverterError, reason
+from reverie.inversion.precision import fast_dtype
 
 log = structlog.get_logger("reverie.inversion")
 
@@ -86,11 +87,10 @@ def model_cache(configured: Path | None = None) -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "reverie" / "models"
 
 
-def load_base_lm(
-    name: str = SMOLLM2, cache: Path | None = None, dtype: torch.dtype = torch.bfloat16
-) -> BaseLM:
+def load_base_lm(name: str = SMOLLM2, cache: Path | None = None, dtype: torch.dtype | None = None) -> BaseLM:
     """The base LM by name: `smollm2-135m-instruct` (the package, converted into `cache` on
-    first use), a local directory, or a hub name. Its weights are frozen: the inverter
+    first use), a local directory, or a hub name, in `dtype` (by default bfloat16 where the
+    CPU computes in it, else float32: precision.py). Its weights are frozen: the inverter
     trains a projection and adapters only. Each call loads a copy of its own: adapters are
     injected into the model in place."""
     import transformers
@@ -105,7 +105,7 @@ def load_base_lm(
     try:
         tokenizer = transformers.AutoTokenizer.from_pretrained(source, local_files_only=local)
         model = transformers.AutoModelForCausalLM.from_pretrained(
-            source, torch_dtype=dtype, local_files_only=local
+            source, torch_dtype=dtype or fast_dtype(), local_files_only=local
         )
     except Exception as exc:  # transformers raises many types for a missing or damaged model
         where = f" from {source} (delete it to convert again)" if name == SMOLLM2 else ""

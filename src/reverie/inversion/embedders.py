@@ -117,7 +117,9 @@ class Embedder:
 
         import torch
 
-        if not (torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()):
+        from reverie.inversion.precision import computes_bfloat16
+
+        if not computes_bfloat16():
             return self._model
         return copy.deepcopy(self._model).to(torch.bfloat16)
 

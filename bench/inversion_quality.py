@@ -25,6 +25,9 @@ With --vary FIELD=V1,V2,..., instead: the default search with one of its setting
 value (e.g. keywords=4,8,12), quality against that setting (section inversion-search-FIELD,
 or inversion-search-FIELD-TAG with --tag TAG): whether a default is still the right one
 after the model changed.
+With --lm-dtypes float32 bfloat16, instead: the default search with the LM computing in
+each float type (section inversion-lm-dtype): what reverie's choice of it (by the CPU's
+instructions, inversion/precision.py) gains on this machine.
 Writes the tables and plots into docs/inversion.md, docs/inversion-settings.png,
 docs/inversion-training.png, docs/inversion-phrasebook.png, docs/inversion-search-FIELD.png,
 and bench/results/. Without --run only the left-out sets are measured (no held-out text).
@@ -96,6 +99,9 @@ def main() -> None:
     parser.add_argument(
         "--tag", help="--vary: a name added to its section, results and plot (another choice of sets)"
     )
+    parser.add_argument(
+        "--lm-dtypes", nargs="+", choices=["float32", "bfloat16"], help="quality against the LM's float type"
+    )
     parser.add_argument("--sets", nargs="+", help="measure only these sets (by name, e.g. fortunes bible)")
     args = parser.parse_args()
     if args.run is None and args.model is None:
@@ -115,6 +121,8 @@ def main() -> None:
         return phrasebook_curve(model, args.phrasebook_sizes, embedder, sets)
     if varied:
         return search_curve(model, varied, embedder, sets, args.tag)
+    if args.lm_dtypes:
+        return dtype_curve(model, args.lm_dtypes, embedder, sets)
     loaded: dict[str, Any] = {}
     rows = []
     for name, (source, search, batch) in SETTINGS.items():
@@ -287,6 +295,30 @@ def search_curve(
         seconds=True,
     )
     _publish_one(curve, inverter, rows, f"with `{field}` at each value (default {getattr(DEFAULT, field)})")
+
+
+def dtype_curve(
+    model: str, dtypes: list[str], embedder: Embedder, sets: dict[tuple[str, str], list[str]]
+) -> None:
+    """The default search with the LM in each float type, on the same sentences (the
+    fluency reader is that LM too: the perplexities differ by its rounding only)."""
+    inverter = open_inverter(model, embedder, DEFAULT)
+    rows = []
+    for name in dtypes:
+        inverter.search.lm.model.to(getattr(torch, name))
+        rows += _curve_rows(inverter, sets, {"lm_dtype": name})
+    curve = Curve(
+        "lm_dtype",
+        "the LM's float type",
+        "LM float type",
+        "{}",
+        ROOT / "bench" / "results" / "inversion-lm-dtype.json",
+        ROOT / "docs" / "inversion-lm-dtype.png",
+        "inversion-lm-dtype",
+        "quality against the LM's float type",
+        seconds=True,
+    )
+    _publish_one(curve, inverter, rows, "with the LM computing in each float type")
 
 
 @dataclass(frozen=True)

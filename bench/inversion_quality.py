@@ -26,8 +26,9 @@ value (e.g. keywords=4,8,12), quality against that setting (section inversion-se
 or inversion-search-FIELD-TAG with --tag TAG): whether a default is still the right one
 after the model changed.
 With --lm-dtypes float32 bfloat16, instead: the default search with the LM computing in
-each float type (section inversion-lm-dtype): what reverie's choice of it (by the CPU's
-instructions, inversion/precision.py) gains on this machine.
+each float type (section inversion-lm-dtype, or inversion-lm-dtype-TAG with --tag TAG):
+what reverie's choice of it (by the CPU's instructions, inversion/precision.py) gains on
+this machine.
 Writes the tables and plots into docs/inversion.md, docs/inversion-settings.png,
 docs/inversion-training.png, docs/inversion-phrasebook.png, docs/inversion-search-FIELD.png,
 and bench/results/. Without --run only the left-out sets are measured (no held-out text).
@@ -97,7 +98,8 @@ def main() -> None:
     )
     parser.add_argument("--vary", help="FIELD=V1,V2,...: quality against one search setting instead")
     parser.add_argument(
-        "--tag", help="--vary: a name added to its section, results and plot (another choice of sets)"
+        "--tag",
+        help="--vary, --lm-dtypes: a name added to its section, results and plot (another choice of sets)",
     )
     parser.add_argument(
         "--lm-dtypes", nargs="+", choices=["float32", "bfloat16"], help="quality against the LM's float type"
@@ -122,7 +124,7 @@ def main() -> None:
     if varied:
         return search_curve(model, varied, embedder, sets, args.tag)
     if args.lm_dtypes:
-        return dtype_curve(model, args.lm_dtypes, embedder, sets)
+        return dtype_curve(model, args.lm_dtypes, embedder, sets, args.tag)
     loaded: dict[str, Any] = {}
     rows = []
     for name, (source, search, batch) in SETTINGS.items():
@@ -278,27 +280,20 @@ def search_curve(
     """The default search with one setting at each value, on the same sentences; `tag`
     names the section, so sets measured apart each keep their table."""
     field, values = varied
-    name = f"inversion-search-{field}" + (f"-{tag}" if tag else "")
     inverter = open_inverter(model, embedder, DEFAULT)
     rows = []
     for value in values:
         rows += _curve_rows(inverter.with_settings(replace(DEFAULT, **{field: value})), sets, {field: value})
-    curve = Curve(
-        field,
-        f"search setting {field}",
-        field,
-        "{}",
-        ROOT / "bench" / "results" / f"{name}.json",
-        ROOT / "docs" / f"{name}.png",
-        name,
-        f"quality against {field}",
-        seconds=True,
-    )
+    curve = _tagged_curve(f"inversion-search-{field}", tag, field, f"search setting {field}", field, field)
     _publish_one(curve, inverter, rows, f"with `{field}` at each value (default {getattr(DEFAULT, field)})")
 
 
 def dtype_curve(
-    model: str, dtypes: list[str], embedder: Embedder, sets: dict[tuple[str, str], list[str]]
+    model: str,
+    dtypes: list[str],
+    embedder: Embedder,
+    sets: dict[tuple[str, str], list[str]],
+    tag: str | None = None,
 ) -> None:
     """The default search with the LM in each float type, on the same sentences (the
     fluency reader is that LM too: the perplexities differ by its rounding only)."""
@@ -307,18 +302,27 @@ def dtype_curve(
     for name in dtypes:
         inverter.search.lm.model.to(getattr(torch, name))
         rows += _curve_rows(inverter, sets, {"lm_dtype": name})
-    curve = Curve(
-        "lm_dtype",
-        "the LM's float type",
-        "LM float type",
-        "{}",
-        ROOT / "bench" / "results" / "inversion-lm-dtype.json",
-        ROOT / "docs" / "inversion-lm-dtype.png",
-        "inversion-lm-dtype",
-        "quality against the LM's float type",
-        seconds=True,
+    curve = _tagged_curve(
+        "inversion-lm-dtype", tag, "lm_dtype", "the LM's float type", "LM float type", "the LM's float type"
     )
     _publish_one(curve, inverter, rows, "with the LM computing in each float type")
+
+
+def _tagged_curve(name: str, tag: str | None, x: str, xlabel: str, heading: str, what: str) -> Curve:
+    """A curve with a seconds column whose section, results and plot are all `name`, or
+    `name-tag` with a tag (sets measured apart each keep their table)."""
+    name += f"-{tag}" if tag else ""
+    return Curve(
+        x,
+        xlabel,
+        heading,
+        "{}",
+        ROOT / "bench" / "results" / f"{name}.json",
+        ROOT / "docs" / f"{name}.png",
+        name,
+        f"quality against {what}",
+        seconds=True,
+    )
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ from reverie.cli import main
 from reverie.config import Settings
 from reverie.errors import InvalidInputError, InverterError, ReverieError
 from reverie.inversion.base_lm import SMOLLM2, BaseLM, load_base_lm, smollm2_gguf
+from reverie.inversion.few_rows import WeightFirstLinear, multiply_weight_first
 from reverie.inversion.guided import SearchSettings, Steering, Task, _repeating, without_list_mark
 from reverie.inversion.inverter import GuidedInverter, builtin_model_dir, configured_inverter, open_inverter
 from reverie.inversion.keywords import choose_keywords, words_of
@@ -177,6 +178,43 @@ def test_a_tokenizer_that_decodes_its_own_way_is_honoured(inverter) -> None:
     tokenizer.__class__ = Shouting
     shouting = BaseLM(lm.id, lm.model, tokenizer, lm.stop_ids)
     assert shouting.decode_many([lm.encode(t) for t in SENTENCES]) == [t.upper() for t in SENTENCES]
+
+
+def test_a_weight_first_layer_computes_what_a_linear_layer_does() -> None:
+    """few_rows.py: the same values up to float rounding, whatever the leading dimensions,
+    with a bias or none; in bfloat16 it is PyTorch's own layer, value for value."""
+    torch.manual_seed(0)
+    for bias in (True, False):
+        layer = torch.nn.Linear(24, 40, bias=bias)
+        for shape in ((24,), (3, 24), (2, 5, 24)):
+            x = torch.randn(shape)
+            expected = layer(x)
+            layer.__class__ = WeightFirstLinear
+            got = layer(x)
+            assert got.shape == expected.shape and torch.allclose(got, expected, atol=1e-5)
+            half = copy.deepcopy(layer).bfloat16()
+            expected = torch.nn.functional.linear(x.bfloat16(), half.weight, half.bias)
+            assert torch.equal(half(x.bfloat16()), expected)
+            layer.__class__ = torch.nn.Linear
+
+
+def test_the_search_lm_multiplies_weight_first_and_scores_tokens_as_before(inverter) -> None:
+    """Every linear layer of the search's LM computes weight first (a step of a few beams
+    is faster so, few_rows.py), and the LM's next-token scores are what its own layers give."""
+    lm = inverter.search.lm
+    layers = [m for m in lm.model.modules() if isinstance(m, torch.nn.Linear)]
+    assert layers and all(type(m) is WeightFirstLinear for m in layers)
+    encoded = [lm.encode(t) for t in SENTENCES[:4]]
+    ids = torch.tensor([e[: min(map(len, encoded))] for e in encoded])
+    with torch.inference_mode():
+        weight_first = lm.model(input_ids=ids).logits.float()
+        try:
+            multiply_weight_first(lm.model, enabled=False)
+            plain = lm.model(input_ids=ids).logits.float()
+        finally:
+            multiply_weight_first(lm.model)
+    assert torch.allclose(weight_first, plain, atol=2e-3, rtol=1e-3)
+    assert torch.equal(weight_first[:, -1].argmax(-1), plain[:, -1].argmax(-1))
 
 
 def test_member_texts_are_candidates_so_the_text_is_never_below_the_label(inverter, embedder) -> None:

@@ -84,6 +84,7 @@ class GuidedInverter:
     ) -> None:
         from reverie.inversion.base_lm import load_base_lm
         from reverie.inversion.conditioning import load, read_meta
+        from reverie.inversion.few_rows import multiply_weight_first
 
         have = embedder_id(embedder.model_name)
         try:
@@ -100,6 +101,7 @@ class GuidedInverter:
                 )
         lm = load_base_lm(base_lm, model_cache)
         self.conditioner, self.meta = load(model_dir, lm) if model_dir is not None else (None, {})
+        multiply_weight_first(lm.model)  # the search's steps multiply a few rows: few_rows.py
         self.phrasebook = Phrasebook.load(model_dir) if model_dir is not None else None
         self.embedder, self.embedder_id, self.settings = embedder, have, settings
         self.search = GuidedSearch(lm, embedder, settings)

@@ -54,6 +54,7 @@ from reverie.config import InversionSettings
 from reverie.evaluation.inversion import evaluate_blends, evaluate_merges, evaluate_sentences
 from reverie.inversion.conditioning import read_meta
 from reverie.inversion.embedders import Embedder
+from reverie.inversion.few_rows import multiply_weight_first
 from reverie.inversion.guided import SearchSettings
 from reverie.inversion.inverter import BUILTIN, ZERO_SHOT, open_inverter, trained_model_dir
 from reverie.inversion.phrasebook import Phrasebook
@@ -99,10 +100,17 @@ def main() -> None:
     parser.add_argument("--vary", help="FIELD=V1,V2,...: quality against one search setting instead")
     parser.add_argument(
         "--tag",
-        help="--vary, --lm-dtypes: a name added to its section, results and plot (another choice of sets)",
+        help="--vary, --lm-dtypes, --lm-layers: a name added to its section, results and plot "
+        "(another choice of sets)",
     )
     parser.add_argument(
         "--lm-dtypes", nargs="+", choices=["float32", "bfloat16"], help="quality against the LM's float type"
+    )
+    parser.add_argument(
+        "--lm-layers",
+        nargs="+",
+        choices=["plain", "weight-first"],
+        help="quality against how the LM's linear layers multiply (inversion/few_rows.py)",
     )
     parser.add_argument("--sets", nargs="+", help="measure only these sets (by name, e.g. fortunes bible)")
     args = parser.parse_args()
@@ -124,7 +132,9 @@ def main() -> None:
     if varied:
         return search_curve(model, varied, embedder, sets, args.tag)
     if args.lm_dtypes:
-        return dtype_curve(model, args.lm_dtypes, embedder, sets, args.tag)
+        return lm_curve(model, "lm_dtype", args.lm_dtypes, embedder, sets, args.tag)
+    if args.lm_layers:
+        return lm_curve(model, "lm_layers", args.lm_layers, embedder, sets, args.tag)
     loaded: dict[str, Any] = {}
     rows = []
     for name, (source, search, batch) in SETTINGS.items():
@@ -288,24 +298,44 @@ def search_curve(
     _publish_one(curve, inverter, rows, f"with `{field}` at each value (default {getattr(DEFAULT, field)})")
 
 
-def dtype_curve(
+LM_CHOICES = {  # x: (curve name, xlabel, heading, what each row is)
+    "lm_dtype": (
+        "inversion-lm-dtype",
+        "the LM's float type",
+        "LM float type",
+        "with the LM computing in each float type",
+    ),
+    "lm_layers": (
+        "inversion-lm-layers",
+        "the LM's linear layers",
+        "LM linear layers",
+        "with the LM's linear layers PyTorch's own (plain) and weight first (few_rows.py)",
+    ),
+}
+
+
+def lm_curve(
     model: str,
-    dtypes: list[str],
+    x: str,
+    values: list[str],
     embedder: Embedder,
     sets: dict[tuple[str, str], list[str]],
     tag: str | None = None,
 ) -> None:
-    """The default search with the LM in each float type, on the same sentences (the
-    fluency reader is that LM too: the perplexities differ by its rounding only)."""
+    """The default search with the LM made each way (`x`: its float type, or how its linear
+    layers multiply), on the same sentences (the fluency reader is that LM too: the
+    perplexities differ by its rounding only)."""
     inverter = open_inverter(model, embedder, DEFAULT)
+    lm = inverter.search.lm.model
     rows = []
-    for name in dtypes:
-        inverter.search.lm.model.to(getattr(torch, name))
-        rows += _curve_rows(inverter, sets, {"lm_dtype": name})
-    curve = _tagged_curve(
-        "inversion-lm-dtype", tag, "lm_dtype", "the LM's float type", "LM float type", "the LM's float type"
-    )
-    _publish_one(curve, inverter, rows, "with the LM computing in each float type")
+    for value in values:
+        if x == "lm_dtype":
+            lm.to(getattr(torch, value))
+        else:
+            multiply_weight_first(lm, enabled=value == "weight-first")
+        rows += _curve_rows(inverter, sets, {x: value})
+    name, xlabel, heading, what = LM_CHOICES[x]
+    _publish_one(_tagged_curve(name, tag, x, xlabel, heading, xlabel), inverter, rows, what)
 
 
 def _tagged_curve(name: str, tag: str | None, x: str, xlabel: str, heading: str, what: str) -> Curve:

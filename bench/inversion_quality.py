@@ -29,6 +29,9 @@ With --lm-dtypes float32 bfloat16, instead: the default search with the LM compu
 each float type (section inversion-lm-dtype, or inversion-lm-dtype-TAG with --tag TAG):
 what reverie's choice of it (by the CPU's instructions, inversion/precision.py) gains on
 this machine.
+With --lm-layers plain weight-first, instead: the same with the LM's linear layers
+PyTorch's own and weight first (section inversion-lm-layers, or inversion-lm-layers-TAG):
+what inversion/few_rows.py gains on this machine.
 Writes the tables and plots into docs/inversion.md, docs/inversion-settings.png,
 docs/inversion-training.png, docs/inversion-phrasebook.png, docs/inversion-search-FIELD.png,
 and bench/results/. Without --run only the left-out sets are measured (no held-out text).

@@ -2,8 +2,8 @@
 each weight matrix.
 
 A step of the search reads every weight of the LM to compute a few rows. In float32 on a
-CPU, PyTorch's product `x @ W.T` (MKL's, on an AMD EPYC) took nearly twice as long for 4
-rows as for one; the same product with its operands swapped, `(W @ x.T).T`, made a step of
+CPU, PyTorch's product `x @ W.T` (MKL's, on an AMD EPYC) took 1.5-1.75 times as long for
+4 rows as for one; the same product with its operands swapped, `(W @ x.T).T`, made a step of
 4 beams 1.6 times faster and a search about 14% shorter, was faster for 2 to 32 rows, about
 the same over prompts of up to 960 rows and slower over 1,920 (`bench/lm_step.py`;
 docs/inversion.md, "A step of a few beams, weight first"). Elsewhere (bfloat16, a GPU) the

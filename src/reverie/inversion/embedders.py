@@ -80,6 +80,7 @@ class Embedder:
         self.batch_size = batch_size
         self._lock = threading.Lock()
         self.status = "not loaded"  # "loading", "loaded" or "failed: why" (readiness, stats)
+        self._ranking: Any = None  # the copy that ranks the inverter's candidates
 
     @cached_property
     def _model(self) -> Any:
@@ -108,31 +109,32 @@ class Embedder:
         get = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
         return int(get())
 
-    @cached_property
-    def _ranking_model(self) -> Any:
-        """A bfloat16 copy for ranking many candidates (the inverter's search): 2-3 times
-        faster where the CPU computes in bfloat16 (AVX512-BF16, AMX), cosines within 1e-3;
-        elsewhere the model itself."""
-        import copy
+    def load_ranking_copy(self, cache: Path | None = None) -> None:
+        """Make the ranking copy now (ranking_copy.py), which the inverter does as it loads;
+        `cache`: where a compiled copy is kept (inversion.model_cache). Made on first use
+        otherwise, in the default cache."""
+        with self._lock:
+            self._ranking_copy(cache)
 
-        import torch
+    def _ranking_copy(self, cache: Path | None = None) -> Any:
+        if self._ranking is None:
+            from reverie.inversion.base_lm import model_cache
+            from reverie.inversion.ranking_copy import ranking_copy
 
-        from reverie.inversion.precision import computes_bfloat16
-
-        if not computes_bfloat16():
-            return self._model
-        return copy.deepcopy(self._model).to(torch.bfloat16)
+            self._ranking = ranking_copy(self._model, model_cache(cache))
+        return self._ranking
 
     def encode(self, texts: list[str], progress: bool = False, ranking: bool = False) -> np.ndarray:
-        """Unit vectors of `texts`; `ranking`: the faster, slightly less exact model, for
-        comparing candidates only (never for what is stored or shown)."""
+        """Unit vectors of `texts`; `ranking`: the faster copy (ranking_copy.py), which may
+        be slightly less exact, for comparing candidates only (never for what is stored or
+        shown)."""
         for i, text in enumerate(texts):
             if not isinstance(text, str) or not text.strip():
                 raise InvalidInputError(f"empty text (item {i}): a memory needs some words")
             if not is_utf8(text):
                 raise InvalidPayloadError(f"text (item {i}) is not valid UTF-8 (a lone surrogate)")
         with self._lock:
-            model = self._ranking_model if ranking else self._model
+            model = self._ranking_copy() if ranking else self._model
             vectors = model.encode(
                 texts,
                 batch_size=self.batch_size,

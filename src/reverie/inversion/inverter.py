@@ -100,6 +100,7 @@ class GuidedInverter:
                     '--embedder ...`) or set inversion.model = "zero-shot"'
                 )
         lm = load_base_lm(base_lm, model_cache)
+        embedder.load_ranking_copy(model_cache)  # it ranks every candidate: ranking_copy.py
         self.conditioner, self.meta = load(model_dir, lm) if model_dir is not None else (None, {})
         multiply_weight_first(lm.model)  # the search's steps multiply a few rows: few_rows.py
         self.phrasebook = Phrasebook.load(model_dir) if model_dir is not None else None

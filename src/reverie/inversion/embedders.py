@@ -112,17 +112,17 @@ class Embedder:
     def load_ranking_copy(self, cache: Path | None = None) -> None:
         """Make the ranking copy now (ranking_copy.py), which the inverter does as it loads;
         `cache`: where a compiled copy is kept (inversion.model_cache). Made on first use
-        otherwise, in the default cache."""
-        with self._lock:
-            self._ranking_copy(cache)
+        otherwise, in the default cache. Made outside the lock: texts are embedded meanwhile
+        (an export takes seconds)."""
+        from reverie.inversion.base_lm import model_cache
+        from reverie.inversion.ranking_copy import ranking_copy
 
-    def _ranking_copy(self, cache: Path | None = None) -> Any:
         if self._ranking is None:
-            from reverie.inversion.base_lm import model_cache
-            from reverie.inversion.ranking_copy import ranking_copy
-
-            self._ranking = ranking_copy(self._model, model_cache(cache))
-        return self._ranking
+            self.load()
+            made = ranking_copy(self._model, model_cache(cache))
+            with self._lock:
+                if self._ranking is None:  # another thread may have made one meanwhile
+                    self._ranking = made
 
     def encode(self, texts: list[str], progress: bool = False, ranking: bool = False) -> np.ndarray:
         """Unit vectors of `texts`; `ranking`: the faster copy (ranking_copy.py), which may
@@ -133,8 +133,10 @@ class Embedder:
                 raise InvalidInputError(f"empty text (item {i}): a memory needs some words")
             if not is_utf8(text):
                 raise InvalidPayloadError(f"text (item {i}) is not valid UTF-8 (a lone surrogate)")
+        if ranking:
+            self.load_ranking_copy()
         with self._lock:
-            model = self._ranking_copy() if ranking else self._model
+            model = self._ranking if ranking else self._model
             vectors = model.encode(
                 texts,
                 batch_size=self.batch_size,

@@ -126,7 +126,7 @@ def _exported(model: Any, directory: Path) -> Path:
     handle, scratch = tempfile.mkstemp(prefix=".exporting-", suffix=".onnx", dir=directory)
     os.close(handle)
     try:
-        _export(model[0].auto_model, Path(scratch))
+        _export(copy.deepcopy(model[0].auto_model), Path(scratch))  # the model goes on embedding
         os.replace(scratch, path)
     finally:
         with contextlib.suppress(FileNotFoundError):

@@ -30,7 +30,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).parent))
 from agents import OPS, Agent, check_agents, concepts  # noqa: E402
 from crash_torture import daemon_env, settings_for, start_daemon  # noqa: E402
-from report import write_section  # noqa: E402
+from report import pyplot, write_section  # noqa: E402
 
 from reverie.memory import Reverie  # noqa: E402
 
@@ -116,10 +116,7 @@ def report(results: list[dict], args: argparse.Namespace) -> None:
     lines += ["", "![latency of each operation, with and without consolidation](concurrency-latency.png)"]
     write_section(ROOT / "docs" / "reliability.md", "concurrency", lines, "Reliability")
     print("\n".join(lines))
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, axes = plt.subplots(1, len(OPS), figsize=(11, 3.6), sharey=True)
     for ax, op in zip(axes, OPS, strict=True):

@@ -33,7 +33,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
 from datagen import generate  # noqa: E402
-from report import write_section  # noqa: E402
+from report import pyplot, write_section  # noqa: E402
 
 from reverie.config import ConsolidationSettings, Settings  # noqa: E402
 from reverie.consolidation.candidates import cell_pairs, exact_pairs  # noqa: E402
@@ -369,10 +369,7 @@ def write_docs(results: list[dict[str, Any]], args: argparse.Namespace) -> None:
 
 
 def _plot(results: list[dict[str, Any]]) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
     sizes = [r["n"] for r in results]
@@ -396,10 +393,7 @@ def _plot(results: list[dict[str, Any]]) -> None:
 def _plot_memory(result: dict[str, Any]) -> None:
     """Resident memory over the pass, ours (anonymous) and the engine's mapped files, with
     the stages marked."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     seconds, anon, mapped = zip(*result["full"]["rss_samples"], strict=True)
     fig, ax = plt.subplots(figsize=(7, 4))

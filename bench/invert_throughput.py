@@ -33,7 +33,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
 from crash_torture import start_daemon, stop_under_load  # noqa: E402
-from report import write_section  # noqa: E402
+from report import pyplot, write_section  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT.parent / "shared/data/bible-ot-paraphrases.jsonl.gz"
@@ -179,10 +179,7 @@ def report(result: dict, args: argparse.Namespace) -> None:
         "![inverted points and backlog under load](invert-throughput.png)",
     ]
     write_section(ROOT / "docs" / "inversion.md", "invert-throughput", lines, "Inversion")
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     seconds, done, backlog, merged = zip(*result["samples"], strict=True)
     fig, ax = plt.subplots(figsize=(7, 4))

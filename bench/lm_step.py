@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import shlex
 import statistics
 import sys
@@ -25,7 +24,7 @@ from typing import Any
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from report import write_section  # noqa: E402
+from report import machine, pyplot, write_section  # noqa: E402
 
 from reverie.inversion.base_lm import SMOLLM2, load_base_lm  # noqa: E402
 from reverie.inversion.few_rows import multiply_weight_first  # noqa: E402
@@ -106,10 +105,7 @@ def report_lines(result: dict[str, Any]) -> list[str]:
 
 
 def plot(rows: list[dict[str, Any]]) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, ax = plt.subplots(figsize=(6, 4))
     counts = [r["rows"] for r in rows]
@@ -135,10 +131,9 @@ def main() -> None:
     parser.add_argument("--prompt", type=int, default=60, help="tokens in the cache before the step")
     parser.add_argument("--steps", type=int, default=30, help="steps timed for each row count")
     args = parser.parse_args()
-    machine = f"{platform.machine()}, {torch.get_num_threads()} torch threads"
     result = {
         "command": COMMAND,
-        "machine": machine,
+        "machine": machine(),
         "prompt": args.prompt,
         "steps": args.steps,
         "rows": measure(args.rows, args.prompt, args.steps),

@@ -31,7 +31,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from report import write_section
+from report import pyplot, write_section
 
 from reverie.config import LoggingSettings, Settings
 from reverie.inversion.embedders import Embedder
@@ -276,10 +276,7 @@ def _table(result: dict[str, Any]) -> list[str]:
 
 
 def _plot(rows: list[dict[str, Any]]) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, axes = plt.subplots(1, 3, figsize=(14, 4))
     for index, variant in enumerate(dict.fromkeys(r["variant"] for r in rows)):

@@ -1,9 +1,12 @@
 """Where benchmarks put what they measured: one marked section of a markdown file each, so
-several scripts share docs/benchmarks.md and a rerun replaces only its own section."""
+several scripts share docs/benchmarks.md and a rerun replaces only its own section; and what
+every bench's report needs besides (the machine's name, a plotter that needs no display)."""
 
 from __future__ import annotations
 
+import platform
 from pathlib import Path
+from typing import Any
 
 
 def write_section(path: Path, name: str, lines: list[str], title: str) -> None:
@@ -14,3 +17,20 @@ def write_section(path: Path, name: str, lines: list[str], title: str) -> None:
     head, _, rest = text.partition(begin)
     _, _, tail = rest.partition(end)
     path.write_text(head + "\n".join([begin, *lines, end]) + tail)
+
+
+def machine() -> str:
+    """The machine a table was measured on, as its caption names it."""
+    import torch
+
+    return f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads"
+
+
+def pyplot() -> Any:
+    """matplotlib's pyplot drawing into files (no display: benches run on servers too)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt

@@ -37,7 +37,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).parent))
 from agents import Agent, check_agents, concepts  # noqa: E402
 from crash_torture import daemon_env, settings_for, start_daemon, stop_under_load  # noqa: E402
-from report import write_section  # noqa: E402
+from report import pyplot, write_section  # noqa: E402
 
 from reverie.memory import Reverie  # noqa: E402
 
@@ -221,10 +221,7 @@ def report(result: dict, args: argparse.Namespace) -> None:
         f"![daemon memory, open files, disk, archive and run log during the soak]({plot})",
     ]
     write_section(ROOT / "docs" / "reliability.md", section, lines, "Reliability")
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     seconds, rss, anon, files, written, data, runs, archived, rows = zip(*samples, strict=True)
     minutes = [s / 60 for s in seconds]

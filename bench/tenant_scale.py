@@ -53,7 +53,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from consolidation_speed import RssSampler, peak_rss_mib, resident_mib, sampled_cell_recall, timed  # noqa: E402
 from datagen import generate, unit  # noqa: E402
 from page_cache import evict, read_in  # noqa: E402
-from report import write_section  # noqa: E402
+from report import pyplot, write_section  # noqa: E402
 
 from reverie.config import LoggingSettings, Settings  # noqa: E402
 from reverie.logs import configure_logging  # noqa: E402
@@ -488,10 +488,7 @@ def _at_open(full: dict[str, Any]) -> str:
 
 
 def _plot(results: list[dict[str, Any]]) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     sizes = [r["n"] for r in results]
     fig, (time_ax, memory_ax) = plt.subplots(1, 2, figsize=(10, 4))

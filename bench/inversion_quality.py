@@ -32,6 +32,9 @@ this machine.
 With --lm-layers plain weight-first, instead: the same with the LM's linear layers
 PyTorch's own and weight first (section inversion-lm-layers, or inversion-lm-layers-TAG):
 what inversion/few_rows.py gains on this machine.
+With --rankers model ranking-copy, instead: the same with the candidates ranked by the
+embedder itself and by the ranking copy this CPU makes (inversion/ranking_copy.py; section
+inversion-ranker, or inversion-ranker-TAG).
 Writes the tables and plots into docs/inversion.md, docs/inversion-settings.png,
 docs/inversion-training.png, docs/inversion-phrasebook.png, docs/inversion-search-FIELD.png,
 and bench/results/. Without --run only the left-out sets are measured (no held-out text).
@@ -42,7 +45,6 @@ from __future__ import annotations
 import argparse
 import gzip
 import json
-import platform
 import shlex
 import sys
 from dataclasses import dataclass, fields, replace
@@ -51,7 +53,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from report import write_section
+from report import machine, pyplot, write_section
 
 from reverie.config import InversionSettings
 from reverie.evaluation.inversion import evaluate_blends, evaluate_merges, evaluate_sentences
@@ -103,7 +105,7 @@ def main() -> None:
     parser.add_argument("--vary", help="FIELD=V1,V2,...: quality against one search setting instead")
     parser.add_argument(
         "--tag",
-        help="--vary, --lm-dtypes, --lm-layers: a name added to its section, results and plot "
+        help="--vary, --lm-dtypes, --lm-layers, --rankers: a name added to its section, results and plot "
         "(another choice of sets)",
     )
     parser.add_argument(
@@ -114,6 +116,12 @@ def main() -> None:
         nargs="+",
         choices=["plain", "weight-first"],
         help="quality against how the LM's linear layers multiply (inversion/few_rows.py)",
+    )
+    parser.add_argument(
+        "--rankers",
+        nargs="+",
+        choices=["model", "ranking-copy"],
+        help="quality against what ranks the candidates (inversion/ranking_copy.py)",
     )
     parser.add_argument("--sets", nargs="+", help="measure only these sets (by name, e.g. fortunes bible)")
     args = parser.parse_args()
@@ -134,10 +142,9 @@ def main() -> None:
         return phrasebook_curve(model, args.phrasebook_sizes, embedder, sets)
     if varied:
         return search_curve(model, varied, embedder, sets, args.tag)
-    if args.lm_dtypes:
-        return lm_curve(model, "lm_dtype", args.lm_dtypes, embedder, sets, args.tag)
-    if args.lm_layers:
-        return lm_curve(model, "lm_layers", args.lm_layers, embedder, sets, args.tag)
+    for x, values in (("lm_dtype", args.lm_dtypes), ("lm_layers", args.lm_layers), ("ranker", args.rankers)):
+        if values:
+            return part_curve(model, x, values, embedder, sets, args.tag)
     loaded: dict[str, Any] = {}
     rows = []
     for name, (source, search, batch) in SETTINGS.items():
@@ -161,7 +168,7 @@ def main() -> None:
     print(json.dumps({k: v for k, v in blends.items() if k != "examples"}), flush=True)
     result = {
         "inverter": inverter.id,
-        "machine": _machine(),
+        "machine": machine(),
         "model": _trained(Path(model)),
         "sentences": rows,
         "merges": merges,
@@ -241,9 +248,9 @@ def curve(args: argparse.Namespace, embedder: Embedder, sets: dict[tuple[str, st
         rows += _curve_rows(inverter, sets, {"hours": hours})
     rows.sort(key=lambda r: r["hours"])
     commands = [*before["commands"], COMMAND]
-    measured = {"machine": _machine(), "commands": commands, "rows": rows}
+    measured = {"machine": machine(), "commands": commands, "rows": rows}
     intro = (
-        f"Measured by {', '.join(f'`{c}`' for c in commands)} ({_machine()}): the default search on the "
+        f"Measured by {', '.join(f'`{c}`' for c in commands)} ({machine()}): the default search on the "
         "model after each word epoch (0 h: zero-shot)."
     )
     _publish(TRAINING_CURVE, measured, intro)
@@ -301,7 +308,7 @@ def search_curve(
     _publish_one(curve, inverter, rows, f"with `{field}` at each value (default {getattr(DEFAULT, field)})")
 
 
-LM_CHOICES = {  # x: (curve name, xlabel, heading, what each row is)
+PARTS = {  # x: (curve name, xlabel, heading, what each row is)
     "lm_dtype": (
         "inversion-lm-dtype",
         "the LM's float type",
@@ -314,10 +321,16 @@ LM_CHOICES = {  # x: (curve name, xlabel, heading, what each row is)
         "LM linear layers",
         "with the LM's linear layers PyTorch's own (plain) and weight first (few_rows.py)",
     ),
+    "ranker": (
+        "inversion-ranker",
+        "what ranks the candidates",
+        "ranker",
+        "with the candidates ranked by the embedder itself (model) and by its ranking copy (ranking_copy.py)",
+    ),
 }
 
 
-def lm_curve(
+def part_curve(
     model: str,
     x: str,
     values: list[str],
@@ -325,19 +338,21 @@ def lm_curve(
     sets: dict[tuple[str, str], list[str]],
     tag: str | None = None,
 ) -> None:
-    """The default search with the LM made each way (`x`: its float type, or how its linear
-    layers multiply), on the same sentences (the fluency reader is that LM too: the
-    perplexities differ by its rounding only)."""
+    """The default search with one part made each way (`x`: the LM's float type, how its
+    linear layers multiply, or what ranks the candidates), on the same sentences (the
+    fluency reader is that LM too: the perplexities differ by its rounding only)."""
     inverter = open_inverter(model, embedder, DEFAULT)
-    lm = inverter.search.lm.model
+    lm, ranking_copy = inverter.search.lm.model, embedder._ranking  # the copy the inverter made
     rows = []
     for value in values:
         if x == "lm_dtype":
             lm.to(getattr(torch, value))
-        else:
+        elif x == "lm_layers":
             multiply_weight_first(lm, enabled=value == "weight-first")
+        else:
+            embedder._ranking = ranking_copy if value == "ranking-copy" else embedder.model
         rows += _curve_rows(inverter, sets, {x: value})
-    name, xlabel, heading, what = LM_CHOICES[x]
+    name, xlabel, heading, what = PARTS[x]
     _publish_one(_tagged_curve(name, tag, x, xlabel, heading, xlabel), inverter, rows, what)
 
 
@@ -414,9 +429,9 @@ def _publish(curve: Curve, measured: dict[str, Any], intro: str) -> None:
 
 def _publish_one(curve: Curve, inverter: Any, rows: list[dict[str, Any]], what: str) -> None:
     """A curve of one inverter's default search, one vector at a time, with `what` changed."""
-    measured = {"machine": _machine(), "command": COMMAND, "inverter": inverter.id, "rows": rows}
+    measured = {"machine": machine(), "command": COMMAND, "inverter": inverter.id, "rows": rows}
     intro = (
-        f"Measured by `{COMMAND}` ({_machine()}); inverter {inverter.id}: the default search, one "
+        f"Measured by `{COMMAND}` ({machine()}); inverter {inverter.id}: the default search, one "
         f"vector at a time, {what}."
     )
     _publish(curve, measured, intro)
@@ -463,10 +478,6 @@ def _trained(model: Path) -> dict[str, Any]:
 
 def _meta(model: Path) -> dict[str, Any]:
     return read_meta(trained_model_dir(str(model)))
-
-
-def _machine() -> str:
-    return f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads"
 
 
 def report_lines(result: dict[str, Any]) -> list[str]:
@@ -522,18 +533,9 @@ def report_lines(result: dict[str, Any]) -> list[str]:
     return lines
 
 
-def _pyplot() -> Any:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def _plot(rows: list[dict[str, Any]]) -> None:
     """Fidelity and token F1 against seconds per vector: a colour per setting, a marker per set."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
     settings = list(dict.fromkeys(r["setting"] for r in rows))
     sets = list(dict.fromkeys((r["data"], r["domain"]) for r in rows))
@@ -568,7 +570,7 @@ def _plot(rows: list[dict[str, Any]]) -> None:
 def _plot_curve(rows: list[dict[str, Any]], x: str, xlabel: str, path: Path) -> None:
     """Token F1 and fidelity against `x` (hours trained, phrasebook size), a line per set
     (dashed: left out)."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
     for ax, metric, title in ((axes[0], "cosine", "fidelity (cosine)"), (axes[1], "token_f1", "token F1")):
         for k, key in enumerate(dict.fromkeys((r["data"], r["domain"]) for r in rows)):

@@ -24,7 +24,7 @@ from typing import Any
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from report import machine, pyplot, write_section  # noqa: E402
+from report import machine, plot_against, write_section  # noqa: E402
 
 from reverie.inversion.base_lm import SMOLLM2, load_base_lm  # noqa: E402
 from reverie.inversion.few_rows import multiply_weight_first  # noqa: E402
@@ -105,22 +105,12 @@ def report_lines(result: dict[str, Any]) -> list[str]:
 
 
 def plot(rows: list[dict[str, Any]]) -> None:
-    plt = pyplot()
-
-    fig, ax = plt.subplots(figsize=(6, 4))
+    ways = {
+        "x @ W.T (PyTorch's linear)": [r["step_ms"] for r in rows],
+        "(W @ x.T).T (weight first)": [r["weight_first_step_ms"] for r in rows],
+    }
     counts = [r["rows"] for r in rows]
-    ax.plot(counts, [r["step_ms"] for r in rows], marker="o", label="x @ W.T (PyTorch's linear)")
-    ax.plot(counts, [r["weight_first_step_ms"] for r in rows], marker="o", label="(W @ x.T).T (weight first)")
-    ax.set(
-        xscale="log", xlabel="rows (beams) a step", ylabel="ms a step (median)", title="an LM step, float32"
-    )
-    ax.set_xticks(counts, [str(c) for c in counts])
-    ax.set_ylim(bottom=0)
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(PLOT, dpi=120)
-    plt.close(fig)
+    plot_against(PLOT, counts, ways, "rows (beams) a step", "ms a step (median)", "an LM step, float32")
 
 
 def main() -> None:

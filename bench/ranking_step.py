@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from report import machine, pyplot, write_section  # noqa: E402
+from report import machine, plot_against, write_section  # noqa: E402
 
 from reverie.inversion.embedders import Embedder  # noqa: E402
 from reverie.inversion.ranking_copy import OnnxCopy  # noqa: E402
@@ -109,19 +109,12 @@ def report_lines(result: dict[str, Any]) -> list[str]:
 
 
 def plot(rows: list[dict[str, Any]], copy: str) -> None:
-    plt = pyplot()
-    fig, ax = plt.subplots(figsize=(6, 4))
-    counts = [r["texts"] for r in rows]
-    ax.plot(counts, [r["model_ms"] for r in rows], marker="o", label="the model (PyTorch)")
-    ax.plot(counts, [r["copy_ms"] for r in rows], marker="o", label=f"the ranking copy ({copy})")
-    ax.set(xscale="log", yscale="log", xlabel="candidate texts", ylabel="ms a call (median)")
-    ax.set_title("ranking a step's candidates, all-MiniLM-L6-v2")
-    ax.set_xticks(counts, [str(c) for c in counts])
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(PLOT, dpi=120)
-    plt.close(fig)
+    ways = {
+        "the model (PyTorch)": [r["model_ms"] for r in rows],
+        f"the ranking copy ({copy})": [r["copy_ms"] for r in rows],
+    }
+    title = "ranking a step's candidates, all-MiniLM-L6-v2"
+    plot_against(PLOT, [r["texts"] for r in rows], ways, "candidate texts", "ms a call (median)", title)
 
 
 def main() -> None:

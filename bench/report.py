@@ -34,3 +34,21 @@ def pyplot() -> Any:
     import matplotlib.pyplot as plt
 
     return plt
+
+
+def plot_against(
+    path: Path, counts: list[int], ways: dict[str, list[float]], xlabel: str, ylabel: str, title: str
+) -> None:
+    """A timing against a count, a line for each way it was done (benches that compare two
+    ways of one step): log axes, a tick for each count."""
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for label, values in ways.items():
+        ax.plot(counts, values, marker="o", label=label)
+    ax.set(xscale="log", yscale="log", xlabel=xlabel, ylabel=ylabel, title=title)
+    ax.set_xticks(counts, [str(c) for c in counts])
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

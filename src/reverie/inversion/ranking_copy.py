@@ -79,16 +79,15 @@ class OnnxCopy:
         convert_to_numpy: bool = True,
         show_progress_bar: bool = False,
     ) -> np.ndarray:
-        """The texts' vectors, as the model's encode gives them (numpy only). The texts go
-        in batches of about one length, as sentence-transformers sends them."""
+        """The texts' vectors, as the model's encode gives them (as numpy, with no progress
+        bar: the arguments are the ones Embedder.encode passes). The texts go in batches of
+        about one length, as sentence-transformers sends them."""
         order = np.argsort([-len(t) for t in texts], kind="stable")
-        out = np.zeros((len(texts), 0), dtype=np.float32)
-        for start in range(0, len(texts), batch_size):
-            rows = order[start : start + batch_size]
-            pooled = self._pooled([texts[i].strip() for i in rows])
-            if out.shape[1] == 0:
-                out = np.zeros((len(texts), pooled.shape[1]), dtype=np.float32)
-            out[rows] = pooled
+        batches = [order[start : start + batch_size] for start in range(0, len(texts), batch_size)]
+        pooled = [self._pooled([texts[i].strip() for i in rows]) for rows in batches]
+        out = np.zeros((len(texts), pooled[0].shape[1] if pooled else 0), dtype=np.float32)
+        for rows, vectors in zip(batches, pooled, strict=True):
+            out[rows] = vectors
         if normalize_embeddings:
             out /= np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
         return out

@@ -25,8 +25,8 @@ import sys
 
 import numpy as np
 import torch
-from inversion_quality import DEFAULT, DOC, ROOT, _machine, add_set_arguments, chosen_sets
-from report import write_section
+from inversion_quality import DEFAULT, DOC, ROOT, add_set_arguments, chosen_sets
+from report import machine, write_section
 
 from reverie.errors import InverterError
 from reverie.inversion.conditioning import read_meta
@@ -106,9 +106,9 @@ def main() -> None:
     embedder = Embedder("sentence-transformers/all-MiniLM-L6-v2")
     sets = chosen_sets(args, models[0])
     rows = [row for model in models for row in measure(str(model), embedder, sets)]
-    RESULTS.write_text(json.dumps({"machine": _machine(), "command": COMMAND, "rows": rows}, indent=1) + "\n")
+    RESULTS.write_text(json.dumps({"machine": machine(), "command": COMMAND, "rows": rows}, indent=1) + "\n")
     lines = [
-        f"Measured by `{COMMAND}` ({_machine()}): keyword recall and precision of the trained "
+        f"Measured by `{COMMAND}` ({machine()}): keyword recall and precision of the trained "
         "part's likeliest words and of the keywords the embedder chooses (the search's prompt, "
         f"`keyword_pool` {DEFAULT.keyword_pool}), and the average precision of each sentence's tokens "
         "in the trained part's ranking (no search).",

@@ -114,10 +114,10 @@ class Embedder:
         `cache`: where a compiled copy is kept (inversion.model_cache). Made on first use
         otherwise, in the default cache. Made outside the lock: texts are embedded meanwhile
         (an export takes seconds)."""
-        from reverie.inversion.base_lm import model_cache
-        from reverie.inversion.ranking_copy import ranking_copy
+        if self._ranking is None:  # every ranking call comes here: the check first
+            from reverie.inversion.base_lm import model_cache
+            from reverie.inversion.ranking_copy import ranking_copy
 
-        if self._ranking is None:
             self.load()
             made = ranking_copy(self._model, model_cache(cache))
             with self._lock:

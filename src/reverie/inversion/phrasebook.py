@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from reverie.errors import InverterError
+from reverie.whole_files import replaced_whole
 
 TEXTS = "phrases.txt.gz"
 CODES = "phrases-signs.npy"
@@ -58,13 +59,10 @@ class Phrasebook:
 def save_phrasebook(directory: Path, texts: list[str], vectors: np.ndarray) -> None:
     """Training sentences, one a line (a line break within one becomes a space), and their
     sign bits, each file replaced whole."""
-    directory.mkdir(parents=True, exist_ok=True)
-    with gzip.open(directory / f"{TEXTS}.tmp", "wt", encoding="utf-8") as f:
+    with replaced_whole(directory / TEXTS) as scratch, gzip.open(scratch, "wt", encoding="utf-8") as f:
         f.write("\n".join(" ".join(t.split()) for t in texts))
-    with open(directory / f"{CODES}.tmp", "wb") as f:
+    with replaced_whole(directory / CODES) as scratch, open(scratch, "wb") as f:
         np.save(f, sign_codes(vectors))
-    (directory / f"{TEXTS}.tmp").replace(directory / TEXTS)
-    (directory / f"{CODES}.tmp").replace(directory / CODES)
 
 
 def drop_phrasebook(directory: Path) -> None:

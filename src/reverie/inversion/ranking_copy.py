@@ -17,11 +17,8 @@ digest of the weights, and written whole or not at all.
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import hashlib
-import os
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Any
@@ -30,6 +27,7 @@ import numpy as np
 import structlog
 
 from reverie.errors import reason
+from reverie.whole_files import replaced_whole
 
 log = structlog.get_logger(__name__)
 
@@ -122,15 +120,8 @@ def _exported(model: Any, directory: Path) -> Path:
     path = directory / f"{_name(model)}.onnx"
     if path.is_file():
         return path
-    directory.mkdir(parents=True, exist_ok=True)
-    handle, scratch = tempfile.mkstemp(prefix=".exporting-", suffix=".onnx", dir=directory)
-    os.close(handle)
-    try:
-        _export(copy.deepcopy(model[0].auto_model), Path(scratch))  # the model goes on embedding
-        os.replace(scratch, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(scratch)
+    with replaced_whole(path) as scratch:
+        _export(copy.deepcopy(model[0].auto_model), scratch)  # the model goes on embedding
     return path
 
 

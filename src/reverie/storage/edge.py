@@ -45,6 +45,7 @@ from reverie.storage.base import (
     schema_problem,
 )
 from reverie.storage.space import ensure_free_space
+from reverie.whole_files import replaced_whole
 
 log = structlog.get_logger("reverie.storage")
 
@@ -122,9 +123,8 @@ class EdgeStore(VectorNames):
                 raise StorageError(f"cannot create collection {name!r}: {exc}") from None
             self._flushed_at[name] = time.monotonic()
         # meta.json last: its presence marks a complete collection.
-        tmp = directory / "meta.json.tmp"
-        tmp.write_text(json.dumps({"dense": schema.dense, "sparse": schema.sparse}))
-        tmp.replace(directory / "meta.json")
+        with replaced_whole(directory / "meta.json") as scratch:
+            scratch.write_text(json.dumps({"dense": schema.dense, "sparse": schema.sparse}))
 
     def _shard(self, name: str) -> qe.EdgeShard:
         with self._lock:

@@ -35,6 +35,9 @@ what inversion/few_rows.py gains on this machine.
 With --rankers model ranking-copy, instead: the same with the candidates ranked by the
 embedder itself and by the ranking copy this CPU makes (inversion/ranking_copy.py; section
 inversion-ranker, or inversion-ranker-TAG).
+With --models M1 M2 ..., instead: each inverter's default search (builtin, a model
+directory) on the same sentences (section inversion-models, or inversion-models-TAG): a
+model trained one more epoch, or given another phrasebook, against the one before it.
 Writes the tables and plots into docs/inversion.md, docs/inversion-settings.png,
 docs/inversion-training.png, docs/inversion-phrasebook.png, docs/inversion-search-FIELD.png,
 and bench/results/. Without --run only the left-out sets are measured (no held-out text).
@@ -105,8 +108,8 @@ def main() -> None:
     parser.add_argument("--vary", help="FIELD=V1,V2,...: quality against one search setting instead")
     parser.add_argument(
         "--tag",
-        help="--vary, --lm-dtypes, --lm-layers, --rankers: a name added to its section, results and plot "
-        "(another choice of sets)",
+        help="--vary, --lm-dtypes, --lm-layers, --rankers, --models: a name added to its section, results "
+        "and plot (another choice of sets)",
     )
     parser.add_argument(
         "--lm-dtypes", nargs="+", choices=["float32", "bfloat16"], help="quality against the LM's float type"
@@ -122,6 +125,11 @@ def main() -> None:
         nargs="+",
         choices=["model", "ranking-copy"],
         help="quality against what ranks the candidates (inversion/ranking_copy.py)",
+    )
+    parser.add_argument(
+        "--models",
+        nargs="+",
+        help="quality of each inverter (builtin, a model directory) on the same sentences instead",
     )
     parser.add_argument("--sets", nargs="+", help="measure only these sets (by name, e.g. fortunes bible)")
     args = parser.parse_args()
@@ -142,6 +150,8 @@ def main() -> None:
         return phrasebook_curve(model, args.phrasebook_sizes, embedder, sets)
     if varied:
         return search_curve(model, varied, embedder, sets, args.tag)
+    if args.models:
+        return model_curve(args.models, embedder, sets, args.tag)
     for x, values in (("lm_dtype", args.lm_dtypes), ("lm_layers", args.lm_layers), ("ranker", args.rankers)):
         if values:
             return part_curve(model, x, values, embedder, sets, args.tag)
@@ -306,6 +316,21 @@ def search_curve(
         rows += _curve_rows(inverter.with_settings(replace(DEFAULT, **{field: value})), sets, {field: value})
     curve = _tagged_curve(f"inversion-search-{field}", tag, field, f"search setting {field}", field, field)
     _publish_one(curve, inverter, rows, f"with `{field}` at each value (default {getattr(DEFAULT, field)})")
+
+
+def model_curve(
+    models: list[str], embedder: Embedder, sets: dict[tuple[str, str], list[str]], tag: str | None = None
+) -> None:
+    """The default search of each inverter on the same sentences: a model trained further,
+    or with another phrasebook, against the one before it."""
+    rows, ids = [], []
+    for model in models:
+        inverter = open_inverter(model, embedder, DEFAULT)
+        ids.append(inverter.id)
+        rows += _curve_rows(inverter, sets, {"inverter": inverter.id})
+    curve = _tagged_curve("inversion-models", tag, "inverter", "inverter", "inverter", "inverter")
+    intro = f"Measured by `{COMMAND}` ({machine()}): each inverter's default search, one vector at a time."
+    _publish(curve, {"machine": machine(), "command": COMMAND, "inverters": ids, "rows": rows}, intro)
 
 
 PARTS = {  # x: (curve name, xlabel, heading, what each row is)

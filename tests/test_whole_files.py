@@ -14,6 +14,9 @@ def test_a_finished_write_replaces_the_file_and_leaves_no_scratch(tmp_path: Path
         assert not target.exists()  # nothing shows until the write is whole
     assert target.read_text() == "new"
     assert list(target.parent.iterdir()) == [target]
+    plain = tmp_path / "plain.json"
+    plain.write_text("new")  # readable as any new file is (a daemon may run as another user)
+    assert target.stat().st_mode == plain.stat().st_mode
 
 
 def test_an_error_mid_write_keeps_the_old_file(tmp_path: Path) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,11 +16,10 @@ def replaced_whole(path: Path) -> Iterator[Path]:
     """A scratch path to write `path`'s new content to; it replaces `path` when the block
     ends without an error, and is removed otherwise."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, scratch = tempfile.mkstemp(prefix=f".{path.name}-", suffix=".partial", dir=path.parent)
-    os.close(handle)
+    # named, not made: the writer makes it, with the permissions any new file gets (umask)
+    scratch = path.with_name(f".{path.name}-{uuid.uuid4().hex}.partial")
     try:
-        yield Path(scratch)
+        yield scratch
         os.replace(scratch, path)
     finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(scratch)
+        scratch.unlink(missing_ok=True)

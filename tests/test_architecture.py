@@ -18,12 +18,8 @@ SOURCE = ROOT / "src"
 
 # Bottom to top; each line a floor, the rooms on it.
 FLOORS: list[tuple[str, ...]] = [
-    (
-        "reverie",
-        "reverie.errors",
-        "reverie.progress",
-        "reverie.whole_files",
-    ),  # the package itself: its version
+    # the package itself (its version) and what every room may use: errors, progress, whole files
+    ("reverie", "reverie.errors", "reverie.progress", "reverie.whole_files"),
     ("reverie.config",),
     ("reverie.storage", "reverie.logs"),
     ("reverie.ledger",),  # recorded changes: merge, release, undo, forget, revive, drop
